@@ -1,0 +1,1239 @@
+"""Lossless video reading and writing at the file boundary (uint8 or uint16 RGB frames).
+
+Everything that decodes or encodes goes through the ffmpeg binary shipped with imageio-ffmpeg,
+driven through subprocess pipes with raw ``rgb24`` (8-bit) or ``rgb48le`` (16-bit) frames, so no
+frame is resampled, re-timed, dropped or duplicated on the way:
+
+* decoding uses ``-fps_mode passthrough`` and reads the exact pts of every decoded frame from
+  ffmpeg's own ``-stats_enc_pre`` report; the container's packet list (``-c copy -f framecrc``)
+  gives the frame count, time base and whether the frame rate is variable;
+* encoding is lossless by default: FFV1 (Niedermayer, RFC 9043) in ``.mkv``/``.avi``, H.264 in
+  RGB with ``-qp 0`` (libx264rgb) in ``.mp4``, a ``%06d.png`` folder, or a ``.npy`` array. A lossy
+  codec is written only when asked by name *and* with ``allow_lossy=True``, and then warns
+  (`LossyOutputWarning`), because lossy compression weakens or erases an edited pulse, whose
+  amplitude is a fraction of one 8-bit level;
+* writes are atomic: a temporary file (or folder) in the destination directory is filled,
+  checked (frame count) and renamed over the destination with `os.replace`; on any failure it is
+  removed and nothing is left behind. An input of the run is never overwritten.
+
+Policies (all refusals raise `RppgEditError` with a one-line message naming the file):
+
+* grayscale sources are returned as RGB (R = G = B);
+* sources with an alpha channel (RGBA PNGs, ``yuva``/``rgba`` videos) are accepted only when
+  every pixel is fully opaque (alpha dropped); any transparency is refused, since there is no
+  right background to composite onto;
+* sources with more than 8 bits per channel are refused unless ``allow_16bit=True``, in which case
+  frames are returned as uint16 spanning 0..65535 (ffmpeg's ``rgb48le``); reading them as 8-bit
+  would silently discard the precision an edit may need;
+* decoding that logs an ffmpeg error (truncated or corrupt file) is refused, because frames would
+  be missing or damaged;
+* display-rotation metadata is applied (ffmpeg's autorotate), so frames come out upright and are
+  written without rotation metadata;
+* PNG folders and ``.npy`` files carry no frame rate: pass ``fps=``; without it 30 fps is assumed
+  and a `FrameRateAssumedWarning` is emitted.
+"""
+
+import dataclasses
+import fractions
+import functools
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterable, Iterator
+
+import imageio_ffmpeg
+import numpy as np
+
+from rppgedit.errors import RppgEditError
+
+DEFAULT_FPS = 30.0
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_FRAME_NAME = re.compile(r"^\d{6,}\.png$")
+_NOPTS = -(2**63)
+_NPY_HEADER_BYTES = 128
+_CONTAINER_FORMATS = {".mkv": "matroska", ".mp4": "mp4", ".avi": "avi"}
+_DEFAULT_CODEC = {".mkv": "ffv1", ".avi": "ffv1", ".mp4": "libx264rgb"}
+_CODEC_CONTAINERS = {
+    "ffv1": (".mkv", ".avi"),
+    "libx264rgb": (".mp4", ".mkv"),
+    "h264": (".mp4", ".mkv", ".avi"),
+}
+_LOSSY_CODECS = ("h264",)
+
+
+class LossyOutputWarning(UserWarning):
+    """A lossy codec was requested: compression weakens or erases the edited pulse."""
+
+
+class FrameRateAssumedWarning(UserWarning):
+    """A PNG folder or .npy file was read without ``fps=``; 30 fps was assumed."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Video:
+    """Decoded frames and their timing.
+
+    Attributes:
+      frames: (T, H, W, 3) uint8 RGB, or uint16 (0..65535) for high-bit-depth sources read with
+        ``allow_16bit=True``.
+      fps: frames per second (for variable-frame-rate files the mean rate, (T-1)/duration).
+      timestamps: (T,) float64 seconds since the first frame, only for variable-frame-rate
+        containers; None when frame i is at i / fps.
+      path: the file or folder the frames came from, or None.
+    """
+
+    frames: np.ndarray
+    fps: float
+    timestamps: np.ndarray | None = None
+    path: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    """What `probe` learns without decoding.
+
+    Attributes:
+      num_frames: number of video frames (packets of the first video stream, files of a folder,
+        rows of an array).
+      fps: frames per second (mean rate for variable-frame-rate files).
+      width: frame width in pixels, after display rotation.
+      height: frame height in pixels, after display rotation.
+      variable_frame_rate: True when frame intervals differ by more than timestamp rounding.
+      pixel_format: ffmpeg's name of the stored pixel format ("rgb24", "yuv420p", "gbrp16le"...).
+    """
+
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    variable_frame_rate: bool
+    pixel_format: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers.
+
+
+def _error(path, problem: str) -> RppgEditError:
+    """A one-line user error naming ``path``."""
+    text = " ".join(f"{os.fspath(path)}: {problem}".split())
+    return RppgEditError(text)
+
+
+@functools.cache
+def _ffmpeg() -> str:
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@functools.cache
+def _pixel_formats() -> dict[str, tuple[int, int, bool]]:
+    """ffmpeg pixel formats: name -> (number of components, max bits per component, paletted)."""
+    out = subprocess.run(
+        [_ffmpeg(), "-hide_banner", "-pix_fmts"], capture_output=True, text=True, check=True
+    ).stdout
+    table = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) != 5 or len(parts[0]) != 5 or not parts[2].isdigit():
+            continue
+        depths = [int(d) for d in parts[4].split("-") if d.isdigit()]
+        table[parts[1]] = (int(parts[2]), max(depths, default=8), parts[0][3] == "P")
+    return table
+
+
+def _format_traits(pix_fmt: str) -> tuple[bool, int]:
+    """(may carry alpha, bits per channel) of an ffmpeg pixel format."""
+    components, depth, paletted = _pixel_formats().get(pix_fmt, (3, 8, False))
+    return components in (2, 4) or paletted, depth
+
+
+_LOG_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
+_LEVELS = ("panic", "fatal", "error", "warning", "info", "verbose", "debug")
+
+
+def _log_lines(stderr: str) -> list[tuple[str, str]]:
+    """(level, message) for each line of ffmpeg output run with ``-loglevel level+...``."""
+    lines = []
+    for raw in stderr.splitlines():
+        prefix = _LOG_PREFIX.match(raw)
+        tags = re.findall(r"\[([^\]]*)\]", prefix.group(0)) if prefix else []
+        level = next((t for t in tags if t in _LEVELS), "")
+        lines.append((level, raw[prefix.end() :] if prefix else raw))
+    return lines
+
+
+def _ffmpeg_error(stderr: str) -> str | None:
+    """The first error message ffmpeg logged, or None."""
+    for level, message in _log_lines(stderr):
+        if level in ("error", "fatal", "panic") and message.strip():
+            return message.strip()
+    return None
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on ", " outside parentheses and brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+@dataclasses.dataclass(frozen=True)
+class _StreamHeader:
+    width: int
+    height: int
+    pix_fmt: str
+    fps: float | None
+
+
+def _parse_header(stderr: str) -> _StreamHeader | None:
+    """The first non-cover-art video stream of input #0, from ffmpeg's stream dump."""
+    messages = [m for _, m in _log_lines(stderr)]
+    try:
+        start = next(i for i, m in enumerate(messages) if m.startswith("Input #0"))
+    except StopIteration:
+        return None
+    for i in range(start + 1, len(messages)):
+        line = messages[i].strip()
+        if line.startswith(("Output #", "Stream mapping")):
+            return None
+        match = re.match(r"Stream #0:\d+\S*: Video: (.*)$", line)
+        if not match or "(attached pic)" in line:
+            continue
+        fields = _split_top(match.group(1))
+        at = next((k for k, f in enumerate(fields) if k and re.match(r"\d+x\d+", f)), None)
+        if at is None:
+            return None
+        pix_fmt = re.sub(r"\(.*\)$", "", fields[at - 1]).strip() if at >= 2 else ""
+        size = re.match(r"(\d+)x(\d+)", fields[at])
+        width, height = int(size.group(1)), int(size.group(2))
+        fps = None
+        for field in fields:
+            rate = re.fullmatch(r"([\d.]+)(k?) fps", field)
+            if rate:
+                fps = float(rate.group(1)) * (1000.0 if rate.group(2) else 1.0)
+        for side in messages[i + 1 :]:
+            side = side.strip()
+            if side.startswith(("Stream #", "Output #", "Stream mapping", "Input #")):
+                break
+            rotation = re.search(r"rotation of (-?[\d.]+) degrees", side)
+            if rotation and round(float(rotation.group(1))) % 180 == 90:
+                width, height = height, width
+        return _StreamHeader(width, height, pix_fmt, fps if fps and fps > 0 else None)
+    return None
+
+
+def _rate_candidates(header_fps: float | None) -> list[float]:
+    """Exact rates that ffmpeg's rounded header value may stand for (NTSC rates first)."""
+    if not header_fps:
+        return []
+    candidates = []
+    whole = round(header_fps * 1.001)
+    if abs(header_fps - round(header_fps)) > 1e-6 and abs(whole / 1.001 - header_fps) < 0.006:
+        candidates.append(float(fractions.Fraction(whole * 1000, 1001)))
+    candidates.append(header_fps)
+    return candidates
+
+
+def _frame_rate(
+    pts: np.ndarray, time_base: fractions.Fraction, header_fps: float | None
+) -> tuple[float | None, bool]:
+    """Frame rate and variable-rate flag from presentation timestamps.
+
+    Args:
+      pts: (N,) int64 presentation timestamps in ``time_base`` units, any order.
+      time_base: seconds per tick.
+      header_fps: the rate ffmpeg printed for the stream (rounded to 2 decimals), or None.
+
+    Returns:
+      (fps, variable): intervals all equal -> the exact rate 1 / (interval * time_base); intervals
+      that differ only by timestamp rounding (at most one tick from the mean) -> constant rate,
+      the header rate when it fits the measured span within one tick, else (N-1)/span; anything
+      else -> variable rate with the mean rate (N-1)/span.
+    """
+    n = len(pts)
+    p = np.sort(np.asarray(pts, dtype=np.int64))
+    span = int(p[-1] - p[0]) if n else 0
+    if n < 2 or span <= 0:
+        return header_fps, False
+    d = np.diff(p)
+    if np.all(d == d[0]):
+        return float(1 / (int(d[0]) * time_base)), False
+    mean_rate = float((n - 1) / (span * time_base))
+    if np.max(np.abs(d - span / (n - 1))) > 1.0 + 1e-9:
+        return mean_rate, True
+    for candidate in _rate_candidates(header_fps):
+        if abs((n - 1) / candidate / float(time_base) - span) <= 1.0 + 1e-9:
+            return candidate, False
+    return mean_rate, False
+
+
+def _widen_pipe(stream) -> None:
+    """Ask Linux for a 1 MiB pipe buffer (3x faster transfers than the 64 KiB default)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+# --------------------------------------------------------------------------------------------
+# Sources: container files, PNG folders, .npy arrays.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Container:
+    path: str
+    header: _StreamHeader
+    num_frames: int
+    fps: float
+    variable: bool
+
+
+def _check_input_path(path: str) -> None:
+    if not os.path.exists(path):
+        raise _error(path, "no such file or directory")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise _error(path, "empty file")
+
+
+def _probe_container(path: str) -> _Container:
+    """Header and packet list of the first video stream, without decoding."""
+    cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", "-i", path]
+    cmd += ["-map", "0:V:0", "-c", "copy", "-f", "framecrc", "pipe:1"]
+    proc = subprocess.run(cmd, capture_output=True)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    header = _parse_header(stderr)
+    problem = _ffmpeg_error(stderr)
+    if header is None:
+        if "Input #0" in stderr:
+            raise _error(path, "no video stream")
+        raise _error(path, f"not a readable video (ffmpeg: {problem or 'unknown error'})")
+    if proc.returncode != 0 or problem:
+        raise _error(
+            path, f"not a readable video (ffmpeg: {problem or 'exit ' + str(proc.returncode)})"
+        )
+    time_base, pts = None, []
+    for line in proc.stdout.decode("ascii", "replace").splitlines():
+        if line.startswith("#tb 0:"):
+            time_base = fractions.Fraction(line.split(":", 1)[1].strip())
+        elif line and not line.startswith("#"):
+            fields = line.split(",")
+            pts.append(int(fields[2]))
+    if not pts:
+        raise _error(path, "contains zero video frames")
+    pts_array = np.asarray(pts, dtype=np.int64)
+    if time_base is None or np.any(pts_array == _NOPTS):
+        fps, variable = header.fps, False
+    else:
+        fps, variable = _frame_rate(pts_array, time_base, header.fps)
+    if not fps or not np.isfinite(fps) or fps <= 0:
+        raise _error(path, "cannot determine the frame rate")
+    return _Container(path, header, len(pts), float(fps), variable)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PngFolder:
+    path: str
+    files: tuple[str, ...]
+    width: int
+    height: int
+    bit_depth: int
+
+
+def _png_header(file: str) -> tuple[int, int, int, int]:
+    """(width, height, bit depth, colour type) from a PNG's IHDR chunk (PNG spec, section 11.2.2)."""
+    try:
+        with open(file, "rb") as f:
+            head = f.read(33)
+    except OSError as e:
+        raise _error(file, f"cannot read ({e.strerror})") from None
+    if len(head) == 0:
+        raise _error(file, "empty file")
+    if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise _error(file, "not a PNG file")
+    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+    return width, height, depth, colour
+
+
+def _scan_png_folder(path: str) -> _PngFolder:
+    try:
+        names = [n for n in os.listdir(path) if n.lower().endswith(".png")]
+    except OSError as e:
+        raise _error(path, f"cannot list directory ({e.strerror})") from None
+    names = [n for n in names if os.path.isfile(os.path.join(path, n))]
+    if not names:
+        raise _error(path, "directory contains no PNG frames")
+    files = tuple(os.path.join(path, n) for n in sorted(names, key=_natural_key))
+    width, height, depth, _ = _png_header(files[0])
+    for file in files[1:]:
+        w, h, d, _ = _png_header(file)
+        if (w, h) != (width, height):
+            raise _error(file, f"frame size {w}x{h} differs from {width}x{height} of {files[0]}")
+        if (d == 16) != (depth == 16):
+            raise _error(file, f"bit depth {d} differs from {depth} of {files[0]}")
+    return _PngFolder(path, files, width, height, 16 if depth == 16 else 8)
+
+
+def _open_npy(path: str) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise _error(path, f"not a readable .npy array ({e})") from None
+    if not isinstance(array, np.ndarray):
+        raise _error(path, "not a single .npy array")
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (3, 4) or (array.ndim == 4 and array.shape[-1] != 3):
+        raise _error(path, f"array shape {array.shape} is not (T,H,W,3) or (T,H,W)")
+    if array.dtype not in (np.uint8, np.uint16):
+        raise _error(path, f"array dtype {array.dtype} is not uint8 or uint16")
+    if array.shape[0] == 0:
+        raise _error(path, "contains zero frames")
+    return array
+
+
+def _assumed_fps(path: str, fps: float | None) -> float:
+    if fps is None:
+        warnings.warn(
+            f"{path}: no frame rate stored; assuming {DEFAULT_FPS:g} fps (pass fps=)",
+            FrameRateAssumedWarning,
+            stacklevel=3,
+        )
+        return DEFAULT_FPS
+    if not np.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    return float(fps)
+
+
+def _refuse_fps(path: str, fps: float | None) -> None:
+    if fps is not None:
+        raise ValueError(
+            f"{path}: fps= applies to PNG folders and .npy files; a container has its own"
+        )
+
+
+def _check_depth(path: str, depth: int, allow_16bit: bool, what: str) -> None:
+    if depth > 8 and not allow_16bit:
+        raise _error(
+            path,
+            f"{what} has {depth} bits per channel; pass allow_16bit=True to read it as uint16 "
+            "(reading it as 8-bit would discard precision)",
+        )
+
+
+def probe(path, *, fps: float | None = None) -> VideoInfo:
+    """Frame count, rate and size of a video file, PNG folder or .npy array, without decoding.
+
+    Args:
+      path: a container file ffmpeg reads, a folder of PNG frames, or a .npy (T,H,W,3) array.
+      fps: frame rate of a PNG folder or .npy file (default 30, with a warning); not allowed for
+        containers.
+
+    Returns:
+      VideoInfo. For containers, ``num_frames`` counts the packets of the first video stream,
+      which equals the decoded frame count for intra and standard inter codecs (checked on the
+      lossless formats written here and the H.264/MPEG-4 real clips).
+    """
+    path = os.fspath(path)
+    _check_input_path(path)
+    if os.path.isdir(path):
+        folder = _scan_png_folder(path)
+        rate = _assumed_fps(path, fps)
+        fmt = "rgb48be" if folder.bit_depth == 16 else "rgb24"
+        return VideoInfo(len(folder.files), rate, folder.width, folder.height, False, fmt)
+    if path.lower().endswith(".npy"):
+        array = _open_npy(path)
+        rate = _assumed_fps(path, fps)
+        fmt = "rgb48le" if array.dtype == np.uint16 else "rgb24"
+        return VideoInfo(array.shape[0], rate, array.shape[2], array.shape[1], False, fmt)
+    _refuse_fps(path, fps)
+    c = _probe_container(path)
+    h = c.header
+    return VideoInfo(c.num_frames, c.fps, h.width, h.height, c.variable, h.pix_fmt)
+
+
+class _FfmpegFrames:
+    """Raw frames from one ffmpeg decoding process, read into caller-owned buffers.
+
+    Args:
+      path: name used in error messages.
+      input_args: ffmpeg arguments up to and including ``-i ...``.
+      height, width: output frame size.
+      alpha: decode with an alpha channel (checked opaque, then dropped).
+      bit_depth: 8 (uint8) or 16 (uint16 little-endian).
+      max_frames: stop after this many frames, or None.
+      stats_file: where ffmpeg writes one "n pts time_base" line per decoded frame, or None.
+      feed: files whose bytes are streamed into ffmpeg's stdin (PNG folders), or None.
+    """
+
+    def __init__(
+        self,
+        path,
+        input_args,
+        height,
+        width,
+        *,
+        alpha,
+        bit_depth,
+        max_frames=None,
+        stats_file=None,
+        feed=None,
+    ):
+        self.path = path
+        self.channels = 4 if alpha else 3
+        self.dtype = np.dtype("<u2") if bit_depth == 16 else np.dtype(np.uint8)
+        self.shape = (height, width, self.channels)
+        self.frame_bytes = height * width * self.channels * self.dtype.itemsize
+        self.count = 0
+        self.feed = feed
+        self.finished = False
+        if alpha:
+            pix_fmt = "rgba64le" if bit_depth == 16 else "rgba"
+        else:
+            pix_fmt = "rgb48le" if bit_depth == 16 else "rgb24"
+        cmd = [_ffmpeg(), "-hide_banner", "-nostats", "-loglevel", "level+warning"]
+        cmd += ([] if feed else ["-nostdin"]) + list(input_args)
+        cmd += ["-map", "0:V:0", "-fps_mode", "passthrough", "-an", "-sn", "-dn"]
+        if stats_file:
+            cmd += ["-enc_time_base:v", "demux", "-stats_enc_pre:v", stats_file]
+            cmd += ["-stats_enc_pre_fmt:v", "{n} {pts} {tb}"]
+        if max_frames is not None:
+            cmd += ["-frames:v", str(max_frames)]
+        cmd += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            bufsize=0,
+        )
+        _widen_pipe(self.proc.stdout)
+        self._feeder = None
+        if feed:
+            self._feeder = threading.Thread(target=self._feed, args=(feed,), daemon=True)
+            self._feeder.start()
+
+    def _feed(self, files):
+        try:
+            for file in files:
+                with open(file, "rb") as f:
+                    shutil.copyfileobj(f, self.proc.stdin, 1 << 20)
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+        finally:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    def readinto(self, out: np.ndarray) -> int:
+        """Fill ``out`` ((K, H, W, 3) of the output dtype) with up to K frames; returns how many."""
+        view = memoryview(self._scratch(out)).cast("B")
+        filled = 0
+        while filled < len(view):
+            n = self.proc.stdout.readinto(view[filled:])
+            if not n:
+                break
+            filled += n
+        frames = filled // self.frame_bytes
+        if filled % self.frame_bytes:
+            self.finish()
+            raise _error(self.path, "decoded a partial frame (frame size differs from the header)")
+        if self.channels == 4:
+            rgba = self._rgba[:frames]
+            top = np.iinfo(self.dtype).max
+            opaque = rgba[..., 3] == top
+            if not opaque.all():
+                bad = self.count + int(np.argmin(opaque.reshape(frames, -1).all(axis=1)))
+                self.finish(check=False)
+                name = self.feed[bad] if self.feed else f"{self.path} (frame {bad})"
+                raise _error(
+                    name,
+                    "has transparent pixels (alpha < max); flatten it onto a background first",
+                )
+            out[:frames] = rgba[..., :3]
+        self.count += frames
+        return frames
+
+    def _scratch(self, out: np.ndarray) -> np.ndarray:
+        if self.channels == 3:
+            return out
+        rgba = getattr(self, "_rgba", None)
+        if rgba is None or rgba.shape[0] != out.shape[0]:
+            rgba = np.empty((out.shape[0], *self.shape), self.dtype)
+            self._rgba = rgba
+        return rgba
+
+    def finish(self, check: bool = True) -> None:
+        """Wait for ffmpeg; with ``check``, raise on a non-zero exit or any logged error.
+
+        Idempotent: later calls do nothing.
+        """
+        if self.finished:
+            return
+        self.finished = True
+        if self.proc.stdout and not self.proc.stdout.closed:
+            self.proc.stdout.close()
+        if self.proc.poll() is None and not check:
+            self.proc.kill()
+        rc = self.proc.wait()
+        if self._feeder is not None:
+            self._feeder.join()
+        self._stderr.seek(0)
+        stderr = self._stderr.read().decode("utf-8", "replace")
+        self._stderr.close()
+        if check:
+            problem = _ffmpeg_error(stderr)
+            if rc != 0 or problem:
+                detail = problem or f"exit status {rc}"
+                raise _error(self.path, f"not a readable video (ffmpeg: {detail})")
+
+
+def _open_frames(path, allow_16bit, max_frames, stats_file=None):
+    """Start decoding ``path`` (container or PNG folder): returns (_FfmpegFrames, source info)."""
+    if os.path.isdir(path):
+        folder = _scan_png_folder(path)
+        _check_depth(path, folder.bit_depth, allow_16bit, "the PNG folder")
+        files = folder.files if max_frames is None else folder.files[:max_frames]
+        stream = _FfmpegFrames(
+            path,
+            ["-f", "png_pipe", "-i", "pipe:0"],
+            folder.height,
+            folder.width,
+            alpha=True,
+            bit_depth=folder.bit_depth,
+            max_frames=max_frames,
+            feed=files,
+        )
+        return stream, folder
+    container = _probe_container(path)
+    h = container.header
+    has_alpha, depth = _format_traits(h.pix_fmt)
+    _check_depth(path, depth, allow_16bit, f"pixel format {h.pix_fmt}")
+    stream = _FfmpegFrames(
+        path,
+        ["-i", path],
+        h.height,
+        h.width,
+        alpha=has_alpha,
+        bit_depth=16 if depth > 8 else 8,
+        max_frames=max_frames,
+        stats_file=stats_file,
+    )
+    return stream, container
+
+
+def read_video(
+    path, *, max_frames: int | None = None, fps: float | None = None, allow_16bit: bool = False
+) -> Video:
+    """Read every frame of a video file, PNG folder or .npy array, bit-exactly.
+
+    Args:
+      path: a file ffmpeg reads (mp4, avi, mkv, mov, webm, ...), a folder of PNG frames (files
+        ``*.png`` in natural order, so ``f2.png`` precedes ``f10.png``), or a .npy array of shape
+        (T,H,W,3) or (T,H,W), dtype uint8 or uint16.
+      max_frames: read at most this many frames from the start.
+      fps: frame rate of a PNG folder or .npy file (default 30, with a FrameRateAssumedWarning);
+        not allowed for containers, which carry their own rate.
+      allow_16bit: return high-bit-depth sources as uint16 instead of refusing them.
+
+    Returns:
+      Video with frames (T, H, W, 3) uint8 (or uint16), fps, and timestamps for variable-rate
+      containers.
+
+    Raises:
+      RppgEditError: missing, empty, truncated or corrupt input, no frames, no video stream,
+        transparency, or high bit depth without ``allow_16bit``.
+    """
+    path = os.fspath(path)
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    _check_input_path(path)
+    if path.lower().endswith(".npy") and not os.path.isdir(path):
+        array = _open_npy(path)
+        _check_depth(path, 16 if array.dtype == np.uint16 else 8, allow_16bit, "the array")
+        rate = _assumed_fps(path, fps)
+        frames = np.array(array[:max_frames])
+        if frames.ndim == 3:
+            frames = np.repeat(frames[..., None], 3, axis=-1)
+        return Video(frames, rate, None, path)
+    if os.path.isdir(path):
+        rate = _assumed_fps(path, fps)
+        stream, folder = _open_frames(path, allow_16bit, max_frames)
+        expected = len(folder.files) if max_frames is None else min(max_frames, len(folder.files))
+        frames = _read_all(stream, expected)
+        stream.finish()
+        if len(frames) != expected:
+            raise _error(path, f"decoded {len(frames)} frames from {expected} PNG files")
+        return Video(frames, rate, None, path)
+    _refuse_fps(path, fps)
+    with tempfile.TemporaryDirectory(prefix="rppgedit-") as tmp:
+        stats_file = os.path.join(tmp, "frames.txt")
+        stream, container = _open_frames(path, allow_16bit, max_frames, stats_file)
+        expected = (
+            container.num_frames if max_frames is None else min(max_frames, container.num_frames)
+        )
+        try:
+            frames = _read_all(stream, expected)
+        except BaseException:
+            stream.finish(check=False)
+            raise
+        stream.finish()
+        with open(stats_file) as f:
+            stats = [line.split() for line in f if line.strip()]
+    if len(frames) == 0:
+        raise _error(path, "contains zero decodable video frames")
+    if len(stats) != len(frames):
+        raise _error(path, f"ffmpeg reported {len(stats)} frames but sent {len(frames)}")
+    timestamps = None
+    if container.variable:
+        time_base = fractions.Fraction(stats[0][2])
+        pts = np.array([int(s[1]) for s in stats], dtype=np.int64)
+        timestamps = (pts - pts[0]).astype(np.float64) * float(time_base)
+    return Video(frames, container.fps, timestamps, path)
+
+
+def _read_all(stream: _FfmpegFrames, expected: int) -> np.ndarray:
+    """All frames of ``stream``, preallocating ``expected`` frames and growing if there are more."""
+    frames = np.empty((max(expected, 1), *stream.shape[:2], 3), stream.dtype)
+    count = stream.readinto(frames)
+    while count == len(frames):
+        more = np.empty((max(len(frames) // 2, 16), *stream.shape[:2], 3), stream.dtype)
+        got = stream.readinto(more)
+        if got == 0:
+            break
+        frames = np.concatenate([frames, more[:got]])
+        count += got
+    return frames[:count] if count < len(frames) else frames
+
+
+def iter_windows(
+    path, window: int, *, overlap: int = 0, fps: float | None = None, allow_16bit: bool = False
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Stream a video as windows of ``window`` frames sharing ``overlap`` frames.
+
+    One decoder runs for the whole file; each step reads ``window - overlap`` new frames into a
+    fresh buffer that starts with the last ``overlap`` frames of the previous window, so memory
+    stays at about two windows however long the file is. Errors of a truncated or corrupt file
+    surface before the last window is yielded (earlier windows have already been yielded).
+
+    Args:
+      path: as for `read_video`.
+      window: frames per window, >= 1.
+      overlap: frames shared by consecutive windows, 0 <= overlap < window.
+      fps: as for `read_video` (only checked/used for PNG folders and .npy files).
+      allow_16bit: as for `read_video`.
+
+    Yields:
+      (start, frames): index of the window's first frame and (W_t, H, W, 3) uint8 (or uint16)
+      frames, with W_t == window except possibly for the last window. Windows start at
+      0, s, 2s, ... (s = window - overlap) and one is yielded only while it has new frames.
+    """
+    if window < 1 or not 0 <= overlap < window:
+        raise ValueError(f"need window >= 1 and 0 <= overlap < window, got {window}, {overlap}")
+    path = os.fspath(path)
+    _check_input_path(path)
+    step = window - overlap
+    if path.lower().endswith(".npy") and not os.path.isdir(path):
+        array = _open_npy(path)
+        _check_depth(path, 16 if array.dtype == np.uint16 else 8, allow_16bit, "the array")
+        _assumed_fps(path, fps)
+        total = array.shape[0]
+        for start in range(0, max(total - overlap, 1), step):
+            frames = np.array(array[start : start + window])
+            if frames.ndim == 3:
+                frames = np.repeat(frames[..., None], 3, axis=-1)
+            yield start, frames
+        return
+    if os.path.isdir(path):
+        _assumed_fps(path, fps)
+    else:
+        _refuse_fps(path, fps)
+    stream, _ = _open_frames(path, allow_16bit, None)
+    try:
+        previous, start = None, 0
+        while True:
+            frames = np.empty((window, *stream.shape[:2], 3), stream.dtype)
+            kept = 0 if previous is None else overlap
+            if kept:
+                frames[:kept] = previous[len(previous) - kept :]
+            got = stream.readinto(frames[kept:])
+            if got < window - kept:
+                stream.finish()
+                if got > 0 or previous is None:
+                    if got == 0:
+                        raise _error(path, "contains zero video frames")
+                    yield start, frames[: kept + got]
+                return
+            yield start, frames
+            previous, start = frames, start + step
+    finally:
+        stream.finish(check=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing.
+
+
+def _output_kind(path: str) -> tuple[str, str]:
+    """(kind, normalised path): kind is 'png', 'npy' or a container extension ('.mkv', ...)."""
+    is_dir_like = path.endswith(("/", os.sep)) or os.path.isdir(path)
+    stripped = path.rstrip("/" + os.sep) or path
+    ext = os.path.splitext(os.path.basename(stripped))[1].lower()
+    if is_dir_like or ext == "":
+        return "png", stripped
+    if ext == ".npy":
+        return "npy", path
+    if ext in _CONTAINER_FORMATS:
+        return ext, path
+    raise _error(path, f"unsupported output type {ext!r}; use .mkv, .mp4, .avi, .npy or a folder")
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_path(path, *, inputs: Iterable = (), overwrite: bool = False) -> None:
+    """Refuses an output path before any work is done: the output may not be one of `inputs`, its
+    folder must exist and be writable, and an existing output is kept unless `overwrite`."""
+    path = os.fspath(path)
+    kind = _output_kind(path)[0]
+    for source in inputs:
+        source = os.fspath(source)
+        if _same_file(path, source):
+            raise _error(path, f"output is the input {source}; refusing to overwrite an input")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise _error(path, f"cannot write: {parent} is not an existing directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise _error(path, f"cannot write: directory {parent} is not writable")
+    if kind == "png":
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise _error(path, "exists and is not a directory")
+        if os.path.isdir(path):
+            entries = os.listdir(path)
+            if entries and not overwrite:
+                raise _error(path, "output folder exists and is not empty (pass overwrite=True)")
+            if any(not _FRAME_NAME.match(e) for e in entries):
+                raise _error(
+                    path, "folder holds files other than frame PNGs; refusing to replace it"
+                )
+    elif os.path.lexists(path):
+        if os.path.isdir(path):
+            raise _error(path, "exists and is a directory")
+        if not overwrite:
+            raise _error(path, "output exists (pass overwrite=True to replace it)")
+
+
+def write_text_atomic(path, text: str, *, overwrite: bool = True) -> str:
+    """Writes a text file atomically (temp file in the same folder, then rename)."""
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    if os.path.lexists(path) and not overwrite:
+        raise _error(path, "output exists (pass overwrite=True to replace it)")
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise _error(path, f"cannot write in {parent} ({e.strerror})") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(temp, 0o666 & ~_umask())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+    return path
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """A fixed-size .npy version 1.0 header (NumPy's NEP 1 format), space padded."""
+    text = f"{{'descr': '{dtype.str}', 'fortran_order': False, 'shape': {tuple(shape)!r}, }}"
+    body = text.encode("latin1")
+    pad = _NPY_HEADER_BYTES - 10 - len(body) - 1
+    if pad < 0:
+        raise ValueError(f"array shape {shape} too large for the .npy header")
+    return (
+        b"\x93NUMPY\x01\x00" + struct.pack("<H", _NPY_HEADER_BYTES - 10) + body + b" " * pad + b"\n"
+    )
+
+
+class VideoWriter:
+    """Write frames to a video file, PNG folder or .npy array, atomically, as they come.
+
+    The destination appears only when the writer closes without error (``with`` block exits
+    normally, or `close`): until then frames go to a hidden temporary file (or folder) in the same
+    directory, which is removed on any failure or exception.
+
+    Args:
+      path: output path. ``.mkv`` / ``.avi`` -> FFV1 (8-bit as bgr0, 16-bit as gbrp16le);
+        ``.mp4`` -> libx264rgb with ``-qp 0`` (8-bit only); ``.npy`` -> (T,H,W,3) array;
+        a path ending in ``/``, an existing directory or a name without extension -> a folder of
+        ``000000.png``, ``000001.png``, ...
+      fps: frames per second (> 0).
+      width, height: frame size in pixels.
+      codec: None (by extension, lossless), "ffv1", "libx264rgb", or the lossy "h264" (libx264,
+        crf 18, yuv420p, BT.709) which also needs ``allow_lossy=True`` and then warns.
+      overwrite: replace an existing output (a folder only if it holds nothing but frame PNGs).
+      inputs: paths the run read; writing onto any of them is refused, even with ``overwrite``.
+      bit_depth: 8 (uint8 frames) or 16 (uint16 frames).
+      allow_lossy: permit the lossy codec.
+
+    Raises:
+      RppgEditError: unsupported type or codec, output equal to an input, existing output without
+        ``overwrite``, missing or unwritable directory, wrong frames, or an ffmpeg failure.
+    """
+
+    def __init__(
+        self,
+        path,
+        fps: float,
+        width: int,
+        height: int,
+        *,
+        codec: str | None = None,
+        overwrite: bool = False,
+        inputs: Iterable = (),
+        bit_depth: int = 8,
+        allow_lossy: bool = False,
+    ):
+        raw_path = os.fspath(path)
+        kind, path = _output_kind(raw_path)
+        self.path, self.kind = path, kind
+        if bit_depth not in (8, 16):
+            raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+        if not (np.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be positive, got {fps}")
+        if width < 1 or height < 1:
+            raise ValueError(f"frame size must be positive, got {width}x{height}")
+        self.fps, self.width, self.height, self.bit_depth = float(fps), width, height, bit_depth
+        self.dtype = np.dtype("<u2") if bit_depth == 16 else np.dtype(np.uint8)
+        self.codec = self._choose_codec(codec, allow_lossy)
+        self._check_destination(overwrite, inputs)
+        if self.codec in _LOSSY_CODECS:
+            warnings.warn(
+                f"{self.path}: writing with lossy codec {self.codec}; lossy compression weakens "
+                "or erases the edited pulse",
+                LossyOutputWarning,
+                stacklevel=2,
+            )
+        self.num_frames = 0
+        self._proc = None
+        self._stderr = None
+        self._file = None
+        self._temp = None
+        self._closed = False
+        self._open_temp()
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def _choose_codec(self, codec: str | None, allow_lossy: bool) -> str | None:
+        path, kind = self.path, self.kind
+        if kind in ("png", "npy"):
+            if codec not in (None, kind):
+                raise _error(path, f"codec {codec!r} does not apply to a {kind} output")
+            return None
+        codec = codec or _DEFAULT_CODEC[kind]
+        if codec not in _CODEC_CONTAINERS:
+            raise _error(path, f"unknown codec {codec!r}; use one of {sorted(_CODEC_CONTAINERS)}")
+        if kind not in _CODEC_CONTAINERS[codec]:
+            raise _error(path, f"codec {codec} cannot be written to {kind}")
+        if codec in _LOSSY_CODECS:
+            if not allow_lossy:
+                raise _error(
+                    path,
+                    f"lossy codec {codec} refused: lossy compression weakens or erases the edited "
+                    "pulse; pass allow_lossy=True to write it anyway",
+                )
+            if self.width % 2 or self.height % 2:
+                raise _error(
+                    path,
+                    f"{codec} with yuv420p needs even frame sizes, got {self.width}x{self.height}",
+                )
+        if self.bit_depth == 16 and codec != "ffv1":
+            raise _error(
+                path,
+                f"codec {codec} is 8-bit only; write 16-bit frames to .mkv, .avi, .npy or a folder",
+            )
+        return codec
+
+    def _check_destination(self, overwrite: bool, inputs: Iterable) -> None:
+        check_output_path(self.path, inputs=inputs, overwrite=overwrite)
+
+    def _open_temp(self) -> None:
+        parent = os.path.dirname(os.path.abspath(self.path))
+        base = os.path.basename(self.path)
+        try:
+            if self.kind == "png":
+                self._temp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+                os.chmod(self._temp, 0o777 & ~_umask())
+            else:
+                stem, ext = os.path.splitext(base)
+                fd, self._temp = tempfile.mkstemp(
+                    prefix=f".{stem}.", suffix=f".tmp{ext}", dir=parent
+                )
+                os.close(fd)
+                os.chmod(self._temp, 0o666 & ~_umask())
+        except OSError as e:
+            self._temp = None
+            raise _error(self.path, f"cannot write in {parent} ({e.strerror})") from None
+        try:
+            if self.kind == "npy":
+                self._file = open(self._temp, "wb")
+                self._file.write(_npy_header(self.dtype, (0, self.height, self.width, 3)))
+            else:
+                self._start_ffmpeg()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _start_ffmpeg(self) -> None:
+        rate = fractions.Fraction(self.fps).limit_denominator(1_000_000)
+        in_fmt = "rgb48le" if self.bit_depth == 16 else "rgb24"
+        cmd = [_ffmpeg(), "-hide_banner", "-nostats", "-loglevel", "level+error", "-y"]
+        cmd += ["-f", "rawvideo", "-pix_fmt", in_fmt, "-s", f"{self.width}x{self.height}"]
+        cmd += ["-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0"]
+        cmd += ["-map", "0:v:0", "-fps_mode", "passthrough", "-map_metadata", "-1"]
+        if self.kind == "png":
+            out_fmt = "rgb48be" if self.bit_depth == 16 else "rgb24"
+            cmd += ["-c:v", "png", "-pix_fmt", out_fmt, "-f", "image2", "-start_number", "0"]
+            cmd += [os.path.join(self._temp, "%06d.png")]
+        else:
+            if self.codec == "ffv1":
+                out_fmt = "gbrp16le" if self.bit_depth == 16 else "bgr0"
+                cmd += ["-c:v", "ffv1", "-level", "3", "-slicecrc", "1", "-pix_fmt", out_fmt]
+            elif self.codec == "libx264rgb":
+                cmd += ["-c:v", "libx264rgb", "-qp", "0", "-pix_fmt", "rgb24"]
+            else:  # lossy h264
+                cmd += ["-vf", "scale=out_color_matrix=bt709:out_range=tv"]
+                cmd += ["-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p"]
+                cmd += ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"]
+            cmd += ["-f", _CONTAINER_FORMATS[self.kind], self._temp]
+        self._stderr = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr
+        )
+        _widen_pipe(self._proc.stdin)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append frames: (T, H, W, 3) or (H, W, 3), uint8 (bit_depth 8) or uint16 (16)."""
+        if self._closed:
+            raise _error(self.path, "writer is closed")
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        expected = (self.height, self.width, 3)
+        if frames.ndim != 4 or frames.shape[1:] != expected or frames.dtype != self.dtype:
+            self.abort()
+            raise _error(
+                self.path,
+                f"frames must be (T,{self.height},{self.width},3) {self.dtype.name}, got "
+                f"{frames.shape} {frames.dtype}",
+            )
+        data = np.ascontiguousarray(frames, dtype=self.dtype)
+        try:
+            if self._file is not None:
+                self._file.write(memoryview(data).cast("B"))
+            else:
+                self._proc.stdin.write(memoryview(data).cast("B"))
+        except BrokenPipeError:
+            problem = self._stop_ffmpeg()
+            self.abort()
+            raise _error(self.path, f"ffmpeg stopped while writing ({problem})") from None
+        except OSError as e:
+            self.abort()
+            raise _error(self.path, f"cannot write ({e.strerror})") from None
+        self.num_frames += len(frames)
+
+    def _stop_ffmpeg(self) -> str:
+        """Close ffmpeg's input, wait, and return its first error (or '' when it succeeded)."""
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        rc = self._proc.wait()
+        self._stderr.seek(0)
+        stderr = self._stderr.read().decode("utf-8", "replace")
+        self._stderr.close()
+        problem = _ffmpeg_error(stderr)
+        if rc != 0 or problem:
+            return problem or f"exit status {rc}"
+        return ""
+
+    def close(self) -> None:
+        """Finish the file, check it, and move it into place."""
+        if self._closed:
+            return
+        try:
+            if self.num_frames == 0:
+                raise _error(self.path, "no frames were written")
+            if self._file is not None:
+                self._file.seek(0)
+                self._file.write(
+                    _npy_header(self.dtype, (self.num_frames, self.height, self.width, 3))
+                )
+                self._file.close()
+                if np.load(self._temp, mmap_mode="r").shape[0] != self.num_frames:
+                    raise _error(self.path, "the written array has the wrong length")
+            else:
+                problem = self._stop_ffmpeg()
+                if problem:
+                    raise _error(self.path, f"ffmpeg failed ({problem})")
+                self._verify_count()
+            self._move_into_place()
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+
+    def _verify_count(self) -> None:
+        if self.kind == "png":
+            written = len([n for n in os.listdir(self._temp) if _FRAME_NAME.match(n)])
+        else:
+            written = _probe_container(self._temp).num_frames
+        if written != self.num_frames:
+            raise _error(self.path, f"wrote {written} frames instead of {self.num_frames}")
+
+    def _move_into_place(self) -> None:
+        try:
+            if self.kind == "png" and os.path.isdir(self.path) and os.listdir(self.path):
+                parent = os.path.dirname(os.path.abspath(self.path))
+                old = tempfile.mkdtemp(
+                    prefix=f".{os.path.basename(self.path)}.", suffix=".old", dir=parent
+                )
+                os.replace(self.path, old)
+                try:
+                    os.replace(self._temp, self.path)
+                except OSError:
+                    os.replace(old, self.path)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(self._temp, self.path)
+        except OSError as e:
+            raise _error(
+                self.path, f"cannot move the finished output into place ({e.strerror})"
+            ) from None
+        self._temp = None
+
+    def abort(self) -> None:
+        """Stop writing and remove the temporary output; the destination is left untouched."""
+        self._closed = True
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc is not None:
+            for stream in (self._proc.stdin, self._stderr):
+                try:
+                    if stream is not None:
+                        stream.close()
+                except OSError:
+                    pass
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        if self._temp is not None:
+            if os.path.isdir(self._temp):
+                shutil.rmtree(self._temp, ignore_errors=True)
+            elif os.path.lexists(self._temp):
+                os.remove(self._temp)
+            self._temp = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self):
+        if not getattr(self, "_closed", True):
+            self.abort()
+
+
+def write_video(
+    path,
+    frames: np.ndarray,
+    fps: float,
+    *,
+    codec: str | None = None,
+    overwrite: bool = False,
+    inputs: Iterable = (),
+    allow_lossy: bool = False,
+) -> str:
+    """Write (T, H, W, 3) uint8 or uint16 frames losslessly and atomically.
+
+    Args:
+      path: output path; the format follows the extension as in `VideoWriter`.
+      frames: (T, H, W, 3) uint8, or uint16 for a 16-bit output (.mkv, .avi, .npy, folder).
+      fps: frames per second.
+      codec, overwrite, inputs, allow_lossy: as in `VideoWriter`.
+
+    Returns:
+      The path written (a folder path without trailing slash for PNG folders).
+    """
+    frames = np.asarray(frames)
+    raw = os.fspath(path)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype not in (np.uint8, np.uint16):
+        raise _error(
+            raw, f"frames must be (T,H,W,3) uint8 or uint16, got {frames.shape} {frames.dtype}"
+        )
+    if frames.shape[0] == 0:
+        raise _error(raw, "no frames to write")
+    bit_depth = 16 if frames.dtype == np.uint16 else 8
+    with VideoWriter(
+        raw,
+        fps,
+        frames.shape[2],
+        frames.shape[1],
+        codec=codec,
+        overwrite=overwrite,
+        inputs=inputs,
+        bit_depth=bit_depth,
+        allow_lossy=allow_lossy,
+    ) as writer:
+        writer.write(frames)
+    return writer.path

@@ -1,0 +1,64 @@
+"""Cutting a long clip into fixed-length overlapping windows and blending per-window results back.
+
+The window starts cover every frame; the last window is aligned to the end of the clip so every window
+has the full length (one compiled shape). Overlapping results are blended with linear cross-fades, so
+an edit has no seam in the pixels or in the pulse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def window_starts(num_frames: int, length: int, overlap: int) -> list[int]:
+    """Start indices of windows of `length` frames overlapping by at least `overlap` frames.
+
+    Args:
+      num_frames: frames in the clip (>= length).
+      length: window length.
+      overlap: minimum overlap between consecutive windows (0 <= overlap < length).
+
+    Returns:
+      Increasing starts; the first is 0 and the last is `num_frames - length`.
+    """
+    if not 0 <= overlap < length:
+        raise ValueError(f"overlap must be in [0, {length}), got {overlap}")
+    if num_frames < length:
+        raise ValueError(f"clip of {num_frames} frames is shorter than the window ({length})")
+    hop = length - overlap
+    starts = list(range(0, num_frames - length + 1, hop))
+    if starts[-1] != num_frames - length:
+        starts.append(num_frames - length)
+    return starts
+
+
+def blend_weights(starts: list[int], length: int, num_frames: int) -> np.ndarray:
+    """Per-window frame weights (len(starts), length) that sum to 1 over windows at every frame.
+
+    Each window weighs its frames with a ramp that rises over its overlap with the previous window and
+    falls over its overlap with the next one (linear cross-fades).
+    """
+    ends = [s + length for s in starts]
+    raw = np.ones((len(starts), length), np.float64)
+    for i, start in enumerate(starts):
+        if i > 0 and ends[i - 1] > start:  # rising edge over the overlap with the previous window
+            n = ends[i - 1] - start
+            raw[i, :n] = np.arange(1, n + 1) / (n + 1)
+        if i + 1 < len(starts) and ends[i] > starts[i + 1]:  # falling edge
+            n = ends[i] - starts[i + 1]
+            raw[i, length - n :] = np.minimum(raw[i, length - n :], np.arange(n, 0, -1) / (n + 1))
+    total = np.zeros(num_frames)
+    for start, w in zip(starts, raw, strict=True):
+        total[start : start + length] += w
+    return (raw / np.stack([total[s : s + length] for s in starts])).astype(np.float32)
+
+
+def overlap_add(windows: np.ndarray, starts: list[int], num_frames: int) -> np.ndarray:
+    """Blends per-window arrays (n, length, ...) into one (num_frames, ...) with `blend_weights`."""
+    length = windows.shape[1]
+    weights = blend_weights(starts, length, num_frames)
+    out = np.zeros((num_frames, *windows.shape[2:]), np.float32)
+    expand = (slice(None),) + (None,) * (windows.ndim - 2)
+    for start, win, w in zip(starts, windows, weights, strict=True):
+        out[start : start + length] += win * w[expand]
+    return out
