@@ -1,0 +1,199 @@
+"""Quality and heart-rate metrics: PSNR, SSIM (Wang et al. 2004), MAE, RMSE, MAPE, Pearson.
+
+Video metrics take whole videos ``(T, H, W, 3)`` (or single frames ``(H, W, 3)``) as uint8 or float
+arrays and return Python floats. Heart-rate metrics take lists/arrays of per-clip heart rates in bpm.
+Pearson correlation is `rppgedit.signals.pearson` (one implementation for the whole library).
+
+SSIM follows Z. Wang, A. C. Bovik, H. R. Sheikh, E. P. Simoncelli, "Image quality assessment: from
+error visibility to structural similarity", IEEE TIP 13(4), 2004, with the conventions of
+``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, channel_axis=-1)``: an 11-tap Gaussian window (truncated at 3.5 sigma),
+population (co)variances, SSIM map averaged over the interior that the window reaches without
+padding (a border of 5 pixels is excluded), then over channels and frames.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rppgedit import signals
+
+_CHUNK_FRAMES = 32  # frames per device call in ssim/psnr, bounds memory on long videos
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray, name: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{name}: shapes differ, {a.shape} vs {b.shape}")
+    if (a.dtype == np.uint8) != (b.dtype == np.uint8):
+        raise ValueError(
+            f"{name}: mixed uint8/{'float' if a.dtype == np.uint8 else 'uint8'} inputs are "
+            f"ambiguous ({a.dtype} vs {b.dtype}); convert both to the same scale"
+        )
+
+
+def _default_range(a: np.ndarray, data_range: float | None) -> float:
+    if data_range is not None:
+        return float(data_range)
+    return 255.0 if a.dtype == np.uint8 else 1.0
+
+
+def psnr(a, b, *, data_range: float | None = None) -> float:
+    """Peak signal-to-noise ratio over a whole video (or image), in dB.
+
+    ``PSNR = 10 log10(data_range^2 / MSE)`` with the MSE over all pixels, channels and frames,
+    accumulated in float64. uint8 inputs default to ``data_range = 255``, float inputs to 1.0, so
+    ``psnr(u8a, u8b) == psnr(u8a / 255, u8b / 255)``.
+
+    Args:
+      a, b: arrays of the same shape, both uint8 or both float (NumPy or JAX).
+      data_range: peak-to-peak range of the data; default from the dtype.
+
+    Returns:
+      PSNR in dB; ``inf`` for identical inputs.
+    """
+    a = np.asarray(a)
+    b = np.asarray(b)
+    _check_pair(a, b, "psnr")
+    r = _default_range(a, data_range)
+    a2 = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(1, -1)
+    b2 = b.reshape(a2.shape)
+    sse = 0.0
+    for i in range(0, a2.shape[0], _CHUNK_FRAMES):
+        d = a2[i : i + _CHUNK_FRAMES].astype(np.float64) - b2[i : i + _CHUNK_FRAMES]
+        sse += float(np.sum(d * d))
+    mse = sse / a.size
+    if mse == 0.0:
+        return float("inf")
+    return float(10.0 * np.log10(r * r / mse))
+
+
+def _gaussian_taps(sigma: float, truncate: float) -> np.ndarray:
+    """Normalised 1-D Gaussian of radius ``int(truncate * sigma + 0.5)`` (as scipy.ndimage)."""
+    r = int(truncate * sigma + 0.5)
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    return g / g.sum()
+
+
+def _valid_filter(x: jax.Array, taps: np.ndarray, axis: int) -> jax.Array:
+    """'valid' correlation with ``taps`` along ``axis`` (shifted slices; exact float32, no TF32)."""
+    k = taps.shape[0]
+    n = x.shape[axis] - k + 1
+    out = None
+    for i, w in enumerate(taps):
+        term = float(w) * jax.lax.slice_in_dim(x, i, i + n, axis=axis)
+        out = term if out is None else out + term
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("data_range", "sigma", "truncate", "k1", "k2"))
+def _ssim_frame_sums(
+    a: jax.Array,
+    b: jax.Array,
+    data_range: float,
+    sigma: float,
+    truncate: float,
+    k1: float,
+    k2: float,
+) -> jax.Array:
+    """Sum over frames of per-frame SSIM (mean over the cropped map and channels); a, b (N,H,W,C)."""
+    taps = _gaussian_taps(sigma, truncate)
+    stack = jnp.stack([a, b, a * a, b * b, a * b], axis=0)  # (5, N, H, W, C)
+    f = _valid_filter(_valid_filter(stack, taps, axis=2), taps, axis=3)
+    ux, uy, uxx, uyy, uxy = f[0], f[1], f[2], f[3], f[4]
+    vx = uxx - ux * ux
+    vy = uyy - uy * uy
+    vxy = uxy - ux * uy
+    c1 = (k1 * data_range) ** 2
+    c2 = (k2 * data_range) ** 2
+    s = ((2.0 * ux * uy + c1) * (2.0 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return jnp.sum(jnp.mean(s, axis=(1, 2, 3)))
+
+
+def ssim(
+    a,
+    b,
+    *,
+    data_range: float | None = None,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> float:
+    """Mean structural similarity (Wang et al. 2004) of a frame or a video, skimage-compatible.
+
+    Gaussian window of standard deviation ``sigma`` truncated at 3.5 sigma (11 taps for 1.5),
+    population (co)variances, ``C1 = (k1 R)^2``, ``C2 = (k2 R)^2``. The SSIM map is evaluated only
+    where the window fits inside the frame, which is exactly the region skimage keeps after cropping
+    ``(win_size - 1) // 2`` pixels from each border; it is averaged per channel, then over channels
+    and frames. Agrees with ``skimage.metrics.structural_similarity(a, b, gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False, data_range=R, channel_axis=-1)`` (averaged over frames)
+    to ~1e-6 (computed in float32 in JAX, in chunks of frames).
+
+    Args:
+      a, b: (H, W, C) frames or (T, H, W, C) videos, same shape, both uint8 or both float.
+      data_range: peak-to-peak range R; default 255 for uint8 and 1.0 for floats.
+      sigma: Gaussian window standard deviation in pixels.
+      k1, k2: SSIM stabilising constants.
+
+    Returns:
+      Mean SSIM (1.0 for identical inputs).
+    """
+    a = np.asarray(a)
+    b = np.asarray(b)
+    _check_pair(a, b, "ssim")
+    if a.ndim == 3:
+        a, b = a[None], b[None]
+    if a.ndim != 4:
+        raise ValueError(f"ssim: expected (H,W,C) or (T,H,W,C), got shape {a.shape}")
+    truncate = 3.5
+    win = 2 * int(truncate * sigma + 0.5) + 1
+    if a.shape[1] < win or a.shape[2] < win:
+        raise ValueError(f"ssim: frames {a.shape[1:3]} smaller than the {win}x{win} window")
+    r = _default_range(a, data_range)
+    scale = 1.0
+    if a.dtype == np.uint8:  # compute in [0, 1]; SSIM is invariant to scaling data and range
+        scale = 1.0 / 255.0
+    total = 0.0
+    for i in range(0, a.shape[0], _CHUNK_FRAMES):
+        ca = jnp.asarray(a[i : i + _CHUNK_FRAMES], dtype=jnp.float32) * scale
+        cb = jnp.asarray(b[i : i + _CHUNK_FRAMES], dtype=jnp.float32) * scale
+        total += float(_ssim_frame_sums(ca, cb, r * scale, float(sigma), truncate, k1, k2))
+    return total / a.shape[0]
+
+
+def _hr_pair(pred, true, name: str) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(pred, dtype=np.float64).ravel()
+    t = np.asarray(true, dtype=np.float64).ravel()
+    if p.shape != t.shape or p.size == 0:
+        raise ValueError(
+            f"{name}: need two non-empty lists of equal length, got {p.size}, {t.size}"
+        )
+    return p, t
+
+
+def mae(pred, true) -> float:
+    """Mean absolute error of heart rates, in bpm."""
+    p, t = _hr_pair(pred, true, "mae")
+    return float(np.mean(np.abs(p - t)))
+
+
+def rmse(pred, true) -> float:
+    """Root-mean-square error of heart rates, in bpm."""
+    p, t = _hr_pair(pred, true, "rmse")
+    return float(np.sqrt(np.mean((p - t) ** 2)))
+
+
+def mape(pred, true) -> float:
+    """Mean absolute percentage error of heart rates, ``100 * mean(|pred - true| / |true|)``, in %."""
+    p, t = _hr_pair(pred, true, "mape")
+    return float(100.0 * np.mean(np.abs(p - t) / np.abs(t)))
+
+
+def hr_pearson(pred, true) -> float:
+    """Pearson correlation of predicted and true heart-rate lists (via `signals.pearson`)."""
+    p, t = _hr_pair(pred, true, "hr_pearson")
+    return float(signals.pearson(p, t))
