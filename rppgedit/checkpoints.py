@@ -1,0 +1,398 @@
+"""Checkpoints: orbax save/restore of pytrees, and converters from other frameworks' PhysNet weights.
+
+Where weights live (`default_checkpoint_dir`): `$RPPGEDIT_CHECKPOINTS` if set; else the repository's
+`checkpoints/` folder when running from a source checkout; else `~/.cache/rppgedit/checkpoints`.
+
+Sources of PhysNet weights (Yu et al., BMVC 2019):
+- open-rppg 0.1.1 (Kegang Wang, MIT) ships `rppg/weights/physnet.{pure,rlap}.weights.h5`, Keras-3
+  weight files (float16) of PhysNet trained on PURE or RLAP. They are read with h5py, without importing
+  `rppg` (whose import changes process-wide Keras and logging settings), converted to float32 Flax
+  variables and saved as an orbax checkpoint `physnet_<variant>` on first use.
+- rPPG-Toolbox-style PyTorch state dicts (`PhysNet_padding_Encoder_Decoder_MAX`), if torch is
+  installed. Their BatchNorm epsilon is 1e-5 (`TORCH_BN_EPSILON`), stored in the checkpoint's metadata.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import pathlib
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import jax
+import numpy as np
+
+from rppgedit.errors import RppgEditError
+from rppgedit.models import physnet
+
+_log = logging.getLogger(__name__)
+
+Variant = Literal["pure", "rlap"]
+VARIANTS: tuple[str, ...] = ("pure", "rlap")
+
+# Looked up through this alias so tests can pretend open-rppg is not installed.
+_find_spec = importlib.util.find_spec
+
+_ENCODER_BLOCKS = tuple(f"ConvBlock{i}" for i in range(1, 10))
+_DECODER_BLOCKS = ("upsample", "upsample2")
+
+
+def default_checkpoint_dir() -> pathlib.Path:
+    """Folder holding checkpoints: `$RPPGEDIT_CHECKPOINTS`, the checkout's `checkpoints/`, or cache."""
+    env = os.environ.get("RPPGEDIT_CHECKPOINTS")
+    if env:
+        return pathlib.Path(env).expanduser()
+    source = pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
+    if source.is_dir():
+        return source
+    return pathlib.Path.home() / ".cache" / "rppgedit" / "checkpoints"
+
+
+def save_pytree(
+    directory: str | os.PathLike,
+    tree: Any,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> pathlib.Path:
+    """Saves a pytree of arrays as an orbax checkpoint at `directory`.
+
+    Orbax writes into `<directory>.orbax-checkpoint-tmp` and renames it when complete, so a reader
+    never sees a half-written checkpoint.
+
+    Args:
+      directory: the checkpoint folder to create (its parent is created if needed).
+      tree: nested dicts of arrays.
+      metadata: small JSON-able dict stored with it (provenance, BatchNorm epsilon, ...).
+      force: overwrite an existing checkpoint.
+
+    Returns:
+      The absolute checkpoint path.
+    """
+    import orbax.checkpoint as ocp
+
+    path = pathlib.Path(directory).expanduser().resolve()
+    if path.exists() and not force:
+        raise RppgEditError(f"{path}: checkpoint already exists (pass force=True to overwrite)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(path, tree, force=force, custom_metadata=dict(metadata or {}))
+            checkpointer.wait_until_finished()
+    except OSError as e:
+        raise RppgEditError(f"{path}: cannot write checkpoint ({e.strerror or e})") from None
+    return path
+
+
+def _open_checkpoint(path: pathlib.Path):
+    import orbax.checkpoint as ocp
+
+    if not (path / "_CHECKPOINT_METADATA").is_file():
+        raise RppgEditError(f"{path}: not an orbax checkpoint (missing or incomplete)")
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+        meta = checkpointer.metadata(path)
+        if meta is None or meta.item_metadata is None or meta.item_metadata.tree is None:
+            raise ValueError("no item metadata")
+        return checkpointer, meta
+    except Exception as e:  # orbax raises several types (or returns None) for damaged folders
+        checkpointer.close()
+        raise RppgEditError(f"{path}: unreadable checkpoint ({type(e).__name__})") from None
+
+
+def restore_pytree(directory: str | os.PathLike) -> Any:
+    """Restores the pytree saved by `save_pytree`, as arrays on the default device.
+
+    Args:
+      directory: the checkpoint folder.
+
+    Returns:
+      Nested dicts of `jax.Array` with the stored shapes and dtypes, bit-exact.
+    """
+    path = pathlib.Path(directory).expanduser().resolve()
+    checkpointer, meta = _open_checkpoint(path)
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+        meta.item_metadata.tree,
+    )
+    with checkpointer:
+        try:
+            return checkpointer.restore(path, target)
+        except Exception as e:
+            raise RppgEditError(f"{path}: unreadable checkpoint ({type(e).__name__})") from None
+
+
+def pytree_metadata(directory: str | os.PathLike) -> dict[str, Any]:
+    """The `metadata` dict stored by `save_pytree` (empty if none)."""
+    path = pathlib.Path(directory).expanduser().resolve()
+    checkpointer, meta = _open_checkpoint(path)
+    checkpointer.close()
+    return dict(meta.custom_metadata or {})
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise RppgEditError(f"unknown PhysNet variant {variant!r}; known: {', '.join(VARIANTS)}")
+
+
+def open_rppg_weight_file(variant: Variant) -> pathlib.Path:
+    """Path of open-rppg's `physnet.<variant>.weights.h5`, found without importing `rppg`.
+
+    Raises:
+      RppgEditError: open-rppg is not installed or the file is missing.
+    """
+    _check_variant(variant)
+    spec = _find_spec("rppg")
+    name = f"physnet.{variant}.weights.h5"
+    if spec is None or not spec.submodule_search_locations:
+        raise RppgEditError(
+            f"PhysNet weights {name} not found: open-rppg is not installed; install them with "
+            "`pip install open-rppg` (MIT) and rerun"
+        )
+    path = pathlib.Path(next(iter(spec.submodule_search_locations))) / "weights" / name
+    if not path.is_file():
+        raise RppgEditError(f"{path}: PhysNet weight file missing from the open-rppg install")
+    return path
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_shapes(variables: Any, source: str) -> dict[str, Any]:
+    """Float32 jax arrays; raises if the tree or any shape differs from `PhysNet`'s."""
+    expected = jax.eval_shape(physnet.init_variables, jax.random.PRNGKey(0))
+    got = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.float32), variables)
+    want = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, np.float32), expected)
+    if jax.tree.structure(got) != jax.tree.structure(want) or jax.tree.leaves(got) != (
+        jax.tree.leaves(want)
+    ):
+        raise RppgEditError(f"{source}: weights do not match the PhysNet layout")
+    return jax.tree.map(lambda a: jax.numpy.asarray(a, np.float32), variables)
+
+
+def _read_open_rppg_h5(path: pathlib.Path) -> dict[str, Any]:
+    """Flax variables from a Keras-3 `.weights.h5` of open-rppg's PhysNet (float16 -> float32)."""
+    import h5py
+
+    def arr(f, key):
+        if key not in f:
+            raise RppgEditError(f"{path}: no dataset {key!r}; not an open-rppg PhysNet weight file")
+        return np.asarray(f[key], np.float32)
+
+    params: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
+
+    def block(f, name, prefix, conv_layer):
+        conv = f"{prefix}/layers/{conv_layer}/vars"
+        bn = f"{prefix}/layers/batch_normalization/vars"
+        params[name] = {
+            "conv": {"kernel": arr(f, f"{conv}/0"), "bias": arr(f, f"{conv}/1")},
+            "bn": {"scale": arr(f, f"{bn}/0"), "bias": arr(f, f"{bn}/1")},
+        }
+        stats[name] = {"bn": {"mean": arr(f, f"{bn}/2"), "var": arr(f, f"{bn}/3")}}
+
+    try:
+        with h5py.File(path, "r") as f:
+            for name in _ENCODER_BLOCKS:
+                block(f, name, name, "conv3d")
+            # Keras named the two decoder Sequentials at training time (sequential_9, _10):
+            # the lower number is `upsample` (checked numerically against open-rppg's model).
+            seq = sorted(
+                (k for k in f.get("layers", {}) if re.fullmatch(r"sequential_\d+", k)),
+                key=lambda k: int(k.rsplit("_", 1)[1]),
+            )
+            if len(seq) != 2:
+                raise RppgEditError(f"{path}: expected 2 decoder groups under layers/, got {seq}")
+            for name, group in zip(_DECODER_BLOCKS, seq, strict=True):
+                block(f, name, f"layers/{group}", "conv3d_transpose")
+            params["ConvBlock10"] = {
+                "kernel": arr(f, "convBlock10/vars/0"),
+                "bias": arr(f, "convBlock10/vars/1"),
+            }
+    except OSError as e:
+        raise RppgEditError(f"{path}: cannot read HDF5 weights ({e})") from None
+    return _check_shapes({"params": params, "batch_stats": stats}, str(path))
+
+
+def convert_open_rppg_physnet(variant: Variant, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Converts open-rppg's PhysNet weights to Flax variables and saves them at `out_dir`.
+
+    Args:
+      variant: "pure" (trained on PURE) or "rlap" (trained on RLAP).
+      out_dir: the orbax checkpoint folder to write (overwritten if present).
+
+    Returns:
+      `{'params', 'batch_stats'}` float32, for `PhysNet(bn_epsilon=KERAS_BN_EPSILON)`.
+    """
+    path = open_rppg_weight_file(variant)
+    variables = _read_open_rppg_h5(path)
+    try:
+        version = importlib.metadata.version("open-rppg")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    metadata = {
+        "model": "PhysNet",
+        "source": f"open-rppg {version}: rppg/weights/{path.name}",
+        "sha256": _sha256(path),
+        "license": "MIT (open-rppg, Kegang Wang)",
+        "trained_on": variant.upper(),
+        "bn_epsilon": physnet.KERAS_BN_EPSILON,
+    }
+    save_pytree(out_dir, variables, metadata=metadata, force=True)
+    return variables
+
+
+def _torch_state_dict_to_variables(state: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Flax variables from a PyTorch `PhysNet_padding_Encoder_Decoder_MAX` state dict (numpy)."""
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+
+    def arr(key):
+        if key not in state:
+            raise RppgEditError(f"{source}: no tensor {key!r}; not a PhysNet state dict")
+        return np.asarray(state[key], np.float32)
+
+    params: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
+    for name in _ENCODER_BLOCKS + _DECODER_BLOCKS:
+        # One permutation serves both: Conv3d (out,in,D,H,W) -> (D,H,W,in,out) and
+        # ConvTranspose3d (in,out,D,H,W) -> (D,H,W,out,in).
+        kernel = arr(f"{name}.0.weight").transpose(2, 3, 4, 1, 0)
+        params[name] = {
+            "conv": {"kernel": kernel, "bias": arr(f"{name}.0.bias")},
+            "bn": {"scale": arr(f"{name}.1.weight"), "bias": arr(f"{name}.1.bias")},
+        }
+        stats[name] = {
+            "bn": {"mean": arr(f"{name}.1.running_mean"), "var": arr(f"{name}.1.running_var")}
+        }
+    params["ConvBlock10"] = {
+        "kernel": arr("ConvBlock10.weight").transpose(2, 3, 4, 1, 0),
+        "bias": arr("ConvBlock10.bias"),
+    }
+    return _check_shapes({"params": params, "batch_stats": stats}, source)
+
+
+def convert_torch_physnet(
+    pth_path: str | os.PathLike, out_dir: str | os.PathLike
+) -> dict[str, Any]:
+    """Converts an rPPG-Toolbox-style PyTorch PhysNet state dict and saves it at `out_dir`.
+
+    Conv3d weights (out,in,D,H,W) become (D,H,W,in,out); ConvTranspose3d weights (in,out,D,H,W)
+    become (D,H,W,out,in) for `transpose_kernel=True`. A `module.` prefix (DataParallel) is dropped.
+    Use the result with `bn_epsilon=TORCH_BN_EPSILON` (recorded in the checkpoint metadata), and with
+    the input normalisation the weights were trained with.
+
+    Args:
+      pth_path: a `.pth` file holding a state dict (or `{'state_dict': ...}`).
+      out_dir: the orbax checkpoint folder to write (overwritten if present).
+
+    Returns:
+      `{'params', 'batch_stats'}` float32.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise RppgEditError("converting PyTorch weights needs torch: `pip install torch`") from None
+    path = pathlib.Path(pth_path).expanduser()
+    if not path.is_file():
+        raise RppgEditError(f"{path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for bad files
+        raise RppgEditError(
+            f"{path}: cannot load a PyTorch state dict ({type(e).__name__})"
+        ) from None
+    if isinstance(state, Mapping) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise RppgEditError(f"{path}: not a PyTorch state dict")
+    numpy_state = {
+        k: v.detach().float().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")
+    }
+    variables = _torch_state_dict_to_variables(numpy_state, str(path))
+    metadata = {
+        "model": "PhysNet",
+        "source": f"PyTorch state dict {path.name}",
+        "sha256": _sha256(path),
+        "bn_epsilon": physnet.TORCH_BN_EPSILON,
+    }
+    save_pytree(out_dir, variables, metadata=metadata, force=True)
+    return variables
+
+
+def _checkpoint_root(checkpoint_dir: str | os.PathLike | None) -> pathlib.Path:
+    root = default_checkpoint_dir() if checkpoint_dir is None else pathlib.Path(checkpoint_dir)
+    return root.expanduser().resolve()
+
+
+def load_physnet(
+    variant: Variant, checkpoint_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """PhysNet variables `{'params', 'batch_stats'}` from `checkpoint_dir/physnet_<variant>`.
+
+    A missing checkpoint is converted from open-rppg's weights first (logged); cached per process.
+
+    Args:
+      variant: "pure" or "rlap".
+      checkpoint_dir: folder of checkpoints; `default_checkpoint_dir()` when None.
+
+    Raises:
+      RppgEditError: the checkpoint is missing and open-rppg is not installed.
+    """
+    _check_variant(variant)
+    return _load_physnet_cached(variant, str(_checkpoint_root(checkpoint_dir)))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_physnet_cached(variant: str, root: str) -> dict[str, Any]:
+    path = pathlib.Path(root) / f"physnet_{variant}"
+    if (path / "_CHECKPOINT_METADATA").is_file():
+        return restore_pytree(path)
+    if _find_spec("rppg") is None:
+        raise RppgEditError(
+            f"PhysNet weights not found at {path}; install them with `pip install open-rppg` (MIT) "
+            "and rerun"
+        )
+    _log.info("converting open-rppg PhysNet (%s) weights to %s", variant, path)
+    convert_open_rppg_physnet(variant, path)
+    return restore_pytree(path)
+
+
+def run_convert(source: str, checkpoint_dir: str | os.PathLike | None) -> pathlib.Path:
+    """Converts third-party PhysNet weights into `checkpoint_dir` (the `--mode=convert` entry).
+
+    Args:
+      source: `open_rppg:pure`, `open_rppg:rlap` or `torch:/path/model.pth`.
+      checkpoint_dir: folder of checkpoints; `default_checkpoint_dir()` when None.
+
+    Returns:
+      The written checkpoint: `physnet_<variant>` or `physnet_torch_<file stem>`.
+    """
+    kind, sep, arg = source.partition(":")
+    root = _checkpoint_root(checkpoint_dir)
+    if sep and kind == "open_rppg":
+        _check_variant(arg)
+        out = root / f"physnet_{arg}"
+        convert_open_rppg_physnet(arg, out)  # type: ignore[arg-type]
+    elif sep and kind == "torch" and arg:
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", pathlib.Path(arg).stem)
+        out = root / f"physnet_torch_{stem}"
+        convert_torch_physnet(arg, out)
+    else:
+        raise RppgEditError(
+            f"unknown weight source {source!r}; use open_rppg:pure, open_rppg:rlap or "
+            "torch:/path/model.pth"
+        )
+    _load_physnet_cached.cache_clear()
+    return out

@@ -1,0 +1,52 @@
+"""Deep rPPG estimators (PhysNet) registered by name.
+
+| name         | model and weights | differentiable |
+|--------------|-------------------|----------------|
+| physnet_pure | PhysNet (Yu, Li & Zhao, "Remote Photoplethysmograph Signal Measurement from Facial Videos Using Spatio-Temporal Networks", BMVC 2019) trained on PURE, weights from open-rppg 0.1.1 (Kegang Wang, MIT) | yes |
+| physnet_rlap | the same network trained on RLAP, weights from open-rppg 0.1.1 | yes |
+
+Both are video estimators: `fn(variables, clip "t h w 3" float in [0, 1], fps) -> bvp "t"` (leading
+batch axes allowed). The clip is the face crop; it is area-resized to 32x32 (OpenCV INTER_AREA, as
+open-rppg does) and fed to PhysNet; the output is standardised along T as open-rppg does. T must be
+a multiple of 4 (open-rppg uses 128-frame windows at 30 fps). `fps` is not used: the weights were
+trained at 30 fps. Weights come from `rppgedit.checkpoints.load_physnet` (converted on first use);
+`fold_batchnorm(variables)` gives an equivalent, faster inference-only set that `fn` also accepts.
+
+Sign: on `rppgedit.data.synthetic` clips the output is positively correlated with the ground-truth
+`bvp` (checked for physnet_rlap), matching the project's convention.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+
+from rppgedit import checkpoints
+from rppgedit.estimators.registry import Estimator, register
+from rppgedit.models import physnet
+
+_PHYSNET_CITATION = (
+    "Yu, Li & Zhao, Remote Photoplethysmograph Signal Measurement from Facial Videos Using "
+    "Spatio-Temporal Networks, BMVC 2019; weights trained on {dataset} from open-rppg 0.1.1 "
+    "(Kegang Wang, MIT)"
+)
+
+
+@jax.jit
+def physnet_bvp(variables, clip, fps=None):
+    """PhysNet BVP "... t" of face clips "... t h w 3" in [0, 1]; see `physnet.estimate_bvp`."""
+    return physnet.estimate_bvp(variables, clip, fps, input_size=physnet.TRAINED_INPUT_SIZE)
+
+
+for _variant, _dataset in (("pure", "PURE"), ("rlap", "RLAP")):
+    register(
+        Estimator(
+            name=f"physnet_{_variant}",
+            fn=physnet_bvp,
+            input="video",
+            differentiable=True,
+            citation=_PHYSNET_CITATION.format(dataset=_dataset),
+            load_params=functools.partial(checkpoints.load_physnet, _variant),
+        )
+    )

@@ -1,0 +1,318 @@
+"""PhysNet: a 3-D CNN that reads the blood-volume pulse (BVP) from a face clip.
+
+Yu, Li, Zhao, "Remote Photoplethysmograph Signal Measurement from Facial Videos Using
+Spatio-Temporal Networks", BMVC 2019. The layout here is the `PhysNet_padding_Encoder_Decoder_MAX`
+variant of rPPG-Toolbox (Liu et al., NeurIPS 2023 Datasets and Benchmarks), as shipped with trained
+weights by open-rppg 0.1.1 (Kegang Wang, MIT): nine Conv3D+BN+ReLU blocks with max-pooling, two
+temporal transposed convolutions + BN + ELU, a spatial average and a 1x1x1 convolution to one channel.
+
+open-rppg feeds 128 frames of a 32x32 face crop (OpenCV INTER_AREA resize of the face box) at 30 fps.
+Its preprocessing and output normalisation are reproduced exactly by `estimate_bvp`:
+  x / 255 (done by the caller: clips here are float in [0, 1])
+  -> per clip, per channel (x - mean) / (std + 1e-6) over (T, H, W)       [`standardize_input`]
+  -> network -> (y - mean) / std over T -> (y - mean) / (std + 1e-6) over T.
+
+The final spatial reduction is a global spatial mean: identical to the trained model's (1,2,2) average
+pool at 32x32 input (where the feature map is 2x2), and defined for any input size.
+
+BatchNorm always uses its running statistics at inference. `fold_batchnorm` folds them into the
+convolutions for a faster, inference-only parameter set (`PhysNet(folded=True)`); `estimate_bvp`
+picks the folded path by itself when the variables have no `batch_stats`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+KERAS_BN_EPSILON = 1e-3  # BatchNorm epsilon of the Keras (open-rppg) weights.
+TORCH_BN_EPSILON = 1e-5  # BatchNorm epsilon of PyTorch (rPPG-Toolbox) weights.
+TRAINED_INPUT_SIZE = 32  # Face-crop side the open-rppg weights were trained on.
+TRAINED_FPS = 30.0  # Frame rate the open-rppg weights were trained on.
+
+_INPUT_EPS = 1e-6  # open-rppg's epsilon in both standardisations.
+
+# (name, features, kernel size, temporal-spatial max-pool window after the block or None).
+_ENCODER = (
+    ("ConvBlock1", 16, (1, 5, 5), (1, 2, 2)),
+    ("ConvBlock2", 32, (3, 3, 3), None),
+    ("ConvBlock3", 64, (3, 3, 3), (2, 2, 2)),
+    ("ConvBlock4", 64, (3, 3, 3), None),
+    ("ConvBlock5", 64, (3, 3, 3), (2, 2, 2)),
+    ("ConvBlock6", 64, (3, 3, 3), None),
+    ("ConvBlock7", 64, (3, 3, 3), (1, 2, 2)),
+    ("ConvBlock8", 64, (3, 3, 3), None),
+    ("ConvBlock9", 64, (3, 3, 3), None),
+)
+_DECODER = ("upsample", "upsample2")  # Conv3DTranspose (4,1,1), stride (2,1,1), BN, ELU.
+
+
+class _ConvBlock(nn.Module):
+    """Conv3D (or temporal ConvTranspose3D) -> BatchNorm (unless folded) -> activation.
+
+    Attributes:
+      features: output channels.
+      kernel_size: (D, H, W) kernel.
+      transpose: a transposed convolution that doubles T (stride (2,1,1), Keras/PyTorch "same" padding).
+      activation: the non-linearity applied last.
+      bn_epsilon: BatchNorm epsilon (1e-3 for Keras weights, 1e-5 for PyTorch weights).
+      folded: no BatchNorm; the conv kernel and bias already hold it (see `fold_batchnorm`).
+    """
+
+    features: int
+    kernel_size: tuple[int, int, int]
+    transpose: bool = False
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+    bn_epsilon: float = KERAS_BN_EPSILON
+    folded: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if self.transpose:
+            # Kernel layout (D, H, W, out, in), as Keras stores Conv3DTranspose kernels; padding
+            # (k - 1 - p) = 2 on each side of T reproduces "same" (Keras) / padding=1 (PyTorch).
+            x = nn.ConvTranspose(
+                self.features,
+                self.kernel_size,
+                strides=(2, 1, 1),
+                padding=((2, 2), (0, 0), (0, 0)),
+                transpose_kernel=True,
+                name="conv",
+            )(x)
+        else:
+            x = nn.Conv(self.features, self.kernel_size, padding="SAME", name="conv")(x)
+        if not self.folded:
+            x = nn.BatchNorm(
+                use_running_average=not train,
+                momentum=0.99,
+                epsilon=self.bn_epsilon,
+                name="bn",
+            )(x)
+        return self.activation(x)
+
+
+class PhysNet(nn.Module):
+    """PhysNet (padding, encoder-decoder, max-pool variant).
+
+    Input (B, T, H, W, 3), already standardised (see `standardize_input`), T divisible by 4 and
+    H, W >= 8. Output (B, T) float32: the raw, un-normalised network output.
+
+    Parameter tree: `ConvBlock{1..9}/{conv,bn}`, `upsample/{conv,bn}`, `upsample2/{conv,bn}`,
+    `ConvBlock10` (1x1x1 conv to one channel); `bn` is absent when `folded`.
+
+    Attributes:
+      bn_epsilon: BatchNorm epsilon: `KERAS_BN_EPSILON` for open-rppg weights, `TORCH_BN_EPSILON`
+        for weights converted from PyTorch.
+      folded: use BatchNorm-folded parameters (`fold_batchnorm`); inference only.
+    """
+
+    bn_epsilon: float = KERAS_BN_EPSILON
+    folded: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """Args: x (B,T,H,W,3) float32; train: batch statistics in BN (mutable `batch_stats`).
+
+        Returns: (B, T) float32.
+        """
+        if x.ndim != 5 or x.shape[-1] != 3:
+            raise ValueError(f"PhysNet expects (B,T,H,W,3), got {x.shape}")
+        _, t, h, w, _ = x.shape
+        if t % 4 or min(h, w) < 8:
+            raise ValueError(f"PhysNet needs T divisible by 4 and H, W >= 8, got {x.shape}")
+        if train and self.folded:
+            raise ValueError("folded PhysNet is inference-only")
+        block = functools.partial(_ConvBlock, bn_epsilon=self.bn_epsilon, folded=self.folded)
+        for name, features, kernel, pool in _ENCODER:
+            x = block(features, kernel, name=name)(x, train)
+            if pool is not None:
+                x = nn.max_pool(x, pool, strides=pool, padding="VALID")
+        for name in _DECODER:
+            x = block(64, (4, 1, 1), transpose=True, activation=nn.elu, name=name)(x, train)
+        x = jnp.mean(x, axis=(2, 3), keepdims=True)  # (B, T, 1, 1, 64)
+        x = nn.Conv(1, (1, 1, 1), name="ConvBlock10")(x)
+        return x[:, :, 0, 0, 0]
+
+
+def standardize_input(clip: jax.Array) -> jax.Array:
+    """open-rppg's input standardisation: per clip and channel over (T, H, W).
+
+    Args:
+      clip: (..., T, H, W, C) float.
+
+    Returns:
+      (clip - mean) / (std + 1e-6), same shape; std is the population standard deviation.
+    """
+    mean = jnp.mean(clip, axis=(-4, -3, -2), keepdims=True)
+    std = jnp.std(clip, axis=(-4, -3, -2), keepdims=True)
+    return (clip - mean) / (std + _INPUT_EPS)
+
+
+def _standardize_time(y: jax.Array, eps: float) -> jax.Array:
+    """(y - mean) / (std + eps) along the last axis; a zero std with eps=0 divides by 1 instead."""
+    mean = jnp.mean(y, axis=-1, keepdims=True)
+    std = jnp.std(y, axis=-1, keepdims=True)
+    if eps == 0.0:
+        std = jnp.where(std > 0, std, 1.0)
+    return (y - mean) / (std + eps)
+
+
+@functools.lru_cache(maxsize=64)
+def _area_matrix(src: int, dst: int, area_mode: bool) -> np.ndarray:
+    """(dst, src) float32 weights of OpenCV's INTER_AREA along one axis.
+
+    area_mode (OpenCV uses it when both axes shrink): destination pixel d averages the source interval
+    [d*s, (d+1)*s), s = src/dst, weighting each source pixel by its overlap (fractions under 1e-3 are
+    dropped, as OpenCV does). Otherwise (some axis grows) OpenCV interpolates linearly between source
+    pixels floor(d*s) and floor(d*s)+1 with weight frac((d+1) - (floor(d*s)+1)/s) on the second.
+    """
+    scale = src / dst
+    weights = np.zeros((dst, src), np.float64)
+    for d in range(dst):
+        if area_mode:
+            start = d * scale
+            stop = start + scale
+            cell = min(scale, src - start)
+            first, last = math.ceil(start), min(math.floor(stop), src)
+            if first - start > 1e-3:
+                weights[d, first - 1] += (first - start) / cell
+            weights[d, first:last] += 1.0 / cell
+            if stop - last > 1e-3 and last < src:
+                weights[d, last] += min(stop - last, 1.0) / cell
+        else:
+            left = math.floor(d * scale)
+            frac = (d + 1) - (left + 1) / scale
+            frac = 0.0 if frac <= 0 else frac - math.floor(frac)
+            weights[d, min(max(left, 0), src - 1)] += 1.0 - frac
+            weights[d, min(left + 1, src - 1)] += frac
+    out = weights.astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def area_resize(clip: jax.Array, size: int | tuple[int, int]) -> jax.Array:
+    """Differentiable box (area) resize that equals OpenCV `cv2.resize(..., INTER_AREA)`.
+
+    Integer shrink factors are an exact mean pool; other ratios apply OpenCV's per-axis weights as
+    two matrix products (linear in the clip, so gradients are exact). OpenCV on uint8 frames also
+    rounds the result; this float version does not.
+
+    Args:
+      clip: (..., T, H, W, C) float.
+      size: output side S, or (height, width).
+
+    Returns:
+      (..., T, S, S, C) (or (..., T, height, width, C)) in the input dtype.
+    """
+    out_h, out_w = (size, size) if isinstance(size, int) else size
+    h, w = clip.shape[-3], clip.shape[-2]
+    if (h, w) == (out_h, out_w):
+        return clip
+    if h % out_h == 0 and w % out_w == 0:
+        fh, fw = h // out_h, w // out_w
+        shaped = clip.reshape(*clip.shape[:-3], out_h, fh, out_w, fw, clip.shape[-1])
+        return jnp.mean(shaped, axis=(-4, -2))
+    area_mode = h >= out_h and w >= out_w
+    wy = jnp.asarray(_area_matrix(h, out_h, area_mode), clip.dtype)
+    wx = jnp.asarray(_area_matrix(w, out_w, area_mode), clip.dtype)
+    return jnp.einsum("oh,...hwc,pw->...opc", wy, clip, wx, precision=jax.lax.Precision.HIGHEST)
+
+
+def estimate_bvp(
+    variables: Mapping[str, Any],
+    clip: jax.Array,
+    fps: float | None = None,
+    *,
+    input_size: int | None = TRAINED_INPUT_SIZE,
+    bn_epsilon: float = KERAS_BN_EPSILON,
+) -> jax.Array:
+    """BVP of face clips with PhysNet, normalised exactly as open-rppg does.
+
+    Args:
+      variables: `{'params', 'batch_stats'}` (unfolded) or `{'params'}` from `fold_batchnorm`.
+      clip: (..., T, H, W, 3) float RGB in [0, 1] (the caller's x/255), T divisible by 4. Any leading
+        axes are batch axes.
+      fps: frame rate in Hz; unused (accepted for the estimator contract). The open-rppg weights were
+        trained at 30 fps (`TRAINED_FPS`): resample other rates before calling.
+      input_size: face-crop side fed to the network; the clip is area-resized to it when its H, W
+        differ. None keeps the clip's size (the spatial mean makes any size >= 8 valid).
+      bn_epsilon: BatchNorm epsilon of the weights (unfolded variables only).
+
+    Returns:
+      (..., T) float32 BVP, zero mean and unit standard deviation along T.
+    """
+    del fps
+    clip = jnp.asarray(clip)
+    if not jnp.issubdtype(clip.dtype, jnp.floating):
+        raise TypeError(f"estimate_bvp expects float clips in [0, 1], got dtype {clip.dtype}")
+    if clip.ndim < 4 or clip.shape[-1] != 3:
+        raise ValueError(f"estimate_bvp expects (..., T, H, W, 3), got {clip.shape}")
+    clip = clip.astype(jnp.float32)
+    if input_size is not None:
+        clip = area_resize(clip, input_size)
+    lead, inner = clip.shape[:-4], clip.shape[-4:]
+    x = standardize_input(clip).reshape(-1, *inner)
+    folded = "batch_stats" not in variables
+    y = PhysNet(bn_epsilon=bn_epsilon, folded=folded).apply(variables, x)
+    y = _standardize_time(y, 0.0)  # inside open-rppg's PhysNet.call (no epsilon)
+    y = _standardize_time(y, _INPUT_EPS)  # open-rppg's output decorator
+    return y.reshape(*lead, inner[0]).astype(jnp.float32)
+
+
+def fold_batchnorm(
+    variables: Mapping[str, Any], *, epsilon: float = KERAS_BN_EPSILON
+) -> dict[str, Any]:
+    """Folds BatchNorm running statistics into the preceding convolutions.
+
+    With s = gamma / sqrt(var + eps): kernel' = kernel * s (per output channel),
+    bias' = (bias - mean) * s + beta. Computed in float64, stored as float32.
+
+    Args:
+      variables: `{'params', 'batch_stats'}` of `PhysNet`.
+      epsilon: the BatchNorm epsilon the weights were trained with.
+
+    Returns:
+      `{'params': ...}` for `PhysNet(folded=True)` (and `estimate_bvp`), without `bn` entries.
+    """
+    params, stats = variables["params"], variables["batch_stats"]
+    blocks = [name for name, *_ in _ENCODER] + list(_DECODER)
+    folded: dict[str, Any] = {}
+    for name in blocks:
+        conv, bn, st = params[name]["conv"], params[name]["bn"], stats[name]["bn"]
+        scale = np.asarray(bn["scale"], np.float64) / np.sqrt(
+            np.asarray(st["var"], np.float64) + epsilon
+        )
+        kernel = np.asarray(conv["kernel"], np.float64)
+        # Output channels: last axis of a Conv kernel, axis -2 of a transposed (D,H,W,out,in) kernel.
+        kernel = kernel * (scale[:, None] if name in _DECODER else scale)
+        bias = (np.asarray(conv["bias"], np.float64) - np.asarray(st["mean"], np.float64)) * scale
+        bias = bias + np.asarray(bn["bias"], np.float64)
+        folded[name] = {
+            "conv": {
+                "kernel": jnp.asarray(kernel, jnp.float32),
+                "bias": jnp.asarray(bias, jnp.float32),
+            }
+        }
+    folded["ConvBlock10"] = jax.tree.map(
+        lambda a: jnp.asarray(a, jnp.float32), params["ConvBlock10"]
+    )
+    return {"params": folded}
+
+
+def init_variables(key: jax.Array, *, num_frames: int = 128, size: int = 32) -> dict[str, Any]:
+    """Randomly initialised `{'params', 'batch_stats'}` (shapes as the trained model).
+
+    Args:
+      key: PRNG key.
+      num_frames: T of the example input (any multiple of 4; parameters do not depend on it).
+      size: H = W of the example input.
+    """
+    x = jnp.zeros((1, num_frames, size, size, 3), jnp.float32)
+    return dict(PhysNet().init(key, x))
