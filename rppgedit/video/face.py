@@ -1,0 +1,334 @@
+"""Face detection and tracking: BlazeFace (short range) boxes, smoothed into a steady square crop.
+
+The detector is the BlazeFace short-range model (Bazarevsky et al., "BlazeFace: Sub-millisecond
+Neural Face Detection on Mobile GPUs", CVPR-W 2019) as the ONNX file shipped inside the open-rppg
+wheel (`rppg/weights/blaze_face.onnx`, MIT). The network maps a 128x128 RGB image scaled to [-1, 1]
+(NHWC float32) to two raw tensors: `regressors` (1, 896, 16) and `classificators` (1, 896, 1). The
+anchor-relative decoding and the anchor grid are written here from the published model description
+(MediaPipe's short-range anchor configuration): strides 8 and 16 on a 128x128 input, i.e. a 16x16
+grid with 2 anchors per cell followed by an 8x8 grid with 6 anchors per cell (512 + 384 = 896
+anchors), anchor centres at cell centres, unit anchor size; the first four regressor values are
+(dx, dy, w, h) in input pixels, the next twelve are six (x, y) keypoints; the score is the
+sigmoid of the logit. Overlapping detections are merged by weighted non-maximum suppression
+(score-weighted average of every box overlapping the best one, as in the BlazeFace paper's "blending"
+strategy) or by plain NMS.
+
+Tracking (`track_face`) runs the detector every `detect_every` frames, turns each detection into a
+square box that holds the face from forehead to chin, linearly interpolates centre and (log) size
+between key frames, and smooths the result with a zero-phase Gaussian filter (a causal and an
+anticausal pass, so the box neither lags nor jitters). Border policy: boxes are NOT clipped to the
+frame. A face near an edge yields a box that extends past it; `crop.crop_resize` pads such boxes by
+edge replication and `crop.paste_residual` writes only the in-frame part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import pathlib
+from collections.abc import Callable, Iterable
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from rppgedit.errors import RppgEditError
+
+INPUT_SIZE = 128
+# (stride, anchors per cell) of the short-range model; 16*16*2 + 8*8*6 = 896 anchors.
+_ANCHOR_LAYERS = ((8, 2), (16, 6))
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceDetector:
+    """A loaded BlazeFace model: the ONNX Runtime session and its anchor centres.
+
+    Attributes:
+      session: `onnxruntime.InferenceSession` of the 128x128 short-range model.
+      anchors: float32 (896, 2) anchor centres (x, y) in [0, 1] input-image units.
+      input_name: name of the session's image input.
+    """
+
+    session: object
+    anchors: np.ndarray
+    input_name: str
+
+
+def blazeface_path() -> pathlib.Path:
+    """Path of `blaze_face.onnx` inside the installed open-rppg package (without importing it).
+
+    Raises:
+      RppgEditError: open-rppg is not installed or the file is missing.
+    """
+    spec = importlib.util.find_spec("rppg")  # finds the package; does not import it
+    if spec is None or spec.origin is None:
+        raise RppgEditError(
+            "blaze_face.onnx: package open-rppg is not installed (pip install open-rppg)"
+        )
+    path = pathlib.Path(spec.origin).parent / "weights" / "blaze_face.onnx"
+    if not path.is_file():
+        raise RppgEditError(f"{path}: BlazeFace model file not found in the open-rppg package")
+    return path
+
+
+def make_anchors() -> np.ndarray:
+    """Anchor centres of the BlazeFace short-range model.
+
+    Returns:
+      float32 (896, 2): (x, y) centres in [0, 1] units of the 128x128 input, in the model's
+      output order (row-major over each grid, anchors of one cell consecutive, stride 8 first).
+    """
+    centres = []
+    for stride, per_cell in _ANCHOR_LAYERS:
+        grid = INPUT_SIZE // stride
+        ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+        cells = np.stack([(xs.ravel() + 0.5) / grid, (ys.ravel() + 0.5) / grid], axis=-1)
+        centres.append(np.repeat(cells, per_cell, axis=0))
+    return np.concatenate(centres, axis=0).astype(np.float32)
+
+
+def load_detector(path: str | pathlib.Path | None = None, *, threads: int = 1) -> FaceDetector:
+    """Load the BlazeFace ONNX model on the CPU.
+
+    Args:
+      path: the .onnx file; None uses the one shipped in open-rppg (`blazeface_path()`).
+      threads: ONNX Runtime intra-op threads (1-2 is right for this tiny model).
+
+    Returns:
+      A `FaceDetector` to pass to `detect_faces` / `track_face`.
+    """
+    import onnxruntime as ort  # lazy: only face detection needs it
+
+    path = pathlib.Path(path) if path is not None else blazeface_path()
+    if not path.is_file():
+        raise RppgEditError(f"{path}: face detector model file not found")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types
+        raise RppgEditError(f"{path}: cannot load face detector model ({err})") from err
+    n_anchors = session.get_outputs()[0].shape[1]
+    anchors = make_anchors()
+    if n_anchors != anchors.shape[0]:
+        raise RppgEditError(
+            f"{path}: expected a BlazeFace short-range model with {anchors.shape[0]} anchors, "
+            f"got {n_anchors}"
+        )
+    return FaceDetector(session=session, anchors=anchors, input_name=session.get_inputs()[0].name)
+
+
+def _letterbox(frame: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+    """Fit a frame into the 128x128 input, centred, padded with black; scaled to [-1, 1].
+
+    Returns:
+      (image float32 (128,128,3), scale (input px per frame px), x offset, y offset) in input px.
+    """
+    height, width = frame.shape[:2]
+    scale = INPUT_SIZE / max(height, width)
+    new_h = max(1, min(INPUT_SIZE, round(height * scale)))
+    new_w = max(1, min(INPUT_SIZE, round(width * scale)))
+    resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.float32)
+    off_y, off_x = (INPUT_SIZE - new_h) // 2, (INPUT_SIZE - new_w) // 2
+    canvas[off_y : off_y + new_h, off_x : off_x + new_w] = resized
+    return canvas / 127.5 - 1.0, scale, float(off_x), float(off_y)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one box (4,) with boxes (N,4), (x0,y0,x1,y1)."""
+    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = ix * iy
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+def _nms(dets: np.ndarray, threshold: float, merge: Callable) -> np.ndarray:
+    """Greedy NMS over (N,5) detections sorted or not; `merge(cluster)` makes one row of a cluster."""
+    order = np.argsort(-dets[:, 4], kind="stable")
+    remaining = dets[order]
+    kept = []
+    while remaining.shape[0]:
+        overlap = _iou(remaining[0, :4], remaining[:, :4]) > threshold
+        overlap[0] = True
+        kept.append(merge(remaining[overlap]))
+        remaining = remaining[~overlap]
+    return np.stack(kept) if kept else np.zeros((0, 5), np.float32)
+
+
+def _merge_weighted(cluster: np.ndarray) -> np.ndarray:
+    """Score-weighted mean box of a cluster, keeping the best score (BlazeFace "blending")."""
+    weights = cluster[:, 4:5]
+    box = np.sum(cluster[:, :4] * weights, axis=0) / np.sum(weights)
+    return np.concatenate([box, cluster[:1, 4]])
+
+
+def _merge_plain(cluster: np.ndarray) -> np.ndarray:
+    """The best-scoring box of a cluster (plain NMS)."""
+    return cluster[0]
+
+
+NMS_METHODS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "weighted": _merge_weighted,
+    "plain": _merge_plain,
+}
+
+
+def detect_faces(
+    frame: np.ndarray,
+    *,
+    min_score: float = 0.5,
+    nms: str = "weighted",
+    iou_threshold: float = 0.3,
+    detector: FaceDetector | None = None,
+) -> np.ndarray:
+    """Detect faces in one RGB frame with BlazeFace.
+
+    Args:
+      frame: uint8 (H, W, 3) RGB image, any size (letterboxed into 128x128).
+      min_score: keep detections whose sigmoid score is at least this.
+      nms: "weighted" (blend overlapping boxes) or "plain".
+      iou_threshold: boxes overlapping the best box by more than this IoU are merged/suppressed.
+      detector: a loaded model (`load_detector()`); None loads one for this call (slow: pass one
+        when detecting in many frames).
+
+    Returns:
+      float32 (N, 5): [x0, y0, x1, y1, score] in frame pixels (x right, y down), best first.
+      N = 0 when no face is found.
+    """
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+        raise ValueError(
+            f"detect_faces expects a uint8 (H,W,3) frame, got {frame.dtype} {frame.shape}"
+        )
+    if nms not in NMS_METHODS:
+        raise ValueError(f"unknown nms {nms!r}; choose from {sorted(NMS_METHODS)}")
+    detector = detector if detector is not None else load_detector()
+    image, scale, off_x, off_y = _letterbox(frame)
+    regressors, logits = detector.session.run(None, {detector.input_name: image[None]})
+    regressors, logits = regressors[0].astype(np.float64), logits[0, :, 0].astype(np.float64)
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
+    keep = scores >= min_score
+    if not np.any(keep):
+        return np.zeros((0, 5), np.float32)
+    reg, anchors = regressors[keep], detector.anchors[keep].astype(np.float64)
+    cx = reg[:, 0] + anchors[:, 0] * INPUT_SIZE
+    cy = reg[:, 1] + anchors[:, 1] * INPUT_SIZE
+    half_w, half_h = reg[:, 2] / 2, reg[:, 3] / 2
+    boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=-1)
+    boxes = (boxes - np.array([off_x, off_y, off_x, off_y])) / scale
+    dets = np.concatenate([boxes, scores[keep, None]], axis=-1)
+    return _nms(dets, iou_threshold, NMS_METHODS[nms]).astype(np.float32)
+
+
+def _face_square(det: np.ndarray, scale: float, shift: float) -> np.ndarray:
+    """(cx, cy, side) of the square crop for one detection (x0,y0,x1,y1,...)."""
+    width, height = det[2] - det[0], det[3] - det[1]
+    cx = (det[0] + det[2]) / 2
+    cy = (det[1] + det[3]) / 2 + shift * height
+    return np.array([cx, cy, scale * max(width, height)], np.float64)
+
+
+def _pick(dets: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """The detection to follow: the one overlapping the previous pick most, else the best score."""
+    if previous is not None and dets.shape[0] > 1:
+        overlap = _iou(previous[:4], dets[:, :4])
+        if overlap.max() > 0.3:
+            return dets[int(np.argmax(overlap))]
+    return dets[0]
+
+
+def track_face(
+    frames: Iterable[np.ndarray] | np.ndarray,
+    *,
+    detect_every: int = 5,
+    scale: float = 1.1,
+    shift: float = -0.05,
+    smooth: float = 10.0,
+    min_score: float = 0.5,
+    detector: FaceDetector | None = None,
+    name: str = "video",
+) -> np.ndarray:
+    """Square face boxes for every frame of a video, steady over time.
+
+    The detector runs on frames 0, k, 2k, ... (k = `detect_every`); when it misses a face on a key
+    frame it retries on the following frames until it finds one. Each detection becomes a square of
+    side `scale * max(w, h)` centred at (cx, cy + shift * h): with the defaults it spans the detector
+    box's vertical range from cy - 0.6 h to cy + 0.5 h (forehead to chin, as open-rppg's crop) and
+    +-0.55 w horizontally (cheeks). Centre and log-side are linearly interpolated between detections
+    (frames before the first / after the last detection take that detection's box), then smoothed
+    by a zero-phase Gaussian of standard deviation `smooth` frames (the first and last values are
+    extended past the ends). Boxes are not clipped to the frame (see module docstring for the border policy).
+
+    Args:
+      frames: uint8 RGB frames, an array (T, H, W, 3) or any iterable of (H, W, 3) arrays (consumed
+        once; only key frames are kept in memory).
+      detect_every: run the detector every this many frames (>= 1).
+      scale: side of the square relative to the detector box.
+      shift: vertical offset of the square's centre, as a fraction of the detector box height
+        (negative = up).
+      smooth: Gaussian smoothing sigma in frames; 0 disables smoothing.
+      min_score: detector score threshold.
+      detector: a loaded model; None loads one.
+      name: what to call the video in error messages (e.g. its file name).
+
+    Returns:
+      float32 (T, 4) boxes (x0, y0, x1, y1) in frame pixels, x1 - x0 == y1 - y0.
+
+    Raises:
+      RppgEditError: no face is found in any frame (or the video has no frames).
+    """
+    if detect_every < 1:
+        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+    detector = detector if detector is not None else load_detector()
+    key_t, key_box = [], []
+    previous = None
+    next_key = 0
+    count = 0
+    for t, frame in enumerate(frames):
+        count += 1
+        if t < next_key:
+            continue
+        dets = detect_faces(frame, min_score=min_score, detector=detector)
+        if dets.shape[0] == 0:
+            next_key = t + 1  # retry on the next frame
+            continue
+        previous = _pick(dets, previous)
+        key_t.append(t)
+        key_box.append(_face_square(previous, scale, shift))
+        next_key = t + detect_every
+    if not key_t:
+        raise RppgEditError(
+            f"{name}: no face found in {count} frames; pass --allow_no_face to edit a fixed box"
+        )
+    key_box = np.asarray(key_box)
+    times = np.arange(count, dtype=np.float64)
+    cx = np.interp(times, key_t, key_box[:, 0])
+    cy = np.interp(times, key_t, key_box[:, 1])
+    log_side = np.interp(times, key_t, np.log(key_box[:, 2]))
+    if smooth > 0:
+        cx, cy, log_side = (
+            ndimage.gaussian_filter1d(v, smooth, mode="nearest") for v in (cx, cy, log_side)
+        )
+    half = np.exp(log_side) / 2
+    return np.stack([cx - half, cy - half, cx + half, cy + half], axis=-1).astype(np.float32)
+
+
+def fixed_box(height: int, width: int, frac: float = 0.6) -> np.ndarray:
+    """A centred square box for videos without a detectable face (--allow_no_face).
+
+    Args:
+      height, width: frame size in pixels.
+      frac: side of the square as a fraction of min(height, width).
+
+    Returns:
+      float32 (4,) box (x0, y0, x1, y1) in pixels; tile it to (T, 4) for a whole video.
+    """
+    if not 0 < frac <= 1:
+        raise ValueError(f"frac must be in (0, 1], got {frac}")
+    side = frac * min(height, width)
+    cx, cy = width / 2, height / 2
+    return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float32)
