@@ -1,0 +1,29 @@
+"""Editors by name: every editor module exposes the same contract.
+
+- `Config`: a frozen dataclass of static settings with at least `fps` and `remove` fields;
+- `load_state(cfg)`: the heavy state (surrogate weights) loaded once;
+- `edit(state, clip, mask, target, cfg) -> (edited, aux)`: pure, jit- and vmap-able; pixels outside
+  `mask` are bit-identical to the input;
+- `edit_batch(state, clips, masks, targets, cfg)`: the same over a leading batch axis.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from rppgedit.errors import RppgEditError
+
+# name -> module path; modules are imported on first use.
+METHODS = {
+    "privacy_phys": "rppgedit.editors.privacy_phys",
+    "pulseedit": "rppgedit.editors.pulseedit",
+    "smooth_remove": "rppgedit.editors.smooth_remove",
+}
+
+
+def get(name: str) -> ModuleType:
+    """The editor module called `name`."""
+    if name not in METHODS:
+        raise RppgEditError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
+    return importlib.import_module(METHODS[name])
