@@ -16,6 +16,12 @@ Beyond the paper (each a `PrivacyPhysConfig` field, defaults measured in the iss
   the paper's per-pixel PGD with the exact projection after every step;
 - an ensemble of surrogates (`surrogates`): the differentiable classical estimators (POS, CHROM, ...) on
   the skin-masked mean colour, weighted, next to PhysNet;
+- the colour of the edit (`colour`): "free" lets every channel move on its own (the paper);
+  "pulse" moves the pixels only along the blood-volume pulse colour signature of skin (de Haan & van
+  Leest 2014, Physiol. Meas. 35:1913; relative strengths R:G:B = 0.33:0.77:0.53, scaled by the clip's
+  mean skin colour as the pulse is a relative reflectance change). Every rPPG method is built on that
+  skin-reflection model, so an edit along it looks like a real pulse to estimators the optimiser never
+  saw, and no budget is spent on colour directions that no estimator reads;
 - removal (`remove=True`): instead of a target waveform, the spectral flatness of every surrogate's
   output inside the pulse band is maximised, so no estimator finds a stable peak.
 """
@@ -62,12 +68,15 @@ class PrivacyPhysConfig:
     param_size: int | None = 32
     remove: bool = False
     band_hz: tuple[float, float] = (0.7, 3.0)
+    colour: str = "free"
 
     def __post_init__(self):
         if self.steps < 1 or self.learning_rate <= 0 or self.fidelity_weight < 0:
             raise ValueError("steps >= 1, learning_rate > 0 and fidelity_weight >= 0 are required")
         if not self.surrogates or any(w <= 0 for _, w in self.surrogates):
             raise ValueError("at least one surrogate with a positive weight is required")
+        if self.colour not in ("free", "pulse"):
+            raise ValueError(f"colour must be 'free' or 'pulse', got {self.colour!r}")
         for name, _ in self.surrogates:
             if not registry.get(name).differentiable:
                 raise ValueError(f"surrogate {name!r} is not differentiable")
@@ -82,10 +91,25 @@ def load_state(cfg: PrivacyPhysConfig) -> dict[str, Any]:
     return state
 
 
-def _apply_delta(clip, mask, delta):
-    """The edited clip: clip + upsampled delta (grey levels) on skin pixels, clipped to [0, 1]."""
-    if delta.shape != clip.shape:
-        delta = jax.image.resize(delta, clip.shape, method="linear")
+PULSE_SIGNATURE = (0.33, 0.77, 0.53)  # relative R, G, B pulse strengths (de Haan & van Leest 2014)
+
+
+def pulse_direction(clip, mask):
+    """Colour direction (3,) of a blood-volume pulse on this clip's skin, largest component 1."""
+    mean = spatial_mean(clip, mask).mean(axis=0)
+    direction = jnp.asarray(PULSE_SIGNATURE, jnp.float32) * jnp.maximum(mean, 1e-3)
+    return direction / jnp.max(direction)
+
+
+def _apply_delta(clip, mask, delta, direction=None):
+    """The edited clip: clip + upsampled delta (grey levels) on skin pixels, clipped to [0, 1].
+
+    With `direction` (3,), `delta` has one channel: the amplitude along that colour direction."""
+    shape = clip.shape[:-1] + (delta.shape[-1],)
+    if delta.shape != shape:
+        delta = jax.image.resize(delta, shape, method="linear")
+    if direction is not None:
+        delta = delta * direction
     edited = jnp.clip(clip + delta / LEVELS, 0.0, 1.0)
     return jnp.where(mask[..., None], edited, clip)
 
@@ -130,27 +154,32 @@ def edit(state, clip, mask, target, cfg: PrivacyPhysConfig):
     weights = {name: w for name, w in cfg.surrogates}
     total = sum(weights.values())
 
+    direction = pulse_direction(clip, mask) if cfg.colour == "pulse" else None
+    channels = 1 if cfg.colour == "pulse" else 3
+
     def loss_fn(delta):
-        x = _apply_delta(clip, mask, delta)
+        x = _apply_delta(clip, mask, delta, direction)
         outputs = _surrogate_outputs(state, x, mask, cfg)
         rppg = sum(weights[n] * rppg_objective(b, target, cfg) for n, b in outputs.items()) / total
         mse = jnp.mean(jnp.square((x - clip) * LEVELS))
         return rppg + cfg.fidelity_weight * mse, {"rppg": rppg, "mse": mse}
 
     if cfg.param_size is None:
-        delta0 = jnp.zeros_like(clip)
+        delta0 = jnp.zeros(clip.shape[:-1] + (channels,), jnp.float32)
         low, high = -clip * LEVELS, (1.0 - clip) * LEVELS
 
         def project(delta):  # the paper's projection: background reset, values kept in range
-            return jnp.where(mask[..., None], jnp.clip(delta, low, high), 0.0)
+            if direction is None:
+                delta = jnp.clip(delta, low, high)
+            return jnp.where(mask[..., None], delta, 0.0)
 
     else:
-        delta0 = jnp.zeros((clip.shape[0], cfg.param_size, cfg.param_size, 3), jnp.float32)
+        delta0 = jnp.zeros((clip.shape[0], cfg.param_size, cfg.param_size, channels), jnp.float32)
         project = None  # masking and clipping happen in `_apply_delta`
     delta, history = optimize(
         delta0, loss_fn, optax.adam(cfg.learning_rate), cfg.steps, project=project
     )
-    edited = _apply_delta(clip, mask, delta)
+    edited = _apply_delta(clip, mask, delta, direction)
     return edited, {"history": history, "surrogates": _surrogate_outputs(state, edited, mask, cfg)}
 
 

@@ -288,3 +288,16 @@ def quantize(frames_f32_255, key_or_seed, *, mode: str = "stochastic") -> np.nda
 def quantize_16bit(frames_f32_65535, key_or_seed, *, mode: str = "stochastic") -> np.ndarray:
     """`quantize` for 16-bit output: float frames on the 0-65535 scale to uint16."""
     return _quantize(frames_f32_65535, key_or_seed, mode, np.uint16)
+
+
+def enclosing_square(boxes: np.ndarray) -> np.ndarray:
+    """The smallest square (x0, y0, x1, y1) centred on the union of `boxes` (T, 4) that holds them all.
+
+    A fixed box for a clip whose face moves inside a known region (e.g. synthetic clips).
+    """
+    boxes = np.asarray(boxes, np.float64)
+    x0, y0 = boxes[:, :2].min(axis=0)
+    x1, y1 = boxes[:, 2:].max(axis=0)
+    half = max(x1 - x0, y1 - y0) / 2
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return np.array([cx - half, cy - half, cx + half, cy + half], np.float32)

@@ -1,0 +1,96 @@
+"""`--mode=bench`: frames per second of an edit, achieved GFLOP/s, and the machine's matmul peak.
+
+Times the jit-compiled editor on 128-frame windows of random face-sized crops (after compiling), at
+each working size, and compares the achieved FLOP rate (XLA's own cost analysis of the compiled
+program) with a measured float32 matmul peak on the same devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rppgedit import editors
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best observed float32 GFLOP/s of an n x n matmul on the default device."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - tic)
+    return 2.0 * n**3 / best / 1e9
+
+
+def _flops(compiled) -> float | None:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else None
+    return None if not cost or "flops" not in cost else float(cost["flops"])
+
+
+def bench_edit(
+    method: str, sizes: tuple[int, ...], *, window: int = 128, batch: int = 1, repeats: int = 3,
+    fps: float = 30.0, options: tuple = ()
+) -> list[dict]:
+    """Frames/s of `method`'s `edit_batch` for each working size (median of `repeats` runs)."""
+    module = editors.get(method)
+    cfg = module.Config(fps=fps, **dict(options))
+    state = module.load_state(cfg)
+    rows = []
+    rng = np.random.default_rng(0)
+    for size in sizes:
+        clips = rng.uniform(0.3, 0.7, (batch, window, size, size, 3)).astype(np.float32)
+        masks = np.ones((batch, window, size, size), bool)
+        waves = np.tile(np.cos(np.arange(window) / fps * 2 * np.pi * 2.0), (batch, 1))
+        waves = waves.astype(np.float32)
+        tic = time.perf_counter()
+        compiled = module.edit_batch.lower(state, clips, masks, waves, cfg).compile()
+        compile_s = time.perf_counter() - tic
+        times = []
+        for _ in range(repeats):
+            tic = time.perf_counter()
+            jax.block_until_ready(compiled(state, clips, masks, waves))
+            times.append(time.perf_counter() - tic)
+        seconds = statistics.median(times)
+        flops = _flops(compiled)
+        rows.append(
+            {
+                "method": method,
+                "size": size,
+                "window": window,
+                "batch": batch,
+                "steps": getattr(cfg, "steps", None),
+                "seconds_per_call": seconds,
+                "compile_s": compile_s,
+                "fps": batch * window / seconds,
+                "gflop_per_call": None if flops is None else flops / 1e9,
+                "gflops": None if flops is None else flops / seconds / 1e9,
+            }
+        )
+    return rows
+
+
+def run_bench(method: str, sizes: tuple[int, ...], *, batch: int = 1, repeats: int = 3,
+              options: tuple = ()) -> dict:
+    """The bench table as a dict: rows per size, the matmul peak and the ratio."""
+    peak = matmul_peak_gflops()
+    rows = bench_edit(method, sizes, batch=batch, repeats=repeats, options=options)
+    for row in rows:
+        row["fraction_of_matmul_peak"] = None if row["gflops"] is None else row["gflops"] / peak
+    return {
+        "devices": [str(d) for d in jax.devices()],
+        "jax": jax.__version__,
+        "matmul_peak_gflops": peak,
+        "rows": rows,
+        "config": dataclasses.asdict(editors.get(method).Config(**dict(options))),
+    }

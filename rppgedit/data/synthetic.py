@@ -1,0 +1,474 @@
+"""Synthetic face videos with a known pulse: the project's own test and demo data.
+
+A clip is a cartoon head (an ellipse with hair, brows, eyes and mouth, on a neck and a shirt, in front
+of a smooth seeded background) whose skin reflectance is modulated by a ground-truth blood-volume pulse
+(BVP). The model follows the usual rPPG image model (Wang et al., "Algorithmic principles of remote
+PPG", IEEE TBME 2017): the colour of a skin pixel is
+
+    C_c(t, x) = L(t) * rho_c(x) * (1 - a * w_c * s(x) * bvp(t)) + noise,
+
+with `L` a global illumination level (slow drift and flicker when asked), `rho_c` the skin reflectance
+of channel c (light to dark skin, lightly textured and shaded), `a` the relative pulse amplitude,
+`w` the normalised pulse signature R:G:B = 0.33:0.77:0.53 of de Haan & van Leest, "Improved motion
+robustness of remote-PPG by using the blood volume pulse signature" (Physiol. Meas. 2014, the PBV
+method; green strongest) and `s` a spatial strength map (forehead and cheeks stronger), scaled so that
+its green-intensity-weighted mean over the skin mask is 1. Hence the relative standard deviation of the
+mean skin green trace is `pulse_amplitude`; in absolute 8-bit levels dark skin carries a weaker pulse
+because its reflectance is lower.
+
+Sign convention: `bvp` is blood volume (systolic peak upward, as a contact PPG displays it). More
+blood absorbs more light, so the skin gets darker: the mean skin green trace is ANTI-correlated with
+`bvp`. Spectral heart-rate estimates do not care; correlation-based checks must flip the sign.
+
+The pulse multiplies only `mask` pixels: every pulse-carrying pixel is in the mask and every pixel
+outside it is constant over time when motion, illumination and noise are off (the neck is skin
+coloured but carries no pulse, so the mask stays inside the face box).
+
+The waveform has a fast systolic upstroke, a slower decay, a dicrotic notch and a diastolic wave, so it
+has harmonics; its instantaneous rate varies smoothly (respiratory sinus arrhythmia near 0.25 Hz and a
+Mayer wave near 0.1 Hz; see Task Force of the ESC/NASPE, "Heart rate variability", Circulation 1996).
+
+The head is drawn analytically in canonical face coordinates, which are mapped to pixels by a
+per-frame similarity transform (translation, rotation, scale), vectorised over frames; edges are
+anti-aliased by a one-pixel signed-distance ramp. Random draws come from independent child streams
+of `np.random.SeedSequence(seed)`, so switching `motion`, `illumination` or `noise_std` keeps the same
+face, background and pulse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+
+import numpy as np
+from scipy import ndimage
+
+# Named skin-tone presets for `make_clip(skin_tone=...)` (0 very light ... 1 very dark).
+SKIN_TONES = types.MappingProxyType({"light": 0.1, "medium": 0.45, "dark": 0.85})
+
+# Representative sRGB skin colours (in [0, 1]) at skin_tone 0, 1/3, 2/3 and 1, roughly Fitzpatrick
+# types I-II, III-IV, V and VI. Illustrative values chosen for this generator, not measurements.
+_SKIN_ANCHORS = np.array(
+    [
+        [0.93, 0.78, 0.69],
+        [0.78, 0.58, 0.45],
+        [0.50, 0.33, 0.24],
+        [0.26, 0.16, 0.11],
+    ]
+)
+
+# Relative pulsatile strengths R:G:B (PBV signature, de Haan & van Leest 2014), green normalised to 1.
+_PBV = np.array([0.33, 0.77, 0.53]) / 0.77
+
+# Canonical face geometry (units: head half-height; u to the right, v downward, head centre at 0).
+_HEAD_AXES = (0.78, 1.0)
+_HAIR_CENTRE_V, _HAIR_AXES = -0.05, (0.85, 1.07)
+# Face box in canonical units: the hair ellipse's extent on top, the chin below.
+_BOX_U, _BOX_V = (-0.85, 0.85), (-1.12, 1.0)
+_BACKGROUNDS = ("texture", "flat")
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticClip:
+    """A synthetic face clip with its ground truth.
+
+    Attributes:
+      frames: uint8 video "t h w 3", RGB.
+      fps: frame rate in Hz.
+      bvp: float64 "t" ground-truth blood-volume pulse, zero mean and unit std (see the module
+        docstring for its sign relative to the pixels).
+      hr_bpm: mean heart rate of the clip in beats per minute.
+      mask: bool "t h w", the pulse-carrying face-skin pixels of each frame.
+      face_boxes: int64 "t 4", (x0, y0, x1, y1) of the head bounding box per frame in pixels, with
+        x1, y1 exclusive (`frames[t, y0:y1, x0:x1]`), clipped to the frame.
+    """
+
+    frames: np.ndarray
+    fps: float
+    bvp: np.ndarray
+    hr_bpm: float
+    mask: np.ndarray
+    face_boxes: np.ndarray
+
+
+def skin_rgb(skin_tone: float) -> np.ndarray:
+    """Skin reflectance for a tone in [0, 1] (0 very light ... 1 very dark).
+
+    Args:
+      skin_tone: scalar in [0, 1].
+
+    Returns:
+      float64 "3" RGB reflectance in [0, 1], piecewise-linear between four representative colours.
+    """
+    if not 0.0 <= skin_tone <= 1.0:
+        raise ValueError(f"skin_tone must be in [0, 1], got {skin_tone}")
+    grid = np.linspace(0.0, 1.0, len(_SKIN_ANCHORS))
+    return np.array([np.interp(skin_tone, grid, _SKIN_ANCHORS[:, c]) for c in range(3)])
+
+
+def pulse_waveform(phase: np.ndarray) -> np.ndarray:
+    """One-beat-periodic PPG shape: systolic peak, dicrotic notch, diastolic wave.
+
+    Args:
+      phase: float array of cardiac phase in cycles (any shape); the shape repeats every 1.0.
+
+    Returns:
+      float64 array of the same shape, unnormalised (peak about 1, minimum 0).
+    """
+    x = np.mod(phase, 1.0)
+    d = np.mod(x - 0.2 + 0.5, 1.0) - 0.5
+    width = np.where(d < 0.0, 0.06, 0.11)  # fast upstroke, slow decay
+    systolic = np.exp(-0.5 * (d / width) ** 2)
+    d2 = np.mod(x - 0.52 + 0.5, 1.0) - 0.5
+    diastolic = 0.35 * np.exp(-0.5 * (d2 / 0.08) ** 2)
+    return systolic + diastolic
+
+
+def spectral_peak_bpm(signal: np.ndarray, fps: float, *, band_bpm=(30.0, 240.0)) -> float:
+    """Frequency of the largest spectral peak of a signal, in bpm.
+
+    Mean-removed, Hann-windowed, zero-padded FFT (at least 2**16 points) with a parabolic refinement
+    of the peak bin.
+
+    Args:
+      signal: float "t".
+      fps: sampling rate in Hz.
+      band_bpm: (low, high) search band in bpm.
+
+    Returns:
+      peak frequency in bpm.
+    """
+    x = np.asarray(signal, np.float64)
+    x = (x - x.mean()) * np.hanning(len(x))
+    n = max(1 << 16, 1 << int(np.ceil(np.log2(len(x)))) + 1)
+    power = np.abs(np.fft.rfft(x, n)) ** 2
+    bpm = np.fft.rfftfreq(n, 1.0 / fps) * 60.0
+    idx = np.flatnonzero((bpm >= band_bpm[0]) & (bpm <= band_bpm[1]))
+    k = idx[np.argmax(power[idx])]
+    if 0 < k < len(power) - 1:
+        a, b, c = np.log(power[k - 1 : k + 2] + 1e-300)
+        denom = a - 2 * b + c
+        k = k + (0.5 * (a - c) / denom if denom != 0 else 0.0)
+    return float(k * (bpm[1] - bpm[0]))
+
+
+def _smooth_sines(rng, t, freqs_hz, amps):
+    """Sum of sinusoids with random phases and slightly jittered frequencies, unit theoretical std."""
+    freqs = np.asarray(freqs_hz) * rng.uniform(0.8, 1.2, len(freqs_hz))
+    phases = rng.uniform(0, 2 * np.pi, len(freqs_hz))
+    amps = np.asarray(amps, np.float64)
+    x = np.sum(amps[:, None] * np.sin(2 * np.pi * freqs[:, None] * t[None] + phases[:, None]), 0)
+    return x / np.sqrt(np.sum(amps**2) / 2)
+
+
+def _make_bvp(rng, hr_bpm, hrv, num_frames, fps):
+    """Standardised waveform and its exact mean rate (bpm)."""
+    t = np.arange(num_frames) / fps
+    z = _smooth_sines(rng, t, [0.25, 0.1, 0.04], [1.0, 0.7, 0.4])
+    z = z - z.mean()
+    rate_hz = hr_bpm / 60.0 * (1.0 + hrv * z)
+    phase = rng.uniform() + np.concatenate([[0.0], np.cumsum(rate_hz[:-1]) / fps])
+    wave = pulse_waveform(phase)
+    return (wave - wave.mean()) / wave.std(), float(np.mean(rate_hz) * 60.0)
+
+
+def _coverage(dist_px):
+    """Anti-aliased coverage of a region from a signed distance in pixels (negative inside)."""
+    return np.clip(0.5 - dist_px, 0.0, 1.0)
+
+
+def _ellipse(u, v, ppu, cu, cv, au, av):
+    """Coverage of an axis-aligned ellipse in canonical coordinates (ppu: pixels per unit)."""
+    du, dv = (u - cu) / au, (v - cv) / av
+    f = du * du + dv * dv - 1.0
+    grad = 2.0 * np.sqrt((du / au) ** 2 + (dv / av) ** 2)
+    return _coverage(f / np.maximum(grad, 1e-6) * ppu)
+
+
+def _smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _plane_waves(rng, count, max_freq):
+    """Random plane-wave texture parameters: (freqs_u, freqs_v, phases, amplitudes)."""
+    ang = rng.uniform(0, np.pi, count)
+    freq = rng.uniform(0.3, 1.0, count) * max_freq
+    return (
+        (freq * np.cos(ang)).astype(np.float32),
+        (freq * np.sin(ang)).astype(np.float32),
+        rng.uniform(0, 2 * np.pi, count).astype(np.float32),
+        (np.sqrt(2.0 / count) * np.ones(count)).astype(np.float32),
+    )
+
+
+def _texture(u, v, waves):
+    fu, fv, ph, amp = waves
+    out = np.zeros_like(u)
+    for k in range(len(fu)):
+        out += amp[k] * np.cos(2 * np.pi * (fu[k] * u + fv[k] * v) + ph[k])
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Look:
+    """Seeded appearance: colours and textures."""
+
+    skin: np.ndarray
+    hair: np.ndarray
+    lips: np.ndarray
+    iris: np.ndarray
+    sclera: np.ndarray
+    shirt: np.ndarray
+    skin_waves: tuple
+    background: np.ndarray
+
+
+def _make_look(rng, skin_tone, height, width, background):
+    skin = skin_rgb(skin_tone) * rng.uniform(0.96, 1.04, 3)
+    hair = np.array([0.16, 0.11, 0.07]) * rng.uniform(0.4, 2.0) * rng.uniform(0.9, 1.1, 3)
+    lips = skin * np.array([0.85, 0.55, 0.55])
+    iris = np.array([0.25, 0.16, 0.1]) * rng.uniform(0.4, 1.2)
+    sclera = np.array([0.85, 0.83, 0.8])
+    shirt = rng.uniform(0.1, 0.8, 3)
+    skin_waves = _plane_waves(rng, 6, 3.0)
+    base = rng.uniform(0.25, 0.75, 3)
+    if background == "texture":
+        sigma = max(height, width) / 12.0
+        noise = rng.standard_normal((height, width, 4))
+        smooth = np.stack([ndimage.gaussian_filter(noise[..., i], sigma, mode="wrap") for i in range(4)], -1)
+        smooth /= smooth.reshape(-1, 4).std(0) + 1e-12
+        gray, colour = smooth[..., :1], smooth[..., 1:]
+        ramp = np.linspace(-1.0, 1.0, height)[:, None, None] * rng.uniform(-0.1, 0.1)
+        bg = base * (1.0 + 0.2 * gray + ramp) + 0.04 * colour
+    else:
+        bg = np.broadcast_to(base, (height, width, 3))
+    return _Look(skin, hair, lips, iris, sclera, shirt, skin_waves, np.clip(bg, 0, 1).astype(np.float32))
+
+
+def _render(look, u, v, ub, vb, ppu, background):
+    """Render frames from canonical head (u, v) and body (ub, vb) coordinates, all "n h w".
+
+    Returns:
+      colour float32 "n h w 3" in [0, 1] (before pulse, illumination and noise), skin fraction
+      float32 "n h w" and pulse strength map float32 "n h w" (unnormalised).
+    """
+    f32 = np.float32
+    img = np.broadcast_to(background, u.shape + (3,)).astype(f32)
+
+    def paint(alpha, colour):
+        nonlocal img
+        img += alpha[..., None] * (np.asarray(colour, f32) - img)
+
+    # Neck (skin coloured, no pulse), then the shirt with a V collar and sloping shoulders.
+    neck = _coverage((np.abs(ub) - 0.36) * ppu) * _coverage((0.5 - vb) * ppu)
+    paint(neck, look.skin * 0.75)
+    shirt_top = 1.45 - 0.25 * np.clip(np.abs(ub), 0.0, 1.0) + 0.25 * np.maximum(0.25 - np.abs(ub), 0)
+    paint(_coverage((shirt_top - vb) * ppu), look.shirt)
+
+    # Head: shaded, lightly textured skin.
+    au, av = _HEAD_AXES
+    head = _ellipse(u, v, ppu, 0.0, 0.0, au, av)
+    r2 = np.minimum((u / au) ** 2 + (v / av) ** 2, 1.0)
+    shade = 0.72 + 0.28 * np.sqrt(1.0 - r2)
+    tex = 1.0 + 0.03 * _texture(u, v, look.skin_waves)
+    cheeks = np.exp(-((np.abs(u) - 0.38) ** 2 + (v - 0.22) ** 2) / (2 * 0.13**2))
+    forehead = np.exp(-0.5 * ((u / 0.35) ** 2 + ((v + 0.35) / 0.12) ** 2))
+    skin_col = (shade * tex)[..., None] * np.asarray(look.skin, f32)
+    skin_col[..., 0] *= 1.0 + 0.05 * cheeks  # a little blush
+    img += head[..., None] * (skin_col - img)
+    nose = np.exp(-0.5 * (((np.abs(u) - 0.09) / 0.03) ** 2 + ((v - 0.18) / 0.12) ** 2))
+    img *= (1.0 - 0.12 * nose * head)[..., None]
+
+    # Non-skin features on the head.
+    hairline = -0.5 + 0.55 * _smoothstep((np.abs(u) - 0.5) / 0.2)
+    hu, hv = _HAIR_AXES
+    hair = _ellipse(u, v, ppu, 0.0, _HAIR_CENTRE_V, hu, hv) * _coverage((v - hairline) * ppu)
+    brows = np.maximum(
+        _ellipse(u, v, ppu, -0.32, -0.25, 0.16, 0.035), _ellipse(u, v, ppu, 0.32, -0.25, 0.16, 0.035)
+    )
+    eyes = np.maximum(
+        _ellipse(u, v, ppu, -0.32, -0.08, 0.14, 0.065), _ellipse(u, v, ppu, 0.32, -0.08, 0.14, 0.065)
+    )
+    irises = np.maximum(
+        _ellipse(u, v, ppu, -0.32, -0.08, 0.055, 0.055), _ellipse(u, v, ppu, 0.32, -0.08, 0.055, 0.055)
+    )
+    mouth = _ellipse(u, v, ppu, 0.0, 0.52, 0.24, 0.065)
+    paint(hair, look.hair)
+    paint(brows, look.hair)
+    paint(eyes, look.sclera)
+    paint(irises * eyes, look.iris)
+    paint(mouth, look.lips)
+
+    skin_frac = head * (1 - hair) * (1 - brows) * (1 - eyes) * (1 - mouth)
+    strength = 0.5 + 1.0 * forehead + 0.8 * cheeks
+    return np.clip(img, 0.0, 1.0), skin_frac.astype(f32), strength.astype(f32)
+
+
+def _coords(height, width, cx, cy, theta, scale, ppu):
+    """Canonical head and body coordinates for frames with the given pose, each "n h w" float32."""
+    f32 = np.float32
+    y = np.arange(height, dtype=f32)[None, :, None]
+    x = np.arange(width, dtype=f32)[None, None, :]
+    cx, cy = cx.astype(f32)[:, None, None], cy.astype(f32)[:, None, None]
+    c = np.cos(theta).astype(f32)[:, None, None]
+    s = np.sin(theta).astype(f32)[:, None, None]
+    k = (ppu * scale).astype(f32)[:, None, None]
+    dx, dy = x - cx, y - cy
+    u = (c * dx + s * dy) / k
+    v = (-s * dx + c * dy) / k
+    ub = np.broadcast_to(dx / f32(ppu), u.shape)
+    vb = np.broadcast_to(dy / f32(ppu), u.shape)
+    return u, v, ub, vb, k
+
+
+def _face_boxes(height, width, cx, cy, theta, scale, ppu):
+    """Axis-aligned bounding boxes "t 4" (x0, y0, x1 exclusive, y1 exclusive) of the head box."""
+    cu = np.array([_BOX_U[0], _BOX_U[1], _BOX_U[0], _BOX_U[1]])
+    cv = np.array([_BOX_V[0], _BOX_V[0], _BOX_V[1], _BOX_V[1]])
+    c, s, k = np.cos(theta)[:, None], np.sin(theta)[:, None], (ppu * scale)[:, None]
+    xs = cx[:, None] + k * (c * cu - s * cv)
+    ys = cy[:, None] + k * (s * cu + c * cv)
+    boxes = np.stack(
+        [
+            np.floor(xs.min(1)),
+            np.floor(ys.min(1)),
+            np.ceil(xs.max(1)) + 1,
+            np.ceil(ys.max(1)) + 1,
+        ],
+        -1,
+    ).astype(np.int64)
+    boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
+    boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
+    return boxes
+
+
+def make_clip(
+    seed: int,
+    *,
+    hr_bpm: float = 72.0,
+    num_frames: int = 300,
+    fps: float = 30.0,
+    height: int = 64,
+    width: int = 64,
+    skin_tone: float = 0.3,
+    pulse_amplitude: float = 0.004,
+    hrv: float = 0.02,
+    motion: bool = False,
+    illumination: bool = False,
+    noise_std: float = 1.0,
+    background: str = "texture",
+    face_fraction: float = 0.6,
+    bvp: np.ndarray | None = None,
+) -> SyntheticClip:
+    """Render a seeded synthetic face clip with a known pulse.
+
+    Args:
+      seed: integer seed; the same seed and arguments give a bit-identical clip.
+      hr_bpm: mean heart rate in bpm (ignored when `bvp` is given); must be below the Nyquist rate.
+      num_frames: number of frames T.
+      fps: frame rate in Hz.
+      height, width: frame size in pixels.
+      skin_tone: 0 very light ... 1 very dark (see `SKIN_TONES` for named presets).
+      pulse_amplitude: relative pulse amplitude a (std of the mean skin green over its mean);
+        real skin is about 0.001-0.01. 0 gives a clip without pulse (bvp is still returned).
+      hrv: relative std of the smooth instantaneous heart rate (0 gives a strictly periodic pulse).
+      motion: smooth head translation (std about 4% of the frame), rotation (about 3 degrees) and
+        scale (about 3%) below 0.4 Hz; mask and boxes follow the head.
+      illumination: global multiplicative drift (a few percent, below 0.1 Hz) and flicker (0.2% std
+        per frame), applied to the whole frame.
+      noise_std: Gaussian sensor noise std in 8-bit levels, added before rounding (it dithers the
+        sub-level pulse).
+      background: "texture" (seeded smooth colour noise) or "flat" (one colour).
+      face_fraction: height of the head box as a fraction of min(height, width).
+      bvp: optional float "t" waveform (T = num_frames) to use instead of the generated one; it is
+        standardised, and `hr_bpm` is then read from its spectrum (largest peak in 30-240 bpm).
+
+    Returns:
+      SyntheticClip (see its docstring).
+    """
+    if num_frames < 1 or height < 8 or width < 8:
+        raise ValueError(f"need num_frames >= 1 and a frame of at least 8x8, got "
+                         f"{num_frames}x{height}x{width}")
+    if fps <= 0 or not 0.0 < face_fraction <= 1.5:
+        raise ValueError(f"need fps > 0 and face_fraction in (0, 1.5], got {fps}, {face_fraction}")
+    if background not in _BACKGROUNDS:
+        raise ValueError(f"background must be one of {_BACKGROUNDS}, got {background!r}")
+    if not 0.0 <= pulse_amplitude <= 0.2 or hrv < 0 or noise_std < 0:
+        raise ValueError("need pulse_amplitude in [0, 0.2], hrv >= 0 and noise_std >= 0")
+    look_rng, pulse_rng, motion_rng, light_rng, noise_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
+    )
+    look = _make_look(look_rng, skin_tone, height, width, background)
+
+    if bvp is None:
+        if not 0.0 < hr_bpm < 30.0 * fps:
+            raise ValueError(f"hr_bpm must be in (0, {30.0 * fps}) at {fps} fps, got {hr_bpm}")
+        wave, mean_hr = _make_bvp(pulse_rng, hr_bpm, hrv, num_frames, fps)
+    else:
+        wave = np.asarray(bvp, np.float64)
+        if wave.shape != (num_frames,) or not np.all(np.isfinite(wave)) or wave.std() == 0:
+            raise ValueError(
+                f"bvp must be a finite, non-constant array of shape ({num_frames},), "
+                f"got shape {wave.shape}"
+            )
+        wave = (wave - wave.mean()) / wave.std()
+        mean_hr = spectral_peak_bpm(wave, fps)
+
+    t = np.arange(num_frames) / fps
+    ppu = face_fraction * min(height, width) / (_BOX_V[1] - _BOX_V[0])
+    cx0, cy0 = (width - 1) / 2.0, (height - 1) / 2.0 - 0.15 * ppu
+    if motion:
+        amp = 0.04 * min(height, width)
+        freqs, amps = [0.07, 0.17, 0.33], [1.0, 0.6, 0.3]
+        cx = cx0 + amp * _smooth_sines(motion_rng, t, freqs, amps)
+        cy = cy0 + 0.6 * amp * _smooth_sines(motion_rng, t, freqs, amps)
+        theta = np.deg2rad(3.0) * _smooth_sines(motion_rng, t, freqs, amps)
+        scale = 1.0 + 0.03 * _smooth_sines(motion_rng, t, freqs, amps)
+        pose = (cx, cy, theta, scale)
+    else:
+        pose = tuple(np.full(num_frames, p) for p in (cx0, cy0, 0.0, 1.0))
+
+    # Pulse-strength normalisation on the rest pose, so that `a` is the relative green amplitude.
+    rest = _coords(height, width, *(np.array([p]) for p in (cx0, cy0, 0.0, 1.0)), ppu)
+    img0, frac0, strength0 = _render(look, *rest[:4], rest[4], look.background)
+    mask0 = frac0[0] >= 0.5
+    green0 = img0[0, ..., 1][mask0]
+    norm = np.sum(green0) / max(np.sum(green0 * strength0[0][mask0]), 1e-12)
+
+    pulse = (pulse_amplitude * norm * wave).astype(np.float32)
+    pbv = _PBV.astype(np.float32)
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    mask = np.empty((num_frames, height, width), bool)
+    if illumination:
+        drift = 0.03 * _smooth_sines(light_rng, t, [0.02, 0.05, 0.09], [1.0, 0.5, 0.3])
+        light = 1.0 + drift + 0.002 * light_rng.standard_normal(num_frames)
+    else:
+        light = np.ones(num_frames)
+    light = light.astype(np.float32)
+
+    chunk = max(1, 2_000_000 // (height * width))
+    for start in range(0, num_frames, chunk):
+        sl = slice(start, min(start + chunk, num_frames))
+        n = sl.stop - sl.start
+        if motion:
+            u, v, ub, vb, k = _coords(height, width, *(p[sl] for p in pose), ppu)
+            img, frac, strength = _render(look, u, v, ub, vb, k, look.background)
+        else:
+            img, frac, strength = img0, frac0, strength0
+        m = frac >= 0.5
+        factor = 1.0 - (pulse[sl, None, None] * (strength * m))[..., None] * pbv
+        out = img * factor * (255.0 * light[sl, None, None, None])
+        if noise_std > 0:
+            out += np.float32(noise_std) * noise_rng.standard_normal(out.shape, np.float32)
+        frames[sl] = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        mask[sl] = np.broadcast_to(m, (n, height, width))
+
+    return SyntheticClip(
+        frames=frames,
+        fps=float(fps),
+        bvp=wave,
+        hr_bpm=mean_hr,
+        mask=mask,
+        face_boxes=_face_boxes(height, width, *pose, ppu),
+    )

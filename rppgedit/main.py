@@ -1,0 +1,269 @@
+"""rppgedit command line: `python -m rppgedit.main --mode=MODE [flags]` or `--flagfile=FILE`.
+
+Flags are defined and read only here; each mode calls one library function with explicit arguments.
+Values in a flagfile can be overridden by flags given after it on the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import app, flags, logging
+
+from rppgedit.errors import RppgEditError
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("mode", "demo", ["demo", "edit", "evaluate", "convert", "bench"], "What to run.")
+# Input / output.
+flags.DEFINE_string("input", None, "Input video: any file ffmpeg reads, a PNG folder or a .npy.")
+flags.DEFINE_string("output", None, "Output video (.mkv FFV1 lossless by default) or folder.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing output (never the input).")
+flags.DEFINE_string("codec", None, "Output codec; default from the extension (lossless).")
+flags.DEFINE_bool("allow_lossy", False, "Allow a lossy codec (weakens or erases the edit).")
+flags.DEFINE_enum("bit_depth", "8", ["8", "16"], "Bits per channel of the output video.")
+flags.DEFINE_bool("progress", True, "Show progress bars.")
+# What to embed.
+flags.DEFINE_enum("target", "sinusoid", ["sinusoid", "pulse", "file", "none"], "Target kind.")
+flags.DEFINE_float("target_hr", 120.0, "Target heart rate in bpm (sinusoid, pulse).")
+flags.DEFINE_string("target_file", None, "Target waveform (.npy or .csv) for --target=file.")
+flags.DEFINE_float("target_phase", 0.0, "Target phase in radians; negative draws it from --seed.")
+# Editing.
+flags.DEFINE_string("method", "privacy_phys", "Editor: privacy_phys.")
+flags.DEFINE_string(
+    "surrogates", None, "Surrogate ensemble as name:weight,... (default: the method's default)."
+)
+flags.DEFINE_integer("steps", None, "Optimiser steps (default: the method's default).")
+flags.DEFINE_float("learning_rate", None, "Learning rate in grey levels per step.")
+flags.DEFINE_float("fidelity_weight", None, "Lambda, the weight of the MSE fidelity term.")
+flags.DEFINE_integer(
+    "param_size", -1, "Perturbation grid side; 0 optimises every pixel; -1 the method default."
+)
+flags.DEFINE_integer("work_size", 64, "Side of the face crop the editor works on.")
+flags.DEFINE_integer("window", 128, "Frames per editing window.")
+flags.DEFINE_integer("overlap", 32, "Minimum overlap of consecutive windows (frames).")
+flags.DEFINE_integer("batch_windows", 2, "Windows edited together in one vmapped call.")
+flags.DEFINE_string("mask_method", "ycrcb_adaptive", "Skin mask rule (ycrcb_adaptive, ycrcb, all).")
+flags.DEFINE_enum("quantize", "stochastic", ["stochastic", "round"], "8-bit rounding of the edit.")
+flags.DEFINE_list("face_box", None, "Fixed face box x0,y0,x1,y1 in pixels (skips detection).")
+flags.DEFINE_bool("allow_no_face", False, "Edit a centred box when no face is found.")
+flags.DEFINE_integer("seed", 0, "Seed of stochastic rounding and random phases.")
+# Evaluation.
+flags.DEFINE_list("estimators", ["green", "pos", "chrom", "physnet_pure"], "Estimators to read.")
+flags.DEFINE_string("ground_truth", None, "Ground-truth file (UBFC ground_truth.txt or time,BVP CSV).")
+flags.DEFINE_string("json_out", None, "Also write the results as JSON here.")
+# Weights.
+flags.DEFINE_string("checkpoint_dir", None, "Checkpoint folder (default: checkpoints/ or cache).")
+flags.DEFINE_string("source", "open_rppg:pure", "--mode=convert source: open_rppg:pure|rlap, torch:PATH.")
+# Benchmark.
+flags.DEFINE_list("bench_sizes", ["32", "64", "128"], "--mode=bench working sizes.")
+# Demo.
+flags.DEFINE_string("demo_dir", "outputs/demo", "Where --mode=demo writes its clip and result.")
+
+
+def _surrogates(text: str) -> tuple[tuple[str, float], ...]:
+    pairs = []
+    for item in text.split(","):
+        name, _, weight = item.strip().partition(":")
+        try:
+            pairs.append((name.strip(), float(weight) if weight else 1.0))
+        except ValueError:
+            raise RppgEditError(f"--surrogates: bad weight in {item!r} (want name:weight)") from None
+    return tuple(pairs)
+
+
+def _method_options() -> tuple[tuple[str, object], ...]:
+    options = {
+        "steps": FLAGS.steps,
+        "learning_rate": FLAGS.learning_rate,
+        "fidelity_weight": FLAGS.fidelity_weight,
+        "surrogates": _surrogates(FLAGS.surrogates) if FLAGS.surrogates else None,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    if FLAGS.param_size >= 0:
+        options["param_size"] = FLAGS.param_size or None
+    return tuple(options.items())
+
+
+def _job():
+    from rppgedit import pipeline, targets
+
+    target = targets.TargetSpec(
+        kind=FLAGS.target,
+        hr_bpm=FLAGS.target_hr,
+        phase=None if FLAGS.target_phase < 0 else FLAGS.target_phase,
+        path=FLAGS.target_file,
+        seed=FLAGS.seed,
+    )
+    return pipeline.EditJob(
+        method=FLAGS.method,
+        target=target,
+        work_size=FLAGS.work_size,
+        window=FLAGS.window,
+        overlap=FLAGS.overlap,
+        batch_windows=FLAGS.batch_windows,
+        mask_method=FLAGS.mask_method,
+        quantize=FLAGS.quantize,
+        bit_depth=int(FLAGS.bit_depth),
+        seed=FLAGS.seed,
+        method_options=_method_options(),
+        estimators=tuple(FLAGS.estimators),
+    )
+
+
+def _face_box():
+    if FLAGS.face_box is None:
+        return None
+    try:
+        box = [float(v) for v in FLAGS.face_box]
+    except ValueError:
+        box = []
+    if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
+        raise RppgEditError(f"--face_box wants x0,y0,x1,y1 with x1>x0, y1>y0; got {FLAGS.face_box}")
+    return box
+
+
+def _require(*names):
+    missing = [n for n in names if not getattr(FLAGS, n)]
+    if missing:
+        raise RppgEditError(f"--mode={FLAGS.mode} needs --{' and --'.join(missing)}")
+
+
+def _print_report(summary: dict) -> None:
+    from rppgedit.evaluation import format_table
+
+    if "rows" in summary:
+        print(
+            format_table(
+                summary["rows"],
+                [
+                    ("estimator", "estimator", "s"),
+                    ("hr_before", "HR before", ".1f"),
+                    ("hr_after", "HR after", ".1f"),
+                    ("snr_before", "SNR before", ".1f"),
+                    ("snr_after", "SNR after", ".1f"),
+                ],
+            )
+        )
+        print(f"PSNR {summary['psnr_db']:.2f} dB   SSIM {summary['ssim']:.5f}   "
+              f"skin {100 * summary['skin_coverage']:.0f}% of the crop")
+    print(f"wrote {summary['output']} ({summary['frames']} frames, "
+          f"{summary['fps_end_to_end']:.1f} frames/s end to end)")
+
+
+def run_edit_mode() -> None:
+    from rppgedit import pipeline
+
+    _require("input", "output")
+    summary = pipeline.run_edit(
+        FLAGS.input,
+        FLAGS.output,
+        _job(),
+        face_box=_face_box(),
+        allow_no_face=FLAGS.allow_no_face,
+        overwrite=FLAGS.overwrite,
+        codec=FLAGS.codec,
+        allow_lossy=FLAGS.allow_lossy,
+        progress=FLAGS.progress,
+    )
+    _print_report(summary)
+
+
+def run_demo_mode() -> None:
+    from rppgedit import demo
+
+    summary = demo.run_demo(FLAGS.demo_dir, _job(), progress=FLAGS.progress)
+    _print_report(summary)
+
+
+def run_evaluate_mode() -> None:
+    from rppgedit import evaluate
+
+    _require("input")
+    result = evaluate.run_evaluate(
+        FLAGS.input,
+        tuple(FLAGS.estimators),
+        face_box=_face_box(),
+        allow_no_face=FLAGS.allow_no_face,
+        mask_method=FLAGS.mask_method,
+        work_size=FLAGS.work_size,
+        ground_truth=FLAGS.ground_truth,
+    )
+    print(result["table"])
+    if FLAGS.json_out:
+        from rppgedit.video import io
+
+        io.write_text_atomic(FLAGS.json_out, json.dumps(result["json"], indent=2))
+
+
+def run_convert_mode() -> None:
+    from rppgedit import checkpoints
+
+    path = checkpoints.run_convert(FLAGS.source, FLAGS.checkpoint_dir)
+    print(f"wrote {path}")
+
+
+def run_bench_mode() -> None:
+    from rppgedit import bench
+    from rppgedit.evaluation import format_table
+    from rppgedit.video import io
+
+    result = bench.run_bench(
+        FLAGS.method,
+        tuple(int(s) for s in FLAGS.bench_sizes),
+        batch=FLAGS.batch_windows,
+        options=_method_options(),
+    )
+    print(f"devices: {', '.join(result['devices'])}; "
+          f"matmul peak {result['matmul_peak_gflops']:.1f} GFLOP/s")
+    print(
+        format_table(
+            result["rows"],
+            [
+                ("size", "size", "d"),
+                ("batch", "windows", "d"),
+                ("seconds_per_call", "s/call", ".2f"),
+                ("fps", "frames/s", ".1f"),
+                ("gflops", "GFLOP/s", ".1f"),
+                ("fraction_of_matmul_peak", "of peak", ".2f"),
+                ("compile_s", "compile s", ".1f"),
+            ],
+        )
+    )
+    out = FLAGS.json_out or "results/bench.json"
+    io.write_text_atomic(out, json.dumps(result, indent=2), overwrite=True)
+    print(f"wrote {out}")
+
+
+MODES = {
+    "demo": run_demo_mode,
+    "edit": run_edit_mode,
+    "evaluate": run_evaluate_mode,
+    "convert": run_convert_mode,
+    "bench": run_bench_mode,
+}
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # library INFO logs (orbax, jax) only on request
+    if FLAGS.checkpoint_dir:
+        import os
+
+        os.environ["RPPGEDIT_CHECKPOINTS"] = FLAGS.checkpoint_dir
+    try:
+        MODES[FLAGS.mode]()
+    except RppgEditError as err:
+        print(f"rppgedit: error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def entry_point():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    entry_point()

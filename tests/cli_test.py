@@ -1,0 +1,82 @@
+"""The command line: flagfiles with overrides, and one-line errors with a non-zero exit."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rppgedit import main
+
+
+@pytest.fixture
+def flags_parsed():
+    yield main.FLAGS
+    main.FLAGS.unparse_flags()
+
+
+def test_flagfile_values_are_overridden_on_the_command_line(tmp_path, flags_parsed):
+    path = tmp_path / "x.flags"
+    path.write_text("# a comment\n--mode=edit\n--target_hr=100\n--steps=5\n--surrogates=pos:2,chrom\n")
+    flags_parsed(["rppgedit", f"--flagfile={path}", "--target_hr=90", "--param_size=0"])
+    assert flags_parsed.mode == "edit"
+    job = main._job()
+    assert job.target.hr_bpm == 90.0  # overridden
+    options = dict(job.method_options)
+    assert options["steps"] == 5  # from the file
+    assert options["surrogates"] == (("pos", 2.0), ("chrom", 1.0))
+    assert options["param_size"] is None  # 0 means every pixel
+
+
+def test_shipped_flagfiles_parse(flags_parsed):
+    root = os.path.join(os.path.dirname(__file__), "..", "experiments")
+    for name in sorted(os.listdir(root)):
+        if name.endswith(".flags"):
+            flags_parsed.unparse_flags()
+            flags_parsed(["rppgedit", f"--flagfile={os.path.join(root, name)}"])
+            main._job()  # builds a valid job
+
+
+def _run(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "rppgedit.main", "--noprogress", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def _assert_one_line_error(proc, *needles):
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("rppgedit: error")]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_missing_input_file(tmp_path):
+    missing = tmp_path / "nope.mp4"
+    proc = _run("--mode=evaluate", f"--input={missing}")
+    _assert_one_line_error(proc, str(missing))
+
+
+def test_output_equal_to_input_is_refused_and_input_untouched(tmp_path):
+    from rppgedit.video import io
+
+    frames = np.random.default_rng(0).integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)
+    path = tmp_path / "in.mkv"
+    io.write_video(path, frames, 30.0)
+    before = path.read_bytes()
+    proc = _run("--mode=edit", f"--input={path}", f"--output={path}")
+    _assert_one_line_error(proc, str(path))
+    assert path.read_bytes() == before
+
+
+def test_unknown_estimator_and_bad_face_box(tmp_path):
+    proc = _run("--mode=evaluate", "--input=x.mp4", "--estimators=pos,nosuch")
+    assert proc.returncode != 0
+    proc = _run("--mode=edit", "--input=a.mp4", f"--output={tmp_path}/b.mkv", "--face_box=1,2,3")
+    _assert_one_line_error(proc, "--face_box")
+    assert not (tmp_path / "b.mkv").exists()
