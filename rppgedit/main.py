@@ -15,7 +15,9 @@ from rppgedit.errors import RppgEditError
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("mode", "demo", ["demo", "edit", "evaluate", "convert", "bench"], "What to run.")
+flags.DEFINE_enum(
+    "mode", "demo", ["demo", "edit", "evaluate", "convert", "bench", "sweep"], "What to run."
+)
 # Input / output.
 flags.DEFINE_string("input", None, "Input video: any file ffmpeg reads, a PNG folder or a .npy.")
 flags.DEFINE_string("output", None, "Output video (.mkv FFV1 lossless by default) or folder.")
@@ -51,13 +53,43 @@ flags.DEFINE_bool("allow_no_face", False, "Edit a centred box when no face is fo
 flags.DEFINE_integer("seed", 0, "Seed of stochastic rounding and random phases.")
 # Evaluation.
 flags.DEFINE_list("estimators", ["green", "pos", "chrom", "physnet_pure"], "Estimators to read.")
-flags.DEFINE_string("ground_truth", None, "Ground-truth file (UBFC ground_truth.txt or time,BVP CSV).")
+flags.DEFINE_string(
+    "ground_truth", None, "Ground-truth file (UBFC ground_truth.txt or time,BVP CSV)."
+)
 flags.DEFINE_string("json_out", None, "Also write the results as JSON here.")
 # Weights.
 flags.DEFINE_string("checkpoint_dir", None, "Checkpoint folder (default: checkpoints/ or cache).")
-flags.DEFINE_string("source", "open_rppg:pure", "--mode=convert source: open_rppg:pure|rlap, torch:PATH.")
+flags.DEFINE_string(
+    "source", "open_rppg:pure", "--mode=convert source: open_rppg:pure|rlap, torch:PATH."
+)
 # Benchmark.
 flags.DEFINE_list("bench_sizes", ["32", "64", "128"], "--mode=bench working sizes.")
+# Sweep (--mode=sweep); see rppgedit/sweep.py for the multi-device / multi-host commands.
+flags.DEFINE_string("sweep_dir", "results/sweep", "Sweep results folder (shared by all hosts).")
+flags.DEFINE_string(
+    "sweep_source",
+    "synthetic",
+    "Sweep clips: synthetic, or ubfc_rppg, pure, mmpd, mmse_hr, folder.",
+)
+flags.DEFINE_string("sweep_data_dir", None, "Dataset root folder for a dataset --sweep_source.")
+flags.DEFINE_list("sweep_seeds", ["0", "1", "2"], "Synthetic clip seeds (one clip each).")
+flags.DEFINE_integer("sweep_frames", 128, "Frames per synthetic clip.")
+flags.DEFINE_integer("sweep_frame_size", 64, "Side of the synthetic frames in pixels.")
+flags.DEFINE_float("sweep_true_hr", 72.0, "Heart rate of the synthetic clips in bpm.")
+flags.DEFINE_bool("sweep_motion", False, "Head motion in the synthetic clips.")
+flags.DEFINE_float("sweep_clip_seconds", 15.0, "Dataset clip length in seconds.")
+flags.DEFINE_integer("sweep_clips_per_sample", 0, "At most this many clips per recording; 0: all.")
+flags.DEFINE_list("sweep_target_hrs", ["120"], "Target heart rates in bpm (grid axis).")
+flags.DEFINE_list("sweep_fidelity_weights", [], "Lambdas (grid axis); empty: --fidelity_weight.")
+flags.DEFINE_list("sweep_methods", [], "Editors (grid axis); empty: --method.")
+flags.DEFINE_list("sweep_steps", [], "Optimiser steps (grid axis); empty: --steps.")
+flags.DEFINE_enum("sweep_save", "npy", ["npy", "mkv", "none"], "Edited crop per item: format.")
+flags.DEFINE_integer("batch_per_device", 4, "Windows each device edits per call in a sweep.")
+flags.DEFINE_bool("sweep_merge_only", False, "Only rebuild results.csv/.md from the results files.")
+flags.DEFINE_string("coordinator_address", None, "jax.distributed coordinator host:port.")
+flags.DEFINE_integer("num_processes", None, "jax.distributed: number of processes.")
+flags.DEFINE_integer("process_id", None, "jax.distributed: this process's index.")
+flags.DEFINE_bool("distributed", False, "Start jax.distributed with cluster auto-detection.")
 # Demo.
 flags.DEFINE_string("demo_dir", "outputs/demo", "Where --mode=demo writes its clip and result.")
 
@@ -69,7 +101,9 @@ def _surrogates(text: str) -> tuple[tuple[str, float], ...]:
         try:
             pairs.append((name.strip(), float(weight) if weight else 1.0))
         except ValueError:
-            raise RppgEditError(f"--surrogates: bad weight in {item!r} (want name:weight)") from None
+            raise RppgEditError(
+                f"--surrogates: bad weight in {item!r} (want name:weight)"
+            ) from None
     return tuple(pairs)
 
 
@@ -146,10 +180,14 @@ def _print_report(summary: dict) -> None:
                 ],
             )
         )
-        print(f"PSNR {summary['psnr_db']:.2f} dB   SSIM {summary['ssim']:.5f}   "
-              f"skin {100 * summary['skin_coverage']:.0f}% of the crop")
-    print(f"wrote {summary['output']} ({summary['frames']} frames, "
-          f"{summary['fps_end_to_end']:.1f} frames/s end to end)")
+        print(
+            f"PSNR {summary['psnr_db']:.2f} dB   SSIM {summary['ssim']:.5f}   "
+            f"skin {100 * summary['skin_coverage']:.0f}% of the crop"
+        )
+    print(
+        f"wrote {summary['output']} ({summary['frames']} frames, "
+        f"{summary['fps_end_to_end']:.1f} frames/s end to end)"
+    )
 
 
 def run_edit_mode() -> None:
@@ -215,8 +253,10 @@ def run_bench_mode() -> None:
         batch=FLAGS.batch_windows,
         options=_method_options(),
     )
-    print(f"devices: {', '.join(result['devices'])}; "
-          f"matmul peak {result['matmul_peak_gflops']:.1f} GFLOP/s")
+    print(
+        f"devices: {', '.join(result['devices'])}; "
+        f"matmul peak {result['matmul_peak_gflops']:.1f} GFLOP/s"
+    )
     print(
         format_table(
             result["rows"],
@@ -236,12 +276,76 @@ def run_bench_mode() -> None:
     print(f"wrote {out}")
 
 
+def run_sweep_mode() -> None:
+    from rppgedit import sweep
+
+    if FLAGS.sweep_merge_only:
+        result = sweep.merge(FLAGS.sweep_dir)
+        print(result["table"])
+        print(f"wrote {result['csv_path']} and {result['md_path']}")
+        return
+    # jax.distributed must start before any other JAX call.
+    sweep.initialize_distributed(
+        FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, auto=FLAGS.distributed
+    )
+
+    def numbers(name, kind):
+        try:
+            return tuple(kind(v) for v in getattr(FLAGS, name))
+        except ValueError:
+            raise RppgEditError(
+                f"--{name}: not a list of numbers: {getattr(FLAGS, name)}"
+            ) from None
+
+    fixed = tuple((k, v) for k, v in _method_options() if k not in ("steps", "fidelity_weight"))
+    spec = sweep.SweepSpec(
+        source=FLAGS.sweep_source,
+        data_dir=FLAGS.sweep_data_dir,
+        seeds=numbers("sweep_seeds", int),
+        num_frames=FLAGS.sweep_frames,
+        frame_size=FLAGS.sweep_frame_size,
+        true_hr_bpm=FLAGS.sweep_true_hr,
+        motion=FLAGS.sweep_motion,
+        clip_seconds=FLAGS.sweep_clip_seconds,
+        clips_per_sample=FLAGS.sweep_clips_per_sample or None,
+        allow_no_face=FLAGS.allow_no_face,
+        target_hrs=numbers("sweep_target_hrs", float),
+        fidelity_weights=numbers("sweep_fidelity_weights", float) or (FLAGS.fidelity_weight,),
+        methods=tuple(FLAGS.sweep_methods) or (FLAGS.method,),
+        steps=numbers("sweep_steps", int) or (FLAGS.steps,),
+        method_options=fixed,
+        target_kind=FLAGS.target,
+        work_size=FLAGS.work_size,
+        window=FLAGS.window,
+        overlap=FLAGS.overlap,
+        mask_method=FLAGS.mask_method,
+        quantize=FLAGS.quantize,
+        seed=FLAGS.seed,
+        estimators=tuple(FLAGS.estimators),
+        save=FLAGS.sweep_save,
+    )
+    summary = sweep.run_sweep(
+        spec, FLAGS.sweep_dir, batch_per_device=FLAGS.batch_per_device, progress=FLAGS.progress
+    )
+    rate = summary["items_per_minute"]
+    print(
+        f"process {summary['process_index']}/{summary['process_count']} on "
+        f"{len(summary['devices'])} device(s): edited {summary['edited']}, skipped "
+        f"{summary['skipped']} of {summary['process_items']} items"
+        + (f" ({rate:.1f} items/min)" if rate else "")
+    )
+    if "merge" in summary:
+        print(summary["merge"]["table"])
+        print(f"wrote {summary['merge']['csv_path']} and {summary['merge']['md_path']}")
+
+
 MODES = {
     "demo": run_demo_mode,
     "edit": run_edit_mode,
     "evaluate": run_evaluate_mode,
     "convert": run_convert_mode,
     "bench": run_bench_mode,
+    "sweep": run_sweep_mode,
 }
 
 
