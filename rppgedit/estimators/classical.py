@@ -1,31 +1,38 @@
 """Classical (unsupervised) rPPG estimators on the skin-masked mean RGB trace, in JAX.
 
-Every method is a pure function `(rgb_trace "... t 3" float, fps) -> bvp "... t"` (leading batch axes
-allowed), jit-compiled with `fps` and the other settings static, and registered by name:
+Every method is a pure function `(rgb_trace "... t 3" float, fps) -> bvp "... t"` (leading batch
+axes allowed), jit-compiled with `fps` and the other settings static, and registered by name:
 
-| name  | paper | differentiable |
-|-------|-------|----------------|
-| green | Verkruysse, Svaasand & Nelson, "Remote plethysmographic imaging using ambient light", Opt. Express 16(26), 2008 | yes |
-| pos   | Wang, den Brinker, Stuijk & de Haan, "Algorithmic principles of remote PPG", IEEE TBME 64(7), 2017 | yes |
-| chrom | de Haan & Jeanne, "Robust pulse rate from chrominance-based rPPG", IEEE TBME 60(10), 2013 | yes |
-| ica   | Poh, McDuff & Picard, "Non-contact, automated cardiac pulse measurements using video imaging and blind source separation", Opt. Express 18(10), 2010 | no |
-| pca   | Lewandowska, Ruminski, Kocejko & Nowak, "Measuring pulse rate with a webcam - a non-contact method for evaluating cardiac activity", FedCSIS 2011 | yes |
-| lgi   | Pilz, Zaunseder, Krajewski & Blazek, "Local group invariance for heart rate estimation from face videos in the wild", CVPR Workshops 2018 | yes |
-| pbv   | de Haan & van Leest, "Improved motion robustness of remote-PPG by using the blood volume pulse signature", Physiol. Meas. 35(9), 2014 | yes |
-| omit  | Casado & Bordallo Lopez, "Face2PPG: an unsupervised pipeline for blood volume pulse extraction from faces", IEEE JBHI 27(11), 2023 | yes |
+- green (differentiable): Verkruysse, Svaasand & Nelson, "Remote plethysmographic imaging using
+  ambient light", Optics Express 16(26), 2008.
+- pos (differentiable): Wang, den Brinker, Stuijk & de Haan, "Algorithmic principles of remote
+  PPG", IEEE TBME 64(7), 2017.
+- chrom (differentiable): de Haan & Jeanne, "Robust pulse rate from chrominance-based rPPG",
+  IEEE TBME 60(10), 2013.
+- ica (not differentiable): Poh, McDuff & Picard, "Non-contact, automated cardiac pulse
+  measurements using video imaging and blind source separation", Optics Express 18(10), 2010.
+- pca (differentiable): Lewandowska, Ruminski, Kocejko & Nowak, "Measuring pulse rate with a
+  webcam - a non-contact method for evaluating cardiac activity", FedCSIS 2011.
+- lgi (differentiable): Pilz, Zaunseder, Krajewski & Blazek, "Local group invariance for heart
+  rate estimation from face videos in the wild", CVPR Workshops 2018.
+- pbv (differentiable): de Haan & van Leest, "Improved motion robustness of remote-PPG by using
+  the blood volume pulse signature", Physiological Measurement 35(9), 2014.
+- omit (differentiable): Casado & Bordallo Lopez, "Face2PPG: an unsupervised pipeline for blood
+  volume pulse extraction from faces", IEEE JBHI 27(11), 2023.
 
-Sign convention (the project's): the output rises with blood volume, i.e. it is positively correlated
-with the ground-truth `bvp` of `rppgedit.data.synthetic`, where more blood makes the skin DARKER (all
-channels drop, green most, in the ratio R:G:B = 0.33:0.77:0.53 of de Haan & van Leest 2014). Methods
-whose published output has the opposite sign (GREEN, POS, LGI, PBV, OMIT) are negated here; ICA and
-PCA, whose sign is arbitrary, are aligned with the negated band-passed green channel.
+Sign convention (the project's): the output rises with blood volume, i.e. it is positively
+correlated with the ground-truth `bvp` of `rppgedit.data.synthetic`, where more blood makes the skin
+DARKER (all channels drop, green most, in the ratio R:G:B = 0.33:0.77:0.53 of de Haan & van Leest
+2014). Methods whose published output has the opposite sign (GREEN, POS, LGI, PBV, OMIT) are
+negated here; ICA and PCA, whose sign is arbitrary, are aligned with the negated band-passed green
+channel.
 
-Band-pass and detrending come from `rppgedit.signals` (the one implementation of each). The pass band
-defaults to 0.7-3.0 Hz (42-180 bpm) and is a keyword argument of every method. Which pre- and
-post-processing each method applies is stated in its docstring; where the paper leaves a choice open,
-the docstring says what was chosen.
+Band-pass and detrending come from `rppgedit.signals` (the one implementation of each). The pass
+band defaults to 0.7-3.0 Hz (42-180 bpm) and is a keyword argument of every method. Which pre- and
+post-processing each method applies is stated in its docstring; where the paper leaves a choice
+open, the docstring says what was chosen.
 
-The scale of the output is the method's own (relative colour change for GREEN/POS/CHROM/PBV, raw
+The scale of the output is the method's own (relative colour change for GREEN/POS/CHROM/PBV, input
 intensity units for LGI/OMIT, unit variance for ICA/PCA); compare shapes with Pearson or spectra.
 """
 
@@ -79,6 +86,11 @@ def _bandpass(x, fps, low_hz, high_hz, order, axis=-1):
     return signals.bandpass(x, fps, low_hz=low_hz, high_hz=high_hz, order=order, axis=axis)
 
 
+def _window_length(window_s: float, fps: float) -> int:
+    """ceil(window_s * fps) frames, robust to float error (2.2 * 25 is 55.00000000000001)."""
+    return max(2, math.ceil(round(window_s * fps, 6)))
+
+
 def _sliding_windows(num_frames: int, length: int, hop: int):
     """Index array "n l" of the windows [s, s+l) for s = 0, hop, 2 hop, ... that fit in the clip."""
     if num_frames < length:
@@ -98,7 +110,8 @@ def _peak_fraction(components, fps: float, low_hz: float, high_hz: float):
     """Power of the largest in-band spectral peak over the total power, per row of "k t".
 
     Periodogram with zero padding to at least 4096 points; used to pick the pulse component of ICA
-    and PCA (Poh et al. 2011 / Lewandowska et al. 2011: the component with the highest spectral peak).
+    and PCA (Poh et al. 2011 / Lewandowska et al. 2011: the component with the highest spectral
+    peak).
     """
     num = components.shape[-1]
     nfft = max(4096, 1 << math.ceil(math.log2(num)))
@@ -115,7 +128,9 @@ def _align_with_negated_green(component, trace, fps, low_hz, high_hz, order):
     """Flips `component` "t" so that it correlates positively with the negated band-passed green."""
     green = _bandpass(_normalise(trace)[:, 1], fps, low_hz, high_hz, order)
     corr = jnp.sum((component - jnp.mean(component)) * (jnp.mean(green) - green))
-    return jnp.where(jax.lax.stop_gradient(corr) >= 0, 1.0, -1.0).astype(component.dtype) * component
+    return (
+        jnp.where(jax.lax.stop_gradient(corr) >= 0, 1.0, -1.0).astype(component.dtype) * component
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -155,7 +170,7 @@ def green(rgb_trace, fps: float, *, low_hz: float = 0.7, high_hz: float = 3.0, o
 
 def _pos_core(trace, fps, window_s, low_hz, high_hz, order):
     num = trace.shape[0]
-    length = math.ceil(window_s * fps)
+    length = _window_length(window_s, fps)
     index = _sliding_windows(num, length, 1)
     windows = trace[index]  # n l 3
     cn = windows / (jnp.mean(windows, axis=1, keepdims=True) + _MEAN_EPS)
@@ -206,11 +221,11 @@ def pos(
 
 def _chrom_core(trace, fps, window_s, low_hz, high_hz, order):
     num = trace.shape[0]
-    length = math.ceil(window_s * fps)
+    length = _window_length(window_s, fps)
     length += length % 2  # even, so that a half-window hop tiles exactly
     index = _sliding_windows(num, length, length // 2)
-    # Band-pass of C / mu_w - 1 equals band-pass(C) / mu_w (linear filter, mu_w constant per window);
-    # filtering the whole trace once avoids filtering short windows.
+    # Band-pass of C / mu_w - 1 equals band-pass(C) / mu_w (linear filter, mu_w constant per
+    # window); filtering the whole trace once avoids filtering short windows.
     filtered = _bandpass(trace.T, fps, low_hz, high_hz, order).T  # t 3
     means = jnp.mean(trace[index], axis=1, keepdims=True) + _MEAN_EPS  # n 1 3
     cf = filtered[index] / means  # n l 3
@@ -239,9 +254,9 @@ def chrom(
     overlap. In each window the colours are normalised by the window mean, combined into the
     chrominance signals X = 3 Rn - 2 Gn and Y = 1.5 Rn + Gn - 1.5 Bn, band-passed, and combined as
     S = Xf - (std Xf / std Yf) Yf; the windows are weighted by a (periodic) Hann window and
-    overlap-added. Choice: the band-pass is applied once to the whole trace before windowing (exactly
-    equivalent for the normalised signals up to filter edge effects, and avoids filtering 48-sample
-    segments). CHROM's output already rises with blood volume (no sign flip).
+    overlap-added. Choice: the band-pass is applied once to the whole trace before windowing
+    (equivalent for the normalised signals up to filter edge effects, and avoids filtering
+    48-sample segments). CHROM's output already rises with blood volume (no sign flip).
 
     Args:
       rgb_trace: float "... t 3", mean skin RGB per frame; t >= window length.
@@ -267,29 +282,49 @@ def _inv_sqrt_sym(m):
     return (vecs * jax.lax.rsqrt(jnp.maximum(vals, 1e-12))[None, :]) @ vecs.T
 
 
-def _fastica(z, num_iter: int):
-    """Symmetric FastICA (Hyvarinen 1999, logcosh contrast) of whitened rows "k t"; unmixing "k k".
+def _jade_rotation(z, num_sweeps: int):
+    """JADE (Cardoso & Souloumiac 1993): the rotation V "k k" with sources = V^T z.
 
-    Deterministic: starts from the identity and runs a fixed number of fixed-point iterations, each
-    followed by symmetric decorrelation W <- (W W^T)^(-1/2) W.
+    Joint approximate diagonalisation of the fourth-order cumulant slices
+    M_kl[i, j] = cum(z_i, z_j, z_k, z_l) of whitened rows z "k t" by Jacobi (Givens) rotations,
+    starting from the identity; a fixed number of sweeps over all index pairs (three channels
+    converge in a handful), so the result is deterministic and jit-able.
     """
-    k = z.shape[0]
+    k, t = z.shape
+    cov = z @ z.T / t
+    m4 = jnp.einsum("it,jt,kt,lt->ijkl", z, z, z, z) / t
+    cum = (
+        m4
+        - cov[:, :, None, None] * cov[None, None, :, :]
+        - cov[:, None, :, None] * cov[None, :, None, :]
+        - cov[:, None, None, :] * cov[None, :, :, None]
+    )
+    mats = jnp.moveaxis(cum.reshape(k, k, k * k), -1, 0)  # (k*k) x k x k slices
+    eye = jnp.eye(k, dtype=z.dtype)
 
-    def step(_, w):
-        y = w @ z
-        gy = jnp.tanh(y)
-        w_new = gy @ z.T / z.shape[1] - jnp.mean(1.0 - gy**2, axis=1)[:, None] * w
-        return _inv_sqrt_sym(w_new @ w_new.T) @ w_new
+    def sweep(_, carry):
+        mats, v = carry
+        for p in range(k):
+            for q in range(p + 1, k):
+                g1 = mats[:, p, p] - mats[:, q, q]
+                g2 = mats[:, p, q] + mats[:, q, p]
+                ton = jnp.sum(g1 * g1) - jnp.sum(g2 * g2)
+                toff = 2.0 * jnp.sum(g1 * g2)
+                theta = 0.5 * jnp.arctan2(toff, ton + jnp.sqrt(ton * ton + toff * toff))
+                c, s = jnp.cos(theta), jnp.sin(theta)
+                g = eye.at[p, p].set(c).at[q, q].set(c).at[p, q].set(-s).at[q, p].set(s)
+                mats = jnp.einsum("ji,njk,kl->nil", g, mats, g)
+                v = v @ g
+        return mats, v
 
-    return jax.lax.fori_loop(0, num_iter, step, jnp.eye(k, dtype=z.dtype))
+    return jax.lax.fori_loop(0, num_sweeps, sweep, (mats, eye))[1]
 
 
-def _ica_core(trace, fps, detrend_lambda, num_iter, low_hz, high_hz, order):
+def _ica_core(trace, fps, detrend_lambda, num_sweeps, low_hz, high_hz, order):
     x = signals.detrend(trace.T, lam=detrend_lambda, axis=-1)  # 3 t
     x = (x - jnp.mean(x, axis=1, keepdims=True)) / _std(x, keepdims=True)
-    whitening = _inv_sqrt_sym(x @ x.T / x.shape[1])
-    z = whitening @ x
-    sources = _fastica(z, num_iter) @ z  # 3 t, unit variance
+    z = _inv_sqrt_sym(x @ x.T / x.shape[1]) @ x  # whitened
+    sources = _jade_rotation(z, num_sweeps).T @ z  # 3 t, unit variance
     sources = _bandpass(sources, fps, low_hz, high_hz, order)
     best = jnp.argmax(_peak_fraction(sources, fps, low_hz, high_hz))
     pulse = sources[best]
@@ -297,13 +332,13 @@ def _ica_core(trace, fps, detrend_lambda, num_iter, low_hz, high_hz, order):
     return _align_with_negated_green(pulse, trace, fps, low_hz, high_hz, order)
 
 
-@functools.partial(jax.jit, static_argnames=(*_STATIC, "detrend_lambda", "num_iter"))
+@functools.partial(jax.jit, static_argnames=(*_STATIC, "detrend_lambda", "num_sweeps"))
 def ica(
     rgb_trace,
     fps: float,
     *,
     detrend_lambda: float = 100.0,
-    num_iter: int = 200,
+    num_sweeps: int = 20,
     low_hz: float = 0.7,
     high_hz: float = 3.0,
     order: int = 3,
@@ -311,28 +346,24 @@ def ica(
     """ICA: blind source separation of the RGB traces (Poh, McDuff & Picard 2010, Opt. Express).
 
     Steps: detrend each channel (smoothness priors, as in Poh et al., IEEE TBME 58(1), 2011),
-    standardise to zero mean and unit variance, whiten, separate three sources with FastICA
-    (choice: the paper used JADE; any ICA finds the same sources up to order, sign and scale; here
-    symmetric FastICA with a logcosh contrast, identity start and a fixed number of iterations, so
-    the result is deterministic), band-pass the sources and pick the one whose largest in-band
-    spectral peak holds the biggest share of its power (Poh et al. 2011; the 2010 paper always took
-    the second). Its arbitrary sign is aligned with the negated green channel. Not meant for
-    gradients (the component choice and the fixed-point iteration make them meaningless).
+    standardise to zero mean and unit variance, whiten, separate three sources with JADE (as in the
+    paper; Jacobi sweeps from the identity, so the result is deterministic), band-pass the sources
+    and pick the one whose largest in-band spectral peak holds the biggest share of its power (Poh
+    et al. 2011; the 2010 paper always took the second). Its arbitrary sign is aligned with the
+    negated green channel. Not meant for gradients (the component choice makes them meaningless).
 
     Args:
       rgb_trace: float "... t 3", mean skin RGB per frame.
       fps: frame rate in Hz (static under jit).
       detrend_lambda: smoothness-priors regularisation (larger removes less).
-      num_iter: FastICA fixed-point iterations.
+      num_sweeps: Jacobi sweeps of JADE over the three channel pairs.
       low_hz, high_hz: pass band in Hz.
       order: Butterworth order of the band-pass.
 
     Returns:
       bvp "... t", unit variance, rising with blood volume.
     """
-    return _per_trace(_ica_core)(
-        rgb_trace, fps, detrend_lambda, num_iter, low_hz, high_hz, order
-    )
+    return _per_trace(_ica_core)(rgb_trace, fps, detrend_lambda, num_sweeps, low_hz, high_hz, order)
 
 
 # --------------------------------------------------------------------------------------------------
