@@ -26,6 +26,8 @@ PULSE = (("colour", "pulse"),)
 CANDIDATES = {
     "physnet_pure": (("physnet_pure", 1.0),),
     "physnet_pure+pos+chrom": (("physnet_pure", 1.0), ("pos", 0.5), ("chrom", 0.5)),
+    "physnet_pure+pos+chrom+pbv": (
+        ("physnet_pure", 1.0), ("pos", 0.5), ("chrom", 0.5), ("pbv", 0.5)),
     "physnet_rlap+pos+chrom": (("physnet_rlap", 1.0), ("pos", 0.5), ("chrom", 0.5)),
     "physnet_both+pos+chrom": (
         ("physnet_pure", 0.5), ("physnet_rlap", 0.5), ("pos", 0.5), ("chrom", 0.5)),
