@@ -11,10 +11,10 @@ from rppgedit.windows import blend_weights, overlap_add, window_starts
 def test_windows_cover_and_weights_sum_to_one(num, length, overlap):
     starts = window_starts(num, length, overlap)
     assert starts[0] == 0 and starts[-1] == num - length
-    assert all(b - a <= length - overlap for a, b in zip(starts, starts[1:]))
+    assert all(b - a <= length - overlap for a, b in zip(starts, starts[1:], strict=False))
     weights = blend_weights(starts, length, num)
     total = np.zeros(num)
-    for s, w in zip(starts, weights):
+    for s, w in zip(starts, weights, strict=True):
         total[s : s + length] += w
     np.testing.assert_allclose(total, 1.0, atol=1e-6)
     assert (weights >= 0).all()
