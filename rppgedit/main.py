@@ -16,7 +16,10 @@ from rppgedit.errors import RppgEditError
 FLAGS = flags.FLAGS
 
 flags.DEFINE_enum(
-    "mode", "demo", ["demo", "edit", "evaluate", "convert", "bench", "sweep"], "What to run."
+    "mode",
+    "demo",
+    ["demo", "edit", "evaluate", "convert", "bench", "experiment", "sweep"],
+    "What to run.",
 )
 # Input / output.
 flags.DEFINE_string("input", None, "Input video: any file ffmpeg reads, a PNG folder or a .npy.")
@@ -91,6 +94,40 @@ flags.DEFINE_integer("num_processes", None, "jax.distributed: number of processe
 flags.DEFINE_integer("process_id", None, "jax.distributed: this process's index.")
 flags.DEFINE_bool("distributed", False, "Start jax.distributed with cluster auto-detection.")
 # Demo.
+# ---- 1. add "experiment" to the --mode enum choices.
+# ---- 2. flag definitions (after the sweep flags):
+# Experiments (--mode=experiment): the papers' figures and tables, rppgedit/experiments/run.py.
+flags.DEFINE_enum(
+    "experiment",
+    None,
+    ["lambda_sweep", "mae_vs_psnr", "table1_crops", "target_hrs"],
+    "--mode=experiment: which of the papers' experiments to run.",
+)
+flags.DEFINE_string(
+    "exp_dataset", "synthetic", "Clips: synthetic, ubfc_rppg, pure, mmpd, mmse_hr, folder."
+)
+flags.DEFINE_string(
+    "exp_data_dir", None, "Dataset root folder (folder: any videos, <stem>.csv GT)."
+)
+flags.DEFINE_float("exp_clip_seconds", 15.0, "Clip length in seconds (the papers: 15).")
+flags.DEFINE_integer("exp_max_clips", 0, "At most this many clips; 0: all (synthetic: 6).")
+flags.DEFINE_integer("exp_synthetic_size", 128, "Frame side of the synthetic clips in pixels.")
+flags.DEFINE_string("exp_out_dir", None, "Output folder; default results/experiments/<experiment>.")
+flags.DEFINE_list("exp_methods", [], "Editors to compare; empty: the experiment's default.")
+flags.DEFINE_list("exp_lambdas", ["0.01", "0.1", "1", "10", "100"], "lambda_sweep: lambdas.")
+flags.DEFINE_list(
+    "exp_learning_rates", ["0.05", "0.1", "0.2", "0.4"], "mae_vs_psnr: Privacy-Phys lr."
+)
+flags.DEFINE_list(
+    "exp_pulseedit_lambdas", ["2", "0.3", "0.05", "0.01"], "mae_vs_psnr: PulseEdit lambdas."
+)
+flags.DEFINE_list("exp_target_hrs", ["60", "80", "100", "120"], "target_hrs: targets in bpm.")
+flags.DEFINE_integer("exp_clips_per_chunk", 4, "Clips loaded and edited together (memory bound).")
+flags.DEFINE_bool("exp_plots", True, "Write the PNG plots.")
+flags.DEFINE_list("attackers", [], "Black-box attackers read too: open_rppg (slow, a subprocess).")
+flags.DEFINE_list("attacker_models", [], "open-rppg models; empty: attackers.OPEN_RPPG_MODELS.")
+
+
 flags.DEFINE_string("demo_dir", "outputs/demo", "Where --mode=demo writes its clip and result.")
 
 
@@ -339,7 +376,59 @@ def run_sweep_mode() -> None:
         print(f"wrote {summary['merge']['csv_path']} and {summary['merge']['md_path']}")
 
 
+# ---- 3. the mode function (and MODES["experiment"] = run_experiment_mode):
+def _floats(name: str) -> tuple[float, ...]:
+    values = getattr(FLAGS, name)
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        raise RppgEditError(f"--{name}: not a list of numbers: {','.join(values)}") from None
+
+
+def run_experiment_mode() -> None:
+    from rppgedit.experiments import run
+
+    _require("experiment")
+    summary = run.run_experiment(
+        FLAGS.experiment,
+        dataset=FLAGS.exp_dataset,
+        data_dir=FLAGS.exp_data_dir,
+        clip_seconds=FLAGS.exp_clip_seconds,
+        out_dir=FLAGS.exp_out_dir or f"results/experiments/{FLAGS.experiment}",
+        methods=tuple(FLAGS.exp_methods) or None,
+        lambdas=_floats("exp_lambdas"),
+        learning_rates=_floats("exp_learning_rates"),
+        pulseedit_lambdas=_floats("exp_pulseedit_lambdas"),
+        target_hrs=_floats("exp_target_hrs"),
+        target_hr_bpm=FLAGS.target_hr,
+        # --surrogates/--steps/--learning_rate/--fidelity_weight/--param_size: Privacy-Phys only;
+        # a swept field (lambda, learning rate) overrides them.
+        method_options={"privacy_phys": _method_options()},
+        work_size=FLAGS.work_size,
+        window=FLAGS.window,
+        overlap=FLAGS.overlap,
+        batch_windows=FLAGS.batch_windows,
+        clips_per_chunk=FLAGS.exp_clips_per_chunk,
+        mask_method=FLAGS.mask_method,
+        estimators=tuple(FLAGS.estimators),
+        attackers=tuple(FLAGS.attackers),
+        attacker_models=tuple(FLAGS.attacker_models) or None,
+        max_clips=FLAGS.exp_max_clips or None,
+        seed=FLAGS.seed,
+        synthetic_size=FLAGS.exp_synthetic_size,
+        allow_no_face=FLAGS.allow_no_face,
+        make_plots=FLAGS.exp_plots,
+        progress=FLAGS.progress,
+    )
+    print(summary["markdown"])
+    print(
+        f"wrote {summary['records_path']}, {summary['tables_path']} and {len(summary['plots'])} "
+        f"plots ({summary['clips']} clips, {summary['seconds']['total']:.0f} s)"
+    )
+
+
 MODES = {
+    "experiment": run_experiment_mode,
     "demo": run_demo_mode,
     "edit": run_edit_mode,
     "evaluate": run_evaluate_mode,

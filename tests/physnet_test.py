@@ -179,7 +179,9 @@ def test_folded_batchnorm_equals_unfolded(weights, rng):
         for clip in clips:
             a = np.asarray(forward(variables, clip))
             b = np.asarray(forward(folded, clip))
-            assert np.abs(a - b).max() <= 1e-5
+            # Folding reorders float32 products through 11 layers: measured up to 1.4e-5 on the
+            # unit-std output (run to run, with the CPU's threading); a folding bug gives ~1e-1.
+            assert np.abs(a - b).max() <= 3e-5
             # Batched leading axes give the same result as one clip at a time.
             if clip.ndim == 5:
                 single = np.asarray(forward(folded, clip[1]))

@@ -18,6 +18,25 @@ pool at 32x32 input (where the feature map is 2x2), and defined for any input si
 BatchNorm always uses its running statistics at inference. `fold_batchnorm` folds them into the
 convolutions for a faster, inference-only parameter set (`PhysNet(folded=True)`); `estimate_bvp`
 picks the folded path by itself when the variables have no `batch_stats`.
+
+Two numerically equivalent formulations of the same network (`impl`, see `IMPLS`):
+- "lax": the textbook one, 3-D `lax.conv_general_dilated` and `reduce_window` max-pooling;
+- "stacked": the 3x3x3 convolutions as 2-D 3x3 convolutions over the frames, with the three
+  time-shifted copies of the input stacked on the channel axis (kernel reshaped to (3, 3, 3C, O));
+  the first (1,5,5) convolution plus its (1,2,2) max-pool as one 3x3 convolution on a
+  space-to-depth input (2x2 pixel blocks as 12 channels, the 4 output phases as 4x16 channels,
+  then a max over the phases); max-pooling as a reshape and a max. Every output is the same sum
+  of the same products (extra taps are exact zeros), so the two agree to float32 rounding; in
+  float64 they agree to 1e-12 (`tests/speed_parity_test.py`). The 2-D convolutions carry a custom
+  gradient (`_conv2d`) that keeps XLA CPU on its fast convolution path inside `lax.scan`.
+  Measured on a 2-core AMD EPYC (Zen 4), XLA CPU, jax 0.10.2: the 20-step Privacy-Phys edit of a
+  128x32x32 window takes 3.97 s with "stacked" and 16.96 s with "lax" (4.3x; `benchmarks/realtime.py`).
+"auto" (the default, `DEFAULT_IMPL`) picks "stacked" when the default JAX backend is the CPU and
+"lax" elsewhere (GPU convolution libraries have native 3-D kernels; not measured here).
+
+The one difference beyond rounding: where several inputs of a pooling window tie for the maximum,
+the gradient of "lax" goes to the first of them and that of "stacked" is shared among them. After a
+ReLU, ties are zeros whose own gradient is zero, so gradients agree in practice.
 """
 
 from __future__ import annotations
@@ -38,6 +57,10 @@ TRAINED_INPUT_SIZE = 32  # Face-crop side the open-rppg weights were trained on.
 TRAINED_FPS = 30.0  # Frame rate the open-rppg weights were trained on.
 
 _INPUT_EPS = 1e-6  # open-rppg's epsilon in both standardisations.
+IMPLS = ("auto", "lax", "stacked")  # formulations of the same network (see the module docstring)
+# The formulation used where none is passed (`impl=None`), e.g. through the estimator registry. It is
+# read when a function is traced: after changing it, `jax.clear_caches()` before calling jitted code.
+DEFAULT_IMPL = "auto"
 
 # (name, features, kernel size, temporal-spatial max-pool window after the block or None).
 _ENCODER = (
@@ -54,27 +77,215 @@ _ENCODER = (
 _DECODER = ("upsample", "upsample2")  # Conv3DTranspose (4,1,1), stride (2,1,1), BN, ELU.
 
 
-class _ConvBlock(nn.Module):
-    """Conv3D (or temporal ConvTranspose3D) -> BatchNorm (unless folded) -> activation.
+def resolve_impl(impl: str | None) -> str:
+    """The concrete formulation ("lax" or "stacked") that `impl` stands for on the default backend.
+
+    None means `DEFAULT_IMPL`; "auto" means "stacked" on the CPU backend and "lax" elsewhere.
+    """
+    impl = DEFAULT_IMPL if impl is None else impl
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "auto":
+        return "stacked" if jax.default_backend() == "cpu" else "lax"
+    return impl
+
+
+def _same_padding(size: int) -> tuple[int, int]:
+    """Keras/XLA "same" padding of a stride-1 kernel of `size` taps: (before, after)."""
+    return (size - 1) // 2, size // 2
+
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv2d(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...]) -> jax.Array:
+    """Stride-1 NHWC/HWIO 2-D convolution whose input gradient is again a plain HWIO convolution.
+
+    JAX differentiates a convolution into one with a reversed kernel in (O, I) layout. Inside a
+    `lax.scan` (the editors' optimisation loop) XLA CPU keeps that layout, which its fast
+    convolution library (YNNPACK) does not take, and falls back to a 3-4x slower convolution. Here
+    the flipped, transposed kernel is built explicitly: the same sums, in the fast path.
+    """
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_NHWC)
+
+
+def _conv2d_fwd(x, kernel, padding):
+    return _conv2d(x, kernel, padding), (x, kernel)
+
+
+def _conv2d_bwd(padding, residuals, g):
+    x, kernel = residuals
+    kh, kw = kernel.shape[:2]
+    flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)  # (kh, kw, O, I)
+    back = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip((kh, kw), padding, strict=True))
+    dx = jax.lax.conv_general_dilated(g, flipped, (1, 1), back, dimension_numbers=_NHWC)
+    _, kernel_vjp = jax.vjp(
+        lambda k: jax.lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=_NHWC),
+        kernel,
+    )
+    return dx, kernel_vjp(g)[0]
+
+
+_conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def conv3d(x: jax.Array, kernel: jax.Array, impl: str | None = None) -> jax.Array:
+    """Stride-1, "same"-padded 3-D convolution (cross-correlation, no bias).
+
+    Args:
+      x: (N, T, H, W, C) float.
+      kernel: (kt, kh, kw, C, O).
+      impl: "lax" (one 3-D convolution) or "stacked" (kt time-shifted copies of x stacked on the
+        channel axis, then one 2-D convolution over the N*T frames); None or "auto" as
+        `resolve_impl`.
+
+    Returns:
+      (N, T, H, W, O), the same sums of products either way.
+    """
+    kt, kh, kw, c, o = kernel.shape
+    if resolve_impl(impl) == "lax":
+        return jax.lax.conv_general_dilated(
+            x, kernel, (1, 1, 1), "SAME", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
+        )
+    n, t, h, w, _ = x.shape
+    if kt > 1:
+        x = jnp.pad(x, ((0, 0), _same_padding(kt), (0, 0), (0, 0), (0, 0)))
+        # Channel block i holds frame t + i - before, which kernel tap i multiplies.
+        x = jnp.concatenate([x[:, i : i + t] for i in range(kt)], axis=-1)
+    kernel2d = jnp.transpose(kernel, (1, 2, 0, 3, 4)).reshape(kh, kw, kt * c, o)
+    padding = (_same_padding(kh), _same_padding(kw))
+    y = _conv2d(x.reshape(n * t, h, w, kt * c), kernel2d, padding)
+    return y.reshape(n, t, h, w, o)
+
+
+@functools.lru_cache(maxsize=8)
+def _space_to_depth_taps(kh: int, kw: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+    """Gather indices that turn a (kh, kw) kernel into its 2x2 space-to-depth form.
+
+    Output pixel (2i + a, 2j + b) of a "same" (kh, kw) convolution reads input pixel
+    (2i + a + dy - py, 2j + b + dx - px), i.e. block (i + u, j + v) at phase (p, q) with
+    a + dy - py = 2u + p. Returns an index array (U, V, 2, 2, 2, 2) over (u, v, p, q, a, b) into the
+    flattened kernel taps (kh*kw entries, and index kh*kw for a zero tap), and the block padding
+    (before, after) along H and along W.
+    """
+    py, px = _same_padding(kh)[0], _same_padding(kw)[0]
+    offs_y = [a + dy - py for a in (0, 1) for dy in range(kh)]
+    offs_x = [b + dx - px for b in (0, 1) for dx in range(kw)]
+    u0, u1 = min(offs_y) // 2, max(offs_y) // 2
+    v0, v1 = min(offs_x) // 2, max(offs_x) // 2
+    index = np.full((u1 - u0 + 1, v1 - v0 + 1, 2, 2, 2, 2), kh * kw, np.int32)
+    for a in (0, 1):
+        for b in (0, 1):
+            for dy in range(kh):
+                for dx in range(kw):
+                    u, p = divmod(a + dy - py, 2)
+                    v, q = divmod(b + dx - px, 2)
+                    index[u - u0, v - v0, p, q, a, b] = dy * kw + dx
+    index.flags.writeable = False
+    return index, (-u0, u1), (-v0, v1)
+
+
+def conv2d_phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A "same" (1, kh, kw) convolution, returned as its 2x2 output phases (space-to-depth).
+
+    Args:
+      x: (N, T, H, W, C) float, H and W even.
+      kernel: (1, kh, kw, C, O).
+
+    Returns:
+      (N, T, H/2, W/2, 4, O): entry [..., i, j, 2a + b, :] is output pixel (2i + a, 2j + b) of
+      `conv3d(x, kernel)`. A max over axis -2 is then the (1,2,2) max-pool.
+    """
+    n, t, h, w, c = x.shape
+    _, kh, kw, _, o = kernel.shape
+    index, pad_h, pad_w = _space_to_depth_taps(kh, kw)
+    blocks = x.reshape(n * t, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    blocks = blocks.reshape(n * t, h // 2, w // 2, 4 * c)  # channel (2p + q) * C + c
+    taps = jnp.concatenate([kernel.reshape(kh * kw, c, o), jnp.zeros((1, c, o), kernel.dtype)])
+    big = jnp.take(taps, index, axis=0)  # (U, V, p, q, a, b, C, O), exact copies and zeros
+    big = big.transpose(0, 1, 2, 3, 6, 4, 5, 7).reshape(*index.shape[:2], 4 * c, 4 * o)
+    y = _conv2d(blocks, big, (pad_h, pad_w))
+    return y.reshape(n, t, h // 2, w // 2, 4, o)
+
+
+def max_pool(x: jax.Array, window: tuple[int, int, int], impl: str | None = None) -> jax.Array:
+    """Non-overlapping "valid" max-pool over (T, H, W) of (N, T, H, W, C); trailing remainders drop.
+
+    "stacked" (and "auto" on CPU) reshapes and takes a max; "lax" uses `reduce_window`.
+    """
+    if resolve_impl(impl) == "lax":
+        return nn.max_pool(x, window, strides=window, padding="VALID")
+    n, t, h, w, c = x.shape
+    a, b, d = window
+    x = x[:, : t - t % a, : h - h % b, : w - w % d]
+    x = x.reshape(n, t // a, a, h // b, b, w // d, d, c)
+    return jnp.max(x, axis=(2, 4, 6))
+
+
+class _Conv3D(nn.Module):
+    """Parameters `kernel` (kt, kh, kw, in, out) and `bias` (out,), as `nn.Conv` names and
+    initialises them, applied by `conv3d` (or by `conv2d_phases` when `phases`).
 
     Attributes:
       features: output channels.
-      kernel_size: (D, H, W) kernel.
-      transpose: a transposed convolution that doubles T (stride (2,1,1), Keras/PyTorch "same" padding).
-      activation: the non-linearity applied last.
-      bn_epsilon: BatchNorm epsilon (1e-3 for Keras weights, 1e-5 for PyTorch weights).
-      folded: no BatchNorm; the conv kernel and bias already hold it (see `fold_batchnorm`).
+      kernel_size: (kt, kh, kw).
+      impl: see `conv3d`.
+      phases: return (N, T, H/2, W/2, 4, O) output phases (`conv2d_phases`; needs kt == 1).
     """
 
     features: int
     kernel_size: tuple[int, int, int]
+    impl: str | None = None
+    phases: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(),
+            (*self.kernel_size, x.shape[-1], self.features),
+            jnp.float32,
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        y = conv2d_phases(x, kernel) if self.phases else conv3d(x, kernel, self.impl)
+        return y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
+
+
+class _ConvBlock(nn.Module):
+    """Conv3D (or temporal ConvTranspose3D) -> BatchNorm (unless folded) -> activation -> max-pool.
+
+    Attributes:
+      features: output channels.
+      kernel_size: (D, H, W) kernel.
+      pool: (T, H, W) max-pool window applied last, or None.
+      transpose: a transposed convolution that doubles T (stride (2,1,1), Keras/PyTorch "same" padding).
+      activation: the non-linearity.
+      bn_epsilon: BatchNorm epsilon (1e-3 for Keras weights, 1e-5 for PyTorch weights).
+      folded: no BatchNorm; the conv kernel and bias already hold it (see `fold_batchnorm`).
+      impl: "lax" or "stacked" (resolved by the caller).
+    """
+
+    features: int
+    kernel_size: tuple[int, int, int]
+    pool: tuple[int, int, int] | None = None
     transpose: bool = False
     activation: Callable[[jax.Array], jax.Array] = nn.relu
     bn_epsilon: float = KERAS_BN_EPSILON
     folded: bool = False
+    impl: str = "lax"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        # The (1,kh,kw) conv + (1,2,2) pool pair as one space-to-depth conv over output phases.
+        phases = (
+            self.impl == "stacked"
+            and not self.transpose
+            and self.kernel_size[0] == 1
+            and self.pool == (1, 2, 2)
+            and x.shape[-3] % 2 == 0
+            and x.shape[-2] % 2 == 0
+        )
         if self.transpose:
             # Kernel layout (D, H, W, out, in), as Keras stores Conv3DTranspose kernels; padding
             # (k - 1 - p) = 2 on each side of T reproduces "same" (Keras) / padding=1 (PyTorch).
@@ -87,7 +298,9 @@ class _ConvBlock(nn.Module):
                 name="conv",
             )(x)
         else:
-            x = nn.Conv(self.features, self.kernel_size, padding="SAME", name="conv")(x)
+            x = _Conv3D(
+                self.features, self.kernel_size, impl=self.impl, phases=phases, name="conv"
+            )(x)
         if not self.folded:
             x = nn.BatchNorm(
                 use_running_average=not train,
@@ -95,7 +308,12 @@ class _ConvBlock(nn.Module):
                 epsilon=self.bn_epsilon,
                 name="bn",
             )(x)
-        return self.activation(x)
+        x = self.activation(x)
+        if phases:
+            return jnp.max(x, axis=-2)  # the (1,2,2) max-pool over the 4 output phases
+        if self.pool is not None:
+            x = max_pool(x, self.pool, self.impl)
+        return x
 
 
 class PhysNet(nn.Module):
@@ -111,10 +329,13 @@ class PhysNet(nn.Module):
       bn_epsilon: BatchNorm epsilon: `KERAS_BN_EPSILON` for open-rppg weights, `TORCH_BN_EPSILON`
         for weights converted from PyTorch.
       folded: use BatchNorm-folded parameters (`fold_batchnorm`); inference only.
+      impl: formulation of the convolutions and pools, one of `IMPLS`, or None for `DEFAULT_IMPL`
+        (same parameters, same outputs to float32 rounding; see the module docstring).
     """
 
     bn_epsilon: float = KERAS_BN_EPSILON
     folded: bool = False
+    impl: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -129,11 +350,14 @@ class PhysNet(nn.Module):
             raise ValueError(f"PhysNet needs T divisible by 4 and H, W >= 8, got {x.shape}")
         if train and self.folded:
             raise ValueError("folded PhysNet is inference-only")
-        block = functools.partial(_ConvBlock, bn_epsilon=self.bn_epsilon, folded=self.folded)
+        block = functools.partial(
+            _ConvBlock,
+            bn_epsilon=self.bn_epsilon,
+            folded=self.folded,
+            impl=resolve_impl(self.impl),
+        )
         for name, features, kernel, pool in _ENCODER:
-            x = block(features, kernel, name=name)(x, train)
-            if pool is not None:
-                x = nn.max_pool(x, pool, strides=pool, padding="VALID")
+            x = block(features, kernel, pool=pool, name=name)(x, train)
         for name in _DECODER:
             x = block(64, (4, 1, 1), transpose=True, activation=nn.elu, name=name)(x, train)
         x = jnp.mean(x, axis=(2, 3), keepdims=True)  # (B, T, 1, 1, 64)
@@ -232,6 +456,7 @@ def estimate_bvp(
     *,
     input_size: int | None = TRAINED_INPUT_SIZE,
     bn_epsilon: float = KERAS_BN_EPSILON,
+    impl: str | None = None,
 ) -> jax.Array:
     """BVP of face clips with PhysNet, normalised exactly as open-rppg does.
 
@@ -244,6 +469,8 @@ def estimate_bvp(
       input_size: face-crop side fed to the network; the clip is area-resized to it when its H, W
         differ. None keeps the clip's size (the spatial mean makes any size >= 8 valid).
       bn_epsilon: BatchNorm epsilon of the weights (unfolded variables only).
+      impl: formulation of the network, one of `IMPLS`, or None for `DEFAULT_IMPL` (equal outputs
+        to float32 rounding).
 
     Returns:
       (..., T) float32 BVP, zero mean and unit standard deviation along T.
@@ -260,7 +487,7 @@ def estimate_bvp(
     lead, inner = clip.shape[:-4], clip.shape[-4:]
     x = standardize_input(clip).reshape(-1, *inner)
     folded = "batch_stats" not in variables
-    y = PhysNet(bn_epsilon=bn_epsilon, folded=folded).apply(variables, x)
+    y = PhysNet(bn_epsilon=bn_epsilon, folded=folded, impl=impl).apply(variables, x)
     y = _standardize_time(y, 0.0)  # inside open-rppg's PhysNet.call (no epsilon)
     y = _standardize_time(y, _INPUT_EPS)  # open-rppg's output decorator
     return y.reshape(*lead, inner[0]).astype(jnp.float32)

@@ -1,0 +1,259 @@
+"""The experiment runner end to end on tiny synthetic clips, and the tables recomputed from its records."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from rppgedit.errors import RppgEditError
+from rppgedit.experiments import plots, report, run
+from rppgedit.video import crop
+
+SURROGATES = (("pos", 1.0), ("chrom", 1.0))
+ESTIMATORS = ("pos", "chrom")
+LAMBDAS = (0.01, 1.0)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """lambda_sweep: 2 synthetic clips of 96 frames at 32x32, 2 lambdas, 2 classical estimators."""
+    out = tmp_path_factory.mktemp("lambda_sweep")
+    summary = run.run_experiment(
+        "lambda_sweep",
+        dataset="synthetic",
+        clip_seconds=96 / 30,
+        out_dir=str(out),
+        lambdas=LAMBDAS,
+        method_options={"privacy_phys": (("surrogates", SURROGATES), ("steps", 5))},
+        work_size=32,
+        window=64,
+        overlap=16,
+        batch_windows=4,
+        estimators=ESTIMATORS,
+        max_clips=2,
+        synthetic_size=32,
+        seed=0,
+    )
+    return out, summary
+
+
+def _records(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _markdown_rows(text: str, section: str) -> list[dict]:
+    """The rows of the Markdown table under `## section`, as {header: cell text}."""
+    lines = text.split(f"## {section}\n", 1)[1].strip().splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    header = [h.strip() for h in table[0].strip("|").split("|")]
+    return [
+        dict(zip(header, [c.strip() for c in line.strip("|").split("|")], strict=True))
+        for line in table[2:]
+    ]
+
+
+def test_records_cover_the_grid(tiny_run):
+    out, summary = tiny_run
+    records = _records(out / "records.jsonl")
+    assert summary["clips"] == 2 and summary["records"] == len(records) == 2 * 2 * 2
+    assert {r["setting"] for r in records} == {f"privacy_phys lambda={v:g}" for v in LAMBDAS}
+    assert {r["estimator"] for r in records} == set(ESTIMATORS)
+    for r in records:
+        assert set(report.RECORD_FIELDS) <= set(r)
+        assert r["frames"] == 96 and r["height"] == r["width"] == 32
+        assert r["options"]["fidelity_weight"] == r["sweep_value"]
+        assert r["surrogate"] is True  # pos and chrom are the surrogates
+        assert r["family"] == "classical" and r["crop"] == "full"
+        # Only face pixels change: PSNR over the face box is below PSNR over the whole frame.
+        assert 35.0 < r["psnr_face_db"] < r["psnr_db"] < 90.0
+        assert 0.99 < r["ssim_face"] <= 1.0
+        assert r["hr_true_bpm"] is not None and 55.0 <= r["hr_true_bpm"] <= 95.0
+
+
+def test_the_edit_moves_the_readings_to_the_target(tiny_run):
+    out, _ = tiny_run
+    records = _records(out / "records.jsonl")
+    after = np.array([r["hr_after_bpm"] for r in records])
+    before = np.array([r["hr_before_bpm"] for r in records])
+    truth = np.array([r["hr_true_bpm"] for r in records])
+    assert np.all(np.abs(before - truth) < 6.0)  # the originals read their true HR
+    assert np.median(np.abs(after - 120.0)) < 3.0  # the edited clips read the 120 bpm target
+
+
+def test_tables_recompute_from_the_jsonl(tiny_run):
+    out, summary = tiny_run
+    records = _records(out / "records.jsonl")
+    markdown = (out / "tables.md").read_text()
+    assert markdown == summary["markdown"]
+    md_rows = {(r["setting"], r["estimator"]): r for r in _markdown_rows(markdown, "Per estimator")}
+    with open(out / "per_estimator.csv") as f:
+        csv_rows = {(r["setting"], r["estimator"]): r for r in csv.DictReader(f)}
+    assert len(md_rows) == len(csv_rows) == len(LAMBDAS) * len(ESTIMATORS)
+    for (setting, est), row in csv_rows.items():
+        mine = [r for r in records if r["setting"] == setting and r["estimator"] == est]
+        target = np.array([r["target_hr_bpm"] for r in mine], np.float64)
+        after = np.array([r["hr_after_bpm"] for r in mine], np.float64)
+        before = np.array([r["hr_before_bpm"] for r in mine], np.float64)
+        truth = np.array([r["hr_true_bpm"] for r in mine], np.float64)
+        expected = {
+            "output_mae": np.mean(np.abs(after - target)),
+            "output_rmse": np.sqrt(np.mean((after - target) ** 2)),
+            "input_mae": np.mean(np.abs(before - target)),
+            "output_mape": 100.0 * np.mean(np.abs(after - target) / target),
+            "hit_rate": np.mean(np.abs(after - target) <= 3.0),
+            "original_visible": np.mean(np.abs(after - truth) <= 3.0),
+            "mae_before_truth": np.mean(np.abs(before - truth)),
+            "psnr_face_db": np.mean([r["psnr_face_db"] for r in mine]),  # one record per clip
+            "psnr_db": np.mean([r["psnr_db"] for r in mine]),
+        }
+        for key, value in expected.items():
+            np.testing.assert_allclose(float(row[key]), value, rtol=1e-9, atol=1e-12, err_msg=key)
+        md = md_rows[(setting, est)]
+        assert float(md["output MAE"]) == pytest.approx(expected["output_mae"], abs=0.006)
+        assert float(md["input MAE"]) == pytest.approx(expected["input_mae"], abs=0.006)
+        assert float(md["MAPE %"]) == pytest.approx(expected["output_mape"], abs=0.006)
+        assert float(md["hit rate"]) == pytest.approx(expected["hit_rate"], abs=0.006)
+        assert float(md["orig. visible"]) == pytest.approx(expected["original_visible"], abs=0.006)
+        assert float(md["PSNR face dB"]) == pytest.approx(expected["psnr_face_db"], abs=0.006)
+        assert int(md["clips"]) == 2
+
+
+def test_plots_are_written(tiny_run):
+    out, summary = tiny_run
+    names = {p.split("/")[-1] for p in summary["plots"]}
+    assert {"fig3_lambda_sweep.png", "fig6_abs_diff.png", "fig6_abs_diff_8bit.png"} <= names
+    assert sum(n.startswith("fig5_psd_") for n in names) == len(LAMBDAS)
+    import matplotlib.image
+
+    for name in names:
+        path = out / name
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        image = matplotlib.image.imread(path)
+        assert image.ndim == 3 and image.shape[0] > 200 and image.std() > 0.01
+
+
+def _record(clip, est, after, before, *, crop_name="full", truth=70.0, target=120.0, psnr=50.0):
+    return {
+        "experiment": "table1_crops",
+        "method": "privacy_phys",
+        "setting": "privacy_phys",
+        "sweep": None,
+        "sweep_value": None,
+        "target_hr_bpm": target,
+        "crop": crop_name,
+        "clip": clip,
+        "family": "classical",
+        "estimator": est,
+        "hr_true_bpm": truth,
+        "hr_before_bpm": before,
+        "hr_after_bpm": after,
+        "snr_after_db": 1.0,
+        "psnr_db": psnr + 5.0,
+        "psnr_face_db": psnr,
+        "ssim": 0.999,
+        "ssim_face": 0.99,
+    }
+
+
+def test_summaries_on_hand_made_records(tmp_path):
+    records = [
+        _record("a", "pos", 121.0, 70.0, psnr=50.0),  # hit
+        _record("a", "green", 70.5, 71.0, psnr=50.0),  # original still visible
+        _record("b", "pos", 100.0, 60.0, truth=None, psnr=60.0),  # no truth: own reading is ref
+        _record("b", "green", None, 65.0, truth=None, psnr=60.0),  # a failed reading
+        _record("a", "pos", 119.0, 70.0, crop_name="upper_left"),
+        _record("a", "pos", 110.0, 70.0, crop_name="bottom_right"),
+    ]
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tables = report.tables_from_jsonl(path)
+    full = [r for r in tables["per_family"] if r["crop"] == "full"]
+    assert len(full) == 1
+    row = full[0]
+    assert row["clips"] == 2 and row["readings"] == 3 and row["errors"] == 1
+    assert row["output_mae"] == pytest.approx((1.0 + 49.5 + 20.0) / 3)
+    assert row["hit_rate"] == pytest.approx(1 / 3)
+    assert row["original_visible"] == pytest.approx(
+        1 / 3
+    )  # green (70.5 vs 70); pos (100 vs 60) not
+    assert row["input_mae"] == pytest.approx((50 + 49 + 60 + 55) / 4)
+    assert row["psnr_face_db"] == pytest.approx(55.0)  # mean over clips, not over records
+    quarters = [r for r in tables["per_family"] if r["crop"] == "quarters"]
+    assert len(quarters) == 1 and quarters[0]["output_mae"] == pytest.approx((1.0 + 10.0) / 2)
+    assert {r["crop"] for r in tables["per_estimator"]} == {
+        "full",
+        "upper_left",
+        "bottom_right",
+        "quarters",
+    }
+
+
+def test_bad_records_file_is_a_one_line_error(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"a": 1}\nnot json\n')
+    with pytest.raises(RppgEditError, match=r"records.jsonl:2"):
+        report.read_jsonl(path)
+    with pytest.raises(RppgEditError, match="not found"):
+        report.read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_quarter_crop_is_the_quarter_of_the_face_crop(rng):
+    """A quarter of the S x S face crop is exactly the quarter box area-resampled to S/2."""
+    frames = rng.integers(0, 256, (3, 40, 50, 3), dtype=np.uint8)
+    boxes = np.array([[5.3, 2.7, 41.9, 37.1], [4.0, 3.0, 44.0, 39.0], [6.5, 1.25, 40.5, 36.75]])
+    size = 16
+    full = crop.crop_resize(frames, boxes, size)
+    for name in run.CROPS:
+        rows, cols = run.crop_slices(name, size)
+        part = crop.crop_resize(frames, run.sub_boxes(boxes, name), size if name == "full" else 8)
+        np.testing.assert_allclose(full[:, rows, cols], part, atol=2e-6)
+
+
+def test_default_settings():
+    assert [s.value for s in run.default_settings("lambda_sweep", lambdas=(0.1, 1.0))] == [0.1, 1.0]
+    mvp = run.default_settings("mae_vs_psnr", learning_rates=(0.1,), pulseedit_lambdas=(0.05, 0.5))
+    assert [(s.method, s.sweep, s.value) for s in mvp] == [
+        ("privacy_phys", "learning_rate", 0.1),
+        ("pulseedit", "fidelity_weight", 0.05),
+        ("pulseedit", "fidelity_weight", 0.5),
+    ]
+    t1 = run.default_settings("table1_crops", method_options={"privacy_phys": (("steps", 3),)})
+    assert [(s.method, dict(s.options)) for s in t1] == [
+        ("privacy_phys", {"steps": 3}),
+        ("pulseedit", {}),
+    ]
+    hrs = run.default_settings("target_hrs")
+    assert [s.target_hr_bpm for s in hrs] == [60.0, 80.0, 100.0, 120.0]
+    assert len({s.label for s in mvp + t1 + hrs}) == len(mvp + t1 + hrs)
+    with pytest.raises(RppgEditError, match="unknown experiment"):
+        run.default_settings("nope")
+    with pytest.raises(RppgEditError, match="outside 30-240"):
+        run.default_settings("target_hrs", target_hrs=(20.0,))
+
+
+def test_user_errors(tmp_path):
+    with pytest.raises(RppgEditError, match="unknown dataset"):
+        run.run_experiment(
+            "table1_crops", dataset="nope", data_dir=str(tmp_path), out_dir=str(tmp_path)
+        )
+    with pytest.raises(RppgEditError, match="needs a data_dir"):
+        run.run_experiment("table1_crops", dataset="folder", out_dir=str(tmp_path))
+    with pytest.raises(RppgEditError, match="unknown estimator"):
+        run.run_experiment("table1_crops", out_dir=str(tmp_path), estimators=("nope",))
+
+
+def test_psd_plot_marks_both_heart_rates(tmp_path):
+    fps, t = 30.0, np.arange(300) / 30.0
+    path = plots.psd_before_after(
+        np.cos(2 * math.pi * 1.2 * t),
+        np.cos(2 * math.pi * 2.0 * t),
+        fps,
+        tmp_path / "psd.png",
+        hr_original_bpm=72.0,
+        hr_target_bpm=120.0,
+    )
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
