@@ -97,14 +97,21 @@ def test_output_rises_with_blood_volume(name, tone):
 
 
 def test_no_pulse_gives_no_correlation():
-    # Guards the sign test: a clip without a pulse must not correlate with the unused waveform.
-    clip = synthetic.make_clip(
-        0, hr_bpm=72.0, num_frames=NUM_FRAMES, height=32, width=32, pulse_amplitude=0.0
-    )
-    trace = spatial_mean(jnp.asarray(clip.frames, jnp.float32) / 255.0, clip.mask)
-    reference = np.asarray(signals.bandpass(clip.bvp, FPS))
-    for name in METHODS:
-        assert abs(_pearson64(_bvp(name, trace)[EDGE:-EDGE], reference[EDGE:-EDGE])) < 0.3
+    # Guards the sign test: clips without a pulse must not correlate with the unused waveform.
+    # A 16 s band-passed trace has few independent samples, so one clip can reach |r| = 0.3 by
+    # chance (measured over seeds 0-5: |r| <= 0.31, mean |r| 0.10); the sign test demands > 0.8.
+    correlations = []
+    for seed in range(6):
+        clip = synthetic.make_clip(
+            seed, hr_bpm=72.0, num_frames=NUM_FRAMES, height=32, width=32, pulse_amplitude=0.0
+        )
+        trace = spatial_mean(jnp.asarray(clip.frames, jnp.float32) / 255.0, clip.mask)
+        reference = np.asarray(signals.bandpass(clip.bvp, FPS))
+        for name in METHODS:
+            r = _pearson64(_bvp(name, trace)[EDGE:-EDGE], reference[EDGE:-EDGE])
+            correlations.append(abs(r))
+    assert max(correlations) < 0.5, max(correlations)
+    assert np.mean(correlations) < 0.2, np.mean(correlations)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ Methods, chosen by name from `SKIN_METHODS`:
   the detected face follows e.g. Soriano et al., "Adaptive skin color modeling using the skin
   locus" (Pattern Recognition 2003); the details here are this project's own.
   Measured: 68-70% of the physrecorder face crop at 32, 64 and 128 px (the fixed rule: 34-37%);
-  on synthetic faces (`rppgedit.data.synthetic`, 64 px head crops) precision 0.90-0.96 and recall
-  0.93-0.98 for skin tones 0.1-0.85. Its weak spot is hair of the same colour as the skin (very
-  dark skin with brown hair: precision down to 0.6 at tone 1.0).
+  on synthetic faces (`rppgedit.data.synthetic`, 64 px head crops, seeds 0-4) recall 0.98-1.00 and
+  precision 0.91-0.93 (tones 0.1, 0.45) or 0.82-0.85 (tone 0.85) when the hair differs from the
+  skin. Its weak spot is hair of the same colour as the skin: precision 0.71-0.79, and 0.45 for
+  dark skin with brown hair (tone 0.85), where the hair is taken as skin.
 - "all": every pixel (the user's own box is the region to edit).
 
 Temporal stability: with `temporal_window=k` (odd, >= 3) the per-frame masks are replaced by a
