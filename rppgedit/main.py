@@ -93,9 +93,6 @@ flags.DEFINE_string("coordinator_address", None, "jax.distributed coordinator ho
 flags.DEFINE_integer("num_processes", None, "jax.distributed: number of processes.")
 flags.DEFINE_integer("process_id", None, "jax.distributed: this process's index.")
 flags.DEFINE_bool("distributed", False, "Start jax.distributed with cluster auto-detection.")
-# Demo.
-# ---- 1. add "experiment" to the --mode enum choices.
-# ---- 2. flag definitions (after the sweep flags):
 # Experiments (--mode=experiment): the papers' figures and tables, rppgedit/experiments/run.py.
 flags.DEFINE_enum(
     "experiment",
@@ -127,7 +124,7 @@ flags.DEFINE_bool("exp_plots", True, "Write the PNG plots.")
 flags.DEFINE_list("attackers", [], "Black-box attackers read too: open_rppg (slow, a subprocess).")
 flags.DEFINE_list("attacker_models", [], "open-rppg models; empty: attackers.OPEN_RPPG_MODELS.")
 
-
+# Demo.
 flags.DEFINE_string("demo_dir", "outputs/demo", "Where --mode=demo writes its clip and result.")
 
 
@@ -376,7 +373,6 @@ def run_sweep_mode() -> None:
         print(f"wrote {summary['merge']['csv_path']} and {summary['merge']['md_path']}")
 
 
-# ---- 3. the mode function (and MODES["experiment"] = run_experiment_mode):
 def _floats(name: str) -> tuple[float, ...]:
     values = getattr(FLAGS, name)
     try:
