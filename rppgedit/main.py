@@ -18,7 +18,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum(
     "mode",
     "demo",
-    ["demo", "edit", "evaluate", "convert", "bench", "experiment", "sweep"],
+    ["demo", "edit", "evaluate", "convert", "bench", "experiment", "sweep", "train"],
     "What to run.",
 )
 # Input / output.
@@ -123,6 +123,25 @@ flags.DEFINE_integer("exp_clips_per_chunk", 4, "Clips loaded and edited together
 flags.DEFINE_bool("exp_plots", True, "Write the PNG plots.")
 flags.DEFINE_list("attackers", [], "Black-box attackers read too: open_rppg (slow, a subprocess).")
 flags.DEFINE_list("attacker_models", [], "open-rppg models; empty: attackers.OPEN_RPPG_MODELS.")
+
+# Training (--mode=train): PhysioLatent's VAE and editor, rppgedit/train.py.
+flags.DEFINE_enum("train_stage", "all", ["vae", "editor", "all"], "--mode=train: what to train.")
+flags.DEFINE_string(
+    "train_dir", "outputs/train/physiolatent", "Train states (orbax CheckpointManager)."
+)
+flags.DEFINE_string("train_export_dir", None, "Trained params; default checkpoints/physiolatent.")
+flags.DEFINE_integer("train_vae_steps", 700, "VAE stage steps.")
+flags.DEFINE_integer("train_editor_steps", 900, "Editor stage steps.")
+flags.DEFINE_integer("train_batch", 4, "Clips per training step.")
+flags.DEFINE_integer("train_vae_frames", 64, "Frames per VAE training clip.")
+flags.DEFINE_integer("train_editor_frames", 128, "Frames per editor training clip.")
+flags.DEFINE_float("train_vae_lr", 3e-3, "VAE peak learning rate (one-cycle).")
+flags.DEFINE_float("train_editor_lr", 2e-3, "Editor peak learning rate (one-cycle).")
+flags.DEFINE_integer("train_bank_clips", 160, "Synthetic training clips (seeds 0..N-1).")
+flags.DEFINE_float("train_physnet_weight", 0.0, "Editor waveform-loss weight of PhysNet.")
+flags.DEFINE_float("train_fidelity_weight", 0.01, "Editor MSE weight (0-255 scale).")
+flags.DEFINE_enum("train_compositing", "residual", ["residual", "paste"], "What the loss sees.")
+flags.DEFINE_integer("train_seed", 0, "Seed of initialisation and sampling.")
 
 # Demo.
 flags.DEFINE_string("demo_dir", "outputs/demo", "Where --mode=demo writes its clip and result.")
@@ -423,6 +442,38 @@ def run_experiment_mode() -> None:
     )
 
 
+def run_train_mode() -> None:
+    from rppgedit import train
+
+    common = dict(batch=FLAGS.train_batch, bank_clips=FLAGS.train_bank_clips, seed=FLAGS.train_seed)
+    vae_cfg = train.TrainConfig(
+        stage="vae",
+        steps=FLAGS.train_vae_steps,
+        num_frames=FLAGS.train_vae_frames,
+        learning_rate=FLAGS.train_vae_lr,
+        **common,
+    )
+    editor_cfg = train.TrainConfig(
+        stage="editor",
+        steps=FLAGS.train_editor_steps,
+        num_frames=FLAGS.train_editor_frames,
+        learning_rate=FLAGS.train_editor_lr,
+        physnet_weight=FLAGS.train_physnet_weight,
+        fidelity_weight=FLAGS.train_fidelity_weight,
+        compositing=FLAGS.train_compositing,
+        **common,
+    )
+    summary = train.run_train(
+        FLAGS.train_stage,
+        vae_cfg,
+        editor_cfg,
+        FLAGS.train_dir,
+        FLAGS.train_export_dir,
+        progress=FLAGS.progress,
+    )
+    print(json.dumps(summary, indent=1, default=str))
+
+
 MODES = {
     "experiment": run_experiment_mode,
     "demo": run_demo_mode,
@@ -431,6 +482,7 @@ MODES = {
     "convert": run_convert_mode,
     "bench": run_bench_mode,
     "sweep": run_sweep_mode,
+    "train": run_train_mode,
 }
 
 

@@ -18,11 +18,11 @@ DEEP = ("physnet_pure", "physnet_rlap")
 # clips) falls below 0 dB. Measured on 12 seeded synthetic clips without a pulse (POS/CHROM/GREEN):
 # 95th percentile -2.3 dB, maximum -1.4 dB; with a 0.4% pulse: minimum 4.0 dB, median 6.3 dB.
 REMOVAL_SNR_DB = 0.0
-# physnet_pure (open-rppg's PURE weights) does not read these synthetic faces reliably even before
-# editing (locks to 40-56 bpm on some seeds; tests/physnet_test.py checks physnet_rlap on synthetic
-# faces for that reason). On the real physrecorder clip it reads the target after editing (issue
-# note). Known limitation of the synthetic faces, not asserted here.
-SYNTHETIC_UNRELIABLE = ("physnet_pure",)
+# The test clip is one on which every estimator reads the true HR before editing (asserted): an
+# estimator that cannot read a clip is no attacker of it. Measured on seeds 0-9 (default surrogates,
+# target 120, 10 estimators): 96/100 hits; PBV stayed at 72 on 3 clips, physnet_pure missed the one
+# clip it could not read before either. Target 60: 96/100 (PBV 2, PCA 1, physnet_pure 1).
+SEED = 12
 
 
 def _job(**kw):
@@ -44,7 +44,7 @@ def _face_boxes(clip):
 
 @pytest.fixture(scope="module")
 def source():
-    return synthetic.make_clip(11, hr_bpm=TRUE_HR, num_frames=FRAMES, height=48, width=48)
+    return synthetic.make_clip(SEED, hr_bpm=TRUE_HR, num_frames=FRAMES, height=48, width=48)
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +59,9 @@ def _readings(frames, result):
 
 def test_every_estimator_reads_the_target_and_not_the_truth(source, edited):
     before = _readings(source.frames, edited)
-    assert sum(abs(r["hr_bpm"] - TRUE_HR) <= 3 for r in before.values()) >= len(before) - 1
+    assert all(abs(r["hr_bpm"] - TRUE_HR) <= 3 for r in before.values()), before
     after = _readings(edited.frames, edited)
     for name, r in after.items():
-        if name in SYNTHETIC_UNRELIABLE:
-            continue
         assert abs(r["hr_bpm"] - TARGET_HR) <= 3, (name, r, after)
         assert abs(r["hr_bpm"] - TRUE_HR) > 3, (name, r)
 
@@ -81,8 +79,6 @@ def test_survives_lossless_8bit_write_and_read(tmp_path, source, edited):
     back = io.read_video(path).frames
     np.testing.assert_array_equal(back, edited.frames)
     for name, r in _readings(back, edited).items():
-        if name in SYNTHETIC_UNRELIABLE:
-            continue
         assert abs(r["hr_bpm"] - TARGET_HR) <= 3, name
 
 

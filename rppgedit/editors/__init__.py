@@ -16,6 +16,7 @@ from rppgedit.errors import RppgEditError
 
 # name -> module path; modules are imported on first use.
 METHODS = {
+    "physiolatent": "rppgedit.editors.physiolatent",
     "privacy_phys": "rppgedit.editors.privacy_phys",
     "pulseedit": "rppgedit.editors.pulseedit",
     "smooth_remove": "rppgedit.editors.smooth_remove",
