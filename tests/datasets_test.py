@@ -132,6 +132,27 @@ def test_ubfc_ground_truth_shorter_than_video_is_refused(tmp_path):
     assert len(bvp) == 15
 
 
+def test_few_uncovered_edge_frames_are_dropped_with_a_warning(tmp_path, caplog):
+    # As in the physrecorder recording: the oximeter (20 Hz, own clock) stops before the camera.
+    frames = _frames(3, 300, 30.0)
+    write_video(tmp_path / "a.mkv", frames, 30.0)
+    times = np.arange(198) * 0.05  # to 9.85 s (+ one 50 ms interval): frames 298, 299 lie past it
+    np.savetxt(tmp_path / "a.csv", np.stack([times, np.sin(times)], 1), delimiter=",")
+    (sample,) = datasets.list_samples("folder", tmp_path)
+    with caplog.at_level("WARNING"):
+        video, bvp = datasets.load_sample(sample)
+    assert len(video.frames) == len(bvp) == 298
+    np.testing.assert_array_equal(video.frames, frames[:298])
+    inside = np.arange(296) / 30.0  # frames 296, 297 are within one interval: held at the end
+    np.testing.assert_allclose(bvp[:296], np.sin(inside), atol=2e-3)
+    assert "does not cover 2 edge frame(s) of 300" in caplog.text
+    # 8 frames (2.7%) uncovered are refused.
+    np.savetxt(tmp_path / "a.csv", np.stack([times[:-4], np.sin(times[:-4])], 1), delimiter=",")
+    (sample,) = datasets.list_samples("folder", tmp_path)
+    with pytest.raises(RppgEditError, match="shorter than the video"):
+        datasets.load_sample(sample)
+
+
 def test_ubfc_missing_or_malformed_ground_truth_is_refused(tmp_path):
     subject = tmp_path / "subject2"
     subject.mkdir()

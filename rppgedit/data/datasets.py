@@ -703,7 +703,39 @@ def load_sample(
         frame_times = np.arange(num) / video.fps
     if sample.ground_truth is None:
         return video, None
+    video, frame_times = _trim_to_ground_truth(video, frame_times, sample)
     return video, align_ground_truth(sample.ground_truth, frame_times, _gt_name(sample))
+
+
+# Real recordings often stop the pulse oximeter a sample before the camera (physrecorder: the last 2
+# of 602 frames lie 58 ms past the last of its 20 Hz samples). Up to this fraction of the frames,
+# at the start or end, may lie outside the ground truth's span: they are dropped, with a warning.
+MAX_UNCOVERED_FRACTION = 0.01
+
+
+def _trim_to_ground_truth(video, frame_times: np.ndarray, sample: Sample):
+    """Drops the few edge frames the ground truth does not cover (see MAX_UNCOVERED_FRACTION)."""
+    t = np.asarray(sample.ground_truth.times, np.float64)
+    tolerance = float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    covered = (frame_times >= t[0] - tolerance) & (frame_times <= t[-1] + tolerance)
+    if covered.all() or not covered.any():
+        return video, frame_times  # all covered, or nothing: align_ground_truth decides
+    first, last = np.flatnonzero(covered)[[0, -1]]
+    dropped = len(frame_times) - (last - first + 1)
+    if dropped > MAX_UNCOVERED_FRACTION * len(frame_times):
+        return video, frame_times  # too many: refused by align_ground_truth
+    _log.warning(
+        "%s: ground truth does not cover %d edge frame(s) of %d; dropped them",
+        _gt_name(sample),
+        dropped,
+        len(frame_times),
+    )
+    keep = slice(first, last + 1)
+    timestamps = (
+        None if video.timestamps is None else video.timestamps[keep] - video.timestamps[first]
+    )
+    video = dataclasses.replace(video, frames=video.frames[keep], timestamps=timestamps)
+    return video, frame_times[keep]
 
 
 def clips(
