@@ -27,6 +27,14 @@ from rppgedit.video import crop, face, io, skin
 from rppgedit.windows import overlap_add, window_starts
 
 MIN_FRAMES = 32
+# Full frames are decoded, pasted, quantised and encoded in chunks of about this many bytes of
+# float32 pixels (the paste works on the 0-255 float scale): 128 frames up to 208x208, 4 at 1080p.
+CHUNK_BYTES = 64 * 2**20
+
+
+def chunk_frames(height: int, width: int) -> int:
+    """Frames per chunk for frames of this size (also the unit of the rounding seed)."""
+    return int(np.clip(CHUNK_BYTES // (height * width * 3 * 4), 4, 128))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,15 +118,44 @@ def edit_clip(clip, mask, target, cfg, state, job: EditJob, progress: bool = Fal
     return overlap_add(np.concatenate(residuals), starts, num)
 
 
+def crop_and_mask(frames: np.ndarray, boxes: np.ndarray, job: EditJob):
+    """The working-size face crop (T,S,S,3) in [0,1] and its skin mask (T,S,S), frame by frame."""
+    clip = crop.crop_resize(frames, boxes, job.work_size)
+    return clip, skin.skin_mask(clip, method=job.mask_method)
+
+
+def paste_chunk(frames, boxes, residual, mask, job: EditJob, index: int):
+    """Pastes a chunk's residual into its full frames and quantises them.
+
+    Args:
+      frames: uint8 (T,H,W,3) original frames of chunk `index` (see `chunk_frames`).
+      boxes, residual, mask: the chunk's boxes (T,4), crop residual (T,S,S,3), crop mask (T,S,S).
+      job: quantisation and bit depth.
+      index: chunk number; the stochastic rounding of chunk i is seeded by (job.seed, i), so a
+        streamed edit and an in-memory one give the same bits.
+
+    Returns:
+      (output frames uint8 or uint16 (T,H,W,3), full-resolution mask (T,H,W)).
+    """
+    mask_full = full_frame_mask(mask, boxes, frames.shape[1:3])
+    pasted = crop.paste_residual(frames, boxes, residual, mask_full)
+    key = jax.random.fold_in(jax.random.key(job.seed), index)
+    if job.bit_depth == 16:
+        out = crop.quantize_16bit(pasted * (65535.0 / 255.0), key)
+    else:
+        out = crop.quantize(pasted, key, mode=job.quantize)
+    return out, mask_full
+
+
 def edit_frames(
     frames: np.ndarray, fps: float, boxes: np.ndarray, job: EditJob, state=None, progress=False
 ) -> EditResult:
-    """Edits uint8 frames (T,H,W,3) whose face boxes (T,4) are known."""
+    """Edits uint8 frames (T,H,W,3) whose face boxes (T,4) are known, all in memory.
+
+    Same output bits as `run_edit`, which streams a file through the same steps."""
     seconds = {}
     tic = time.perf_counter()
-    clip = crop.crop_resize(frames, boxes, job.work_size)
-    mask = skin.skin_mask(clip, method=job.mask_method)
-    mask_full = full_frame_mask(mask, boxes, frames.shape[1:3])
+    clip, mask = crop_and_mask(frames, boxes, job)
     seconds["crop_mask"] = time.perf_counter() - tic
     target = targets.make_target(job.target, frames.shape[0], fps)
     cfg = editor_config(job, fps)
@@ -128,12 +165,17 @@ def edit_frames(
     residual = edit_clip(clip, mask, target, cfg, state, job, progress)
     seconds["edit"] = time.perf_counter() - tic
     tic = time.perf_counter()
-    pasted = crop.paste_residual(frames, boxes, residual, mask_full)
-    if job.bit_depth == 16:
-        out = crop.quantize_16bit(pasted * (65535.0 / 255.0), job.seed)
-    else:
-        out = crop.quantize(pasted, job.seed, mode=job.quantize)
+    outs, masks_full = [], []
+    size = chunk_frames(*frames.shape[1:3])
+    for index, start in enumerate(range(0, frames.shape[0], size)):
+        part = slice(start, start + size)
+        out, mask_full = paste_chunk(
+            frames[part], boxes[part], residual[part], mask[part], job, index
+        )
+        outs.append(out)
+        masks_full.append(mask_full)
     seconds["paste"] = time.perf_counter() - tic
+    out, mask_full = np.concatenate(outs), np.concatenate(masks_full)
     return EditResult(out, boxes, clip, mask, mask_full, residual, target, seconds)
 
 
@@ -145,27 +187,47 @@ def full_frame_mask(mask: np.ndarray, boxes: np.ndarray, frame_shape) -> np.ndar
     return crop.mask_to_frame(grown, boxes, *frame_shape)
 
 
-def find_boxes(frames, *, face_box=None, allow_no_face=False) -> np.ndarray:
-    """Face boxes (T,4): a user's fixed box, the tracked face, or (when allowed) a centred box."""
-    num, height, width = frames.shape[:3]
+def find_boxes(frames, *, face_box=None, allow_no_face=False, shape=None, name="video"):
+    """Face boxes (T,4): a user's fixed box, the tracked face, or (when allowed) a centred box.
+
+    Args:
+      frames: uint8 (T,H,W,3) frames, or an iterable of (H,W,3) frames (read once, not kept).
+      face_box: (x0, y0, x1, y1) to use on every frame instead of tracking.
+      allow_no_face: fall back to a centred box when no face is found.
+      shape: (T, H, W); needed when `frames` is not an array.
+      name: the video's name in error messages.
+    """
+    num, height, width = frames.shape[:3] if shape is None else shape
     if face_box is not None:
         return np.tile(np.asarray(face_box, np.float32), (num, 1))
     try:
-        return face.track_face(frames)
+        boxes = face.track_face(frames, name=name)
     except RppgEditError:
         if not allow_no_face:
             raise
         return np.tile(face.fixed_box(height, width), (num, 1)).astype(np.float32)
+    if len(boxes) != num:
+        raise RppgEditError(f"{name}: decoded {len(boxes)} frames, expected {num}")
+    return boxes
 
 
 def report_rows(job: EditJob, result: EditResult, original: np.ndarray, fps: float) -> dict:
     """Before/after heart rates of `job.estimators`, PSNR and SSIM of the full frames."""
-    scale = 257.0 if result.frames.dtype == np.uint16 else 1.0
-    out8 = result.frames if scale == 1.0 else np.round(result.frames / scale).astype(np.uint8)
-    after_clip = crop.crop_resize(out8, result.boxes, original_crop_size(result))
+    after_clip = crop.crop_resize(result.frames, result.boxes, original_crop_size(result))
+    original, out = _unit(original), _unit(result.frames)
+    psnr_db, ssim = float(metrics.psnr(original, out)), float(metrics.ssim(original, out))
+    return _report(job, result.clip, result.mask, after_clip, psnr_db, ssim, fps)
+
+
+def _unit(frames: np.ndarray) -> np.ndarray:
+    """uint8 or uint16 frames as float32 in [0, 1] (16-bit output is compared at full precision)."""
+    return frames.astype(np.float32) / np.float32(np.iinfo(frames.dtype).max)
+
+
+def _report(job: EditJob, clip, mask, after_clip, psnr_db: float, ssim: float, fps: float) -> dict:
     params = {}
-    before = evaluation.read_heart_rates(result.clip, result.mask, fps, job.estimators, params)
-    after = evaluation.read_heart_rates(after_clip, result.mask, fps, job.estimators, params)
+    before = evaluation.read_heart_rates(clip, mask, fps, job.estimators, params)
+    after = evaluation.read_heart_rates(after_clip, mask, fps, job.estimators, params)
     target_hr = None if job.target.kind in ("none", "file") else job.target.hr_bpm
     rows = [
         {
@@ -180,9 +242,9 @@ def report_rows(job: EditJob, result: EditResult, original: np.ndarray, fps: flo
     ]
     return {
         "rows": rows,
-        "psnr_db": float(metrics.psnr(original, out8)),
-        "ssim": float(metrics.ssim(original, out8)),
-        "skin_coverage": float(result.mask.mean()),
+        "psnr_db": psnr_db,
+        "ssim": ssim,
+        "skin_coverage": float(mask.mean()),
         "target_hr_bpm": target_hr,
     }
 
@@ -206,41 +268,96 @@ def run_edit(
 ) -> dict:
     """Edits a video file and writes the output (atomically) plus `report.json` beside it.
 
+    The file is streamed in chunks (`chunk_frames`), three times: to track the face, to cut
+    the working-size crop and its skin mask, and to paste, quantise and encode. Memory holds the
+    crop of the whole video (float32 T x S x S x 3, its residual and the edited crop read for the
+    report: 0.9 GB each for 10 minutes at 30 fps and S = 64) and a few chunks of full frames, never
+    the whole video. The output bits equal
+    `edit_frames` on the decoded frames.
+
     Returns the report dict (also printed as a table by the command line).
     """
     io.check_output_path(output_path, inputs=(input_path,), overwrite=overwrite)
+    name = pathlib.Path(input_path).name
+    info = io.probe(input_path)
+    seconds = {}
+
+    def chunks():
+        return io.iter_windows(input_path, chunk_frames(info.height, info.width))
+
+    def frames_of(stream):
+        for _, frames in stream:
+            yield from frames
+
     tic = time.perf_counter()
-    video = io.read_video(input_path)
-    read_s = time.perf_counter() - tic
+    shape = (info.num_frames, info.height, info.width)
+    boxes = find_boxes(
+        frames_of(chunks()),
+        face_box=face_box,
+        allow_no_face=allow_no_face,
+        shape=shape,
+        name=name,
+    )
+    seconds["read_track"] = time.perf_counter() - tic
+
     tic = time.perf_counter()
-    boxes = find_boxes(video.frames, face_box=face_box, allow_no_face=allow_no_face)
-    track_s = time.perf_counter() - tic
-    result = edit_frames(video.frames, video.fps, boxes, job, progress=progress)
+    parts = [crop_and_mask(frames, boxes[s : s + len(frames)], job) for s, frames in chunks()]
+    clip = np.concatenate([c for c, _ in parts])
+    mask = np.concatenate([m for _, m in parts])
+    del parts
+    if len(clip) != info.num_frames:
+        raise RppgEditError(f"{name}: decoded {len(clip)} frames, expected {info.num_frames}")
+    seconds["read_crop_mask"] = time.perf_counter() - tic
+
     tic = time.perf_counter()
-    io.write_video(
+    target = targets.make_target(job.target, info.num_frames, info.fps)
+    cfg = editor_config(job, info.fps)
+    state = editors.get(job.method).load_state(cfg)
+    residual = edit_clip(clip, mask, target, cfg, state, job, progress)
+    seconds["edit"] = time.perf_counter() - tic
+
+    tic = time.perf_counter()
+    sse, ssim_sum, after = 0.0, 0.0, []
+    with io.VideoWriter(
         output_path,
-        result.frames,
-        video.fps,
+        info.fps,
+        info.width,
+        info.height,
         codec=codec,
         overwrite=overwrite,
         inputs=(input_path,),
+        bit_depth=job.bit_depth,
         allow_lossy=allow_lossy,
-    )
-    write_s = time.perf_counter() - tic
-    seconds = {"read": read_s, "track": track_s, **result.seconds, "write": write_s}
+    ) as writer:
+        for index, (start, frames) in enumerate(chunks()):
+            part = slice(start, start + len(frames))
+            out, _ = paste_chunk(frames, boxes[part], residual[part], mask[part], job, index)
+            writer.write(out)
+            if report:
+                for i in range(0, len(frames), 4):  # 4 frames at a time bound the temporaries
+                    original, edited = _unit(frames[i : i + 4]), _unit(out[i : i + 4])
+                    sse += float(np.sum(np.square(edited - original), dtype=np.float64))
+                    ssim_sum += float(metrics.ssim(original, edited)) * len(original)
+                after.append(crop.crop_resize(out, boxes[part], clip.shape[1]))
+    seconds["read_paste_write"] = time.perf_counter() - tic
+
+    num = info.num_frames
     summary = {
         "input": str(input_path),
         "output": str(output_path),
         "method": job.method,
         "target": dataclasses.asdict(job.target),
-        "frames": int(video.frames.shape[0]),
-        "fps": float(video.fps),
+        "frames": int(num),
+        "fps": float(info.fps),
         "seconds": seconds,
-        "fps_end_to_end": video.frames.shape[0] / max(sum(seconds.values()), 1e-9),
+        "fps_end_to_end": num / max(sum(seconds.values()), 1e-9),
         "devices": [str(d) for d in jax.devices()],
     }
     if report:
-        summary.update(report_rows(job, result, video.frames, video.fps))
+        mse = sse / (num * info.height * info.width * 3)
+        psnr_db = float("inf") if mse == 0 else float(-10.0 * np.log10(mse))
+        after_clip = np.concatenate(after)
+        summary.update(_report(job, clip, mask, after_clip, psnr_db, ssim_sum / num, info.fps))
         report_path = pathlib.Path(output_path).with_name(
             pathlib.Path(output_path).name.split(".")[0] + ".report.json"
         )
