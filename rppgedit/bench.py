@@ -39,8 +39,14 @@ def _flops(compiled) -> float | None:
 
 
 def bench_edit(
-    method: str, sizes: tuple[int, ...], *, window: int = 128, batch: int = 1, repeats: int = 3,
-    fps: float = 30.0, options: tuple = ()
+    method: str,
+    sizes: tuple[int, ...],
+    *,
+    window: int = 128,
+    batch: int = 1,
+    repeats: int = 3,
+    fps: float = 30.0,
+    options: tuple = (),
 ) -> list[dict]:
     """Frames/s of `method`'s `edit_batch` for each working size (median of `repeats` runs)."""
     module = editors.get(method)
@@ -80,8 +86,9 @@ def bench_edit(
     return rows
 
 
-def run_bench(method: str, sizes: tuple[int, ...], *, batch: int = 1, repeats: int = 3,
-              options: tuple = ()) -> dict:
+def run_bench(
+    method: str, sizes: tuple[int, ...], *, batch: int = 1, repeats: int = 3, options: tuple = ()
+) -> dict:
     """The bench table as a dict: rows per size, the matmul peak and the ratio."""
     peak = matmul_peak_gflops()
     rows = bench_edit(method, sizes, batch=batch, repeats=repeats, options=options)

@@ -41,7 +41,11 @@ def run_evaluate(
         }
         for name, r in readings.items()
     ]
-    columns = [("estimator", "estimator", "s"), ("hr_bpm", "HR bpm", ".1f"), ("snr_db", "SNR dB", ".1f")]
+    columns = [
+        ("estimator", "estimator", "s"),
+        ("hr_bpm", "HR bpm", ".1f"),
+        ("snr_db", "SNR dB", ".1f"),
+    ]
     if gt_hr is not None:
         columns.append(("abs_err", "|err| bpm", ".1f"))
     table = evaluation.format_table(rows, columns)

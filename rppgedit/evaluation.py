@@ -54,7 +54,9 @@ def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     """A plain-text table; `columns` are (key, header, format spec) triples."""
     header = [h for _, h, _ in columns]
     body = [[("" if r.get(k) is None else format(r[k], f)) for k, _, f in columns] for r in rows]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths, strict=True)) for b in body]

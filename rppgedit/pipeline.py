@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import pathlib
 import sys
 import time
@@ -105,7 +104,7 @@ def edit_clip(clip, mask, target, cfg, state, job: EditJob, progress: bool = Fal
     wave = np.zeros(num, np.float32) if target is None else np.asarray(target, np.float32)
     batches = [starts[i : i + job.batch_windows] for i in range(0, len(starts), job.batch_windows)]
     residuals = []
-    bar = _progress(len(starts), "edit windows", progress)
+    bar = progress_bar(len(starts), "edit windows", progress)
     for batch in batches:
         padded = batch + [batch[-1]] * (job.batch_windows - len(batch))  # one compiled shape
         clips = np.stack([clip[s : s + length] for s in padded])
@@ -361,20 +360,11 @@ def run_edit(
         report_path = pathlib.Path(output_path).with_name(
             pathlib.Path(output_path).name.split(".")[0] + ".report.json"
         )
-        io.write_text_atomic(report_path, json.dumps(_clean(summary), indent=2))
+        io.write_text_atomic(
+            report_path, json.dumps(io.json_safe(summary), indent=2, allow_nan=False)
+        )
         summary["report_path"] = str(report_path)
     return summary
-
-
-def _clean(value):
-    """JSON-safe copy: NaN/inf become None."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 class _NoBar:
@@ -385,7 +375,8 @@ class _NoBar:
         pass
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def progress_bar(total: int | None, desc: str, enabled: bool):
+    """A tqdm bar on stderr (or a silent stand-in when disabled)."""
     if not enabled:
         return _NoBar()
     from tqdm import tqdm

@@ -82,7 +82,6 @@ import io as pyio
 import itertools
 import json
 import logging
-import math
 import os
 import pathlib
 import sys
@@ -561,20 +560,7 @@ def _finished_keys(out: pathlib.Path, process_index: int) -> set[str]:
 
 
 def _dumps(record: dict) -> str:
-    return json.dumps(_clean(record), sort_keys=True, allow_nan=False)
-
-
-def _clean(value):
-    """JSON-safe copy: NaN/inf become None, NumPy scalars Python ones."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return json.dumps(video_io.json_safe(record), sort_keys=True, allow_nan=False)
 
 
 def _append_item(path: pathlib.Path, records: list[dict]) -> None:
@@ -820,7 +806,9 @@ def run_sweep(
     grid = make_grid(spec, refs)
     if pid == 0:
         manifest = {"spec": dataclasses.asdict(spec), "keys": grid.keys.tolist()}
-        video_io.write_text_atomic(out / MANIFEST, json.dumps(_clean(manifest), indent=1))
+        video_io.write_text_atomic(
+            out / MANIFEST, json.dumps(video_io.json_safe(manifest), indent=1)
+        )
     mine = shard_items(grid, pid, nproc)
     finished = _finished_keys(out, pid)
     todo = [it for it in mine if it.key not in finished]

@@ -38,7 +38,9 @@ class TargetSpec:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise RppgEditError(f"unknown target kind {self.kind!r}; choose one of {', '.join(KINDS)}")
+            raise RppgEditError(
+                f"unknown target kind {self.kind!r}; choose one of {', '.join(KINDS)}"
+            )
         if self.kind in ("sinusoid", "pulse") and not 30.0 <= self.hr_bpm <= 240.0:
             raise RppgEditError(f"target heart rate {self.hr_bpm} bpm is outside 30-240 bpm")
         if self.kind == "file" and not self.path:

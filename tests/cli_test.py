@@ -18,7 +18,9 @@ def flags_parsed():
 
 def test_flagfile_values_are_overridden_on_the_command_line(tmp_path, flags_parsed):
     path = tmp_path / "x.flags"
-    path.write_text("# a comment\n--mode=edit\n--target_hr=100\n--steps=5\n--surrogates=pos:2,chrom\n")
+    path.write_text(
+        "# a comment\n--mode=edit\n--target_hr=100\n--steps=5\n--surrogates=pos:2,chrom\n"
+    )
     flags_parsed(["rppgedit", f"--flagfile={path}", "--target_hr=90", "--param_size=0"])
     assert flags_parsed.mode == "edit"
     job = main._job()
@@ -50,7 +52,9 @@ def _run(*args, cwd=None):
 
 def _assert_one_line_error(proc, *needles):
     assert proc.returncode != 0
-    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("rppgedit: error")]
+    lines = [
+        line for line in proc.stderr.strip().splitlines() if line.startswith("rppgedit: error")
+    ]
     assert len(lines) == 1, proc.stderr
     for needle in needles:
         assert needle in lines[0]

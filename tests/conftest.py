@@ -10,7 +10,9 @@ import pytest
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 SHARED_DATA = pathlib.Path(
-    os.environ.get("RPPGEDIT_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+    os.environ.get(
+        "RPPGEDIT_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
 )
 
 

@@ -17,9 +17,9 @@ def test_scan_loop_equals_python_loop_with_projection():
     target = jnp.array([3.0, -2.0, 0.5])
     tx = optax.adam(0.1)
     project = lambda p: jnp.clip(p, -1.0, 1.0)  # noqa: E731
-    params, history = jax.jit(
-        lambda p0: optimize(p0, lambda p: _loss(p, target), tx, 25, project)
-    )(jnp.zeros(3))
+    params, history = jax.jit(lambda p0: optimize(p0, lambda p: _loss(p, target), tx, 25, project))(
+        jnp.zeros(3)
+    )
     p, state = jnp.zeros(3), tx.init(jnp.zeros(3))
     losses = []
     for _ in range(25):

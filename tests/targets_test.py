@@ -27,7 +27,9 @@ def test_pulse_has_harmonics_and_variability():
     fundamental = spec[(freqs > 1.0) & (freqs < 1.4)].sum()
     second = spec[(freqs > 2.1) & (freqs < 2.7)].sum()
     assert 0.05 < second / fundamental < 0.6
-    assert not np.allclose(wave, targets.pulse_waveform(72.0, 1800, 30.0, hrv=0.0, seed=3), atol=0.1)
+    assert not np.allclose(
+        wave, targets.pulse_waveform(72.0, 1800, 30.0, hrv=0.0, seed=3), atol=0.1
+    )
 
 
 def test_slices_of_one_target_are_continuous():
@@ -47,8 +49,13 @@ def test_from_file_csv_with_times_is_resampled(tmp_path):
     fps_file = 20.0
     t = np.arange(0, 12, 1 / fps_file) + 1.7e9  # UNIX-like timestamps
     path = tmp_path / "w.csv"
-    np.savetxt(path, np.c_[t, np.sin(2 * np.pi * 1.5 * (t - t[0]))], delimiter=",",
-               header="timestamp,bvp", comments="")
+    np.savetxt(
+        path,
+        np.c_[t, np.sin(2 * np.pi * 1.5 * (t - t[0]))],
+        delimiter=",",
+        header="timestamp,bvp",
+        comments="",
+    )
     wave = targets.from_file(path, 300, 30.0)
     expected = np.sin(2 * np.pi * 1.5 * np.arange(300) / 30.0)
     assert np.corrcoef(wave, expected)[0, 1] > 0.999

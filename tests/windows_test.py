@@ -6,8 +6,10 @@ import pytest
 from rppgedit.windows import blend_weights, overlap_add, window_starts
 
 
-@pytest.mark.parametrize("num, length, overlap", [(128, 128, 32), (300, 128, 32), (602, 128, 0),
-                                                  (129, 128, 64), (1000, 96, 48)])
+@pytest.mark.parametrize(
+    "num, length, overlap",
+    [(128, 128, 32), (300, 128, 32), (602, 128, 0), (129, 128, 64), (1000, 96, 48)],
+)
 def test_windows_cover_and_weights_sum_to_one(num, length, overlap):
     starts = window_starts(num, length, overlap)
     assert starts[0] == 0 and starts[-1] == num - length

@@ -137,8 +137,8 @@ def _surrogate_outputs(state, clip, mask, cfg: PrivacyPhysConfig):
     out = {}
     for name, _ in cfg.surrogates:
         est = registry.get(name)
-        out[name] = est.fn(state[name], clip, cfg.fps) if est.input == "video" else est.fn(
-            trace, cfg.fps
+        out[name] = (
+            est.fn(state[name], clip, cfg.fps) if est.input == "video" else est.fn(trace, cfg.fps)
         )
     return out
 
@@ -210,4 +210,6 @@ def edit(state, clip, mask, target, cfg: PrivacyPhysConfig):
 def edit_batch(state, clips, masks, targets, cfg: PrivacyPhysConfig):
     """`edit` vmapped over a leading batch axis of clips, masks and targets (shared weights)."""
     return jax.vmap(lambda c, m, t: edit(state, c, m, t, cfg))(clips, masks, targets)
+
+
 Config = PrivacyPhysConfig

@@ -49,7 +49,6 @@ import json
 import logging
 import math
 import pathlib
-import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -715,7 +714,7 @@ def run_experiment(
         synthetic_size=synthetic_size,
         allow_no_face=allow_no_face,
     )
-    bar = _progress_bar(progress)
+    bar = pipeline.progress_bar(None, "edit windows", progress)
     chunks = _chunks(clip_iter, clips_per_chunk)
     with open(partial, "w", encoding="utf-8") as sink:
         while True:
@@ -814,7 +813,9 @@ def run_experiment(
         "batch_windows": batch_windows,
         "clip_seconds": clip_seconds,
     }
-    video_io.write_text_atomic(out / "summary.json", json.dumps(_json_safe(summary), indent=2))
+    video_io.write_text_atomic(
+        out / "summary.json", json.dumps(video_io.json_safe(summary), indent=2)
+    )
     summary["markdown"] = written["markdown"]
     return summary
 
@@ -972,29 +973,3 @@ def _example_plots(examples: list[dict], estimators: Sequence[str], out: pathlib
         )
         paths.append(path)
     return paths
-
-
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-class _NoBar:
-    def update(self, n):
-        del n
-
-    def close(self):
-        pass
-
-
-def _progress_bar(enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(desc="edit windows", unit="win", file=sys.stderr, dynamic_ncols=True)

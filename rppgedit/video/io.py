@@ -36,6 +36,7 @@ Policies (all refusals raise `RppgEditError` with a one-line message naming the 
 import dataclasses
 import fractions
 import functools
+import math
 import os
 import re
 import shutil
@@ -847,6 +848,20 @@ def check_output_path(path, *, inputs: Iterable = (), overwrite: bool = False) -
             raise _error(path, "exists and is a directory")
         if not overwrite:
             raise _error(path, "output exists (pass overwrite=True to replace it)")
+
+
+def json_safe(value):
+    """A JSON-writable copy of nested dicts/lists: NaN and inf become None, NumPy scalars Python
+    ones, keys strings (reports, records and manifests are written with ``allow_nan=False``)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_text_atomic(path, text: str, *, overwrite: bool = True) -> str:
