@@ -93,7 +93,7 @@ class TrainConfig:
     bank_seed: int = 0
     kl_weight: float = 1e-4
     ssim_weight: float = 0.2
-    fidelity_weight: float = 0.01
+    fidelity_weight: float = 0.3
     edit_ssim_weight: float = 1.0
     pos_weight: float = 1.0
     chrom_weight: float = 1.0
@@ -225,7 +225,7 @@ def vae_loss(params, batch, rng, cfg: TrainConfig):
     )
     mse = jnp.mean(jnp.square(recon - clip))
     kl = video_vae.kl_divergence(aux["mean"], aux["logvar"])
-    ssim = ssim_loss(recon, clip)
+    ssim = ssim_loss(recon, clip) if cfg.ssim_weight else jnp.float32(0.0)
     loss = mse + cfg.kl_weight * kl + cfg.ssim_weight * ssim
     psnr = -10.0 * jnp.log10(jnp.maximum(mse, 1e-12))
     return loss, {"loss": loss, "mse": mse, "kl": kl, "ssim_loss": ssim, "psnr": psnr}
@@ -247,7 +247,7 @@ def editor_loss(params, batch, step, vae_params, physnet_params, cfg: TrainConfi
     )
     edited = physiolatent.composite(clip, mask, edited_dec, plain_dec, cfg.compositing)
     mse = jnp.mean(jnp.square((edited - clip) * 255.0))
-    ssim = ssim_loss(edited, clip)
+    ssim = ssim_loss(edited, clip) if cfg.edit_ssim_weight else jnp.float32(0.0)
     trace = spatial_mean(edited, mask)
     bvps = {
         "pos": registry.get("pos").fn(trace, cfg.fps),
@@ -311,28 +311,33 @@ def init_state(cfg: TrainConfig, vae_params=None) -> dict[str, Any]:
     return {"params": params, "opt_state": opt_state, "step": jnp.int32(0), "rng": k_run}
 
 
+def _loss(params, batch, rng, step, frozen, cfg: TrainConfig):
+    if cfg.stage == "vae":
+        return vae_loss(params, batch, rng, cfg)
+    return editor_loss(params, batch, step, frozen["vae"], frozen["physnet"], cfg)
+
+
+@functools.partial(jax.jit, static_argnames="cfg")
+def train_step_with(state, batch, rng, frozen, cfg: TrainConfig):
+    """One AdamW step of the stage's loss; `frozen` = {"vae", "physnet"} weights (not optimised)."""
+    grads, out = jax.grad(_loss, has_aux=True)(
+        state["params"], batch, rng, state["step"], frozen, cfg
+    )
+    updates, opt_state = make_optimizer(cfg).update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    out["grad_norm"] = optax.tree.norm(grads)
+    new = {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "rng": state["rng"]}
+    return new, out
+
+
 def make_train_step(cfg: TrainConfig, vae_params=None, physnet_params=None):
-    """The jitted `train_step(state, batch, rng) -> (state, metrics)` of the stage.
+    """The pure `train_step(state, batch, rng) -> (state, metrics)` of the stage (jitted).
 
-    Frozen weights (the VAE in the editor stage, PhysNet) are closed over, never optimised.
+    Frozen weights (the VAE in the editor stage, PhysNet) are bound as arguments, never optimised;
+    one compilation serves every call with the same `cfg`.
     """
-    tx = make_optimizer(cfg)
-
-    def loss_fn(params, batch, rng, step):
-        if cfg.stage == "vae":
-            return vae_loss(params, batch, rng, cfg)
-        return editor_loss(params, batch, step, vae_params, physnet_params, cfg)
-
-    @jax.jit
-    def train_step(state, batch, rng):
-        grads, out = jax.grad(loss_fn, has_aux=True)(state["params"], batch, rng, state["step"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        out["grad_norm"] = optax.tree.norm(grads)
-        new = {"params": params, "opt_state": opt_state, "step": state["step"] + 1}
-        return {**new, "rng": state["rng"]}, out
-
-    return train_step
+    frozen = {"vae": vae_params, "physnet": physnet_params}
+    return functools.partial(train_step_with, frozen=frozen, cfg=cfg)
 
 
 def step_keys(state):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import pathlib
 from typing import Any
 
@@ -70,7 +71,8 @@ class ModelConfig:
         return fusion.FourierConditioner(self.num_freqs)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-shaped dict (tuples as lists), as stored in the checkpoint metadata."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +112,7 @@ def checkpoint_dir(cfg: PhysioLatentConfig) -> pathlib.Path:
     return checkpoints.default_checkpoint_dir() / CHECKPOINT_NAME
 
 
+@functools.partial(jax.jit, static_argnames=("model", "num_frames"))
 def init_editor_params(key, model: ModelConfig, vae_params, num_frames: int = 8):
     """Fresh trainable editor params: {"net": EditorNet params, "dec_out": VAE output layer copy}."""
     latent = jnp.zeros(

@@ -29,6 +29,7 @@ XLA CPU's much faster 2-D convolution path (see `rppgedit.models.physnet`, "stac
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -192,12 +193,14 @@ def kl_divergence(mean, logvar):
     return 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
 
 
+@functools.partial(jax.jit, static_argnames=("cfg", "num_frames", "size"))
 def init_params(key, cfg: VAEConfig = VAEConfig(), num_frames: int = 8, size: int = 32):
     """Fresh VAE params (the shapes do not depend on `num_frames` or `size`)."""
     x = jnp.zeros((1, num_frames, size, size, 3), jnp.float32)
     return VideoVAE(cfg).init(key, x)["params"]
 
 
+@functools.partial(jax.jit, static_argnames="cfg")
 def encode(params, clip, cfg: VAEConfig = VAEConfig()):
     """(mean, logvar) "... t/2 s/4 s/4 latent" of clips "... t s s 3" in [0,1] (t even)."""
     lead = clip.shape[:-4]
@@ -206,11 +209,13 @@ def encode(params, clip, cfg: VAEConfig = VAEConfig()):
     return mean.reshape(lead + mean.shape[1:]), logvar.reshape(lead + logvar.shape[1:])
 
 
+@functools.partial(jax.jit, static_argnames="cfg")
 def decode(params, z, cfg: VAEConfig = VAEConfig(), film=None):
     """Clips "b t s s 3" from latents "b t/2 s/4 s/4 latent"; `film`: [(scale, shift) "b c"] x 2."""
     return VideoVAE(cfg).apply({"params": params}, z, film, method=VideoVAE.decode)
 
 
+@functools.partial(jax.jit, static_argnames="cfg")
 def reconstruct(params, clip, cfg: VAEConfig = VAEConfig()):
     """Decode(mean of Encode(clip)) for clips "b t s s 3"."""
     mean, _ = encode(params, clip, cfg)
