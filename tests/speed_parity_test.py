@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rppgedit import signals
+from rppgedit import metrics, signals
 from rppgedit.errors import RppgEditError
 from rppgedit.models import physnet
 
@@ -177,9 +177,11 @@ def test_privacy_phys_edit_with_stacked_physnet_matches_lax(rng, monkeypatch):
     """The whole edit (20 Adam steps through PhysNet) with either formulation.
 
     Tolerance: Adam's first update is lr * sign(gradient), so a pixel whose gradient is at float32
-    rounding level can move by up to 2 * 0.1 / 255 = 7.8e-4 differently; such pixels are rare
-    (measured: 0.006% above 1e-4, max 2e-4). Hence: mean |diff| <= 1e-5, 99.9% of values within
-    1e-4, all within 1e-3, and the same correlation with the target to 1e-4.
+    rounding level can move by up to 2 * 0.1 / 255 = 7.8e-4 differently; such pixels are rare but
+    their share depends on the CPU's kernels (measured on this test's clips, jax 0.10.2, AMD EPYC
+    Zen 4: 0.57% of values above 1e-4 and max 5.2e-4 for seed 0; 0% and 0.16% for seeds 1 and 2;
+    an earlier machine: 0.006%). Hence: mean |diff| <= 2e-5, 99% of values within 1e-4, all within
+    1e-3, and the same outcome: correlation with the target to 1e-4, PSNR to 0.05 dB.
     """
     from rppgedit.editors import privacy_phys
 
@@ -198,9 +200,11 @@ def test_privacy_phys_edit_with_stacked_physnet_matches_lax(rng, monkeypatch):
     assert np.abs(e0 - clips).max() > 3e-3  # the edit did something (~ +/-2 grey levels)
     np.testing.assert_array_equal(e1[~masks], clips[~masks])
     diff = np.abs(e1 - e0)
-    assert diff.mean() <= 1e-5, diff.mean()
-    assert np.quantile(diff, 0.999) <= 1e-4
-    assert diff.max() <= 1e-3
+    assert diff.mean() <= 2e-5, diff.mean()
+    assert np.quantile(diff, 0.99) <= 1e-4, np.quantile(diff, 0.99)
+    assert diff.max() <= 1e-3, diff.max()
+    psnr = [float(metrics.psnr(clips, e)) for e in (e0, e1)]
+    assert abs(psnr[1] - psnr[0]) <= 0.05, psnr
     r0 = np.asarray(signals.pearson(aux0["surrogates"]["physnet_pure"], waves))
     r1 = np.asarray(signals.pearson(aux1["surrogates"]["physnet_pure"], waves))
     assert np.all(r0 > 0.5)  # the surrogate follows the target after the edit
