@@ -84,3 +84,54 @@ def test_unknown_estimator_and_bad_face_box(tmp_path):
     proc = _run("--mode=edit", "--input=a.mp4", f"--output={tmp_path}/b.mkv", "--face_box=1,2,3")
     _assert_one_line_error(proc, "--face_box")
     assert not (tmp_path / "b.mkv").exists()
+
+
+def _bad_inputs(tmp_path):
+    """(name, path) of inputs the command line must refuse: each a different way to be broken."""
+    from rppgedit.video import io
+
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    good = tmp_path / "good.mkv"
+    io.write_video(good, np.zeros((40, 32, 32, 3), np.uint8), 30.0)
+    truncated = tmp_path / "truncated.mkv"
+    truncated.write_bytes(good.read_bytes()[:300])
+    no_images = tmp_path / "no_images"
+    no_images.mkdir()
+    (no_images / "notes.txt").write_text("not a frame")
+    rgba = tmp_path / "rgba.npy"
+    np.save(rgba, np.zeros((40, 32, 32, 4), np.uint8))
+    return [("empty", empty), ("truncated", truncated), ("no_images", no_images), ("rgba", rgba)]
+
+
+def test_bad_inputs_exit_non_zero_with_one_line_and_no_output(tmp_path):
+    """Through the real command line: a one-line error naming the input, exit code 1, no output
+    file (nor a temporary one) left in the output folder."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    for name, path in _bad_inputs(tmp_path):
+        proc = _run("--mode=edit", f"--input={path}", f"--output={out_dir}/{name}.mkv")
+        _assert_one_line_error(proc, path.name)
+        assert proc.returncode == 1, (name, proc.returncode)
+        assert list(out_dir.iterdir()) == [], (name, list(out_dir.iterdir()))
+
+
+def test_unwritable_output_folder(tmp_path):
+    from rppgedit.video import io
+
+    path = tmp_path / "in.mkv"
+    io.write_video(path, np.zeros((40, 32, 32, 3), np.uint8), 30.0)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permission bits: use a path under a file
+            target = path / "sub" / "out.mkv"
+        else:
+            target = locked / "out.mkv"
+        proc = _run("--mode=edit", f"--input={path}", f"--output={target}")
+        _assert_one_line_error(proc, str(target.parent))
+        assert proc.returncode == 1
+        assert not target.exists()
+    finally:
+        locked.chmod(0o700)
