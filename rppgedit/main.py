@@ -35,7 +35,9 @@ flags.DEFINE_float("target_hr", 120.0, "Target heart rate in bpm (sinusoid, puls
 flags.DEFINE_string("target_file", None, "Target waveform (.npy or .csv) for --target=file.")
 flags.DEFINE_float("target_phase", 0.0, "Target phase in radians; negative draws it from --seed.")
 # Editing.
-flags.DEFINE_string("method", "privacy_phys", "Editor: privacy_phys.")
+flags.DEFINE_string(
+    "method", "privacy_phys", "Editor: privacy_phys, pulseedit, physiolatent, smooth_remove."
+)
 flags.DEFINE_string(
     "surrogates", None, "Surrogate ensemble as name:weight,... (default: the method's default)."
 )
