@@ -123,22 +123,30 @@ def test_paper_parameterisation_bounds_the_edit(key):
 
 
 def test_remove_target_lowers_snr_at_true_hr(source):
+    """After removal no estimator, surrogate or not, keeps the true HR above REMOVAL_SNR_DB.
+
+    Every estimator but physnet_pure also reads the pulse above it before the edit (physnet_pure
+    does not read these synthetic faces: -4.9 dB before). Measured with this test's code on seeds
+    12 (this clip), 0 and 1: the highest SNR after removal of any of the 10 estimators was -0.5 dB.
+    """
     result = pipeline.edit_frames(
         source.frames,
         FPS,
         _face_boxes(source),
-        _job(target=targets.TargetSpec(kind="none"), estimators=("pos", "chrom", "green")),
+        _job(target=targets.TargetSpec(kind="none"), estimators=("pos",)),
     )
     clip_before = crop.crop_resize(source.frames, result.boxes, 32)
     clip_after = crop.crop_resize(result.frames, result.boxes, 32)
-    for name in ("pos", "chrom", "green"):
+    for name in CLASSICAL + DEEP:
         snr_before = signals.pulse_snr(
             evaluation.estimate_bvp(name, clip_before, result.mask, FPS), FPS, TRUE_HR
         )
         snr_after = signals.pulse_snr(
             evaluation.estimate_bvp(name, clip_after, result.mask, FPS), FPS, TRUE_HR
         )
-        assert float(snr_after) < REMOVAL_SNR_DB < float(snr_before), (name, snr_before, snr_after)
+        assert float(snr_after) < REMOVAL_SNR_DB, (name, snr_before, snr_after)
+        if name != "physnet_pure":
+            assert float(snr_before) > REMOVAL_SNR_DB, (name, snr_before, snr_after)
 
 
 def test_removal_threshold_separates_pulse_free_from_pulsing_clips():
