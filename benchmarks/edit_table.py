@@ -18,35 +18,19 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import sys
 import time
-
-import numpy as np
 
 from rppgedit import attackers, pipeline, targets
 from rppgedit.evaluation import format_table
-from rppgedit.video import crop, io
+from rppgedit.experiments.run import DEFAULT_ESTIMATORS
+from rppgedit.video import io
 
-ESTIMATORS = (
-    "green",
-    "pos",
-    "chrom",
-    "lgi",
-    "pbv",
-    "omit",
-    "ica",
-    "pca",
-    "physnet_pure",
-    "physnet_rlap",
-)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from attack_outputs import face_crops  # noqa: E402
+
+ESTIMATORS = DEFAULT_ESTIMATORS
 HIT_BPM = 3.0
-
-
-def face_crop_uint8(path: str, size: int = 128) -> tuple[np.ndarray, float]:
-    """The tracked face box of every frame as uint8 (T,size,size,3): what the attackers read."""
-    video = io.read_video(path)
-    boxes = pipeline.find_boxes(video.frames, name=pathlib.Path(path).name)
-    clip = crop.crop_resize(video.frames, boxes, size)
-    return np.round(clip * 255).astype(np.uint8), video.fps
 
 
 def main():
@@ -92,7 +76,7 @@ def main():
         keys = [("original", 0.0)] + list(edits)
         paths = [args.video] + [edits[k]["output"] for k in edits]
         tic = time.perf_counter()
-        readings = attackers.read_open_rppg_many([face_crop_uint8(p) for p in paths], models)
+        readings = attackers.read_open_rppg_many([face_crops(p) for p in paths], models)
         print(f"open-rppg attackers: {time.perf_counter() - tic:.0f} s", flush=True)
         deep = {k: {m: r[m]["hr_bpm"] for m in models} for k, r in zip(keys, readings, strict=True)}
 
