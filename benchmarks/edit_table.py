@@ -29,7 +29,6 @@ from rppgedit.video import io
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from attack_outputs import face_crops  # noqa: E402
 
-ESTIMATORS = DEFAULT_ESTIMATORS
 HIT_BPM = 3.0
 
 
@@ -57,9 +56,9 @@ def main():
             job = pipeline.EditJob(
                 method=method,
                 target=targets.TargetSpec(kind="sinusoid", hr_bpm=hr),
-                estimators=ESTIMATORS,
+                estimators=DEFAULT_ESTIMATORS,
             )
-            report = output.with_name(output.name.split(".")[0] + ".report.json")
+            report = pipeline.report_path_for(output)
             if args.reuse and output.exists() and report.exists():  # an earlier run's edit
                 summary = json.loads(report.read_text())
                 summary["wall_s"] = sum(summary["seconds"].values())
@@ -96,7 +95,7 @@ def main():
     before = {r["estimator"]: r["hr_before"] for r in first["rows"]} | deep.get(
         ("original", 0.0), {}
     )
-    names = list(ESTIMATORS) + models
+    names = list(DEFAULT_ESTIMATORS) + models
     markdown, record = [], {"video": args.video, "true_hr": args.true_hr, "targets": {}}
     for hr in hrs:
         rows, counts = [], {m: [0, 0] for m in methods}

@@ -252,6 +252,12 @@ def original_crop_size(result: EditResult) -> int:
     return int(result.clip.shape[1])
 
 
+def report_path_for(output_path) -> pathlib.Path:
+    """Where `run_edit` writes the report of `output_path`: OUT.report.json beside OUT.mkv."""
+    output_path = pathlib.Path(output_path)
+    return output_path.with_name(output_path.name.split(".")[0] + ".report.json")
+
+
 def run_edit(
     input_path: str,
     output_path: str,
@@ -357,9 +363,7 @@ def run_edit(
         psnr_db = float("inf") if mse == 0 else float(-10.0 * np.log10(mse))
         after_clip = np.concatenate(after)
         summary.update(_report(job, clip, mask, after_clip, psnr_db, ssim_sum / num, info.fps))
-        report_path = pathlib.Path(output_path).with_name(
-            pathlib.Path(output_path).name.split(".")[0] + ".report.json"
-        )
+        report_path = report_path_for(output_path)
         io.write_text_atomic(
             report_path, json.dumps(io.json_safe(summary), indent=2, allow_nan=False)
         )
