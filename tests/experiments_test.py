@@ -257,3 +257,87 @@ def test_psd_plot_marks_both_heart_rates(tmp_path):
         hr_target_bpm=120.0,
     )
     assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+# The other three experiment kinds end to end, each on one tiny clip (pos/chrom surrogates, 5
+# steps): their own grid in the records, their own plot, and the setting each record names.
+TINY_KINDS = {
+    "mae_vs_psnr": {"learning_rates": (0.05, 0.4), "pulseedit_lambdas": (2.0, 0.01)},
+    "target_hrs": {"methods": ("privacy_phys", "pulseedit"), "target_hrs": (60.0, 110.0)},
+    "table1_crops": {},
+}
+KIND_PLOTS = {
+    "mae_vs_psnr": "fig4_mae_vs_psnr.png",
+    "target_hrs": "target_hrs.png",
+    "table1_crops": "table1_crops.png",
+}
+
+
+@pytest.fixture(scope="module", params=sorted(TINY_KINDS))
+def kind_run(request, tmp_path_factory):
+    kind = request.param
+    out = tmp_path_factory.mktemp(kind)
+    summary = run.run_experiment(
+        kind,
+        dataset="synthetic",
+        clip_seconds=96 / 30,
+        out_dir=str(out),
+        method_options={"privacy_phys": (("surrogates", SURROGATES), ("steps", 5))},
+        work_size=32,
+        window=96,
+        overlap=0,
+        batch_windows=4,
+        estimators=ESTIMATORS,
+        max_clips=1,
+        synthetic_size=32,
+        seed=1,
+        **TINY_KINDS[kind],
+    )
+    return kind, out, summary
+
+
+def test_each_kind_writes_its_grid_and_plot(kind_run):
+    kind, out, summary = kind_run
+    records = _records(out / "records.jsonl")
+    settings = {r["setting"] for r in records}
+    if kind == "mae_vs_psnr":
+        assert settings == {
+            "privacy_phys lr=0.05",
+            "privacy_phys lr=0.4",
+            "pulseedit lambda=2",
+            "pulseedit lambda=0.01",
+        }
+        for r in records:
+            key = "learning_rate" if r["method"] == "privacy_phys" else "fidelity_weight"
+            assert r["options"][key] == r["sweep_value"]
+        # A stronger edit costs PSNR: per method, PSNR falls as the strength rises.
+        psnr = {r["setting"]: r["psnr_face_db"] for r in records}
+        assert psnr["privacy_phys lr=0.05"] > psnr["privacy_phys lr=0.4"] + 6.0
+        assert psnr["pulseedit lambda=2"] > psnr["pulseedit lambda=0.01"]
+    elif kind == "target_hrs":
+        assert len(settings) == 4  # 2 methods x 2 targets
+        assert {r["target_hr_bpm"] for r in records} == {60.0, 110.0}
+        for r in records:
+            assert f"{r['target_hr_bpm']:g}" in r["setting"]
+            # Both editors move the reading from ~75 bpm to each target. The bound is 5 bpm, not
+            # 3: a 3.2 s clip's spectrum has 19 bpm bins (measured worst: 3.9 bpm, pos at 110).
+            assert abs(r["hr_after_bpm"] - r["target_hr_bpm"]) < 5.0
+            assert abs(r["hr_before_bpm"] - r["target_hr_bpm"]) > 10.0
+    else:
+        crops = {r["crop"] for r in records}
+        assert crops == {"full", *report.QUARTERS}
+        assert len(records) == 2 * len(crops) * len(ESTIMATORS)  # 2 methods
+        pooled = [r for r in summary_rows(out, "per_family") if r["crop"] == "quarters"]
+        assert {r["method"] for r in pooled} == {"privacy_phys", "pulseedit"}
+    names = {p.split("/")[-1] for p in summary["plots"]}
+    assert KIND_PLOTS[kind] in names
+    import matplotlib.image
+
+    path = out / KIND_PLOTS[kind]
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[1] > 300 and image.std() > 0.01
+
+
+def summary_rows(out, table):
+    return report.tables_from_jsonl(out / "records.jsonl")[table]
