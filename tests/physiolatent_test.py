@@ -168,20 +168,33 @@ def test_compositing_keeps_pixels_outside_mask_bit_exact(shipped, rng, compositi
 
 
 def test_shipped_editor_hits_targets_on_unseen_clips(shipped):
-    # Seeds chosen before the checkpoint was measured. On held-out seeds 10002 and 10003 (true HR
-    # 94 bpm) POS and CHROM also hit every target, but PhysNet reads ~58-62 bpm for 3 of 4 targets
-    # on each (checkpoints/physiolatent/README.md): a known failure, not covered here.
+    # Held-out seeds 10000-10007 (true HR 78-121 bpm). POS and CHROM must read every target.
+    # PhysNet is checked with physnet_rlap, on the clips whose unedited original it reads within
+    # 3 bpm: a clip an estimator cannot read is no witness. physnet_pure (the training surrogate)
+    # reads only 4 of 12 held-out synthetic originals, like on every synthetic face (issue 4), and
+    # is checked on real video instead. Measured on seeds 10000-10011 (README): POS and CHROM 48/48;
+    # physnet_rlap 45/48 overall and 28/28 on the 7 clips it reads; physnet_pure 36/48 overall and
+    # 15/16 on its 4 readable clips (it misses 60 bpm on seed 10007, reading the true 116).
     cfg = physiolatent.Config()
-    names = ("pos", "chrom", "physnet_pure")
+    names = ("pos", "chrom", "physnet_rlap")
     params = {n: registry.get(n).load_params() if n.startswith("physnet") else None for n in names}
-    errors = {}
-    for seed in (train.HELD_OUT_SEED, train.HELD_OUT_SEED + 1):
-        frames, mask, _ = train.synthetic_face(seed, 256)
+
+    def read(name, frames, mask):
+        bvp = registry.get(name).bvp(frames, 30.0, mask=mask, params=params[name])
+        return float(signals.heart_rate(bvp, 30.0))
+
+    errors, witnesses = {}, 0
+    for seed in range(train.HELD_OUT_SEED, train.HELD_OUT_SEED + 8):
+        frames, mask, true_hr = train.synthetic_face(seed, 256)
+        readers = ["pos", "chrom"]
+        if abs(read("physnet_rlap", frames, mask) - true_hr) <= 3.0:
+            readers.append("physnet_rlap")
+            witnesses += 1
         for hr in (60.0, 80.0, 100.0, 120.0):
             wave = targets.sinusoid(hr, 256, 30.0, phase=0.3 * seed).astype(np.float32)
             edited = np.asarray(physiolatent.edit(shipped, frames, mask, wave, cfg)[0])
-            for n in names:
-                bvp = registry.get(n).bvp(edited, 30.0, mask=mask, params=params[n])
-                errors[(seed, hr, n)] = float(signals.heart_rate(bvp, 30.0)) - hr
+            for n in readers:
+                errors[(seed, hr, n)] = read(n, edited, mask) - hr
+    assert witnesses >= 4, witnesses  # measured: 4 of these 8 (10000, 10004, 10005, 10006)
     bad = {k: round(v, 1) for k, v in errors.items() if abs(v) > 3.0}
     assert not bad, bad
