@@ -127,7 +127,7 @@ def abs_diff_maps(
         raise ValueError("abs_diff_maps needs at least one edited frame")
     top = vmax if vmax is not None else max(1.0, max(float(d.max()) for d in diffs.values()))
     rows = len(diffs)
-    fig = Figure(figsize=(9.5, 2.8 * rows + 0.6))
+    fig = Figure(figsize=(9.5, 2.15 * rows + 0.8))  # square panels, little margin
     axes = np.asarray(fig.subplots(rows, 4, gridspec_kw={"width_ratios": [1, 1, 1, 1]})).reshape(
         rows, 4
     )
