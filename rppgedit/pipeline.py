@@ -87,6 +87,8 @@ def editor_config(job: EditJob, fps: float):
     """The editor's static config for `job` at frame rate `fps`."""
     module = editors.get(job.method)
     options = dict(job.method_options)
+    if job.target.kind == "none":
+        editors.check_removal(job.method)
     try:
         return module.Config(fps=float(fps), remove=job.target.kind == "none", **options)
     except (TypeError, ValueError) as err:
@@ -285,6 +287,7 @@ def run_edit(
     io.check_output_path(output_path, inputs=(input_path,), overwrite=overwrite)
     name = pathlib.Path(input_path).name
     info = io.probe(input_path)
+    cfg = editor_config(job, info.fps)  # bad options fail before any decoding
     seconds = {}
 
     def chunks():
@@ -316,7 +319,6 @@ def run_edit(
 
     tic = time.perf_counter()
     target = targets.make_target(job.target, info.num_frames, info.fps)
-    cfg = editor_config(job, info.fps)
     state = editors.get(job.method).load_state(cfg)
     residual = edit_clip(clip, mask, target, cfg, state, job, progress)
     seconds["edit"] = time.perf_counter() - tic

@@ -271,6 +271,8 @@ def _json_default(value):
 
 def _editor_config(method: str, fps: float, remove: bool, options: dict):
     module = editors.get(method)
+    if remove:
+        editors.check_removal(method)
     fields = {f.name for f in dataclasses.fields(module.Config)}
     kept = {k: v for k, v in options.items() if k in fields}
     try:

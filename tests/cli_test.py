@@ -135,3 +135,20 @@ def test_unwritable_output_folder(tmp_path):
         assert not target.exists()
     finally:
         locked.chmod(0o700)
+
+
+def test_physiolatent_refuses_removal_before_any_work(tmp_path):
+    from rppgedit.video import io
+
+    path = tmp_path / "in.mkv"
+    io.write_video(path, np.zeros((40, 32, 32, 3), np.uint8), 30.0)
+    out = tmp_path / "out.mkv"
+    proc = _run(
+        "--mode=edit",
+        "--method=physiolatent",
+        "--target=none",
+        f"--input={path}",
+        f"--output={out}",
+    )
+    _assert_one_line_error(proc, "cannot remove the pulse")
+    assert proc.returncode == 1 and not out.exists()

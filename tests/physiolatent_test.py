@@ -9,6 +9,7 @@ import pytest
 
 from rppgedit import editors, pipeline, signals, targets, train
 from rppgedit.editors import physiolatent
+from rppgedit.errors import RppgEditError
 from rppgedit.estimators import registry
 from rppgedit.models import fusion, video_vae
 
@@ -198,3 +199,15 @@ def test_shipped_editor_hits_targets_on_unseen_clips(shipped):
     assert witnesses >= 4, witnesses  # measured: 4 of these 8 (10000, 10004, 10005, 10006)
     bad = {k: round(v, 1) for k, v in errors.items() if abs(v) > 3.0}
     assert not bad, bad
+
+
+def test_removal_is_refused_with_a_reason():
+    # Measured: after a removal edit POS and CHROM still read the true HR (README), so the
+    # pipeline and the sweeps refuse it instead of writing a video that still leaks the pulse.
+    with pytest.raises(RppgEditError, match="cannot remove the pulse"):
+        editors.check_removal("physiolatent")
+    job = pipeline.EditJob(method="physiolatent", target=targets.TargetSpec(kind="none"))
+    with pytest.raises(RppgEditError, match="physiolatent"):
+        pipeline.editor_config(job, 30.0)
+    for name in ("privacy_phys", "pulseedit", "smooth_remove"):
+        editors.check_removal(name)  # these remove (tested in their own files)

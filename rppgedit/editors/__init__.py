@@ -4,7 +4,9 @@
 - `load_state(cfg)`: the heavy state (surrogate weights) loaded once;
 - `edit(state, clip, mask, target, cfg) -> (edited, aux)`: pure, jit- and vmap-able; pixels outside
   `mask` are bit-identical to the input;
-- `edit_batch(state, clips, masks, targets, cfg)`: the same over a leading batch axis.
+- `edit_batch(state, clips, masks, targets, cfg)`: the same over a leading batch axis;
+- optionally `REMOVAL_UNSUPPORTED`: a sentence saying why `remove=True` is refused (an editor whose
+  removal was measured not to work); `check_removal` turns it into the user's error.
 """
 
 from __future__ import annotations
@@ -28,3 +30,10 @@ def get(name: str) -> ModuleType:
     if name not in METHODS:
         raise RppgEditError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
     return importlib.import_module(METHODS[name])
+
+
+def check_removal(name: str) -> None:
+    """Raises a one-line error if editor `name` cannot remove the pulse (target none)."""
+    why = getattr(get(name), "REMOVAL_UNSUPPORTED", None)
+    if why:
+        raise RppgEditError(f"method {name!r} cannot remove the pulse: {why}")

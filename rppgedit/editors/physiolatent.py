@@ -40,6 +40,12 @@ from rppgedit.models import fusion, video_vae
 SIZE = 32  # side of the model's input crop
 COMPOSITING = ("residual", "paste")
 CHECKPOINT_NAME = "physiolatent"  # folder under `checkpoints.default_checkpoint_dir()`
+# The shipped editor was trained with removal samples, but after a removal edit POS and CHROM still
+# read the true heart rate (checkpoints/physiolatent/README.md), so the CLI refuses it.
+REMOVAL_UNSUPPORTED = (
+    "the shipped checkpoint leaves the true heart rate readable (checkpoints/physiolatent/README.md);"
+    " use --method=privacy_phys or --method=smooth_remove with --target=none"
+)
 
 
 @dataclasses.dataclass(frozen=True)
