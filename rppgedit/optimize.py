@@ -19,6 +19,7 @@ def optimize(
     tx: optax.GradientTransformation,
     num_steps: int,
     project: Callable[[Any], Any] | None = None,
+    unroll: int = 1,
 ) -> tuple[Any, dict[str, jax.Array]]:
     """Runs `num_steps` of projected gradient descent with `tx`.
 
@@ -28,6 +29,9 @@ def optimize(
       tx: an optax gradient transformation (e.g. `optax.adam(0.1)`).
       num_steps: static number of steps.
       project: optional projection applied to the parameters after every update (the "P" of PGD).
+      unroll: steps per iteration of the compiled loop (`lax.scan`'s unroll; the same result).
+        XLA's cost analysis counts a loop body once, so `--mode=bench` counts FLOPs with
+        `unroll=num_steps`.
 
     Returns:
       The final parameters and a history dict: `loss` (num_steps,) and each metric (num_steps,), each
@@ -44,5 +48,7 @@ def optimize(
             p = project(p)
         return (p, opt_state), {"loss": loss, **metrics}
 
-    (params, _), history = jax.lax.scan(step, (params, tx.init(params)), None, length=num_steps)
+    (params, _), history = jax.lax.scan(
+        step, (params, tx.init(params)), None, length=num_steps, unroll=unroll
+    )
     return params, history

@@ -74,6 +74,7 @@ class PrivacyPhysConfig:
       colour: "free" (any colour change) or "pulse" (only along the skin's pulse signature).
       channel_weight: removal only: weight of the flatness of the R, G, B skin traces, relative to
         the surrogates' weights.
+      unroll: Adam steps per iteration of the compiled loop (`optimize.optimize`; same result).
     """
 
     fps: float = 30.0
@@ -86,6 +87,7 @@ class PrivacyPhysConfig:
     band_hz: tuple[float, float] = (0.7, 3.0)
     colour: str = "free"
     channel_weight: float = 3.0
+    unroll: int = 1
 
     def __post_init__(self):
         if self.steps < 1 or self.learning_rate <= 0 or self.fidelity_weight < 0:
@@ -200,7 +202,12 @@ def edit(state, clip, mask, target, cfg: PrivacyPhysConfig):
         delta0 = jnp.zeros((clip.shape[0], cfg.param_size, cfg.param_size, channels), jnp.float32)
         project = None  # masking and clipping happen in `_apply_delta`
     delta, history = optimize(
-        delta0, loss_fn, optax.adam(cfg.learning_rate), cfg.steps, project=project
+        delta0,
+        loss_fn,
+        optax.adam(cfg.learning_rate),
+        cfg.steps,
+        project=project,
+        unroll=cfg.unroll,
     )
     edited = _apply_delta(clip, mask, delta, direction)
     return edited, {"history": history, "surrogates": _surrogate_outputs(state, edited, mask, cfg)}

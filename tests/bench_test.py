@@ -1,0 +1,35 @@
+"""`--mode=bench` counts the FLOPs of every optimisation step, not of one loop body."""
+
+import numpy as np
+import pytest
+
+from rppgedit import bench, editors
+
+# PhysNet alone: its convolutions dominate, so each step adds the same count (measured at 64 frames:
+# 9.54, 15.92, 28.68 GFLOP for 1, 2, 4 steps). With only classical surrogates the count is
+# dominated by fused elementwise work that XLA fuses differently as the unrolled program grows.
+SURROGATES = (("physnet_pure", 1.0),)
+
+
+def _args(rng):
+    clips = rng.uniform(0.3, 0.7, (1, 64, 32, 32, 3)).astype(np.float32)
+    masks = np.ones((1, 64, 32, 32), bool)
+    waves = np.cos(np.arange(64) / 30.0 * 2 * np.pi * 2.0)[None].astype(np.float32)
+    return clips, masks, waves
+
+
+def test_flops_grow_with_the_number_of_steps(rng):
+    module = editors.get("privacy_phys")
+    counted = {}
+    for steps in (1, 2, 4):
+        cfg = module.Config(fps=30.0, steps=steps, surrogates=SURROGATES)
+        counted[steps] = bench._counted_flops(module, cfg, (module.load_state(cfg), *_args(rng)))
+    body = counted[2] - counted[1]
+    assert body > 0.2 * counted[1]  # XLA alone counts a scan body once: this would be ~0
+    assert counted[4] - counted[2] == pytest.approx(2 * body, rel=0.01)
+
+
+def test_an_editor_whose_loops_cannot_be_unrolled_is_not_counted(rng):
+    module = editors.get("pulseedit")  # trend filter and Adam loops, no unroll field
+    cfg = module.Config(fps=30.0, steps=3)
+    assert bench._counted_flops(module, cfg, (module.load_state(cfg), *_args(rng))) is None
