@@ -15,14 +15,11 @@ import argparse
 import json
 import pathlib
 
-import numpy as np
-
-from rppgedit import signals, targets, train
+from rppgedit import train
 from rppgedit.editors import physiolatent
-from rppgedit.estimators import registry
 from rppgedit.evaluation import format_table
 
-HIT_BPM, FPS, FRAMES = 3.0, 30.0, 256
+HIT_BPM, FRAMES = 3.0, 256
 
 
 def main():
@@ -34,45 +31,33 @@ def main():
     args = parser.parse_args()
     first, last = (int(s) for s in args.seeds.split("-"))
     hrs = [float(t) for t in args.targets.split(",")]
-    names = args.estimators.split(",")
+    names = tuple(args.estimators.split(","))
     cfg = physiolatent.Config()
-    state = physiolatent.load_state(cfg)
-    params = {n: registry.get(n).load_params() if n.startswith("physnet") else None for n in names}
-
-    def read(name, frames, mask):
-        bvp = registry.get(name).bvp(frames, FPS, mask=mask, params=params[name])
-        return float(signals.heart_rate(bvp, FPS))
-
-    records = []
-    for seed in range(first, last + 1):
-        frames, mask, true_hr = train.synthetic_face(seed, FRAMES)
-        rec = {"seed": seed, "true_hr": float(true_hr), "before": {}, "after": {}}
-        rec["before"] = {n: read(n, frames, mask) for n in names}
-        for hr in hrs:
-            wave = targets.sinusoid(hr, FRAMES, FPS, phase=0.3 * seed).astype(np.float32)
-            edited = np.asarray(physiolatent.edit(state, frames, mask, wave, cfg)[0])
-            rec["after"][f"{hr:g}"] = {n: read(n, edited, mask) for n in names}
-        records.append(rec)
-        print(
-            f"seed {seed} (true {true_hr:.1f}): before "
-            + ", ".join(f"{n} {v:.1f}" for n, v in rec["before"].items()),
-            flush=True,
-        )
-
+    result = train.validate_editor(
+        physiolatent.load_state(cfg),
+        cfg,
+        hrs=hrs,
+        seeds=range(first, last + 1),
+        num_frames=FRAMES,
+        estimators=names,
+        phase_per_seed=0.3,
+    )
+    true_hr = result["true_hr"]
     rows = []
     for n in names:
-        readable = [r for r in records if abs(r["before"][n] - r["true_hr"]) <= HIT_BPM]
+        readable = [
+            i for i, hr in enumerate(true_hr) if abs(result["before"][n][i] - hr) <= HIT_BPM
+        ]
 
-        def hits(recs, n=n):
-            return sum(
-                abs(r["after"][k][n] - float(k)) <= HIT_BPM for r in recs for k in r["after"]
-            )
+        def hits(clips, n=n):
+            after = result["hr"][n]  # {str(target): [bpm per seed]}
+            return sum(abs(after[str(h)][i] - h) <= HIT_BPM for h in hrs for i in clips)
 
         rows.append(
             {
                 "estimator": n,
-                "reads_original": f"{len(readable)}/{len(records)}",
-                "hits": f"{hits(records)}/{len(records) * len(hrs)}",
+                "reads_original": f"{len(readable)}/{len(true_hr)}",
+                "hits": f"{hits(range(len(true_hr)))}/{len(true_hr) * len(hrs)}",
                 "hits_on_readable": f"{hits(readable)}/{len(readable) * len(hrs)}",
             }
         )
@@ -89,7 +74,7 @@ def main():
     )
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"summary": rows, "records": records}, indent=1))
+    out.write_text(json.dumps({"summary": rows, "validation": result}, indent=1))
     print(f"wrote {out}")
 
 

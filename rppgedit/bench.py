@@ -39,16 +39,20 @@ def _flops(compiled) -> float | None:
     return None if not cost or "flops" not in cost else float(cost["flops"])
 
 
-def _counted_flops(module, cfg, args) -> float | None:
-    """FLOPs of one `edit_batch` call. XLA counts a loop body once, so an editor with an
-    optimisation loop is counted on a fully unrolled copy (`unroll=steps`; the timed program keeps
-    its own setting); an editor with a loop but no `unroll` field gets None (not counted)."""
+def _counted_flops(module, cfg, args, compiled) -> float | None:
+    """FLOPs of one `edit_batch` call (`compiled`: its compiled program for `args` and `cfg`).
+
+    XLA counts a loop body once, so an editor with an optimisation loop is counted on a fully
+    unrolled copy (`unroll=steps`; the timed program keeps its own setting); an editor with a loop
+    but no `unroll` field gets None (not counted).
+    """
     fields = {f.name for f in dataclasses.fields(cfg)}
-    if "steps" in fields:
-        if "unroll" not in fields:
-            return None
-        cfg = dataclasses.replace(cfg, unroll=cfg.steps)
-    return _flops(module.edit_batch.lower(*args, cfg).compile())
+    if "steps" not in fields or cfg.steps == getattr(cfg, "unroll", None):
+        return _flops(compiled)  # no loop, or already unrolled
+    if "unroll" not in fields:
+        return None
+    unrolled = dataclasses.replace(cfg, unroll=cfg.steps)
+    return _flops(module.edit_batch.lower(*args, unrolled).compile())
 
 
 def bench_edit(
@@ -81,7 +85,7 @@ def bench_edit(
             jax.block_until_ready(compiled(state, clips, masks, waves))
             times.append(time.perf_counter() - tic)
         seconds = statistics.median(times)
-        flops = _counted_flops(module, cfg, (state, clips, masks, waves))
+        flops = _counted_flops(module, cfg, (state, clips, masks, waves), compiled)
         rows.append(
             {
                 "method": method,

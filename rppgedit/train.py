@@ -445,34 +445,55 @@ def validate_editor(
     hrs=(60.0, 80.0, 100.0, 120.0),
     seeds=(10000, 10001, 10002),
     num_frames: int = 256,
-    physnet: bool = True,
+    estimators: tuple[str, ...] = ("pos", "chrom", "physnet_pure"),
+    phase_per_seed: float = 0.0,
 ) -> dict[str, Any]:
     """Edits held-out synthetic clips to each target; estimator heart rates and PSNR on the face.
 
+    Args:
+      state, cfg: the PhysioLatent state and config.
+      hrs: target heart rates in bpm (sinusoids of phase `phase_per_seed` x seed radians).
+      seeds: synthetic clips (`synthetic_face`), read before and after every edit.
+      num_frames: frames per clip.
+      estimators: registry names that read the clips.
+      phase_per_seed: target phase per unit of seed, in radians.
+
     Returns:
-      {"hr": {estimator: {target: [bpm per seed]}}, "psnr_face_db": mean PSNR over the masked
-      pixels, "psnr_db": whole-crop PSNR, "ssim"}.
+      {"true_hr": [bpm per seed], "before": {estimator: [bpm per seed]}, "hr": {estimator:
+      {target: [bpm per seed]}}, "psnr_face_db": mean PSNR over the masked pixels, "psnr_db":
+      whole-crop PSNR, "ssim"}.
     """
     from rppgedit import targets
 
-    ests = ["pos", "chrom"] + (["physnet_pure"] if physnet else [])
-    params = {n: registry.get(n).load_params() if n.startswith("physnet") else None for n in ests}
-    hr_out = {n: {str(h): [] for h in hrs} for n in ests}
+    params = {
+        n: registry.get(n).load_params() if n.startswith("physnet") else None for n in estimators
+    }
+
+    def read(name, frames, mask):
+        bvp = registry.get(name).bvp(frames, cfg.fps, mask=mask, params=params[name])
+        return float(signals.heart_rate(bvp, cfg.fps))
+
+    true_hrs, before = [], {n: [] for n in estimators}
+    hr_out = {n: {str(h): [] for h in hrs} for n in estimators}
     face_psnr, crop_psnr, ssims = [], [], []
     for seed in seeds:
-        frames, mask, _ = synthetic_face(seed, num_frames)
+        frames, mask, true_hr = synthetic_face(seed, num_frames)
+        true_hrs.append(float(true_hr))
+        for n in estimators:
+            before[n].append(read(n, frames, mask))
         for h in hrs:
-            wave = targets.sinusoid(h, num_frames, cfg.fps).astype(np.float32)
+            wave = targets.sinusoid(h, num_frames, cfg.fps, phase=phase_per_seed * seed)
             edited, _ = physiolatent.edit(state, frames, mask, wave, cfg)
             edited = np.asarray(edited)
-            for n in ests:
-                bvp = registry.get(n).bvp(edited, cfg.fps, mask=mask, params=params[n])
-                hr_out[n][str(h)].append(float(signals.heart_rate(bvp, cfg.fps)))
+            for n in estimators:
+                hr_out[n][str(h)].append(read(n, edited, mask))
             err = (edited - frames)[mask]
             face_psnr.append(10 * np.log10(1.0 / max(float(np.mean(err**2)), 1e-20)))
             crop_psnr.append(metrics.psnr(edited, frames, data_range=1.0))
             ssims.append(metrics.ssim(edited, frames, data_range=1.0))
     return {
+        "true_hr": true_hrs,
+        "before": before,
         "hr": hr_out,
         "psnr_face_db": float(np.mean(face_psnr)),
         "psnr_db": float(np.mean(crop_psnr)),

@@ -23,7 +23,9 @@ def test_flops_grow_with_the_number_of_steps(rng):
     counted = {}
     for steps in (1, 2, 4):
         cfg = module.Config(fps=30.0, steps=steps, surrogates=SURROGATES)
-        counted[steps] = bench._counted_flops(module, cfg, (module.load_state(cfg), *_args(rng)))
+        args = (module.load_state(cfg), *_args(rng))
+        compiled = module.edit_batch.lower(*args, cfg).compile()
+        counted[steps] = bench._counted_flops(module, cfg, args, compiled)
     body = counted[2] - counted[1]
     assert body > 0.2 * counted[1]  # XLA alone counts a scan body once: this would be ~0
     assert counted[4] - counted[2] == pytest.approx(2 * body, rel=0.01)
@@ -32,4 +34,6 @@ def test_flops_grow_with_the_number_of_steps(rng):
 def test_an_editor_whose_loops_cannot_be_unrolled_is_not_counted(rng):
     module = editors.get("pulseedit")  # trend filter and Adam loops, no unroll field
     cfg = module.Config(fps=30.0, steps=3)
-    assert bench._counted_flops(module, cfg, (module.load_state(cfg), *_args(rng))) is None
+    args = (module.load_state(cfg), *_args(rng))
+    compiled = module.edit_batch.lower(*args, cfg).compile()
+    assert bench._counted_flops(module, cfg, args, compiled) is None

@@ -21,23 +21,26 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def tiny_run(tmp_path_factory):
     """lambda_sweep: 2 synthetic clips of 96 frames at 32x32, 2 lambdas, 2 classical estimators."""
     out = tmp_path_factory.mktemp("lambda_sweep")
-    summary = run.run_experiment(
-        "lambda_sweep",
+    summary = _tiny_experiment(
+        "lambda_sweep", out, lambdas=LAMBDAS, window=64, overlap=16, max_clips=2, seed=0
+    )
+    return out, summary
+
+
+def _tiny_experiment(kind, out, **settings):
+    """`kind` on 96-frame synthetic clips at 32x32, pos/chrom surrogates, 5 steps, 2 estimators."""
+    return run.run_experiment(
+        kind,
         dataset="synthetic",
         clip_seconds=96 / 30,
         out_dir=str(out),
-        lambdas=LAMBDAS,
         method_options={"privacy_phys": (("surrogates", SURROGATES), ("steps", 5))},
         work_size=32,
-        window=64,
-        overlap=16,
         batch_windows=4,
         estimators=ESTIMATORS,
-        max_clips=2,
         synthetic_size=32,
-        seed=0,
+        **settings,
     )
-    return out, summary
 
 
 def _records(path):
@@ -277,21 +280,8 @@ KIND_PLOTS = {
 def kind_run(request, tmp_path_factory):
     kind = request.param
     out = tmp_path_factory.mktemp(kind)
-    summary = run.run_experiment(
-        kind,
-        dataset="synthetic",
-        clip_seconds=96 / 30,
-        out_dir=str(out),
-        method_options={"privacy_phys": (("surrogates", SURROGATES), ("steps", 5))},
-        work_size=32,
-        window=96,
-        overlap=0,
-        batch_windows=4,
-        estimators=ESTIMATORS,
-        max_clips=1,
-        synthetic_size=32,
-        seed=1,
-        **TINY_KINDS[kind],
+    summary = _tiny_experiment(
+        kind, out, window=96, overlap=0, max_clips=1, seed=1, **TINY_KINDS[kind]
     )
     return kind, out, summary
 
