@@ -25,8 +25,26 @@ flags.DEFINE_enum(
 flags.DEFINE_string("input", None, "Input video: any file ffmpeg reads, a PNG folder or a .npy.")
 flags.DEFINE_string("output", None, "Output video (.mkv FFV1 lossless by default) or folder.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output (never the input).")
-flags.DEFINE_string("codec", None, "Output codec; default from the extension (lossless).")
-flags.DEFINE_bool("allow_lossy", False, "Allow a lossy codec (weakens or erases the edit).")
+flags.DEFINE_string(
+    "codec", None, "Output codec: default lossless by extension; h264, h265, vp9 to share."
+)
+flags.DEFINE_bool(
+    "share",
+    False,
+    "Write a file that plays everywhere: H.264 High, yuv420p, BT.709, +faststart (.mp4/.mov/.mkv), "
+    "CRF 23 unless --crf; the report reads the decoded file.",
+)
+flags.DEFINE_integer("crf", None, "CRF of a lossy codec (default h264 23, h265 28, vp9 32).")
+flags.DEFINE_integer(
+    "verify_reencode", None, "Also read the faces after one more re-encode at this CRF."
+)
+flags.DEFINE_float(
+    "lossy_strength",
+    None,
+    "Multiple of the edit pasted into a lossy output so it survives re-encodes (default 3).",
+)
+flags.DEFINE_bool("keep_streams", True, "Carry the input's audio, subtitles and metadata over.")
+flags.DEFINE_bool("allow_lossy", False, "No effect (lossy codecs no longer need it).")
 flags.DEFINE_enum("bit_depth", "8", ["8", "16"], "Bits per channel of the output video.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 # What to embed.
@@ -223,22 +241,30 @@ def _print_report(summary: dict) -> None:
     from rppgedit.evaluation import format_table
 
     if "rows" in summary:
-        print(
-            format_table(
-                summary["rows"],
-                [
-                    ("estimator", "estimator", "s"),
-                    ("hr_before", "HR before", ".1f"),
-                    ("hr_after", "HR after", ".1f"),
-                    ("snr_before", "SNR before", ".1f"),
-                    ("snr_after", "SNR after", ".1f"),
-                ],
+        columns = [("face", "face", "d")] if len(summary["faces"]) > 1 else []
+        columns += [
+            ("estimator", "estimator", "s"),
+            ("hr_before", "HR before", ".1f"),
+            ("hr_after", "HR after", ".1f"),
+            ("snr_before", "SNR before", ".1f"),
+            ("snr_after", "SNR after", ".1f"),
+        ]
+        if "reencode" in summary:
+            crf = summary["reencode"]["crf"]
+            columns += [("hr_reencoded", f"HR after CRF {crf}", ".1f")]
+        print(format_table(summary["rows"], columns))
+        line = f"PSNR {summary['psnr_db']:.2f} dB   SSIM {summary['ssim']:.5f}"
+        if "psnr_vs_same_codec_db" in summary:
+            line += f"   PSNR vs the original through the same codec {summary['psnr_vs_same_codec_db']:.2f} dB"
+        print(f"{line}   skin {100 * summary['skin_coverage']:.0f}% of the crop")
+        print(f"measured on {summary['measured_on']}")
+        for f in summary["faces"]:
+            print(
+                f"face {f['face']}: frames {f['first_frame']}-{f['last_frame']}"
+                + ("" if f["edited"] else " (not edited)")
             )
-        )
-        print(
-            f"PSNR {summary['psnr_db']:.2f} dB   SSIM {summary['ssim']:.5f}   "
-            f"skin {100 * summary['skin_coverage']:.0f}% of the crop"
-        )
+    for note in summary.get("streams", []) + summary.get("notes", []):
+        print(f"note: {note}")
     print(
         f"wrote {summary['output']} ({summary['frames']} frames, "
         f"{summary['fps_end_to_end']:.1f} frames/s end to end)"
@@ -256,11 +282,27 @@ def run_edit_mode() -> None:
         face_box=_face_box(),
         allow_no_face=FLAGS.allow_no_face,
         overwrite=FLAGS.overwrite,
-        codec=FLAGS.codec,
-        allow_lossy=FLAGS.allow_lossy,
+        output=_output_spec(),
         progress=FLAGS.progress,
     )
     _print_report(summary)
+
+
+def _output_spec():
+    from rppgedit import pipeline
+
+    codec, crf = FLAGS.codec, FLAGS.crf
+    if FLAGS.share:
+        if codec not in (None, "h264"):
+            raise RppgEditError(f"--share writes H.264; it cannot be combined with --codec={codec}")
+        codec, crf = "h264", 23 if crf is None else crf
+    return pipeline.OutputSpec(
+        codec=codec,
+        crf=crf,
+        verify_reencode=FLAGS.verify_reencode,
+        keep_streams=FLAGS.keep_streams,
+        lossy_strength=FLAGS.lossy_strength,
+    )
 
 
 def run_demo_mode() -> None:

@@ -9,10 +9,13 @@ skin mask; every other pixel of the output is bit-identical to the input.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import pathlib
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -70,17 +73,55 @@ class EditJob:
 
 
 @dataclasses.dataclass
+class FaceEdit:
+    """One face's part of an edit: where it is, what the editor saw, and what changed.
+
+    The arrays cover the frames `first .. stop - 1` where the face is in the video (its span); the
+    face is not edited outside them.
+    """
+
+    boxes: np.ndarray  # (T,4) face boxes of every frame of the video
+    first: int  # first frame of the span
+    stop: int  # one past the last frame of the span
+    clip: np.ndarray  # (N,S,S,3) original crop in [0,1], N = stop - first
+    mask: np.ndarray  # (N,S,S) skin mask of the crop
+    residual: np.ndarray | None = None  # (N,S,S,3) edited - clip; None when not edited
+
+    @property
+    def span(self) -> slice:
+        return slice(self.first, self.stop)
+
+
+@dataclasses.dataclass
 class EditResult:
     """The edited frames and what was computed on the way."""
 
     frames: np.ndarray  # uint8 or uint16 (T,H,W,3)
-    boxes: np.ndarray  # (T,4) face boxes
-    clip: np.ndarray  # (T,S,S,3) original crop in [0,1]
-    mask: np.ndarray  # (T,S,S) skin mask of the crop
-    mask_full: np.ndarray  # (T,H,W) pixels allowed to change
-    residual: np.ndarray  # (T,S,S,3) edited - clip
+    faces: list[FaceEdit]
+    mask_full: np.ndarray  # (T,H,W) pixels allowed to change (every face)
     target: np.ndarray | None
     seconds: dict[str, float]
+
+    def _only_face(self) -> FaceEdit:
+        if len(self.faces) != 1:
+            raise ValueError(f"the edit has {len(self.faces)} faces; use .faces")
+        return self.faces[0]
+
+    @property
+    def boxes(self) -> np.ndarray:
+        return self._only_face().boxes
+
+    @property
+    def clip(self) -> np.ndarray:
+        return self._only_face().clip
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self._only_face().mask
+
+    @property
+    def residual(self) -> np.ndarray:
+        return self._only_face().residual
 
 
 def editor_config(job: EditJob, fps: float):
@@ -125,21 +166,36 @@ def crop_and_mask(frames: np.ndarray, boxes: np.ndarray, job: EditJob):
     return clip, skin.skin_mask(clip, method=job.mask_method)
 
 
-def paste_chunk(frames, boxes, residual, mask, job: EditJob, index: int):
-    """Pastes a chunk's residual into its full frames and quantises them.
+def _overlap(face_edit: FaceEdit, start: int, num: int) -> tuple[int, int]:
+    """Frames [a, b) of the video that are both in `face_edit`'s span and in [start, start+num)."""
+    return max(start, face_edit.first), min(start + num, face_edit.stop)
+
+
+def paste_chunk(frames, start: int, faces: list[FaceEdit], job: EditJob, index: int):
+    """Pastes every face's residual into a chunk of full frames and quantises them.
 
     Args:
-      frames: uint8 (T,H,W,3) original frames of chunk `index` (see `chunk_frames`).
-      boxes, residual, mask: the chunk's boxes (T,4), crop residual (T,S,S,3), crop mask (T,S,S).
+      frames: uint8 (T,H,W,3) original frames `start .. start + T - 1` of the video (chunk
+        `index`, see `chunk_frames`).
+      faces: the edited faces (a face whose residual is None is left as it is).
       job: quantisation and bit depth.
       index: chunk number; the stochastic rounding of chunk i is seeded by (job.seed, i), so a
         streamed edit and an in-memory one give the same bits.
 
     Returns:
-      (output frames uint8 or uint16 (T,H,W,3), full-resolution mask (T,H,W)).
+      (output frames uint8 or uint16 (T,H,W,3), full-resolution mask of every face (T,H,W)).
     """
-    mask_full = full_frame_mask(mask, boxes, frames.shape[1:3])
-    pasted = crop.paste_residual(frames, boxes, residual, mask_full)
+    num = frames.shape[0]
+    pasted = frames.astype(np.float32)
+    mask_full = np.zeros(frames.shape[:3], bool)
+    for f in faces:
+        a, b = _overlap(f, start, num)
+        if f.residual is None or a >= b:
+            continue
+        inner, rows = slice(a - start, b - start), slice(a - f.first, b - f.first)
+        mask = full_frame_mask(f.mask[rows], f.boxes[a:b], frames.shape[1:3])
+        crop.paste_residual(frames[inner], f.boxes[a:b], f.residual[rows], mask, out=pasted[inner])
+        mask_full[inner] |= mask
     key = jax.random.fold_in(jax.random.key(job.seed), index)
     if job.bit_depth == 16:
         out = crop.quantize_16bit(pasted * (65535.0 / 255.0), key)
@@ -148,36 +204,110 @@ def paste_chunk(frames, boxes, residual, mask, job: EditJob, index: int):
     return out, mask_full
 
 
+def _tracks_of(boxes, num: int) -> list[face.FaceTrack]:
+    """Face tracks from boxes (T,4) of one face in every frame, or a list of tracks as given."""
+    if isinstance(boxes, (list, tuple)):
+        return list(boxes)
+    boxes = np.asarray(boxes, np.float32)
+    return [face.FaceTrack(boxes, np.ones(num, bool))]
+
+
+def _span(present: np.ndarray) -> tuple[int, int]:
+    """(first, stop) of the frames where a face is present."""
+    where = np.flatnonzero(present)
+    return (int(where[0]), int(where[-1]) + 1) if len(where) else (0, 0)
+
+
+def _new_face_edits(tracks: list[face.FaceTrack]) -> list[FaceEdit]:
+    """Empty FaceEdits (no crop yet) for `tracks`."""
+    empty = np.zeros((0, 0, 0, 3), np.float32)
+    return [FaceEdit(t.boxes, *_span(t.present), empty, empty[..., 0] > 0) for t in tracks]
+
+
+def _crop_faces(frames, start: int, faces: list[FaceEdit], job: EditJob, parts: list[list]):
+    """Appends each face's crop and mask of the chunk `frames` (from frame `start`) to `parts`."""
+    for f, part in zip(faces, parts, strict=True):
+        a, b = _overlap(f, start, len(frames))
+        if a < b:
+            part.append(crop_and_mask(frames[a - start : b - start], f.boxes[a:b], job))
+
+
+def _set_crops(faces: list[FaceEdit], parts: list[list], job: EditJob) -> None:
+    for f, part in zip(faces, parts, strict=True):
+        if part:
+            f.clip = np.concatenate([c for c, _ in part])
+            f.mask = np.concatenate([m for _, m in part])
+        else:
+            f.clip = np.zeros((0, job.work_size, job.work_size, 3), np.float32)
+            f.mask = np.zeros((0, job.work_size, job.work_size), bool)
+
+
+def _edit_faces(faces, target, cfg, state, job: EditJob, progress: bool) -> list[str]:
+    """Edits every face long enough to carry a pulse; returns a note for each face left as is."""
+    notes = []
+    for i, f in enumerate(faces):
+        if f.stop - f.first < MIN_FRAMES:
+            notes.append(
+                f"face {i} is in the video for {f.stop - f.first} frames (fewer than "
+                f"{MIN_FRAMES}): too short to carry a readable pulse, left unedited"
+            )
+            continue
+        wave = None if target is None else target[f.span]
+        f.residual = edit_clip(f.clip, f.mask, wave, cfg, state, job, progress)
+    if all(f.residual is None for f in faces):
+        raise RppgEditError("no face is in the video long enough to edit; nothing was written")
+    return notes
+
+
 def edit_frames(
-    frames: np.ndarray, fps: float, boxes: np.ndarray, job: EditJob, state=None, progress=False
+    frames: np.ndarray, fps: float, boxes, job: EditJob, state=None, progress=False
 ) -> EditResult:
-    """Edits uint8 frames (T,H,W,3) whose face boxes (T,4) are known, all in memory.
+    """Edits uint8 frames (T,H,W,3) whose faces are known, all in memory.
+
+    Args:
+      frames: uint8 (T,H,W,3).
+      fps: frame rate.
+      boxes: (T,4) boxes of one face in every frame, or a list of `face.FaceTrack` (every face).
+      job: the edit's settings.
+      state: the editor's weights (loaded when None).
 
     Same output bits as `run_edit`, which streams a file through the same steps."""
     seconds = {}
+    num = frames.shape[0]
+    faces = _new_face_edits(_tracks_of(boxes, num))
     tic = time.perf_counter()
-    clip, mask = crop_and_mask(frames, boxes, job)
+    parts = [[] for _ in faces]
+    _crop_faces(frames, 0, faces, job, parts)
+    _set_crops(faces, parts, job)
     seconds["crop_mask"] = time.perf_counter() - tic
-    target = targets.make_target(job.target, frames.shape[0], fps)
+    target = targets.make_target(job.target, num, fps)
     cfg = editor_config(job, fps)
     tic = time.perf_counter()
     if state is None:
         state = editors.get(job.method).load_state(cfg)
-    residual = edit_clip(clip, mask, target, cfg, state, job, progress)
+    _edit_faces(faces, target, cfg, state, job, progress)
     seconds["edit"] = time.perf_counter() - tic
     tic = time.perf_counter()
+    out, mask_full = paste_frames(frames, faces, job)
+    seconds["paste"] = time.perf_counter() - tic
+    return EditResult(out, faces, mask_full, target, seconds)
+
+
+def paste_frames(frames: np.ndarray, faces: list[FaceEdit], job: EditJob, strength: float = 1.0):
+    """Pastes the faces' residuals (times `strength`) into all frames, chunk by chunk as `run_edit`
+    does: returns (output frames, full-resolution mask of every face)."""
+    if strength != 1.0:
+        faces = [
+            dataclasses.replace(f, residual=None if f.residual is None else f.residual * strength)
+            for f in faces
+        ]
     outs, masks_full = [], []
     size = chunk_frames(*frames.shape[1:3])
     for index, start in enumerate(range(0, frames.shape[0], size)):
-        part = slice(start, start + size)
-        out, mask_full = paste_chunk(
-            frames[part], boxes[part], residual[part], mask[part], job, index
-        )
+        out, mask_full = paste_chunk(frames[start : start + size], start, faces, job, index)
         outs.append(out)
         masks_full.append(mask_full)
-    seconds["paste"] = time.perf_counter() - tic
-    out, mask_full = np.concatenate(outs), np.concatenate(masks_full)
-    return EditResult(out, boxes, clip, mask, mask_full, residual, target, seconds)
+    return np.concatenate(outs), np.concatenate(masks_full)
 
 
 def full_frame_mask(mask: np.ndarray, boxes: np.ndarray, frame_shape) -> np.ndarray:
@@ -188,16 +318,37 @@ def full_frame_mask(mask: np.ndarray, boxes: np.ndarray, frame_shape) -> np.ndar
     return crop.mask_to_frame(grown, boxes, *frame_shape)
 
 
-def find_boxes(frames, *, face_box=None, allow_no_face=False, shape=None, name="video"):
-    """Face boxes (T,4): a user's fixed box, the tracked face, or (when allowed) a centred box.
+def find_faces(
+    frames, *, face_box=None, allow_no_face=False, shape=None, name="video"
+) -> list[face.FaceTrack]:
+    """Every face of a video: a user's fixed box, the tracked faces, or (when allowed) a centred box.
 
     Args:
       frames: uint8 (T,H,W,3) frames, or an iterable of (H,W,3) frames (read once, not kept).
-      face_box: (x0, y0, x1, y1) to use on every frame instead of tracking.
+      face_box: (x0, y0, x1, y1) to use on every frame instead of tracking (one face).
       allow_no_face: fall back to a centred box when no face is found.
       shape: (T, H, W); needed when `frames` is not an array.
       name: the video's name in error messages.
     """
+    num, height, width = frames.shape[:3] if shape is None else shape
+    everywhere = np.ones(num, bool)
+    if face_box is not None:
+        return [face.FaceTrack(np.tile(np.asarray(face_box, np.float32), (num, 1)), everywhere)]
+    try:
+        tracks = face.track_faces(frames, name=name)
+    except RppgEditError:
+        if not allow_no_face:
+            raise
+        box = face.fixed_box(height, width).astype(np.float32)
+        return [face.FaceTrack(np.tile(box, (num, 1)), everywhere)]
+    if len(tracks[0].boxes) != num:
+        raise RppgEditError(f"{name}: decoded {len(tracks[0].boxes)} frames, expected {num}")
+    return tracks
+
+
+def find_boxes(frames, *, face_box=None, allow_no_face=False, shape=None, name="video"):
+    """Face boxes (T,4) of one face: a user's fixed box, the tracked (largest) face, or (when
+    allowed) a centred box. Arguments as `find_faces`."""
     num, height, width = frames.shape[:3] if shape is None else shape
     if face_box is not None:
         return np.tile(np.asarray(face_box, np.float32), (num, 1))
@@ -212,52 +363,155 @@ def find_boxes(frames, *, face_box=None, allow_no_face=False, shape=None, name="
     return boxes
 
 
-def report_rows(job: EditJob, result: EditResult, original: np.ndarray, fps: float) -> dict:
-    """Before/after heart rates of `job.estimators`, PSNR and SSIM of the full frames."""
-    after_clip = crop.crop_resize(result.frames, result.boxes, original_crop_size(result))
-    original, out = _unit(original), _unit(result.frames)
-    psnr_db, ssim = float(metrics.psnr(original, out)), float(metrics.ssim(original, out))
-    return _report(job, result.clip, result.mask, after_clip, psnr_db, ssim, fps)
-
-
 def _unit(frames: np.ndarray) -> np.ndarray:
     """uint8 or uint16 frames as float32 in [0, 1] (16-bit output is compared at full precision)."""
     return frames.astype(np.float32) / np.float32(np.iinfo(frames.dtype).max)
 
 
-def _report(job: EditJob, clip, mask, after_clip, psnr_db: float, ssim: float, fps: float) -> dict:
+class _Fidelity:
+    """Running PSNR and SSIM of output frames against reference frames, chunk by chunk."""
+
+    def __init__(self):
+        self.sse, self.ssim_sum, self.count, self.values = 0.0, 0.0, 0, 0
+
+    def add(self, reference: np.ndarray, output: np.ndarray) -> None:
+        for i in range(0, len(reference), 4):  # 4 frames at a time bound the temporaries
+            a, b = _unit(reference[i : i + 4]), _unit(output[i : i + 4])
+            self.sse += float(np.sum(np.square(b - a), dtype=np.float64))
+            self.ssim_sum += float(metrics.ssim(a, b)) * len(a)
+            self.count += len(a)
+            self.values += a.size
+
+    def psnr_db(self) -> float:
+        mse = self.sse / max(self.values, 1)
+        return float("inf") if mse == 0 else float(-10.0 * np.log10(mse))
+
+    def ssim(self) -> float:
+        return self.ssim_sum / max(self.count, 1)
+
+
+def _add_after_crops(faces: list[FaceEdit], start: int, frames, parts: list[list]) -> None:
+    """Appends each face's crop of `frames` (frames `start`.. of an output video) to `parts`."""
+    for f, part in zip(faces, parts, strict=True):
+        a, b = _overlap(f, start, len(frames))
+        if a < b:
+            size = f.clip.shape[1]
+            part.append(crop.crop_resize(frames[a - start : b - start], f.boxes[a:b], size))
+
+
+def _after_crops(faces: list[FaceEdit], frames_by_chunk) -> list[np.ndarray]:
+    """Each face's crop (N,S,S,3) of its span, cut from (start, frames) chunks of another video."""
+    parts = [[] for _ in faces]
+    for start, frames in frames_by_chunk:
+        _add_after_crops(faces, start, frames, parts)
+    return _joined(faces, parts)
+
+
+def _joined(faces: list[FaceEdit], parts: list[list]) -> list[np.ndarray]:
+    return [np.concatenate(p) if p else f.clip[:0] for f, p in zip(faces, parts, strict=True)]
+
+
+def _face_rows(job: EditJob, f: FaceEdit, index: int, afters: dict, fps: float) -> list[dict]:
+    """Before/after readings of one face: afters maps a column suffix ("after", "reencoded")
+    to that face's crop of the output (and of its re-encode)."""
     params = {}
-    before = evaluation.read_heart_rates(clip, mask, fps, job.estimators, params)
-    after = evaluation.read_heart_rates(after_clip, mask, fps, job.estimators, params)
+    readings = {"before": evaluation.read_heart_rates(f.clip, f.mask, fps, job.estimators, params)}
+    for key, after_clip in afters.items():
+        readings[key] = evaluation.read_heart_rates(after_clip, f.mask, fps, job.estimators, params)
     target_hr = None if job.target.kind in ("none", "file") else job.target.hr_bpm
-    rows = [
-        {
-            "estimator": n,
-            "hr_before": before[n]["hr_bpm"],
-            "hr_after": after[n]["hr_bpm"],
-            "snr_before": before[n]["snr_db"],
-            "snr_after": after[n]["snr_db"],
-            "abs_err_to_target": None if target_hr is None else abs(after[n]["hr_bpm"] - target_hr),
+    rows = []
+    for n in job.estimators:
+        row = {"face": index, "estimator": n}
+        for key, values in readings.items():
+            row[f"hr_{key}"] = values[n]["hr_bpm"]
+            row[f"snr_{key}"] = values[n]["snr_db"]
+        row["abs_err_to_target"] = None if target_hr is None else abs(row["hr_after"] - target_hr)
+        rows.append(row)
+    return rows
+
+
+def _report(job: EditJob, faces, afters: dict, fps: float) -> dict:
+    """Per-face readings before and after (`afters`: {suffix: [crop per face]}) and their rows."""
+    rows, listed = [], []
+    for i, f in enumerate(faces):
+        entry = {
+            "face": i,
+            "first_frame": f.first,
+            "last_frame": f.stop - 1,
+            "edited": f.residual is not None,
+            "skin_coverage": float(f.mask.mean()) if f.mask.size else 0.0,
+            "boxes": np.round(f.boxes[f.span], 1).tolist(),
         }
-        for n in job.estimators
-    ]
+        if f.residual is not None:
+            face_afters = {k: v[i] for k, v in afters.items()}
+            entry["rows"] = _face_rows(job, f, i, face_afters, fps)
+            rows += entry["rows"]
+        listed.append(entry)
+    edited = [f for f in faces if f.residual is not None]
     return {
         "rows": rows,
-        "psnr_db": psnr_db,
-        "ssim": ssim,
-        "skin_coverage": float(mask.mean()),
-        "target_hr_bpm": target_hr,
+        "faces": listed,
+        "skin_coverage": float(np.mean([f.mask.mean() for f in edited])),
+        "target_hr_bpm": None if job.target.kind in ("none", "file") else job.target.hr_bpm,
     }
 
 
-def original_crop_size(result: EditResult) -> int:
-    return int(result.clip.shape[1])
+def report_rows(job: EditJob, result: EditResult, original: np.ndarray, fps: float) -> dict:
+    """Before/after heart rates of `job.estimators` per face, PSNR and SSIM of the full frames."""
+    fidelity = _Fidelity()
+    fidelity.add(original, result.frames)
+    afters = {"after": _after_crops(result.faces, [(0, result.frames)])}
+    summary = _report(job, result.faces, afters, fps)
+    summary.update(psnr_db=fidelity.psnr_db(), ssim=fidelity.ssim())
+    return summary
 
 
 def report_path_for(output_path) -> pathlib.Path:
     """Where `run_edit` writes the report of `output_path`: OUT.report.json beside OUT.mkv."""
     output_path = pathlib.Path(output_path)
     return output_path.with_name(output_path.name.split(".")[0] + ".report.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSpec:
+    """How the output file is encoded and what the report measures on it.
+
+    Attributes:
+      codec: None (lossless, by extension), "ffv1", "libx264rgb", or a lossy share codec "h264",
+        "h265", "vp9" (see `rppgedit.video.io.VideoWriter`).
+      crf: the lossy codec's constant rate factor (None: the codec's default).
+      verify_reencode: also read the faces after one more re-encode of the output at this CRF
+        (with the output's codec), as a platform that re-encodes again would; None: not.
+      keep_streams: carry the input's audio, subtitles and metadata into the output.
+      lossy_strength: a lossy output's edit is pasted at this multiple of the lossless edit (not
+        for removal, where a stronger residual would plant the pulse back with its sign flipped);
+        None: `LOSSY_STRENGTH`.
+    """
+
+    codec: str | None = None
+    crf: int | None = None
+    verify_reencode: int | None = None
+    keep_streams: bool = True
+    lossy_strength: float | None = None
+
+
+# x264 keeps about 0.6 of an edit's pulse amplitude at CRF 23 and 0.35 at CRF 28 (synthetic clips,
+# 256 px, the skin-mean green trace of the decoded edit minus the decoded original), and the
+# deep readers lose the target after CRF 23 then 28 at 1x. At 3x every reader but a PhysNet that
+# cannot read the clip's original either followed the target after CRF 23 then 28 (2 seeds, light
+# and medium skin, still and moving), at a cost of 0.4-1.8 dB against the original encoded the
+# same way: the codec's own error (40-44 dB there) dominates the edit's (51 dB at 3x).
+LOSSY_STRENGTH = 3.0
+
+
+def codec_strength(output: OutputSpec, lossy: bool, job: EditJob) -> float:
+    """The multiple of the edit pasted into this output (1 for lossless files and removal)."""
+    if not lossy or job.target.kind == "none":
+        return 1.0
+    strength = LOSSY_STRENGTH if output.lossy_strength is None else output.lossy_strength
+    if not (np.isfinite(strength) and 0 < strength <= 10):
+        raise RppgEditError(f"lossy strength must be in (0, 10], got {strength}")
+    return np.float32(strength)
 
 
 def run_edit(
@@ -268,19 +522,22 @@ def run_edit(
     face_box=None,
     allow_no_face: bool = False,
     overwrite: bool = False,
-    codec: str | None = None,
-    allow_lossy: bool = False,
+    output: OutputSpec = OutputSpec(),
     report: bool = True,
     progress: bool = True,
 ) -> dict:
-    """Edits a video file and writes the output (atomically) plus `report.json` beside it.
+    """Edits every face of a video file and writes the output (atomically) plus `report.json`.
 
-    The file is streamed in chunks (`chunk_frames`), three times: to track the face, to cut
-    the working-size crop and its skin mask, and to paste, quantise and encode. Memory holds the
-    crop of the whole video (float32 T x S x S x 3, its residual and the edited crop read for the
-    report: 0.9 GB each for 10 minutes at 30 fps and S = 64) and a few chunks of full frames, never
-    the whole video. The output bits equal
-    `edit_frames` on the decoded frames.
+    The file is streamed in chunks (`chunk_frames`): to track the faces, to cut each face's
+    working-size crop and skin mask, and to paste, quantise and encode. Memory holds each face's
+    crop (float32 T x S x S x 3, its residual and the edited crop read for the report: 0.9 GB each
+    for 10 minutes at 30 fps and S = 64) and a few chunks of full frames, never the whole video.
+    The output bits equal `edit_frames` on the decoded frames.
+
+    The input's audio, subtitles and metadata are carried over (`output.keep_streams`). When the
+    output is lossy, the report measures what a recipient gets: the readings, PSNR and SSIM are
+    taken on the decoded output file, PSNR also against the original encoded with the same codec
+    settings, and with `output.verify_reencode` the readings after one more re-encode.
 
     Returns the report dict (also printed as a table by the command line).
     """
@@ -290,87 +547,146 @@ def run_edit(
     cfg = editor_config(job, info.fps)  # bad options fail before any decoding
     seconds = {}
 
-    def chunks():
-        return io.iter_windows(input_path, chunk_frames(info.height, info.width))
+    def chunks(path=input_path):
+        return io.iter_windows(path, chunk_frames(info.height, info.width))
 
     def frames_of(stream):
         for _, frames in stream:
             yield from frames
 
-    tic = time.perf_counter()
-    shape = (info.num_frames, info.height, info.width)
-    boxes = find_boxes(
-        frames_of(chunks()),
-        face_box=face_box,
-        allow_no_face=allow_no_face,
-        shape=shape,
-        name=name,
-    )
-    seconds["read_track"] = time.perf_counter() - tic
+    with (
+        tempfile.TemporaryDirectory(prefix="rppgedit-") as scratch,
+        contextlib.ExitStack() as writers,
+    ):
+        # The writers open first, so that a codec, container or folder problem fails before any
+        # decoding; on any error they are aborted and nothing is left behind.
+        writer = writers.enter_context(
+            _writer(output_path, info, job, output, input_path, overwrite)
+        )
+        lossy = writer.crf is not None
+        strength = codec_strength(output, lossy, job)
+        ref_path = os.path.join(scratch, "original" + pathlib.Path(writer.path).suffix)
+        reference = None
+        if report and lossy:  # the original through the same encoder: what the edit adds to it
+            reference = writers.enter_context(_writer(ref_path, info, job, output, None, True))
 
-    tic = time.perf_counter()
-    parts = [crop_and_mask(frames, boxes[s : s + len(frames)], job) for s, frames in chunks()]
-    clip = np.concatenate([c for c, _ in parts])
-    mask = np.concatenate([m for _, m in parts])
-    del parts
-    if len(clip) != info.num_frames:
-        raise RppgEditError(f"{name}: decoded {len(clip)} frames, expected {info.num_frames}")
-    seconds["read_crop_mask"] = time.perf_counter() - tic
+        tic = time.perf_counter()
+        shape = (info.num_frames, info.height, info.width)
+        tracks = find_faces(
+            frames_of(chunks()),
+            face_box=face_box,
+            allow_no_face=allow_no_face,
+            shape=shape,
+            name=name,
+        )
+        faces = _new_face_edits(tracks)
+        seconds["read_track"] = time.perf_counter() - tic
 
-    tic = time.perf_counter()
-    target = targets.make_target(job.target, info.num_frames, info.fps)
-    state = editors.get(job.method).load_state(cfg)
-    residual = edit_clip(clip, mask, target, cfg, state, job, progress)
-    seconds["edit"] = time.perf_counter() - tic
+        tic = time.perf_counter()
+        parts = [[] for _ in faces]
+        decoded = 0
+        for start, frames in chunks():
+            _crop_faces(frames, start, faces, job, parts)
+            decoded = start + len(frames)
+        _set_crops(faces, parts, job)
+        del parts
+        if decoded != info.num_frames:
+            raise RppgEditError(f"{name}: decoded {decoded} frames, expected {info.num_frames}")
+        seconds["read_crop_mask"] = time.perf_counter() - tic
 
-    tic = time.perf_counter()
-    sse, ssim_sum, after = 0.0, 0.0, []
-    with io.VideoWriter(
-        output_path,
-        info.fps,
-        info.width,
-        info.height,
-        codec=codec,
-        overwrite=overwrite,
-        inputs=(input_path,),
-        bit_depth=job.bit_depth,
-        allow_lossy=allow_lossy,
-    ) as writer:
+        tic = time.perf_counter()
+        target = targets.make_target(job.target, info.num_frames, info.fps)
+        state = editors.get(job.method).load_state(cfg)
+        notes = _edit_faces(faces, target, cfg, state, job, progress)
+        if strength != 1.0:
+            for f in faces:
+                if f.residual is not None:
+                    f.residual = f.residual * strength
+            notes.append(
+                f"lossy output: the edit is pasted at {strength:g}x its lossless strength so that "
+                "it survives this encode and one more platform re-encode"
+            )
+        seconds["edit"] = time.perf_counter() - tic
+
+        tic = time.perf_counter()
+        fidelity, after = _Fidelity(), [[] for _ in faces]
         for index, (start, frames) in enumerate(chunks()):
-            part = slice(start, start + len(frames))
-            out, _ = paste_chunk(frames, boxes[part], residual[part], mask[part], job, index)
+            out, _ = paste_chunk(frames, start, faces, job, index)
             writer.write(out)
-            if report:
-                for i in range(0, len(frames), 4):  # 4 frames at a time bound the temporaries
-                    original, edited = _unit(frames[i : i + 4]), _unit(out[i : i + 4])
-                    sse += float(np.sum(np.square(edited - original), dtype=np.float64))
-                    ssim_sum += float(metrics.ssim(original, edited)) * len(original)
-                after.append(crop.crop_resize(out, boxes[part], clip.shape[1]))
-    seconds["read_paste_write"] = time.perf_counter() - tic
-
+            if reference is not None:
+                reference.write(frames)
+            elif report:
+                fidelity.add(frames, out)
+                _add_after_crops(faces, start, out, after)
+        writers.close()  # finish both files (an error here still removes them)
+        seconds["read_paste_write"] = time.perf_counter() - tic
+        summary = {
+            "input": str(input_path),
+            "output": str(output_path),
+            "method": job.method,
+            "target": dataclasses.asdict(job.target),
+            "frames": int(info.num_frames),
+            "fps": float(info.fps),
+            "codec": writer.codec,
+            "crf": writer.crf,
+            "streams": list(writer.stream_notes),
+            "notes": notes,
+        }
+        if report:
+            tic = time.perf_counter()
+            afters = {}
+            if lossy:
+                fidelity = _Fidelity()
+                same_codec = _Fidelity()
+                for (s0, original), (_, ref), (_, out) in zip(
+                    chunks(), chunks(ref_path), chunks(writer.path), strict=True
+                ):
+                    fidelity.add(original, out)
+                    same_codec.add(ref, out)
+                    _add_after_crops(faces, s0, out, after)
+                summary["psnr_vs_same_codec_db"] = same_codec.psnr_db()
+                summary["ssim_vs_same_codec"] = same_codec.ssim()
+                summary["measured_on"] = "the decoded output file"
+            else:
+                summary["measured_on"] = "the output frames (lossless: bit-exact in the file)"
+            afters["after"] = _joined(faces, after)
+            del after
+            if output.verify_reencode is not None:
+                again = os.path.join(scratch, "reencoded" + pathlib.Path(writer.path).suffix)
+                codec = writer.codec if lossy else "h264"
+                io.reencode(writer.path, again, codec=codec, crf=output.verify_reencode)
+                afters["reencoded"] = _after_crops(faces, chunks(again))
+                summary["reencode"] = {"codec": codec, "crf": output.verify_reencode}
+            summary.update(_report(job, faces, afters, info.fps))
+            summary.update(psnr_db=fidelity.psnr_db(), ssim=fidelity.ssim())
+            seconds["report"] = time.perf_counter() - tic
     num = info.num_frames
-    summary = {
-        "input": str(input_path),
-        "output": str(output_path),
-        "method": job.method,
-        "target": dataclasses.asdict(job.target),
-        "frames": int(num),
-        "fps": float(info.fps),
-        "seconds": seconds,
-        "fps_end_to_end": num / max(sum(seconds.values()), 1e-9),
-        "devices": [str(d) for d in jax.devices()],
-    }
+    summary["seconds"] = seconds
+    summary["fps_end_to_end"] = num / max(sum(seconds.values()), 1e-9)
+    summary["devices"] = [str(d) for d in jax.devices()]
     if report:
-        mse = sse / (num * info.height * info.width * 3)
-        psnr_db = float("inf") if mse == 0 else float(-10.0 * np.log10(mse))
-        after_clip = np.concatenate(after)
-        summary.update(_report(job, clip, mask, after_clip, psnr_db, ssim_sum / num, info.fps))
         report_path = report_path_for(output_path)
         io.write_text_atomic(
             report_path, json.dumps(io.json_safe(summary), indent=2, allow_nan=False)
         )
         summary["report_path"] = str(report_path)
     return summary
+
+
+def _writer(path, info, job: EditJob, output: OutputSpec, streams_from, overwrite: bool):
+    """The VideoWriter of an edit's output (or of its reference encode when `streams_from` is None)."""
+    return io.VideoWriter(
+        path,
+        info.fps,
+        info.width,
+        info.height,
+        codec=output.codec,
+        crf=output.crf,
+        overwrite=overwrite,
+        inputs=() if streams_from is None else (streams_from,),
+        bit_depth=job.bit_depth,
+        streams_from=streams_from if output.keep_streams else None,
+    )
 
 
 class _NoBar:

@@ -33,6 +33,9 @@ per-frame similarity transform (translation, rotation, scale), vectorised over f
 anti-aliased by a one-pixel signed-distance ramp. Random draws come from independent child streams
 of `np.random.SeedSequence(seed)`, so switching `motion`, `illumination` or `noise_std` keeps the same
 face, background and pulse.
+
+`make_multi_face_clip` puts several such clips side by side (one panel per face, each with its own
+seed, heart rate and skin tone) for multi-face tracking and editing tests.
 """
 
 from __future__ import annotations
@@ -510,3 +513,93 @@ def make_clip(
         mask=mask,
         face_boxes=_face_boxes(height, width, *pose, ppu),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiFaceClip:
+    """Several synthetic faces side by side in one video, with per-face ground truth.
+
+    Attributes:
+      frames: uint8 video "t h w 3", RGB; face i fills the panel of columns
+        [i * face_width, (i + 1) * face_width).
+      fps: frame rate in Hz.
+      faces: one `SyntheticClip` per face, left to right, in full-frame coordinates: its `frames`
+        is this clip's `frames` (the same array), its `mask` is "t h w" over the full frame (False
+        outside its panel) and its `face_boxes` are shifted by the panel's x offset; `bvp` and
+        `hr_bpm` are that face's pulse.
+    """
+
+    frames: np.ndarray
+    fps: float
+    faces: tuple[SyntheticClip, ...]
+
+
+def make_multi_face_clip(
+    seeds,
+    hr_bpms,
+    *,
+    num_frames: int = 300,
+    fps: float = 30.0,
+    height: int = 128,
+    face_width: int = 128,
+    skin_tones=None,
+    motion: bool = False,
+    **kwargs,
+) -> MultiFaceClip:
+    """Render several seeded faces with their own pulses side by side in one video.
+
+    Face i is `make_clip(seeds[i], hr_bpm=hr_bpms[i], skin_tone=skin_tones[i], ...)` rendered in a
+    (height, face_width) panel; the panels are concatenated along the width, left to right, so the
+    video is (height, len(seeds) * face_width). Each face keeps its own background, motion,
+    illumination and noise (drawn from its seed).
+
+    Args:
+      seeds: integer seeds, one per face.
+      hr_bpms: mean heart rates in bpm, one per face.
+      num_frames, fps, height: as in `make_clip`.
+      face_width: width of each face's panel in pixels.
+      skin_tones: skin tones in [0, 1], one per face; None uses `make_clip`'s default (or a
+        `skin_tone` given in `kwargs`) for every face.
+      motion: as in `make_clip`, for every face.
+      **kwargs: further `make_clip` arguments, shared by every face (e.g. `noise_std`,
+        `illumination`, `pulse_amplitude`, `face_fraction`, `background`).
+
+    Returns:
+      MultiFaceClip (see its docstring).
+    """
+    seeds, hr_bpms = list(seeds), list(hr_bpms)
+    tones = [None] * len(seeds) if skin_tones is None else list(skin_tones)
+    if not seeds or len(hr_bpms) != len(seeds) or len(tones) != len(seeds):
+        raise ValueError(
+            f"need one or more faces with as many heart rates and skin tones, got {len(seeds)} "
+            f"seeds, {len(hr_bpms)} heart rates, {len(tones)} skin tones"
+        )
+    panels = []
+    for seed, hr_bpm, tone in zip(seeds, hr_bpms, tones, strict=True):
+        tone_arg = {} if tone is None else {"skin_tone": tone}
+        panels.append(
+            make_clip(
+                seed,
+                hr_bpm=hr_bpm,
+                num_frames=num_frames,
+                fps=fps,
+                height=height,
+                width=face_width,
+                motion=motion,
+                **tone_arg,
+                **kwargs,
+            )
+        )
+    return _combine_panels(panels, face_width)
+
+
+def _combine_panels(panels: list[SyntheticClip], face_width: int) -> MultiFaceClip:
+    """Concatenate single-face clips along the width; ground truth moved to full-frame coordinates."""
+    frames = np.concatenate([clip.frames for clip in panels], axis=2)
+    faces = []
+    for i, clip in enumerate(panels):
+        mask = np.zeros(frames.shape[:3], bool)
+        mask[:, :, i * face_width : (i + 1) * face_width] = clip.mask
+        boxes = clip.face_boxes + np.array([i * face_width, 0, i * face_width, 0], np.int64)
+        faces.append(dataclasses.replace(clip, frames=frames, mask=mask, face_boxes=boxes))
+    return MultiFaceClip(frames=frames, fps=panels[0].fps, faces=tuple(faces))

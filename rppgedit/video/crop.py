@@ -145,6 +145,8 @@ def paste_residual(
     boxes: np.ndarray,
     residual: np.ndarray,
     mask_full: np.ndarray,
+    *,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Add an upsampled crop residual to full frames, only inside a mask.
 
@@ -153,6 +155,8 @@ def paste_residual(
       boxes: (T, 4) the boxes the crops were cut from (see `crop_resize`).
       residual: float32 (T, S, S, 3), edited crop minus original crop, in [0, 1] units.
       mask_full: bool (T, H, W), where the frames may change (e.g. `mask_to_frame` of the crop mask).
+      out: float32 (T, H, W, 3) frames already pasted into (another face of the same frames), added
+        to in place and returned; None starts from `frames`.
 
     Returns:
       float32 (T, H, W, 3) on the 0-255 scale (0-65535 for uint16 frames): frames + scale *
@@ -168,7 +172,10 @@ def paste_residual(
     if mask_full.shape != (n, height, width):
         raise ValueError(f"mask_full must be {(n, height, width)}, got {mask_full.shape}")
     scale = np.float32(np.iinfo(frames.dtype).max)
-    out = frames.astype(np.float32)
+    if out is None:
+        out = frames.astype(np.float32)
+    elif out.shape != frames.shape or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {frames.shape}, got {out.dtype} {out.shape}")
     for t in range(n):
         values, (ya, yb, xa, xb) = upsample_residual(residual[t], boxes[t], height, width)
         inside = mask_full[t, ya:yb, xa:xb, None]

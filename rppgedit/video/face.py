@@ -19,6 +19,10 @@ between key frames, and smooths the result with a zero-phase Gaussian filter (a 
 anticausal pass, so the box neither lags nor jitters). Border policy: boxes are NOT clipped to the
 frame. A face near an edge yields a box that extends past it; `crop.crop_resize` pads such boxes by
 edge replication and `crop.paste_residual` writes only the in-frame part.
+
+`track_faces` follows every face of a video: detections on key frames are matched to live tracks
+greedily (IoU, then centre distance), a track survives gaps of up to `max_gap` frames, and each
+track gets boxes for every frame plus a `present` mask (`FaceTrack`).
 """
 
 from __future__ import annotations
@@ -301,11 +305,30 @@ def track_face(
         key_box.append(_face_square(previous, scale, shift))
         next_key = t + detect_every
     if not key_t:
-        raise RppgEditError(
-            f"{name}: no face found in {count} frames; pass --allow_no_face to edit a fixed box"
-        )
-    key_box = np.asarray(key_box)
-    times = np.arange(count, dtype=np.float64)
+        raise _no_face_error(name, count)
+    return _interpolate_squares(key_t, np.asarray(key_box), np.arange(count), smooth)
+
+
+def _interpolate_squares(
+    key_t: list[int] | np.ndarray, key_box: np.ndarray, times: np.ndarray, smooth: float
+) -> np.ndarray:
+    """Square boxes at `times` from key-frame squares: interpolated, then Gaussian-smoothed.
+
+    Centre and log-side are linearly interpolated between the key frames (times outside them take
+    the nearest key frame's square), then smoothed along `times` by a zero-phase Gaussian of
+    standard deviation `smooth` frames (mode "nearest": the first and last values are extended).
+
+    Args:
+      key_t: increasing key-frame indices.
+      key_box: float (K, 3) squares (cx, cy, side) at the key frames.
+      times: increasing frame indices to return boxes for (consecutive for the smoothing to be in
+        frames).
+      smooth: Gaussian sigma in frames; 0 disables smoothing.
+
+    Returns:
+      float32 (len(times), 4) boxes (x0, y0, x1, y1).
+    """
+    times = np.asarray(times, dtype=np.float64)
     cx = np.interp(times, key_t, key_box[:, 0])
     cy = np.interp(times, key_t, key_box[:, 1])
     log_side = np.interp(times, key_t, np.log(key_box[:, 2]))
@@ -315,6 +338,190 @@ def track_face(
         )
     half = np.exp(log_side) / 2
     return np.stack([cx - half, cy - half, cx + half, cy + half], axis=-1).astype(np.float32)
+
+
+def _no_face_error(name: str, count: int) -> RppgEditError:
+    """The one-line error of `track_face` / `track_faces` for a video without a face."""
+    return RppgEditError(
+        f"{name}: no face found in {count} frames; pass --allow_no_face to edit a fixed box"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceTrack:
+    """One face followed through a video by `track_faces`.
+
+    Attributes:
+      boxes: float32 (T, 4) square boxes (x0, y0, x1, y1) in frame pixels for EVERY frame of the
+        video; frames before the face's first detection hold its first box and frames after its
+        last detection hold its last box, so any frame can be cropped.
+      present: bool (T,), True from the face's first detection frame to its last one (gaps up to
+        `max_gap` frames between detections included).
+    """
+
+    boxes: np.ndarray
+    present: np.ndarray
+
+
+@dataclasses.dataclass
+class _Track:
+    """A track being built: the key frames where it was detected and its raw detections."""
+
+    key_t: list[int]
+    dets: list[np.ndarray]
+
+
+def _centres(boxes: np.ndarray) -> np.ndarray:
+    """Centres (N, 2) of boxes (N, >=4) given as (x0, y0, x1, y1, ...)."""
+    return (boxes[:, 0:2] + boxes[:, 2:4]) / 2
+
+
+def _greedy(cost: np.ndarray, allowed: np.ndarray, pairs: list[tuple[int, int]]) -> None:
+    """Append (row, col) pairs to `pairs` by increasing cost, each row and column used once."""
+    used_rows = {i for i, _ in pairs}
+    used_cols = {j for _, j in pairs}
+    for flat in np.argsort(cost, axis=None, kind="stable"):
+        i, j = divmod(int(flat), cost.shape[1])
+        if allowed[i, j] and i not in used_rows and j not in used_cols:
+            pairs.append((i, j))
+            used_rows.add(i)
+            used_cols.add(j)
+
+
+def _associate(track_boxes: np.ndarray, dets: np.ndarray) -> list[tuple[int, int]]:
+    """Greedy matching of live tracks to new detections.
+
+    First by overlap (largest IoU first, IoU > 0.3), then the remaining ones by centre distance
+    (nearest first, under half the track box's larger side).
+
+    Args:
+      track_boxes: float (M, 4) each live track's last detector box.
+      dets: float (N, >=4) this key frame's detections.
+
+    Returns:
+      (track index, detection index) pairs.
+    """
+    pairs: list[tuple[int, int]] = []
+    if track_boxes.shape[0] == 0 or dets.shape[0] == 0:
+        return pairs
+    iou = np.stack([_iou(box, dets[:, :4]) for box in track_boxes])
+    _greedy(-iou, iou > 0.3, pairs)
+    dist = np.linalg.norm(_centres(track_boxes)[:, None] - _centres(dets)[None], axis=-1)
+    sides = np.maximum(track_boxes[:, 2] - track_boxes[:, 0], track_boxes[:, 3] - track_boxes[:, 1])
+    _greedy(dist, dist < 0.5 * sides[:, None], pairs)
+    return pairs
+
+
+def _update_tracks(
+    live: list[_Track], ended: list[_Track], t: int, dets: np.ndarray, max_gap: int
+) -> list[_Track]:
+    """Feed one key frame's detections to the tracks; returns the new list of live tracks.
+
+    Tracks last detected more than `max_gap` frames before `t` are moved to `ended` first; the
+    others are matched to `dets` (`_associate`); unmatched detections start new tracks.
+    """
+    for track in live:
+        if t - track.key_t[-1] > max_gap:
+            ended.append(track)
+    live = [track for track in live if t - track.key_t[-1] <= max_gap]
+    last_boxes = np.array([track.dets[-1][:4] for track in live]).reshape(-1, 4)
+    matched = set()
+    for i, j in _associate(last_boxes, dets):
+        live[i].key_t.append(t)
+        live[i].dets.append(dets[j])
+        matched.add(j)
+    new = [_Track([t], [dets[j]]) for j in range(dets.shape[0]) if j not in matched]
+    return live + new
+
+
+def _finish_track(
+    track: _Track, count: int, scale: float, shift: float, smooth: float
+) -> FaceTrack:
+    """Boxes for every frame and the presence mask of one track (see `FaceTrack`)."""
+    key_box = np.stack([_face_square(det, scale, shift) for det in track.dets])
+    start, stop = track.key_t[0], track.key_t[-1] + 1
+    span = _interpolate_squares(track.key_t, key_box, np.arange(start, stop), smooth)
+    boxes = np.empty((count, 4), np.float32)
+    boxes[:start], boxes[start:stop], boxes[stop:] = span[0], span, span[-1]
+    present = np.zeros(count, bool)
+    present[start:stop] = True
+    return FaceTrack(boxes=boxes, present=present)
+
+
+def track_faces(
+    frames: Iterable[np.ndarray] | np.ndarray,
+    *,
+    detect_every: int = 5,
+    scale: float = 1.1,
+    shift: float = -0.05,
+    smooth: float = 10.0,
+    min_score: float = 0.5,
+    max_gap: int = 30,
+    min_detections: int = 2,
+    detector: FaceDetector | None = None,
+    name: str = "video",
+) -> list[FaceTrack]:
+    """Every face of a video, each with steady square boxes and a stable identity.
+
+    The detector runs on frames 0, k, 2k, ... (k = `detect_every`) and on the last frame; a key
+    frame without detections does not change this cadence. On each key frame the detections are
+    matched to the live tracks greedily: by IoU with the track's last detection (largest first,
+    IoU > 0.3), then by centre distance (nearest first, under half that detection's larger side);
+    unmatched detections start new tracks. A track with no detection for more than `max_gap` frames
+    ends, so a face that comes back later starts a new track. Tracks with fewer than
+    `min_detections` detections (at most the number of key frames) are dropped as spurious.
+
+    Each detection becomes a square as in `track_face`. Per track, centre and log-side are linearly
+    interpolated between its key frames over its span (first to last detection, gaps included) and
+    smoothed there by a zero-phase Gaussian of standard deviation `smooth` frames (values extended
+    past the span's ends); frames outside the span hold the first / last box. Boxes are not
+    clipped to the frame.
+
+    Args:
+      frames: uint8 RGB frames, an array (T, H, W, 3) or any iterable of (H, W, 3) arrays (consumed
+        once; only the current frame is kept in memory).
+      detect_every: run the detector every this many frames (>= 1).
+      scale, shift: square side and vertical centre offset, as in `track_face`.
+      smooth: Gaussian smoothing sigma in frames; 0 disables smoothing.
+      min_score: detector score threshold.
+      max_gap: a track ends when it goes more than this many frames between detections
+        (>= detect_every; 30 is one second at 30 fps).
+      min_detections: fewest key-frame detections a track needs to be kept (>= 1).
+      detector: a loaded model; None loads one.
+      name: what to call the video in error messages (e.g. its file name).
+
+    Returns:
+      `FaceTrack`s ordered by first detection frame, then by the first box's centre x (left first).
+
+    Raises:
+      RppgEditError: no face is kept in any frame (or the video has no frames).
+    """
+    if detect_every < 1 or max_gap < detect_every or min_detections < 1:
+        raise ValueError(
+            "need detect_every >= 1, max_gap >= detect_every and min_detections >= 1, got "
+            f"{detect_every}, {max_gap}, {min_detections}"
+        )
+    detector = detector if detector is not None else load_detector()
+    live: list[_Track] = []
+    ended: list[_Track] = []
+    count = num_keys = 0
+    frame = None
+    for t, frame in enumerate(frames):
+        count += 1
+        if t % detect_every == 0:
+            dets = detect_faces(frame, min_score=min_score, detector=detector)
+            live = _update_tracks(live, ended, t, dets, max_gap)
+            num_keys += 1
+    if count > 1 and (count - 1) % detect_every:  # the last frame, so a face can last to the end
+        dets = detect_faces(frame, min_score=min_score, detector=detector)
+        live = _update_tracks(live, ended, count - 1, dets, max_gap)
+        num_keys += 1
+    needed = min(min_detections, num_keys)
+    kept = [track for track in ended + live if len(track.key_t) >= needed]
+    if not kept:
+        raise _no_face_error(name, count)
+    kept.sort(key=lambda track: (track.key_t[0], (track.dets[0][0] + track.dets[0][2]) / 2))
+    return [_finish_track(track, count, scale, shift, smooth) for track in kept]
 
 
 def fixed_box(height: int, width: int, frac: float = 0.6) -> np.ndarray:

@@ -1,17 +1,32 @@
-"""Lossless video reading and writing at the file boundary (uint8 or uint16 RGB frames).
+"""Video reading and writing at the file boundary (uint8 or uint16 RGB frames).
 
 Everything that decodes or encodes goes through the ffmpeg binary shipped with imageio-ffmpeg,
 driven through subprocess pipes with raw ``rgb24`` (8-bit) or ``rgb48le`` (16-bit) frames, so no
-frame is resampled, re-timed, dropped or duplicated on the way:
+frame is resampled, re-timed, dropped or duplicated on the way; PyAV (``av``) only probes stream
+headers (`stream_info`, the side streams copied by `VideoWriter`):
 
 * decoding uses ``-fps_mode passthrough`` and reads the exact pts of every decoded frame from
   ffmpeg's own ``-stats_enc_pre`` report; the container's packet list (``-c copy -f framecrc``)
   gives the frame count, time base and whether the frame rate is variable;
 * encoding is lossless by default: FFV1 (Niedermayer, RFC 9043) in ``.mkv``/``.avi``, H.264 in
-  RGB with ``-qp 0`` (libx264rgb) in ``.mp4``, a ``%06d.png`` folder, or a ``.npy`` array. A lossy
-  codec is written only when asked by name *and* with ``allow_lossy=True``, and then warns
-  (`LossyOutputWarning`), because lossy compression weakens or erases an edited pulse, whose
-  amplitude is a fraction of one 8-bit level;
+  RGB with ``-qp 0`` (libx264rgb) in ``.mp4``/``.mov``, a ``%06d.png`` folder, or a ``.npy``
+  array;
+* the sharing codecs are written when asked by name (``.webm`` holds only vp9): "h264"
+  (libx264, High profile), "h265" (libx265, tagged ``hvc1`` in MP4/MOV) and "vp9"
+  (libvpx-vp9, constant quality), all yuv420p with BT.709 matrix, primaries, transfer and
+  limited range tagged, at a CRF (defaults 23, 28, 32); MP4/MOV get ``+faststart`` (the ``moov``
+  index first, see `is_faststart`). They warn (`LossyOutputWarning`) with what was measured:
+  estimators still read an edit after x264 CRF 23, fewer after higher CRF;
+* ``streams_from=`` (the edit's input) brings the input's audio, subtitles, global metadata and
+  chapters into a container output. Audio is stream-copied (bit-exact, never cut or padded:
+  the video starts where the input's video starts, no ``-shortest``) when the container can hold
+  its codec, else re-encoded (AAC 192k in MP4/MOV, Opus 128k in WebM, MP3 or PCM in AVI);
+  text subtitles are converted to the container's text format and bitmap ones dropped where
+  the container cannot hold them. `VideoWriter.stream_notes` says what happened to each stream;
+* encodes are reproducible: ``+bitexact`` muxing and coding, so the same frames (and side
+  streams) give the same file bytes;
+* `reencode` decodes a file and encodes it again as a sharing platform would (same lossy
+  settings, audio copied where possible), to measure what survives a second compression;
 * writes are atomic: a temporary file (or folder) in the destination directory is filled,
   checked (frame count) and renamed over the destination with `os.replace`; on any failure it is
   removed and nothing is left behind. An input of the run is never overwritten.
@@ -47,6 +62,7 @@ import threading
 import warnings
 from collections.abc import Iterable, Iterator
 
+import av
 import imageio_ffmpeg
 import numpy as np
 
@@ -57,18 +73,63 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FRAME_NAME = re.compile(r"^\d{6,}\.png$")
 _NOPTS = -(2**63)
 _NPY_HEADER_BYTES = 128
-_CONTAINER_FORMATS = {".mkv": "matroska", ".mp4": "mp4", ".avi": "avi"}
-_DEFAULT_CODEC = {".mkv": "ffv1", ".avi": "ffv1", ".mp4": "libx264rgb"}
+_CONTAINER_FORMATS = {
+    ".mkv": "matroska",
+    ".mp4": "mp4",
+    ".avi": "avi",
+    ".mov": "mov",
+    ".webm": "webm",
+}
+_DEFAULT_CODEC = {
+    ".mkv": "ffv1",
+    ".avi": "ffv1",
+    ".mp4": "libx264rgb",
+    ".mov": "libx264rgb",
+    ".webm": "vp9",
+}
 _CODEC_CONTAINERS = {
     "ffv1": (".mkv", ".avi"),
-    "libx264rgb": (".mp4", ".mkv"),
-    "h264": (".mp4", ".mkv", ".avi"),
+    "libx264rgb": (".mp4", ".mkv", ".mov"),
+    "h264": (".mp4", ".mkv", ".mov"),
+    "h265": (".mp4", ".mkv", ".mov"),
+    "vp9": (".webm", ".mkv"),
 }
-_LOSSY_CODECS = ("h264",)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LossyCodec:
+    """A sharing codec: ffmpeg encoder, default CRF and the largest valid CRF."""
+
+    encoder: str
+    default_crf: int
+    max_crf: int
+
+
+_LOSSY_CODECS = {
+    "h264": _LossyCodec("libx264", 23, 51),
+    "h265": _LossyCodec("libx265", 28, 51),
+    "vp9": _LossyCodec("libvpx-vp9", 32, 63),
+}
+_LOSSY_WARNING = (
+    "{path}: lossy {codec} at CRF {crf}: on a real clip, estimators still read an edit to "
+    "60-120 bpm after x264 CRF 23 (18-19 of 20 readers) and fewer at higher CRF; the report "
+    "reads the decoded output"
+)
+# Audio codecs (ffmpeg descriptor names) each container holds as they are; .mkv holds all.
+_AUDIO_HELD = {
+    ".mp4": frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}),
+    ".mov": frozenset({"aac", "mp3", "ac3", "eac3", "alac"}),  # ffmpeg's mov: no opus/flac
+    ".webm": frozenset({"opus", "vorbis"}),
+    ".avi": frozenset({"mp3", "ac3"}),
+}
+# Containers that also hold any PCM audio stream as it is.
+_PCM_HELD = (".mov", ".avi")
+# Text subtitle format each container holds (None: no subtitles); .mkv holds all but mov_text.
+_SUBTITLE_TEXT_FORMAT = {".mp4": "mov_text", ".mov": "mov_text", ".webm": "webvtt", ".avi": None}
 
 
 class LossyOutputWarning(UserWarning):
-    """A lossy codec was requested: compression weakens or erases the edited pulse."""
+    """A lossy (sharing) codec was requested: compression weakens the edited pulse."""
 
 
 class FrameRateAssumedWarning(UserWarning):
@@ -806,7 +867,10 @@ def _output_kind(path: str) -> tuple[str, str]:
         return "npy", path
     if ext in _CONTAINER_FORMATS:
         return ext, path
-    raise _error(path, f"unsupported output type {ext!r}; use .mkv, .mp4, .avi, .npy or a folder")
+    raise _error(
+        path,
+        f"unsupported output type {ext!r}; use .mkv, .mp4, .mov, .webm, .avi, .npy or a folder",
+    )
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -913,6 +977,293 @@ def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Encoder settings and the side streams (audio, subtitles) brought from the input.
+
+
+@functools.cache
+def _encoders() -> frozenset[str]:
+    """Names of the encoders the bundled ffmpeg has (``ffmpeg -encoders``)."""
+    out = subprocess.run(
+        [_ffmpeg(), "-hide_banner", "-encoders"], capture_output=True, text=True, check=True
+    ).stdout
+    names = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS":
+            names.add(parts[1])
+    return frozenset(names)
+
+
+def _check_encoder(path: str, encoder: str, what: str) -> None:
+    """Refuses a codec whose encoder the bundled ffmpeg lacks."""
+    if encoder not in _encoders():
+        raise _error(path, f"the bundled ffmpeg has no {encoder} encoder (needed for {what})")
+
+
+def _check_crf(path: str, codec: str, crf) -> int | None:
+    """The CRF to use: the codec's default for None; refuses a CRF out of range or for a
+    lossless codec."""
+    lossy = _LOSSY_CODECS.get(codec)
+    if lossy is None:
+        if crf is not None:
+            raise _error(
+                path, f"crf applies to the lossy codecs {sorted(_LOSSY_CODECS)}, not {codec}"
+            )
+        return None
+    if crf is None:
+        return lossy.default_crf
+    if isinstance(crf, bool) or not isinstance(crf, int | np.integer):
+        raise _error(path, f"crf must be an integer, got {crf!r}")
+    if not 0 <= int(crf) <= lossy.max_crf:
+        raise _error(path, f"crf {crf} out of range for {codec} (0-{lossy.max_crf})")
+    return int(crf)
+
+
+def _lossy_video_args(codec: str, crf: int, kind: str) -> list[str]:
+    """ffmpeg output options of a sharing codec: yuv420p, BT.709 matrix and tags, at ``crf``."""
+    # The scaler converts with the BT.709 matrix to limited range; setparams tags the frames,
+    # since encoders take their colour tags from the frames (output options alone are ignored).
+    tags = "colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"
+    chain = f"scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setparams={tags}"
+    args = ["-vf", chain, "-pix_fmt", "yuv420p"]
+    if codec == "h264":
+        args += ["-c:v", "libx264", "-profile:v", "high", "-preset", "medium", "-crf", str(crf)]
+    elif codec == "h265":
+        args += ["-c:v", "libx265", "-preset", "medium", "-crf", str(crf)]
+        args += ["-x265-params", "log-level=error"]
+        if kind in (".mp4", ".mov"):
+            args += ["-tag:v", "hvc1"]  # Apple players refuse the default hev1 tag
+    else:  # vp9: constant quality needs -b:v 0
+        args += ["-c:v", "libvpx-vp9", "-crf", str(crf), "-b:v", "0", "-row-mt", "1"]
+    args += ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"]
+    return args + ["-color_range", "tv"]
+
+
+def _container_args(kind: str, encodes_audio: bool) -> list[str]:
+    """Reproducible-bytes flags, MP4/MOV fast start, and the muxer name."""
+    args = ["-fflags", "+bitexact", "-flags:v", "+bitexact"]
+    if encodes_audio:
+        args += ["-flags:a", "+bitexact"]
+    if kind in (".mp4", ".mov"):
+        args += ["-movflags", "+faststart"]
+    return args + ["-f", _CONTAINER_FORMATS[kind]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _SideStream:
+    """An audio or subtitle stream of a source file.
+
+    Attributes:
+      index: stream index in the file.
+      type: "audio" or "subtitle".
+      number: index among the file's streams of that type (the "#0" of the notes).
+      codec: ffmpeg's codec name ("aac", "pcm_s16le", "subrip", "hdmv_pgs_subtitle", ...).
+      channels: audio channels (0 for subtitles).
+      text: a text subtitle format.
+      bitmap: a bitmap subtitle format.
+    """
+
+    index: int
+    type: str
+    number: int
+    codec: str
+    channels: int = 0
+    text: bool = False
+    bitmap: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """The side streams of a file, and when its first video frame comes after the file start."""
+
+    path: str
+    streams: tuple[_SideStream, ...]
+    video_delay: float
+
+
+def _codec_name(stream) -> str:
+    """ffmpeg's canonical codec name of a PyAV stream ("mp3", not the decoder "mp3float")."""
+    try:
+        context = stream.codec_context
+        codec = context.codec if context is not None else None
+    except (av.error.FFmpegError, ValueError):
+        codec = None
+    if codec is not None:
+        return codec.canonical_name
+    return getattr(stream, "name", None) or "unknown"  # data streams: ffmpeg's codec id name
+
+
+def _subtitle_kind(stream) -> tuple[bool, bool]:
+    """(text, bitmap) of a PyAV subtitle stream."""
+    try:
+        codec = stream.codec_context.codec
+    except (AttributeError, av.error.FFmpegError, ValueError):
+        return False, False
+    return bool(codec.text_sub), bool(codec.bitmap_sub)
+
+
+def _open_av(path: str):
+    """A PyAV input container, or a one-line error naming ``path``."""
+    try:
+        return av.open(path)
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise _error(path, f"cannot read its streams ({e})") from None
+
+
+def _video_delay(container) -> float:
+    """Seconds from the file's start (its earliest stream) to its first video frame."""
+    attached = int(av.stream.Disposition.attached_pic)
+    for stream in container.streams.video:
+        if int(stream.disposition) & attached:
+            continue
+        if stream.start_time is None or container.start_time is None:
+            return 0.0
+        start = float(stream.start_time * stream.time_base)
+        return max(0.0, start - container.start_time / 1_000_000)
+    return 0.0
+
+
+def _side_streams(path: str) -> _Source:
+    """The audio and subtitle streams of a container file, in file order."""
+    _check_input_path(path)
+    if os.path.isdir(path):
+        raise _error(path, "is a directory, not a video file")
+    with _open_av(path) as container:
+        streams, counts = [], {"audio": 0, "subtitle": 0}
+        for stream in container.streams:
+            if stream.type not in counts:
+                continue
+            number = counts[stream.type]
+            counts[stream.type] += 1
+            codec = _codec_name(stream)
+            if stream.type == "audio":
+                channels = getattr(stream.codec_context, "channels", 0) or 0
+                streams.append(_SideStream(stream.index, "audio", number, codec, channels))
+            else:
+                text, bitmap = _subtitle_kind(stream)
+                streams.append(
+                    _SideStream(stream.index, "subtitle", number, codec, text=text, bitmap=bitmap)
+                )
+        delay = _video_delay(container)
+    return _Source(path, tuple(streams), delay)
+
+
+@dataclasses.dataclass(frozen=True)
+class _StreamPlan:
+    """How the side streams go into the output: ffmpeg arguments, notes, audio encoded or not."""
+
+    args: tuple[str, ...]
+    notes: tuple[str, ...]
+    encodes_audio: bool
+
+
+_AUDIO_ENCODER_NAMES = {
+    "aac": "aac",
+    "libopus": "opus",
+    "libmp3lame": "mp3",
+    "pcm_s16le": "pcm_s16le",
+}
+
+
+def _audio_encoder(codec: str, kind: str) -> tuple[str, str] | None:
+    """None when ``kind`` holds the audio ``codec`` as it is, else (encoder, bitrate or '')."""
+    if kind == ".mkv" or codec in _AUDIO_HELD[kind]:
+        return None
+    if kind in _PCM_HELD and codec.startswith("pcm_"):
+        return None
+    if kind in (".mp4", ".mov"):
+        return "aac", "192k"
+    if kind == ".webm":
+        return "libopus", "128k"
+    return ("libmp3lame", "192k") if "libmp3lame" in _encoders() else ("pcm_s16le", "")
+
+
+def _audio_plan(stream: _SideStream, kind: str, out: int, path: str) -> tuple[list, str, bool]:
+    """(ffmpeg codec options, note, encoded) for audio stream ``stream`` as output audio ``out``."""
+    label = f"audio #{stream.number} {stream.codec}"
+    target = _audio_encoder(stream.codec, kind)
+    if target is None:
+        return [f"-c:a:{out}", "copy"], f"{label}: copied", False
+    encoder, bitrate = target
+    _check_encoder(path, encoder, f"{label} in {kind[1:]}")
+    name = _AUDIO_ENCODER_NAMES[encoder]
+    args = [f"-c:a:{out}", encoder] + ([f"-b:a:{out}", bitrate] if bitrate else [])
+    note = f"{label}: re-encoded to {name} ({kind[1:]} cannot hold {stream.codec})"
+    if encoder == "libmp3lame" and stream.channels > 2:
+        args += [f"-ac:a:{out}", "2"]
+        note += ", downmixed to stereo (mp3 holds at most 2 channels)"
+    return args, note, True
+
+
+def _subtitle_plan(stream: _SideStream, kind: str, out: int) -> tuple[list | None, str]:
+    """(ffmpeg codec options or None to drop it, note) for a subtitle stream as output ``out``."""
+    label, container = f"subtitle #{stream.number} {stream.codec}", kind[1:]
+    if kind == ".mkv":
+        if stream.codec == "mov_text":  # the one text format Matroska lacks
+            note = f"{label}: converted to subrip (mkv cannot hold mov_text)"
+            return [f"-c:s:{out}", "srt"], note
+        return [f"-c:s:{out}", "copy"], f"{label}: copied"
+    target = _SUBTITLE_TEXT_FORMAT[kind]
+    if target is None:
+        return None, f"{label}: dropped ({container} cannot hold subtitles)"
+    if stream.bitmap:
+        return None, f"{label}: dropped ({container} cannot hold bitmap subtitles)"
+    if not stream.text:
+        return None, f"{label}: dropped ({container} holds only text subtitles)"
+    if stream.codec == target:
+        return [f"-c:s:{out}", "copy"], f"{label}: copied"
+    return [f"-c:s:{out}", target], f"{label}: converted to {target}"
+
+
+def _plan_side_streams(
+    streams: Iterable[_SideStream], kind: str, input_index: int, path: str
+) -> _StreamPlan:
+    """Maps each audio and subtitle stream of input ``input_index`` into a ``kind`` container.
+
+    Audio is copied when the container holds its codec, else re-encoded; subtitles are copied,
+    converted to the container's text format, or dropped. ``path`` names the output in errors.
+    """
+    args, notes, encodes = [], [], False
+    out_audio = out_subtitle = 0
+    for stream in streams:
+        if stream.type == "audio":
+            codec_args, note, encoded = _audio_plan(stream, kind, out_audio, path)
+            out_audio += 1
+            encodes = encodes or encoded
+        else:
+            codec_args, note = _subtitle_plan(stream, kind, out_subtitle)
+            if codec_args is not None:
+                out_subtitle += 1
+        notes.append(note)
+        if codec_args is not None:
+            args += ["-map", f"{input_index}:{stream.index}", *codec_args]
+    return _StreamPlan(tuple(args), tuple(notes), encodes)
+
+
+def _source_input(path: str) -> list[str]:
+    """ffmpeg input options for a side-stream source: read as a plain file, never as stdin, a
+    device or a network protocol, whatever its name looks like."""
+    return ["-i", "file:" + os.path.abspath(path)]
+
+
+def _make_temp_file(path: str) -> str:
+    """An empty hidden temporary file beside ``path`` with the same extension, umask applied."""
+    parent = os.path.dirname(os.path.abspath(path))
+    stem, ext = os.path.splitext(os.path.basename(path))
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{ext}", dir=parent)
+    except OSError as e:
+        raise _error(path, f"cannot write in {parent} ({e.strerror})") from None
+    os.close(fd)
+    try:
+        os.chmod(temp, 0o666 & ~_umask())
+    except OSError as e:
+        os.remove(temp)
+        raise _error(path, f"cannot write in {parent} ({e.strerror})") from None
+    return temp
+
+
 class VideoWriter:
     """Write frames to a video file, PNG folder or .npy array, atomically, as they come.
 
@@ -922,21 +1273,35 @@ class VideoWriter:
 
     Args:
       path: output path. ``.mkv`` / ``.avi`` -> FFV1 (8-bit as bgr0, 16-bit as gbrp16le);
-        ``.mp4`` -> libx264rgb with ``-qp 0`` (8-bit only); ``.npy`` -> (T,H,W,3) array;
-        a path ending in ``/``, an existing directory or a name without extension -> a folder of
-        ``000000.png``, ``000001.png``, ...
+        ``.mp4`` / ``.mov`` -> libx264rgb with ``-qp 0`` (8-bit only); ``.webm`` -> vp9;
+        ``.npy`` -> (T,H,W,3) array; a path ending in ``/``, an existing directory or a name
+        without extension -> a folder of ``000000.png``, ``000001.png``, ...
       fps: frames per second (> 0).
       width, height: frame size in pixels.
-      codec: None (by extension, lossless), "ffv1", "libx264rgb", or the lossy "h264" (libx264,
-        crf 18, yuv420p, BT.709) which also needs ``allow_lossy=True`` and then warns.
+      codec: None (by extension), the lossless "ffv1" or "libx264rgb", or a sharing codec:
+        "h264" (libx264 High, .mp4/.mkv/.mov), "h265" (libx265, .mp4/.mkv/.mov) or "vp9"
+        (libvpx-vp9, .webm/.mkv), all yuv420p BT.709 (even frame sizes only); a sharing codec
+        warns `LossyOutputWarning`.
       overwrite: replace an existing output (a folder only if it holds nothing but frame PNGs).
       inputs: paths the run read; writing onto any of them is refused, even with ``overwrite``.
       bit_depth: 8 (uint8 frames) or 16 (uint16 frames).
-      allow_lossy: permit the lossy codec.
+      allow_lossy: kept for backward compatibility; sharing codecs no longer need it.
+      streams_from: a container file (the edit's input) whose audio and subtitle streams, global
+        metadata and chapters go into a container output (see the module notes); a PNG folder or
+        .npy output ignores it. Writing onto it is refused like onto ``inputs``.
+      crf: constant rate factor of a sharing codec (None -> 23 for h264, 28 for h265, 32 for
+        vp9; 0-51 for h264/h265, 0-63 for vp9).
+
+    Attributes:
+      codec: the codec written (None for PNG folders and .npy).
+      crf: the CRF of a sharing codec, else None.
+      stream_notes: one line per side stream saying what was done with it ("audio #0 aac:
+        copied", "audio #0 pcm_s16le: re-encoded to aac (mp4 cannot hold pcm_s16le)", ...).
 
     Raises:
-      RppgEditError: unsupported type or codec, output equal to an input, existing output without
-        ``overwrite``, missing or unwritable directory, wrong frames, or an ffmpeg failure.
+      RppgEditError: unsupported type or codec, CRF out of range, codec missing from the bundled
+        ffmpeg, output equal to an input, existing output without ``overwrite``, missing or
+        unwritable directory, unreadable ``streams_from``, wrong frames, or an ffmpeg failure.
     """
 
     def __init__(
@@ -951,7 +1316,10 @@ class VideoWriter:
         inputs: Iterable = (),
         bit_depth: int = 8,
         allow_lossy: bool = False,
+        streams_from=None,
+        crf: int | None = None,
     ):
+        del allow_lossy  # sharing codecs are allowed; the parameter stays for old callers
         raw_path = os.fspath(path)
         kind, path = _output_kind(raw_path)
         self.path, self.kind = path, kind
@@ -963,12 +1331,19 @@ class VideoWriter:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
         self.fps, self.width, self.height, self.bit_depth = float(fps), width, height, bit_depth
         self.dtype = np.dtype("<u2") if bit_depth == 16 else np.dtype(np.uint8)
-        self.codec = self._choose_codec(codec, allow_lossy)
-        self._check_destination(overwrite, inputs)
+        self.codec = self._choose_codec(codec)
+        self.crf = _check_crf(self.path, self.codec, crf) if self.codec else None
+        if self.codec is None and crf is not None:
+            raise _error(self.path, f"crf does not apply to a {kind} output")
+        sources = [] if streams_from is None else [os.fspath(streams_from)]
+        self._check_destination(overwrite, [*inputs, *sources])
+        self.stream_notes: list[str] = []
+        self._source, self._plan = None, None
+        if sources:
+            self._plan_streams(sources[0])
         if self.codec in _LOSSY_CODECS:
             warnings.warn(
-                f"{self.path}: writing with lossy codec {self.codec}; lossy compression weakens "
-                "or erases the edited pulse",
+                _LOSSY_WARNING.format(path=self.path, codec=self.codec, crf=self.crf),
                 LossyOutputWarning,
                 stacklevel=2,
             )
@@ -982,7 +1357,7 @@ class VideoWriter:
 
     # -- setup -------------------------------------------------------------------------------
 
-    def _choose_codec(self, codec: str | None, allow_lossy: bool) -> str | None:
+    def _choose_codec(self, codec: str | None) -> str | None:
         path, kind = self.path, self.kind
         if kind in ("png", "npy"):
             if codec not in (None, kind):
@@ -992,46 +1367,47 @@ class VideoWriter:
         if codec not in _CODEC_CONTAINERS:
             raise _error(path, f"unknown codec {codec!r}; use one of {sorted(_CODEC_CONTAINERS)}")
         if kind not in _CODEC_CONTAINERS[codec]:
-            raise _error(path, f"codec {codec} cannot be written to {kind}")
-        if codec in _LOSSY_CODECS:
-            if not allow_lossy:
-                raise _error(
-                    path,
-                    f"lossy codec {codec} refused: lossy compression weakens or erases the edited "
-                    "pulse; pass allow_lossy=True to write it anyway",
-                )
-            if self.width % 2 or self.height % 2:
-                raise _error(
-                    path,
-                    f"{codec} with yuv420p needs even frame sizes, got {self.width}x{self.height}",
-                )
+            holds = "/".join(_CODEC_CONTAINERS[codec])
+            raise _error(path, f"codec {codec} cannot be written to {kind} (use {holds})")
+        if codec in _LOSSY_CODECS and (self.width % 2 or self.height % 2):
+            raise _error(
+                path,
+                f"{codec} with yuv420p needs even frame sizes, got {self.width}x{self.height}",
+            )
         if self.bit_depth == 16 and codec != "ffv1":
             raise _error(
                 path,
                 f"codec {codec} is 8-bit only; write 16-bit frames to .mkv, .avi, .npy or a folder",
             )
+        encoder = _LOSSY_CODECS[codec].encoder if codec in _LOSSY_CODECS else codec
+        _check_encoder(path, encoder, f"codec {codec}")
         return codec
 
     def _check_destination(self, overwrite: bool, inputs: Iterable) -> None:
         check_output_path(self.path, inputs=inputs, overwrite=overwrite)
 
+    def _plan_streams(self, source: str) -> None:
+        """Probes ``source`` and decides what to do with each of its audio/subtitle streams."""
+        if self.kind in ("png", "npy"):
+            holder = "a PNG folder" if self.kind == "png" else "a .npy"
+            self.stream_notes.append(f"audio not written: {holder} output holds no audio")
+            return
+        self._source = _side_streams(source)
+        self._plan = _plan_side_streams(self._source.streams, self.kind, 1, self.path)
+        self.stream_notes.extend(self._plan.notes)
+
     def _open_temp(self) -> None:
         parent = os.path.dirname(os.path.abspath(self.path))
         base = os.path.basename(self.path)
-        try:
-            if self.kind == "png":
+        if self.kind == "png":
+            try:
                 self._temp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
                 os.chmod(self._temp, 0o777 & ~_umask())
-            else:
-                stem, ext = os.path.splitext(base)
-                fd, self._temp = tempfile.mkstemp(
-                    prefix=f".{stem}.", suffix=f".tmp{ext}", dir=parent
-                )
-                os.close(fd)
-                os.chmod(self._temp, 0o666 & ~_umask())
-        except OSError as e:
-            self._temp = None
-            raise _error(self.path, f"cannot write in {parent} ({e.strerror})") from None
+            except OSError as e:
+                self._temp = None
+                raise _error(self.path, f"cannot write in {parent} ({e.strerror})") from None
+        else:
+            self._temp = _make_temp_file(self.path)
         try:
             if self.kind == "npy":
                 self._file = open(self._temp, "wb")
@@ -1042,28 +1418,49 @@ class VideoWriter:
             self.abort()
             raise
 
-    def _start_ffmpeg(self) -> None:
+    def _pipe_input(self) -> list[str]:
+        """ffmpeg options of the raw-frame input on stdin (input 0)."""
         rate = fractions.Fraction(self.fps).limit_denominator(1_000_000)
         in_fmt = "rgb48le" if self.bit_depth == 16 else "rgb24"
+        args = []
+        if self._plan is not None and self._plan.args and self._source.video_delay > 5e-4:
+            # The input's video starts after its audio: start ours as late, to stay in sync.
+            args += ["-itsoffset", f"{self._source.video_delay:.6f}"]
+        args += ["-f", "rawvideo", "-pix_fmt", in_fmt, "-s", f"{self.width}x{self.height}"]
+        return args + ["-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0"]
+
+    def _video_args(self) -> list[str]:
+        """ffmpeg output options of the video stream for a container output."""
+        if self.codec == "ffv1":
+            out_fmt = "gbrp16le" if self.bit_depth == 16 else "bgr0"
+            return ["-c:v", "ffv1", "-level", "3", "-slicecrc", "1", "-pix_fmt", out_fmt]
+        if self.codec == "libx264rgb":
+            return ["-c:v", "libx264rgb", "-qp", "0", "-pix_fmt", "rgb24"]
+        return _lossy_video_args(self.codec, self.crf, self.kind)
+
+    def _encode_command(self) -> list[str]:
+        """The whole ffmpeg command that encodes stdin's frames (and side streams) to the temp."""
         cmd = [_ffmpeg(), "-hide_banner", "-nostats", "-loglevel", "level+error", "-y"]
-        cmd += ["-f", "rawvideo", "-pix_fmt", in_fmt, "-s", f"{self.width}x{self.height}"]
-        cmd += ["-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0"]
-        cmd += ["-map", "0:v:0", "-fps_mode", "passthrough", "-map_metadata", "-1"]
+        cmd += self._pipe_input()
+        side = self._plan is not None
+        if side:
+            cmd += _source_input(self._source.path)
+        cmd += ["-map", "0:v:0", "-fps_mode", "passthrough"]
+        if side:
+            cmd += ["-map_metadata", "1", "-map_chapters", "1", *self._plan.args]
+        else:
+            cmd += ["-map_metadata", "-1"]
         if self.kind == "png":
             out_fmt = "rgb48be" if self.bit_depth == 16 else "rgb24"
-            cmd += ["-c:v", "png", "-pix_fmt", out_fmt, "-f", "image2", "-start_number", "0"]
-            cmd += [os.path.join(self._temp, "%06d.png")]
-        else:
-            if self.codec == "ffv1":
-                out_fmt = "gbrp16le" if self.bit_depth == 16 else "bgr0"
-                cmd += ["-c:v", "ffv1", "-level", "3", "-slicecrc", "1", "-pix_fmt", out_fmt]
-            elif self.codec == "libx264rgb":
-                cmd += ["-c:v", "libx264rgb", "-qp", "0", "-pix_fmt", "rgb24"]
-            else:  # lossy h264
-                cmd += ["-vf", "scale=out_color_matrix=bt709:out_range=tv"]
-                cmd += ["-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p"]
-                cmd += ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"]
-            cmd += ["-f", _CONTAINER_FORMATS[self.kind], self._temp]
+            cmd += ["-c:v", "png", "-pix_fmt", out_fmt, "-fflags", "+bitexact"]
+            cmd += ["-flags:v", "+bitexact", "-f", "image2", "-start_number", "0"]
+            return cmd + [os.path.join(self._temp, "%06d.png")]
+        cmd += self._video_args()
+        cmd += _container_args(self.kind, side and self._plan.encodes_audio)
+        return cmd + [self._temp]
+
+    def _start_ffmpeg(self) -> None:
+        cmd = self._encode_command()
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr
@@ -1218,14 +1615,17 @@ def write_video(
     overwrite: bool = False,
     inputs: Iterable = (),
     allow_lossy: bool = False,
+    streams_from=None,
+    crf: int | None = None,
 ) -> str:
-    """Write (T, H, W, 3) uint8 or uint16 frames losslessly and atomically.
+    """Write (T, H, W, 3) uint8 or uint16 frames atomically (losslessly unless a sharing codec
+    is named).
 
     Args:
       path: output path; the format follows the extension as in `VideoWriter`.
       frames: (T, H, W, 3) uint8, or uint16 for a 16-bit output (.mkv, .avi, .npy, folder).
       fps: frames per second.
-      codec, overwrite, inputs, allow_lossy: as in `VideoWriter`.
+      codec, overwrite, inputs, allow_lossy, streams_from, crf: as in `VideoWriter`.
 
     Returns:
       The path written (a folder path without trailing slash for PNG folders).
@@ -1249,6 +1649,196 @@ def write_video(
         inputs=inputs,
         bit_depth=bit_depth,
         allow_lossy=allow_lossy,
+        streams_from=streams_from,
+        crf=crf,
     ) as writer:
         writer.write(frames)
     return writer.path
+
+
+def reencode(
+    src, dst, *, codec: str = "h264", crf: int | None = 23, overwrite: bool = False
+) -> str:
+    """Decode a video file and encode it again the way a sharing platform does, atomically.
+
+    The video gets the writer's sharing-codec settings (yuv420p, BT.709, ``crf``), with every
+    frame kept at its timestamp; audio is stream-copied where the container holds it (else
+    re-encoded as `VideoWriter` does), subtitles, metadata and chapters follow as with
+    ``streams_from``. Used to measure what of an edit survives a second compression (e.g. CRF 23
+    then 28).
+
+    Args:
+      src: a container file ffmpeg reads.
+      dst: the output file (.mp4/.mkv/.mov for h264 and h265, .webm/.mkv for vp9); never ``src``.
+      codec: "h264", "h265" or "vp9".
+      crf: as in `VideoWriter` (None -> the codec's default).
+      overwrite: replace an existing ``dst``.
+
+    Returns:
+      The path written.
+
+    Raises:
+      RppgEditError: unreadable ``src``, ``dst`` equal to ``src`` or existing without
+        ``overwrite``, a codec that is not a sharing codec or does not fit the container, CRF out
+        of range, odd frame size, or an ffmpeg failure.
+    """
+    src, dst = os.fspath(src), os.fspath(dst)
+    kind, dst = _output_kind(dst)
+    if codec not in _LOSSY_CODECS:
+        raise _error(dst, f"reencode writes a sharing codec {sorted(_LOSSY_CODECS)}, not {codec!r}")
+    if kind not in _CODEC_CONTAINERS[codec]:
+        holds = "/".join(_CODEC_CONTAINERS[codec])
+        raise _error(dst, f"codec {codec} cannot be written to {kind} (use {holds})")
+    crf = _check_crf(dst, codec, crf)
+    _check_encoder(dst, _LOSSY_CODECS[codec].encoder, f"codec {codec}")
+    check_output_path(dst, inputs=(src,), overwrite=overwrite)
+    source = _side_streams(src)
+    video = _probe_container(src)
+    if video.header.width % 2 or video.header.height % 2:
+        size = f"{video.header.width}x{video.header.height}"
+        raise _error(src, f"{codec} with yuv420p needs even frame sizes, got {size}")
+    plan = _plan_side_streams(source.streams, kind, 0, dst)
+    temp = _make_temp_file(dst)
+    try:
+        cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+error"]
+        cmd += ["-y", *_source_input(src), "-map", "0:V:0", "-fps_mode", "passthrough"]
+        cmd += ["-map_metadata", "0", "-map_chapters", "0", *plan.args]
+        cmd += _lossy_video_args(codec, crf, kind) + _container_args(kind, plan.encodes_audio)
+        proc = subprocess.run(cmd + [temp], capture_output=True)
+        problem = _ffmpeg_error(proc.stderr.decode("utf-8", "replace"))
+        if proc.returncode != 0 or problem:
+            raise _error(dst, f"ffmpeg failed ({problem or 'exit status ' + str(proc.returncode)})")
+        written = _probe_container(temp).num_frames
+        if written != video.num_frames:
+            raise _error(dst, f"wrote {written} frames instead of {video.num_frames}")
+        os.replace(temp, dst)
+    except BaseException:
+        if os.path.lexists(temp):
+            os.remove(temp)
+        raise
+    return dst
+
+
+# --------------------------------------------------------------------------------------------
+# Inspecting written files.
+
+# ffmpeg's names of the AVColorSpace, AVColorPrimaries, AVColorTransferCharacteristic and
+# AVColorRange values (libavutil/pixfmt.h), which PyAV reports as integers.
+_COLOR_SPACES = (
+    "gbr bt709 unknown reserved fcc bt470bg smpte170m smpte240m ycgco bt2020nc bt2020c "
+    "smpte2085 chroma-derived-nc chroma-derived-c ictcp ipt-c2 ycgco-re ycgco-ro"
+).split()
+_COLOR_PRIMARIES = {
+    1: "bt709",
+    2: "unknown",
+    4: "bt470m",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "film",
+    9: "bt2020",
+    10: "smpte428",
+    11: "smpte431",
+    12: "smpte432",
+    22: "ebu3213",
+}
+_COLOR_TRCS = (
+    "reserved bt709 unknown reserved bt470m bt470bg smpte170m smpte240m linear log100 log316 "
+    "iec61966-2-4 bt1361e iec61966-2-1 bt2020-10 bt2020-12 smpte2084 smpte428 arib-std-b67"
+).split()
+_COLOR_RANGES = ("unknown", "tv", "pc")
+
+
+def _enum_name(names, value) -> str:
+    """The name of an ffmpeg colour enum value, or its number when it has none here."""
+    value = int(value)
+    if isinstance(names, dict):
+        return names.get(value, str(value))
+    return names[value] if 0 <= value < len(names) else str(value)
+
+
+def _video_fields(context) -> dict:
+    """Pixel format, profile, colour tags and size of a PyAV video codec context."""
+    return {
+        "pix_fmt": context.pix_fmt,
+        "profile": context.profile,
+        "color_space": _enum_name(_COLOR_SPACES, context.colorspace),
+        "color_primaries": _enum_name(_COLOR_PRIMARIES, context.color_primaries),
+        "color_trc": _enum_name(_COLOR_TRCS, context.color_trc),
+        "color_range": _enum_name(_COLOR_RANGES, context.color_range),
+        "width": context.width,
+        "height": context.height,
+    }
+
+
+def stream_info(path) -> list[dict]:
+    """What each stream of a container file holds, read with PyAV (no frame is decoded).
+
+    Returns:
+      One dict per stream in file order: ``index``, ``type`` ("video", "audio", "subtitle",
+      "data", "attachment"), ``codec`` (ffmpeg's name: "h264", "aac", "mov_text", ...),
+      ``metadata`` (the stream's tags); for video also ``pix_fmt``, ``profile`` ("High", "Main",
+      or None), ``color_space``, ``color_primaries``, ``color_trc``, ``color_range`` (ffmpeg's
+      names: "bt709", "tv", "unknown", ...), ``width``, ``height``; for audio ``sample_rate``
+      and ``channels``.
+
+    Raises:
+      RppgEditError: missing, empty or unreadable file.
+    """
+    path = os.fspath(path)
+    _check_input_path(path)
+    streams = []
+    with _open_av(path) as container:
+        for stream in container.streams:
+            info = {"index": stream.index, "type": stream.type, "codec": _codec_name(stream)}
+            info["metadata"] = dict(stream.metadata)
+            context = stream.codec_context if stream.type in ("video", "audio") else None
+            if stream.type == "video" and context is not None:
+                info.update(_video_fields(context))
+            elif stream.type == "audio" and context is not None:
+                info.update(sample_rate=context.sample_rate, channels=context.channels)
+            streams.append(info)
+    return streams
+
+
+def is_faststart(path) -> bool:
+    """True when an MP4/MOV file's top-level ``moov`` box (the index) comes before ``mdat`` (the
+    media), so a player can start before the whole file has arrived.
+
+    Reads only the top-level box headers (ISO/IEC 14496-12, section 4.2): a 32-bit big-endian
+    size and a 4-character type; size 1 means a 64-bit size follows, size 0 that the box runs to
+    the end of the file.
+
+    Raises:
+      RppgEditError: missing or empty file, or one that is not a sequence of ISO boxes.
+    """
+    path = os.fspath(path)
+    _check_input_path(path)
+    if os.path.isdir(path):
+        raise _error(path, "is a directory, not an MP4/MOV file")
+    total = os.path.getsize(path)
+    with open(path, "rb") as f:
+        offset = 0
+        while offset + 8 <= total:
+            f.seek(offset)
+            size, kind = struct.unpack(">I4s", f.read(8))
+            header = 8
+            if size == 1:
+                if offset + 16 > total:
+                    raise _error(path, f"not an MP4/MOV file (cut box header at byte {offset})")
+                (size,) = struct.unpack(">Q", f.read(8))
+                header = 16
+            elif size == 0:
+                size = total - offset
+            if not all(32 <= c < 127 for c in kind):
+                raise _error(path, f"not an MP4/MOV file (no box type at byte {offset})")
+            if kind == b"moov":
+                return True
+            if kind == b"mdat":
+                return False
+            if size < header:
+                raise _error(path, f"not an MP4/MOV file (bad box size {size} at byte {offset})")
+            offset += size
+    if offset == 0:
+        raise _error(path, "not an MP4/MOV file")
+    return False
