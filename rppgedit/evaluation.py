@@ -39,10 +39,15 @@ def estimate_bvp(name: str, clip, mask, fps: float, params=None) -> np.ndarray:
 def read_heart_rates(
     clip, mask, fps: float, names: Iterable[str], params: dict | None = None
 ) -> dict[str, dict[str, float]]:
-    """{estimator: {"hr_bpm", "snr_db"}} for a clip (T,H,W,3) in [0,1] and its skin mask (T,H,W)."""
-    params = params or {}
+    """{estimator: {"hr_bpm", "snr_db"}} for a clip (T,H,W,3) in [0,1] and its skin mask (T,H,W).
+
+    `params` caches the deep estimators' weights: those it lacks are loaded once and stored in it,
+    so a caller that reads several clips passes the same dict and loads each model once."""
+    params = {} if params is None else params
     out = {}
     for name in names:
+        if registry.get(name).input == "video" and params.get(name) is None:
+            params[name] = registry.get(name).load_params()
         bvp = estimate_bvp(name, clip, mask, fps, params.get(name))
         hr = float(signals.heart_rate(bvp, fps))
         snr = float(signals.pulse_snr(bvp, fps, hr))

@@ -293,14 +293,20 @@ def edit_frames(
     return EditResult(out, faces, mask_full, target, seconds)
 
 
+def scaled(faces: list[FaceEdit], strength: float) -> list[FaceEdit]:
+    """The faces with their residuals times `strength` (the same list when it is 1)."""
+    if strength == 1.0:
+        return faces
+    return [
+        dataclasses.replace(f, residual=None if f.residual is None else f.residual * strength)
+        for f in faces
+    ]
+
+
 def paste_frames(frames: np.ndarray, faces: list[FaceEdit], job: EditJob, strength: float = 1.0):
     """Pastes the faces' residuals (times `strength`) into all frames, chunk by chunk as `run_edit`
     does: returns (output frames, full-resolution mask of every face)."""
-    if strength != 1.0:
-        faces = [
-            dataclasses.replace(f, residual=None if f.residual is None else f.residual * strength)
-            for f in faces
-        ]
+    faces = scaled(faces, strength)
     outs, masks_full = [], []
     size = chunk_frames(*frames.shape[1:3])
     for index, start in enumerate(range(0, frames.shape[0], size)):
@@ -330,12 +336,28 @@ def find_faces(
       shape: (T, H, W); needed when `frames` is not an array.
       name: the video's name in error messages.
     """
+    return _located(frames, face.track_faces, face_box, allow_no_face, shape, name)
+
+
+def find_boxes(frames, *, face_box=None, allow_no_face=False, shape=None, name="video"):
+    """Face boxes (T,4) of one face: a user's fixed box, the tracked (followed) face, or (when
+    allowed) a centred box. Arguments as `find_faces`."""
+
+    def follow(stream, name):
+        boxes = face.track_face(stream, name=name)
+        return [face.FaceTrack(boxes, np.ones(len(boxes), bool))]
+
+    return _located(frames, follow, face_box, allow_no_face, shape, name)[0].boxes
+
+
+def _located(frames, tracker, face_box, allow_no_face, shape, name) -> list[face.FaceTrack]:
+    """`tracker(frames, name=)`'s tracks, or the user's box, or the centred fallback box."""
     num, height, width = frames.shape[:3] if shape is None else shape
     everywhere = np.ones(num, bool)
     if face_box is not None:
         return [face.FaceTrack(np.tile(np.asarray(face_box, np.float32), (num, 1)), everywhere)]
     try:
-        tracks = face.track_faces(frames, name=name)
+        tracks = tracker(frames, name=name)
     except RppgEditError:
         if not allow_no_face:
             raise
@@ -344,23 +366,6 @@ def find_faces(
     if len(tracks[0].boxes) != num:
         raise RppgEditError(f"{name}: decoded {len(tracks[0].boxes)} frames, expected {num}")
     return tracks
-
-
-def find_boxes(frames, *, face_box=None, allow_no_face=False, shape=None, name="video"):
-    """Face boxes (T,4) of one face: a user's fixed box, the tracked (largest) face, or (when
-    allowed) a centred box. Arguments as `find_faces`."""
-    num, height, width = frames.shape[:3] if shape is None else shape
-    if face_box is not None:
-        return np.tile(np.asarray(face_box, np.float32), (num, 1))
-    try:
-        boxes = face.track_face(frames, name=name)
-    except RppgEditError:
-        if not allow_no_face:
-            raise
-        return np.tile(face.fixed_box(height, width), (num, 1)).astype(np.float32)
-    if len(boxes) != num:
-        raise RppgEditError(f"{name}: decoded {len(boxes)} frames, expected {num}")
-    return boxes
 
 
 def _unit(frames: np.ndarray) -> np.ndarray:
@@ -411,10 +416,9 @@ def _joined(faces: list[FaceEdit], parts: list[list]) -> list[np.ndarray]:
     return [np.concatenate(p) if p else f.clip[:0] for f, p in zip(faces, parts, strict=True)]
 
 
-def _face_rows(job: EditJob, f: FaceEdit, index: int, afters: dict, fps: float) -> list[dict]:
+def _face_rows(job, f: FaceEdit, index: int, afters: dict, fps: float, params) -> list[dict]:
     """Before/after readings of one face: afters maps a column suffix ("after", "reencoded")
-    to that face's crop of the output (and of its re-encode)."""
-    params = {}
+    to that face's crop of the output (and of its re-encode); `params` caches the weights."""
     readings = {"before": evaluation.read_heart_rates(f.clip, f.mask, fps, job.estimators, params)}
     for key, after_clip in afters.items():
         readings[key] = evaluation.read_heart_rates(after_clip, f.mask, fps, job.estimators, params)
@@ -432,7 +436,7 @@ def _face_rows(job: EditJob, f: FaceEdit, index: int, afters: dict, fps: float) 
 
 def _report(job: EditJob, faces, afters: dict, fps: float) -> dict:
     """Per-face readings before and after (`afters`: {suffix: [crop per face]}) and their rows."""
-    rows, listed = [], []
+    rows, listed, params = [], [], {}
     for i, f in enumerate(faces):
         entry = {
             "face": i,
@@ -444,7 +448,7 @@ def _report(job: EditJob, faces, afters: dict, fps: float) -> dict:
         }
         if f.residual is not None:
             face_afters = {k: v[i] for k, v in afters.items()}
-            entry["rows"] = _face_rows(job, f, i, face_afters, fps)
+            entry["rows"] = _face_rows(job, f, i, face_afters, fps, params)
             rows += entry["rows"]
         listed.append(entry)
     edited = [f for f in faces if f.residual is not None]
@@ -598,10 +602,8 @@ def run_edit(
         target = targets.make_target(job.target, info.num_frames, info.fps)
         state = editors.get(job.method).load_state(cfg)
         notes = _edit_faces(faces, target, cfg, state, job, progress)
+        faces = scaled(faces, strength)
         if strength != 1.0:
-            for f in faces:
-                if f.residual is not None:
-                    f.residual = f.residual * strength
             notes.append(
                 f"lossy output: the edit is pasted at {strength:g}x its lossless strength so that "
                 "it survives this encode and one more platform re-encode"
