@@ -19,8 +19,6 @@ import argparse
 import json
 import pathlib
 
-import numpy as np
-
 from rppgedit import evaluation, metrics, pipeline, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.editors.privacy_phys import DEFAULT_SURROGATES
@@ -74,7 +72,7 @@ def main():
     records, misses = [], dict.fromkeys(names, 0)
     for seed in _seeds(args.seeds):
         clip = synthetic.make_clip(seed, hr_bpm=TRUE_HR, num_frames=FRAMES, height=SIZE, width=SIZE)
-        boxes = np.tile(crop.enclosing_square(clip.face_boxes), (FRAMES, 1))
+        boxes = clip.crop_boxes
         result = pipeline.edit_frames(clip.frames, FPS, boxes, job)
         before_clip = crop.crop_resize(clip.frames, boxes, 32)
         after_clip = crop.crop_resize(result.frames, boxes, 32)

@@ -47,7 +47,7 @@ VARIANTS = {  # extra method options per candidate name suffix
 
 
 def union_box(clip):
-    return np.tile(crop.enclosing_square(clip.face_boxes), (len(clip.frames), 1))
+    return clip.crop_boxes
 
 
 def main():

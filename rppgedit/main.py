@@ -263,8 +263,19 @@ def _print_report(summary: dict) -> None:
                 f"face {f['face']}: frames {f['first_frame']}-{f['last_frame']}"
                 + ("" if f["edited"] else " (not edited)")
             )
+    if summary.get("surrogates"):
+        columns = [("face", "face", "d")] if len(summary["faces"]) > 1 else []
+        columns += [
+            ("surrogate", "surrogate", "s"),
+            ("hr_after", "HR after", ".1f"),
+            ("pearson_to_target", "Pearson to target", ".2f"),
+            ("fooled", "fooled", ""),
+        ]
+        print(format_table(summary["surrogates"], columns))
     for note in summary.get("streams", []) + summary.get("notes", []):
         print(f"note: {note}")
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}")
     print(
         f"wrote {summary['output']} ({summary['frames']} frames, "
         f"{summary['fps_end_to_end']:.1f} frames/s end to end)"

@@ -390,7 +390,7 @@ def _load_synthetic(ref: ClipRef, spec: SweepSpec) -> _Clip:
         width=spec.frame_size,
         motion=spec.motion,
     )
-    crop8, mask = _crop_and_mask(clip.frames, _square_boxes(clip.face_boxes), spec)
+    crop8, mask = _crop_and_mask(clip.frames, clip.crop_boxes, spec)
     return _Clip(crop8, mask, float(clip.hr_bpm))
 
 

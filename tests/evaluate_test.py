@@ -23,7 +23,7 @@ def _write_clip(tmp_path, hr):
 
 def test_evaluate_reads_the_known_rate_and_the_ground_truth(tmp_path):
     clip, path, gt = _write_clip(tmp_path, 84.0)
-    box = crop.enclosing_square(clip.face_boxes)
+    box = crop.enclosing_square(clip.crop_boxes)
     result = evaluate.run_evaluate(
         str(path), ("pos", "chrom"), face_box=box, work_size=32, ground_truth=str(gt)
     )
@@ -37,7 +37,7 @@ def test_evaluate_reads_the_known_rate_and_the_ground_truth(tmp_path):
 
 def test_evaluate_cli_writes_json(tmp_path):
     clip, path, _ = _write_clip(tmp_path, 66.0)
-    box = ",".join(str(float(v)) for v in crop.enclosing_square(clip.face_boxes))
+    box = ",".join(str(float(v)) for v in crop.enclosing_square(clip.crop_boxes))
     out = tmp_path / "r.json"
     proc = subprocess.run(
         [

@@ -1,5 +1,6 @@
 """Share-ready edits: every face edited, the input's sound kept, readings on the decoded file."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def test_two_faces_at_different_rates_both_read_the_target(tmp_path):
 def test_face_present_for_too_few_frames_is_reported_not_edited(tmp_path):
     clip = synthetic.make_clip(2, num_frames=120, height=64, width=64)
     short = pipeline.face.FaceTrack(
-        np.tile(crop.enclosing_square(clip.face_boxes), (120, 1)),
+        clip.crop_boxes,
         np.arange(120) < 20,
     )
     full = pipeline.face.FaceTrack(short.boxes, np.ones(120, bool))
@@ -100,7 +101,7 @@ def test_share_preset_read_on_the_decoded_file(tmp_path, seed, skin_tone, motion
     src = _with_audio(tmp_path, clip.frames)
     out = tmp_path / "shared.mp4"
     estimators = ("pos", "chrom", "physnet_rlap")
-    box = crop.enclosing_square(clip.face_boxes)
+    box = crop.enclosing_square(clip.crop_boxes)
     output = pipeline.OutputSpec(codec="h264", crf=23, verify_reencode=28)
     with pytest.warns(io.LossyOutputWarning):
         summary = pipeline.run_edit(
@@ -134,7 +135,7 @@ def test_share_flag_on_the_command_line(tmp_path):
     src = _with_audio(tmp_path, clip.frames)
     before = src.read_bytes()
     out = tmp_path / "out.mp4"
-    x0, y0, x1, y1 = crop.enclosing_square(clip.face_boxes)
+    x0, y0, x1, y1 = crop.enclosing_square(clip.crop_boxes)
     args = [sys.executable, "-m", "rppgedit.main", "--noprogress", "--mode=edit", "--share"]
     args += [f"--input={src}", f"--output={out}", "--steps=3", "--window=64", "--overlap=16"]
     args += [f"--face_box={x0},{y0},{x1},{y1}", "--estimators=pos", "--verify_reencode=28"]
@@ -169,7 +170,7 @@ def test_lossy_strength_applies_to_lossy_targets_only():
 
 def test_paste_frames_scales_the_residual():
     clip = synthetic.make_clip(5, num_frames=64, height=48, width=48)
-    box = np.tile(crop.enclosing_square(clip.face_boxes), (64, 1))
+    box = clip.crop_boxes
     job = _job(quantize="round", window=64, overlap=16)
     result = pipeline.edit_frames(clip.frames, FPS, box, job)
     twice, mask = pipeline.paste_frames(clip.frames, result.faces, job, np.float32(2.0))
@@ -180,3 +181,13 @@ def test_paste_frames_scales_the_residual():
     # Round to nearest of 2r against r: |2r - round(2r)| <= 0.5 and |r - round(r)| <= 0.5.
     assert np.abs(delta - 2 * once).max() <= 1.5
     assert np.abs(delta).sum() > 1.5 * np.abs(once[moved]).sum()
+
+
+def test_lossy_outputs_edit_with_the_paper_optimiser_unless_told_otherwise():
+    job = _job(method_options=(("learning_rate", 0.2),))
+    lossless = pipeline.editor_config(pipeline.codec_job(job, False), FPS)
+    assert (lossless.balance, lossless.colour, lossless.learning_rate) == ("softmax", "pulse", 0.2)
+    lossy = pipeline.editor_config(pipeline.codec_job(job, True), FPS)
+    assert (lossy.balance, lossy.colour, lossy.learning_rate) == ("mean", "free", 0.2)
+    removal = dataclasses.replace(job, target=targets.TargetSpec(kind="none"))
+    assert pipeline.codec_job(removal, True) is removal

@@ -30,7 +30,7 @@ def _source(tmp_path, num_frames, size):
     clip = synthetic.make_clip(3, hr_bpm=70.0, num_frames=num_frames, height=size, width=size)
     path = tmp_path / "in.mkv"
     io.write_video(path, clip.frames, FPS)
-    box = crop.enclosing_square(clip.face_boxes)
+    box = crop.enclosing_square(clip.crop_boxes)
     return clip, path, box
 
 

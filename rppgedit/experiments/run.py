@@ -30,7 +30,7 @@ never has to fit in memory.
 
 Datasets: ``synthetic`` (seeded `rppgedit.data.synthetic` faces cycling through light/medium/dark
 skin, still/moving heads and steady/drifting light, heart rates drawn in 55-95 bpm; their own
-`face_boxes`), or a name of `rppgedit.data.datasets.DATASETS` (``folder`` points at any videos) cut
+`crop_boxes`), or a name of `rppgedit.data.datasets.DATASETS` (``folder`` points at any videos) cut
 into consecutive `clip_seconds` clips, faces found by `pipeline.find_boxes`.
 
 Estimators are reported by family: ``classical`` (trace methods), ``deep`` (rppgedit's Flax models)
@@ -291,7 +291,7 @@ def synthetic_clips(
             id=f"{name}@0",
             frames=clip.frames,
             fps=clip.fps,
-            boxes=clip.face_boxes.astype(np.float32),
+            boxes=clip.crop_boxes,
             hr_true_bpm=float(clip.hr_bpm),
             meta={
                 "dataset": "synthetic",

@@ -1,0 +1,104 @@
+"""The edit report reads every surrogate of the ensemble and warns about those that were not fooled."""
+
+import json
+import math
+import pathlib
+
+import numpy as np
+
+from rppgedit import main, pipeline, targets
+from rppgedit.data import synthetic
+from rppgedit.video import crop, face, io
+
+FPS, FRAMES, TARGET = 30.0, 128, 120.0
+# GREEN drives the edit; PBV's weight is negligible, and PBV suppresses colour changes off the pulse
+# signature, so it keeps reading the clip's own rate. Measured on seeds 0-4 (128 frames, 32 px):
+# GREEN 120.0-120.2 bpm after every edit, PBV 70.4-75.9 bpm on all five.
+LEFT_BEHIND = (("green", 1.0), ("pbv", 1e-3))
+
+
+def _job(surrogates, estimators=("pos", "green"), kind="sinusoid"):
+    return pipeline.EditJob(
+        target=targets.TargetSpec(kind=kind, hr_bpm=TARGET),
+        work_size=32,
+        window=FRAMES,
+        overlap=0,
+        batch_windows=1,
+        estimators=estimators,
+        method_options=(("surrogates", surrogates),),
+    )
+
+
+def _edit(tmp_path, seed, job):
+    clip = synthetic.make_clip(seed, num_frames=FRAMES, height=64, width=64)
+    src, out = tmp_path / "in.mkv", tmp_path / "out.mkv"
+    io.write_video(src, clip.frames, FPS)
+    box = crop.enclosing_square(clip.crop_boxes)
+    return pipeline.run_edit(str(src), str(out), job, face_box=box, progress=False)
+
+
+def test_every_surrogate_is_read_after_the_edit_and_written_to_the_json(tmp_path):
+    summary = _edit(tmp_path, 0, _job((("pos", 1.0), ("chrom", 0.5))))
+    saved = json.loads(pathlib.Path(summary["report_path"]).read_text())
+    assert saved["surrogates"] == saved["faces"][0]["surrogates"]
+    entries = {e["surrogate"]: e for e in saved["surrogates"]}
+    assert list(entries) == ["pos", "chrom"]
+    for e in entries.values():
+        assert math.isfinite(e["hr_after"]) and math.isfinite(e["pearson_to_target"]), e
+        assert e["target_hr_bpm"] == TARGET
+        assert e["fooled"] == (abs(e["hr_after"] - TARGET) <= pipeline.FOOLED_BPM), e
+    # A surrogate that is also a report estimator gives the same reading as its row.
+    (pos_row,) = [r for r in saved["rows"] if r["estimator"] == "pos"]
+    assert entries["pos"]["hr_after"] == pos_row["hr_after"]
+    assert entries["pos"]["fooled"] and entries["pos"]["pearson_to_target"] > 0.5
+    missed = [e["surrogate"] for e in entries.values() if not e["fooled"]]
+    assert [w.split(" ", 1)[0] for w in saved["warnings"]] == missed
+
+
+def test_a_surrogate_left_behind_gets_one_warning_line(tmp_path, capsys):
+    summary = _edit(tmp_path, 1, _job(LEFT_BEHIND))
+    entries = {e["surrogate"]: e for e in summary["surrogates"]}
+    assert entries["green"]["fooled"], entries
+    pbv = entries["pbv"]
+    assert not pbv["fooled"] and abs(pbv["hr_after"] - TARGET) > pipeline.FOOLED_BPM, pbv
+    assert summary["warnings"] == [
+        f"pbv still reads {pbv['hr_after']:.1f} bpm after the edit (target {TARGET:.1f} bpm, "
+        f"Pearson {pbv['pearson_to_target']:.2f})"
+    ]
+    main._print_report(summary)
+    printed = capsys.readouterr().out.splitlines()
+    assert [line for line in printed if line.startswith("warning:")] == [
+        f"warning: {summary['warnings'][0]}"
+    ]
+
+
+def test_two_faces_name_the_face_and_removal_compares_with_the_before_rate():
+    two = synthetic.make_multi_face_clip(
+        (1, 2), (66.0, 84.0), num_frames=FRAMES, height=64, face_width=64
+    )
+    everywhere = np.ones(FRAMES, bool)
+    tracks = [
+        face.FaceTrack(np.tile(crop.enclosing_square(f.crop_boxes), (FRAMES, 1)), everywhere)
+        for f in two.faces
+    ]
+    job = _job(LEFT_BEHIND, estimators=("green",))
+    result = pipeline.edit_frames(two.frames, FPS, tracks, job)
+    report = pipeline.report_rows(job, result, two.frames, FPS)
+    assert [e["face"] for e in report["surrogates"]] == [0, 0, 1, 1]
+    assert [w.split(": ", 1)[0] for w in report["warnings"]] == ["face 0", "face 1"]
+    assert all(": pbv still reads " in w for w in report["warnings"])
+
+    removal = _job(LEFT_BEHIND, estimators=("green",), kind="none")
+    result = pipeline.edit_frames(two.frames, FPS, tracks[:1], removal)
+    report = pipeline.report_rows(removal, result, two.frames, FPS)
+    assert len(report["surrogates"]) == 2
+    for e in report["surrogates"]:
+        assert e["pearson_to_target"] is None and e["target_hr_bpm"] is None
+        assert e["fooled"] == (abs(e["hr_after"] - e["hr_before"]) > pipeline.FOOLED_BPM)
+    expected = [
+        f"{e['surrogate']} still reads {e['hr_after']:.1f} bpm after the removal "
+        f"(before {e['hr_before']:.1f} bpm)"
+        for e in report["surrogates"]
+        if not e["fooled"]
+    ]
+    assert report["warnings"] == expected
