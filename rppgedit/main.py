@@ -62,6 +62,10 @@ flags.DEFINE_string(
 flags.DEFINE_integer("steps", None, "Optimiser steps (default: the method's default).")
 flags.DEFINE_float("learning_rate", None, "Learning rate in grey levels per step.")
 flags.DEFINE_float("fidelity_weight", None, "Lambda, the weight of the MSE fidelity term.")
+flags.DEFINE_enum(
+    "balance", None, ["mean", "softmax"], "Privacy-Phys: how the surrogates' terms are combined."
+)
+flags.DEFINE_enum("colour", None, ["free", "pulse"], "Privacy-Phys: the colour the edit may take.")
 flags.DEFINE_integer(
     "param_size", -1, "Perturbation grid side; 0 optimises every pixel; -1 the method default."
 )
@@ -185,6 +189,8 @@ def _method_options() -> tuple[tuple[str, object], ...]:
         "steps": FLAGS.steps,
         "learning_rate": FLAGS.learning_rate,
         "fidelity_weight": FLAGS.fidelity_weight,
+        "balance": FLAGS.balance,
+        "colour": FLAGS.colour,
         "surrogates": _surrogates(FLAGS.surrogates) if FLAGS.surrogates else None,
     }
     options = {k: v for k, v in options.items() if v is not None}
@@ -471,7 +477,8 @@ def run_experiment_mode() -> None:
         pulseedit_lambdas=_floats("exp_pulseedit_lambdas"),
         target_hrs=_floats("exp_target_hrs"),
         target_hr_bpm=FLAGS.target_hr,
-        # --surrogates/--steps/--learning_rate/--fidelity_weight/--param_size: Privacy-Phys only;
+        # --surrogates/--steps/--learning_rate/--fidelity_weight/--balance/--colour/--param_size:
+        # Privacy-Phys only;
         # a swept field (lambda, learning rate) overrides them.
         method_options={"privacy_phys": _method_options()},
         work_size=FLAGS.work_size,
