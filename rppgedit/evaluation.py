@@ -37,9 +37,10 @@ def estimate_bvp(name: str, clip, mask, fps: float, params=None) -> np.ndarray:
 
 
 def read_heart_rates(
-    clip, mask, fps: float, names: Iterable[str], params: dict | None = None
+    clip, mask, fps: float, names: Iterable[str], params: dict | None = None, *, with_bvp=False
 ) -> dict[str, dict[str, float]]:
-    """{estimator: {"hr_bpm", "snr_db"}} for a clip (T,H,W,3) in [0,1] and its skin mask (T,H,W).
+    """{estimator: {"hr_bpm", "snr_db"}} for a clip (T,H,W,3) in [0,1] and its skin mask (T,H,W);
+    with `with_bvp`, also the BVP (T,) each reading was taken from, under "bvp".
 
     `params` caches the deep estimators' weights: those it lacks are loaded once and stored in it,
     so a caller that reads several clips passes the same dict and loads each model once."""
@@ -52,6 +53,8 @@ def read_heart_rates(
         hr = float(signals.heart_rate(bvp, fps))
         snr = float(signals.pulse_snr(bvp, fps, hr))
         out[name] = {"hr_bpm": hr, "snr_db": snr if math.isfinite(snr) else float("nan")}
+        if with_bvp:
+            out[name]["bvp"] = bvp
     return out
 
 

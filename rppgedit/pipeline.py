@@ -428,7 +428,9 @@ def _face_readings(job, surrogates, f: FaceEdit, afters: dict, fps: float, param
     readings = {"before": evaluation.read_heart_rates(f.clip, f.mask, fps, names, params)}
     for key, after_clip in afters.items():
         wanted = names if key == "after" else job.estimators
-        readings[key] = evaluation.read_heart_rates(after_clip, f.mask, fps, wanted, params)
+        readings[key] = evaluation.read_heart_rates(
+            after_clip, f.mask, fps, wanted, params, with_bvp=key == "after"
+        )
     return readings
 
 
@@ -445,11 +447,10 @@ def _face_rows(estimators, index: int, readings: dict, target_hr) -> list[dict]:
     return rows
 
 
-def _surrogate_entries(
-    surrogates, f: FaceEdit, index, after, readings, wave, target_hr, fps, params
-):
+def _surrogate_entries(surrogates, index, readings, wave, target_hr, fps):
     """Each (name, weight) surrogate's reading and Pearson with the target waveform `wave` (None for
-    removal) on the face's `after` crop, and whether it was fooled: it reads the target rate
+    removal) on the face's "after" crop (`readings`, with its BVP), and whether it was fooled: it
+    reads the target rate
     (`target_hr`; None: read from `wave`) within FOOLED_BPM, or for removal no longer reads its
     before rate within FOOLED_BPM."""
     if wave is not None and target_hr is None:
@@ -462,7 +463,7 @@ def _surrogate_entries(
         if wave is None:
             entry["fooled"] = abs(hr - before) > FOOLED_BPM
         else:
-            bvp = evaluation.estimate_bvp(name, after, f.mask, fps, params.get(name))
+            bvp = readings["after"][name]["bvp"]
             entry["pearson_to_target"] = float(signals.pearson(bvp, wave))
             entry["fooled"] = abs(hr - target_hr) <= FOOLED_BPM
         entries.append(entry)
@@ -503,9 +504,7 @@ def _report(job: EditJob, faces, afters: dict, fps: float, target) -> dict:
             readings = _face_readings(job, surrogates, f, face_afters, fps, params)
             entry["rows"] = _face_rows(job.estimators, i, readings, target_hr)
             wave = None if target is None else np.asarray(target[f.span], np.float64)
-            entry["surrogates"] = _surrogate_entries(
-                surrogates, f, i, face_afters["after"], readings, wave, target_hr, fps, params
-            )
+            entry["surrogates"] = _surrogate_entries(surrogates, i, readings, wave, target_hr, fps)
             rows += entry["rows"]
             entries += entry["surrogates"]
         listed.append(entry)
