@@ -3,10 +3,11 @@ ways platforms share it, every output decoded and read by rppgedit's estimators 
 open-rppg's deep models, which are never surrogates.
 
 For each target `pipeline.edit_frames` edits the video (the steps of `--mode=edit`, default
-Privacy-Phys settings) and writes the lossless edit. A lossy output pastes the edit at `--strength`
-times (what `run_edit` does for a lossy file, `pipeline.LOSSY_STRENGTH`; `--strength 1` is the
-lossless edit re-encoded, i.e. the tool before it knew about codecs) and encodes it with
-`io.reencode`, as `--share` does. The original is encoded the same way for the fidelity columns:
+Privacy-Phys settings) and writes the lossless edit. A lossy output is edited as `run_edit` edits
+for a lossy file (`pipeline.codec_job`'s settings) and pasted at `--strengths` times
+(`pipeline.LOSSY_STRENGTH`); strength 1 is the lossless edit re-encoded, i.e. the tool before it
+knew about codecs), then encoded with `io.reencode`, as `--share` does. The original is encoded
+the same way for the fidelity columns:
 
     lossless            the FFV1 edit itself
     h264_crfN           `--share --crf=N` (H.264 High yuv420p BT.709: the edited frames through
@@ -121,6 +122,9 @@ def main():
         mask = result.faces[0].mask
         lossless = out_dir / f"edit_{target}.mkv"
         io.write_video(lossless, result.frames, original.fps, overwrite=True)
+        lossy_job, lossy_result, lossy_edit_s = pipeline.codec_job(job, lossy=True), None, 0.0
+        if lossy_job == job:
+            lossy_result = result
         plan = [(k, x) for k in outputs for x in strengths if OUTPUTS[k] and target != "none"]
         plan = [(k, 1.0) for k in outputs if not OUTPUTS[k] or target == "none"] + plan
         for kind, strength in plan:
@@ -129,10 +133,16 @@ def main():
             if strength != 1.0:  # what `run_edit` pastes into a lossy output
                 source = out_dir / f"edit_{target}_x{strength:g}.mkv"
                 if not source.exists():
+                    if lossy_result is None:  # `run_edit`'s settings for a lossy output
+                        tic_lossy = time.perf_counter()
+                        lossy_result = pipeline.edit_frames(
+                            original.frames, original.fps, boxes, lossy_job
+                        )
+                        lossy_edit_s = time.perf_counter() - tic_lossy
                     frames, _ = pipeline.paste_frames(
-                        original.frames, result.faces, job, np.float32(strength)
+                        original.frames, lossy_result.faces, lossy_job, np.float32(strength)
                     )
-                    io.write_video(source, frames, original.fps)
+                    io.write_video(source, frames, original.fps, overwrite=True)
             stem = out_dir / f"edit_{target}_x{strength:g}_{kind}"
             path = encode_chain(str(source), OUTPUTS[kind], stem)
             hrs, frames, face = read_file(path, boxes, mask, original.fps, names, params)
@@ -152,7 +162,9 @@ def main():
                 if kind in reference
                 else None,
                 "kbytes": os.path.getsize(path) / 1e3,
-                "seconds": edit_s + time.perf_counter() - tic,
+                "seconds": (lossy_edit_s if strength != 1.0 else edit_s)
+                + time.perf_counter()
+                - tic,
             }
             rows.append(row)
             print(f"{target} {kind}: {json.dumps(io.json_safe(row))}", flush=True)

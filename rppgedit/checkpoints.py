@@ -28,7 +28,7 @@ from typing import Any, Literal
 import jax
 import numpy as np
 
-from rppgedit.errors import RppgEditError
+from rppgedit.errors import RppgEditError, one_line
 from rppgedit.models import physnet
 
 _log = logging.getLogger(__name__)
@@ -41,6 +41,20 @@ _find_spec = importlib.util.find_spec
 
 _ENCODER_BLOCKS = tuple(f"ConvBlock{i}" for i in range(1, 10))
 _DECODER_BLOCKS = ("upsample", "upsample2")
+
+
+def cache_checkpoint_dir() -> pathlib.Path:
+    """Where weights converted on first use go when no folder was named: the user's cache
+    (`$XDG_CACHE_HOME/rppgedit/checkpoints`, default `~/.cache/...`), never the source checkout."""
+    cache = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(cache) / "rppgedit" / "checkpoints"
+
+
+def _reason(err: BaseException) -> str:
+    """A short one-line reason from a third-party exception (its type and first words)."""
+    text = one_line(err)
+    text = text if len(text) <= 160 else text[:157] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def default_checkpoint_dir() -> pathlib.Path:
@@ -103,7 +117,7 @@ def _open_checkpoint(path: pathlib.Path):
         return checkpointer, meta
     except Exception as e:  # orbax raises several types (or returns None) for damaged folders
         checkpointer.close()
-        raise RppgEditError(f"{path}: unreadable checkpoint ({type(e).__name__})") from None
+        raise RppgEditError(f"{path}: unreadable checkpoint ({_reason(e)})") from None
 
 
 def restore_pytree(directory: str | os.PathLike) -> Any:
@@ -126,7 +140,7 @@ def restore_pytree(directory: str | os.PathLike) -> Any:
         try:
             return checkpointer.restore(path, target)
         except Exception as e:
-            raise RppgEditError(f"{path}: unreadable checkpoint ({type(e).__name__})") from None
+            raise RppgEditError(f"{path}: unreadable checkpoint ({_reason(e)})") from None
 
 
 def pytree_metadata(directory: str | os.PathLike) -> dict[str, Any]:
@@ -351,14 +365,19 @@ def load_physnet(
       RppgEditError: the checkpoint is missing and open-rppg is not installed.
     """
     _check_variant(variant)
-    return _load_physnet_cached(variant, str(_checkpoint_root(checkpoint_dir)))
+    named = checkpoint_dir is not None or bool(os.environ.get("RPPGEDIT_CHECKPOINTS"))
+    return _load_physnet_cached(variant, str(_checkpoint_root(checkpoint_dir)), named)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_physnet_cached(variant: str, root: str) -> dict[str, Any]:
+def _load_physnet_cached(variant: str, root: str, named: bool = True) -> dict[str, Any]:
     path = pathlib.Path(root) / f"physnet_{variant}"
-    if (path / "_CHECKPOINT_METADATA").is_file():
+    if path.exists():
         return restore_pytree(path)
+    if not named:  # convert into the user's cache, not into the default (source) folder
+        path = cache_checkpoint_dir().expanduser().resolve() / f"physnet_{variant}"
+        if path.exists():
+            return restore_pytree(path)
     if _find_spec("rppg") is None:
         raise RppgEditError(
             f"PhysNet weights not found at {path}; install them with `pip install open-rppg` (MIT) "

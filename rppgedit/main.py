@@ -7,7 +7,9 @@ Values in a flagfile can be overridden by flags given after it on the command li
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 
 from absl import app, flags, logging
 
@@ -66,6 +68,18 @@ flags.DEFINE_enum(
     "balance", None, ["mean", "softmax"], "Privacy-Phys: how the surrogates' terms are combined."
 )
 flags.DEFINE_enum("colour", None, ["free", "pulse"], "Privacy-Phys: the colour the edit may take.")
+flags.DEFINE_float(
+    "stop_pearson",
+    None,
+    "Privacy-Phys: stop a window's edit once every surrogate's Pearson with the target reaches "
+    "this (default 0.8); 1 runs every step, as the paper does.",
+)
+flags.DEFINE_float(
+    "notch_weight",
+    None,
+    "Privacy-Phys removal: weight of keeping the edited spectrum off the original pulse "
+    "(default 1; 0: spectral flatness alone).",
+)
 flags.DEFINE_integer(
     "param_size", -1, "Perturbation grid side; 0 optimises every pixel; -1 the method default."
 )
@@ -172,15 +186,24 @@ flags.DEFINE_string("demo_dir", "outputs/demo", "Where --mode=demo writes its cl
 
 
 def _surrogates(text: str) -> tuple[tuple[str, float], ...]:
+    from rppgedit import validate
+    from rppgedit.estimators import registry
+
     pairs = []
     for item in text.split(","):
         name, _, weight = item.strip().partition(":")
         try:
-            pairs.append((name.strip(), float(weight) if weight else 1.0))
+            value = float(weight) if weight else 1.0
         except ValueError:
             raise RppgEditError(
                 f"--surrogates: bad weight in {item!r} (want name:weight)"
             ) from None
+        validate.finite(f"--surrogates weight of {name.strip()!r}", value, low=0, low_open=True)
+        try:
+            registry.get(name.strip())
+        except RppgEditError as err:
+            raise RppgEditError(f"--surrogates: {err}") from None
+        pairs.append((name.strip(), value))
     return tuple(pairs)
 
 
@@ -191,9 +214,12 @@ def _method_options() -> tuple[tuple[str, object], ...]:
         "fidelity_weight": FLAGS.fidelity_weight,
         "balance": FLAGS.balance,
         "colour": FLAGS.colour,
+        "notch_weight": FLAGS.notch_weight,
         "surrogates": _surrogates(FLAGS.surrogates) if FLAGS.surrogates else None,
     }
     options = {k: v for k, v in options.items() if v is not None}
+    if FLAGS.stop_pearson is not None:  # 1: never stop early (None in the config)
+        options["stop_pearson"] = None if FLAGS.stop_pearson >= 1 else FLAGS.stop_pearson
     if FLAGS.param_size >= 0:
         options["param_size"] = FLAGS.param_size or None
     return tuple(options.items())
@@ -226,15 +252,137 @@ def _job():
 
 
 def _face_box():
+    import math
+
     if FLAGS.face_box is None:
         return None
     try:
         box = [float(v) for v in FLAGS.face_box]
     except ValueError:
         box = []
-    if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
-        raise RppgEditError(f"--face_box wants x0,y0,x1,y1 with x1>x0, y1>y0; got {FLAGS.face_box}")
+    if (
+        len(box) != 4
+        or not all(math.isfinite(v) and abs(v) <= 1e6 for v in box)
+        or box[2] <= box[0]
+        or box[3] <= box[1]
+    ):
+        raise RppgEditError(
+            f"--face_box wants four finite numbers x0,y0,x1,y1 with x1>x0, y1>y0; "
+            f"got {','.join(FLAGS.face_box)}"
+        )
     return box
+
+
+def _present(name: str) -> bool:
+    return FLAGS[name].present
+
+
+def _check_flags() -> None:
+    """Every flag checked before any file is decoded: finite, in range, consistent."""
+    from rppgedit import editors, validate
+    from rppgedit.estimators import registry
+    from rppgedit.video import skin
+
+    v = validate
+    v.finite("--learning_rate", FLAGS.learning_rate, low=0, high=255, low_open=True)
+    v.finite("--fidelity_weight", FLAGS.fidelity_weight, low=0, high=1e6)
+    v.finite("--stop_pearson", FLAGS.stop_pearson, low=-1, high=1, low_open=True)
+    v.finite("--notch_weight", FLAGS.notch_weight, low=0, high=1e6)
+    v.finite("--target_hr", FLAGS.target_hr)
+    v.finite("--target_phase", FLAGS.target_phase)
+    v.finite("--lossy_strength", FLAGS.lossy_strength, low=0, high=10, low_open=True)
+    v.integer("--steps", FLAGS.steps, 1, v.MAX_STEPS)
+    v.integer("--seed", FLAGS.seed, 0, 2**31 - 1)
+    v.windows(FLAGS.window, FLAGS.overlap, FLAGS.batch_windows, FLAGS.work_size)
+    v.integer("--param_size", FLAGS.param_size, -1, FLAGS.work_size)
+    v.integer("--crf", FLAGS.crf, 0, 63)
+    v.integer("--verify_reencode", FLAGS.verify_reencode, 0, 63)
+    v.one_of("--mask_method", FLAGS.mask_method, tuple(skin.SKIN_METHODS))
+    if FLAGS.method not in editors.METHODS:
+        raise RppgEditError(
+            f"--method: unknown editor {FLAGS.method!r}; choose one of {', '.join(editors.METHODS)}"
+        )
+    if not FLAGS.estimators:
+        raise RppgEditError("--estimators: needs at least one estimator")
+    for name in FLAGS.estimators:
+        try:
+            registry.get(name)
+        except RppgEditError as err:
+            raise RppgEditError(f"--estimators: {err}") from None
+    if FLAGS.surrogates:
+        _surrogates(FLAGS.surrogates)
+    # Conflicting flags: a value that the chosen target would silently ignore.
+    kind = FLAGS.target
+    for name in ("target_hr", "target_phase"):
+        if kind in ("none", "file") and _present(name):
+            raise RppgEditError(
+                f"--{name} does not apply to --target={kind} (drop it, or the flagfile line "
+                "that sets it)"
+            )
+    if FLAGS.target_file and kind != "file":
+        raise RppgEditError(f"--target_file needs --target=file (got --target={kind})")
+    if kind == "file":
+        _check_target_file()
+    if FLAGS.share and FLAGS.codec not in (None, "h264"):
+        raise RppgEditError(
+            f"--share writes H.264; it cannot be combined with --codec={FLAGS.codec}"
+        )
+    if FLAGS.bit_depth == "16" and (FLAGS.share or FLAGS.codec in ("h264", "h265", "vp9")):
+        raise RppgEditError("--bit_depth=16 needs a lossless codec (ffv1 in .mkv/.avi, .npy, PNG)")
+
+
+# The smallest frames an edit or a reading makes sense on (SSIM's window is 11 pixels).
+MIN_FRAME_SIDE = 16
+
+
+def _check_input(path: str) -> None:
+    """The input's header (not its frames): enough frames, big enough, a usable frame rate,
+    and a size whose edit fits the memory budget (`rppgedit.video.io.probe` checks those two)."""
+    from rppgedit import pipeline
+    from rppgedit.video import io
+
+    info = io.probe(path)
+    if info.num_frames < pipeline.MIN_FRAMES:
+        raise RppgEditError(
+            f"{path}: {info.num_frames} frames; at least {pipeline.MIN_FRAMES} are needed to "
+            "carry a readable pulse"
+        )
+    if min(info.width, info.height) < MIN_FRAME_SIDE:
+        raise RppgEditError(
+            f"{path}: frames of {info.width}x{info.height} are too small (at least "
+            f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE})"
+        )
+
+
+def _check_target_file() -> None:
+    """The waveform file is readable (its length is checked against the video later)."""
+    from rppgedit import targets
+
+    if not FLAGS.target_file:
+        raise RppgEditError("--target=file needs --target_file")
+    try:
+        targets.from_file(FLAGS.target_file, 2, 30.0)
+    except RppgEditError as err:
+        if "covers" not in str(err):
+            raise
+    except (TypeError, IndexError, ValueError) as err:
+        raise RppgEditError(
+            f"{FLAGS.target_file}: not a readable waveform ({type(err).__name__})"
+        ) from None
+
+
+def _check_weights(fps: float = 30.0) -> None:
+    """Loads (and caches) the weights of every deep estimator and surrogate the run will use, so
+    a missing or damaged checkpoint is reported before any decoding."""
+    from rppgedit import pipeline
+    from rppgedit.estimators import registry
+
+    cfg = pipeline.editor_config(_job(), fps) if FLAGS.mode == "edit" else None
+    names = list(FLAGS.estimators) + [n for n, _ in getattr(cfg, "surrogates", ())]
+    for name in dict.fromkeys(names):
+        est = registry.get(name)
+        if est.input == "video":
+            est.load_params()
 
 
 def _require(*names):
@@ -289,14 +437,25 @@ def _print_report(summary: dict) -> None:
 
 
 def run_edit_mode() -> None:
-    from rppgedit import pipeline
+    from rppgedit import pipeline, safe_write
+    from rppgedit.video import io
 
     _require("input", "output")
+    _check_flags()
+    face_box = _face_box()
+    io.check_output_path(FLAGS.output, inputs=(FLAGS.input,), overwrite=FLAGS.overwrite)
+    safe_write.check_destination(
+        pipeline.report_path_for(FLAGS.output),
+        inputs=(FLAGS.input, FLAGS.output),
+        overwrite=FLAGS.overwrite,
+    )
+    _check_weights()
+    _check_input(FLAGS.input)
     summary = pipeline.run_edit(
         FLAGS.input,
         FLAGS.output,
         _job(),
-        face_box=_face_box(),
+        face_box=face_box,
         allow_no_face=FLAGS.allow_no_face,
         overwrite=FLAGS.overwrite,
         output=_output_spec(),
@@ -325,18 +484,27 @@ def _output_spec():
 def run_demo_mode() -> None:
     from rppgedit import demo
 
+    _check_flags()
     summary = demo.run_demo(FLAGS.demo_dir, _job(), progress=FLAGS.progress)
     _print_report(summary)
 
 
 def run_evaluate_mode() -> None:
-    from rppgedit import evaluate
+    from rppgedit import evaluate, safe_write
 
     _require("input")
+    _check_flags()
+    face_box = _face_box()
+    if FLAGS.json_out:
+        safe_write.check_destination(
+            FLAGS.json_out, inputs=(FLAGS.input,), overwrite=FLAGS.overwrite
+        )
+    _check_weights()
+    _check_input(FLAGS.input)
     result = evaluate.run_evaluate(
         FLAGS.input,
         tuple(FLAGS.estimators),
-        face_box=_face_box(),
+        face_box=face_box,
         allow_no_face=FLAGS.allow_no_face,
         mask_method=FLAGS.mask_method,
         work_size=FLAGS.work_size,
@@ -346,7 +514,12 @@ def run_evaluate_mode() -> None:
     if FLAGS.json_out:
         from rppgedit.video import io
 
-        io.write_text_atomic(FLAGS.json_out, json.dumps(result["json"], indent=2))
+        io.write_text_atomic(
+            FLAGS.json_out,
+            json.dumps(io.json_safe(result["json"]), indent=2),
+            overwrite=FLAGS.overwrite,
+            inputs=(FLAGS.input,),
+        )
 
 
 def run_convert_mode() -> None:
@@ -357,13 +530,17 @@ def run_convert_mode() -> None:
 
 
 def run_bench_mode() -> None:
-    from rppgedit import bench
+    from rppgedit import bench, validate
     from rppgedit.evaluation import format_table
     from rppgedit.video import io
 
+    _check_flags()
+    sizes = _numbers("bench_sizes", int)
+    for size in sizes:
+        validate.integer("--bench_sizes", size, 8, 512)
     result = bench.run_bench(
         FLAGS.method,
-        tuple(int(s) for s in FLAGS.bench_sizes),
+        sizes,
         batch=FLAGS.batch_windows,
         options=_method_options(),
     )
@@ -393,6 +570,8 @@ def run_bench_mode() -> None:
 def run_sweep_mode() -> None:
     from rppgedit import sweep
 
+    if os.path.exists(FLAGS.sweep_dir) and not os.path.isdir(FLAGS.sweep_dir):
+        raise RppgEditError(f"--sweep_dir={FLAGS.sweep_dir} exists and is not a folder")
     if FLAGS.sweep_merge_only:
         result = sweep.merge(FLAGS.sweep_dir)
         print(result["table"])
@@ -403,13 +582,20 @@ def run_sweep_mode() -> None:
         FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, auto=FLAGS.distributed
     )
 
-    def numbers(name, kind):
-        try:
-            return tuple(kind(v) for v in getattr(FLAGS, name))
-        except ValueError:
-            raise RppgEditError(
-                f"--{name}: not a list of numbers: {getattr(FLAGS, name)}"
-            ) from None
+    from rppgedit import validate
+
+    numbers = _numbers
+    _check_flags()
+    validate.integer("--batch_per_device", FLAGS.batch_per_device, 1, 256)
+    validate.integer("--sweep_frames", FLAGS.sweep_frames, 32, 100_000)
+    validate.integer("--sweep_frame_size", FLAGS.sweep_frame_size, 16, 2048)
+    validate.finite("--sweep_true_hr", FLAGS.sweep_true_hr, low=30, high=240)
+    validate.finite("--sweep_clip_seconds", FLAGS.sweep_clip_seconds, low=1, high=3600)
+    for name in ("sweep_target_hrs", "sweep_fidelity_weights"):
+        for value in numbers(name, float):
+            validate.finite(f"--{name}", value, low=0)
+    for value in numbers("sweep_steps", int):
+        validate.integer("--sweep_steps", value, 1, validate.MAX_STEPS)
 
     fixed = tuple((k, v) for k, v in _method_options() if k not in ("steps", "fidelity_weight"))
     spec = sweep.SweepSpec(
@@ -453,18 +639,29 @@ def run_sweep_mode() -> None:
         print(f"wrote {summary['merge']['csv_path']} and {summary['merge']['md_path']}")
 
 
-def _floats(name: str) -> tuple[float, ...]:
+def _numbers(name: str, kind) -> tuple:
+    """A list flag's values as numbers (finite floats), or a one-line error naming the flag."""
+    import math
+
     values = getattr(FLAGS, name)
     try:
-        return tuple(float(v) for v in values)
+        out = tuple(kind(v) for v in values)
     except ValueError:
         raise RppgEditError(f"--{name}: not a list of numbers: {','.join(values)}") from None
+    if not all(math.isfinite(v) for v in out):
+        raise RppgEditError(f"--{name}: numbers must be finite: {','.join(values)}")
+    return out
+
+
+def _floats(name: str) -> tuple[float, ...]:
+    return _numbers(name, float)
 
 
 def run_experiment_mode() -> None:
     from rppgedit.experiments import run
 
     _require("experiment")
+    _check_flags()
     summary = run.run_experiment(
         FLAGS.experiment,
         dataset=FLAGS.exp_dataset,
@@ -550,21 +747,33 @@ MODES = {
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        print(f"rppgedit: error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
+        sys.exit(1)
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # library INFO logs (orbax, jax) only on request
     if FLAGS.checkpoint_dir:
-        import os
-
         os.environ["RPPGEDIT_CHECKPOINTS"] = FLAGS.checkpoint_dir
     try:
         MODES[FLAGS.mode]()
-    except RppgEditError as err:
-        print(f"rppgedit: error: {err}", file=sys.stderr)
+    except (RppgEditError, MemoryError) as err:
+        from rppgedit import safe_write
+        from rppgedit.errors import one_line
+
+        if safe_write.interrupted():  # the signal watcher is removing temporaries and exiting
+            threading.Event().wait(30)
+        if isinstance(err, MemoryError):
+            err = RppgEditError(
+                f"out of memory reading {FLAGS.input or 'the input'} "
+                "(lower RPPGEDIT_MEMORY_BUDGET_GB or use a shorter/smaller clip)"
+            )
+        print(f"rppgedit: error: {one_line(err)}", file=sys.stderr)
         sys.exit(1)
 
 
 def entry_point():
+    from rppgedit import safe_write
+
+    safe_write.install_signal_handlers()
     app.run(main)
 
 

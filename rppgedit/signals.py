@@ -571,9 +571,29 @@ def spectral_flatness(
     Returns:
       Flatness in (0, 1], shape of ``bvp`` without ``axis``.
     """
-    x = _to_last(_float_array(bvp), axis)
-    freqs, psd = _hr_spectrum(x, float(fps), nfft_min)
-    idx = _band_indices(freqs, (60.0 * band_hz[0], 60.0 * band_hz[1]))
-    p = psd[..., idx]
+    p = _band_psd(bvp, fps, band_hz, nfft_min, axis)
     q = p / (jnp.mean(p, axis=-1, keepdims=True) + jnp.finfo(p.dtype).tiny)
     return jnp.exp(jnp.mean(jnp.log(q + eps), axis=-1))
+
+
+def _band_psd(x, fps: float, band_hz, nfft_min: int, axis: int) -> jax.Array:
+    """The zero-padded periodogram's bins inside `band_hz`, time axis replaced by the last."""
+    x = _to_last(_float_array(x), axis)
+    freqs, psd = _hr_spectrum(x, float(fps), nfft_min)
+    return psd[..., _band_indices(freqs, (60.0 * band_hz[0], 60.0 * band_hz[1]))]
+
+
+def band_share(
+    x, fps: float, *, band_hz=(0.7, 3.0), nfft_min: int = 2048, axis: int = -1
+) -> jax.Array:
+    """Each pulse-band bin's share of the band's power (sums to 1 along the last axis).
+
+    The zero-padded Hann periodogram of `spectral_flatness`, restricted to ``band_hz`` and divided by
+    its sum: scale-free and differentiable. ``sum(band_share(a) * band_share(b))`` times the number of
+    bins is 1 when either spectrum is flat and large when both peak at the same rate.
+
+    Returns:
+      float array of ``x``'s shape without ``axis`` plus one last axis of band bins.
+    """
+    p = _band_psd(x, fps, band_hz, nfft_min, axis)
+    return p / (jnp.sum(p, axis=-1, keepdims=True) + jnp.finfo(p.dtype).tiny)

@@ -98,7 +98,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from rppgedit import editors, evaluation, metrics, signals, targets
+from rppgedit import editors, evaluation, metrics, safe_write, signals, targets
 from rppgedit.errors import RppgEditError
 from rppgedit.estimators import registry
 from rppgedit.video import crop, skin
@@ -270,15 +270,12 @@ def _json_default(value):
 
 
 def _editor_config(method: str, fps: float, remove: bool, options: dict):
-    module = editors.get(method)
-    if remove:
-        editors.check_removal(method)
-    fields = {f.name for f in dataclasses.fields(module.Config)}
-    kept = {k: v for k, v in options.items() if k in fields}
+    fields = {f.name for f in dataclasses.fields(editors.get(method).Config)}
+    kept = [(k, v) for k, v in options.items() if k in fields]
     try:
-        return module.Config(fps=float(fps), remove=remove, **kept)
-    except (TypeError, ValueError) as err:
-        raise RppgEditError(f"sweep: bad options for method {method!r}: {err}") from None
+        return editors.make_config(method, fps, remove, kept)
+    except RppgEditError as err:
+        raise RppgEditError(f"sweep: {err}") from None
 
 
 def make_grid(spec: SweepSpec, clips: Iterable[ClipRef]) -> Grid:
@@ -408,12 +405,35 @@ def _sample_hash(spec: SweepSpec, sample_id: str) -> str:
 
 
 def _save_npy_atomic(path: pathlib.Path, array: np.ndarray) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temp, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
+    """Writes `array` through an O_EXCL temporary (removed on any error) renamed over `path`."""
+    temp = safe_write.make_temp_file(path, suffix=".tmp")
+    try:
+        with open(temp, "wb") as f:
+            np.save(f, array)
+            f.flush()
+            os.fsync(f.fileno())
+        safe_write.move_into_place(temp, path)
+    except BaseException:
+        safe_write.remove(temp)
+        raise
+
+
+def _lock_folder(out: pathlib.Path, process_index: int):
+    """An exclusive lock on `out` for this process index (released when the process ends): a
+    second sweep started on the same folder stops at once instead of redoing all the work."""
+    import fcntl
+
+    path = out / f".sweep.{process_index}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise RppgEditError(
+            f"{out}: another sweep (process {process_index}) is running on this folder; wait for "
+            "it or use another --sweep_dir"
+        ) from None
+    return fd
 
 
 def _prepare_sample(sample, spec: SweepSpec, folder: pathlib.Path) -> None:
@@ -801,8 +821,23 @@ def run_sweep(
     if batch_per_device < 1:
         raise RppgEditError(f"sweep: batch_per_device must be >= 1, got {batch_per_device}")
     out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise RppgEditError(f"{out}: sweep folder exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RppgEditError(f"{out}: cannot create the sweep folder ({e.strerror})") from None
     pid, nproc = jax.process_index(), jax.process_count()
+    lock = _lock_folder(out, pid)
+    try:
+        return _run_sweep_locked(
+            spec, out, pid, nproc, batch_per_device, progress, merge_results, on_item
+        )
+    finally:
+        os.close(lock)
+
+
+def _run_sweep_locked(spec, out, pid, nproc, batch_per_device, progress, merge_results, on_item):
     if spec.source == "synthetic":
         refs = _synthetic_refs(spec)
         clips = _ClipCache(lambda ref: _load_synthetic(ref, spec))

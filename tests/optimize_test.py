@@ -39,3 +39,27 @@ def test_vmap_over_problems_equals_one_by_one():
     batched = jax.jit(jax.vmap(run))(targets)
     for i in range(3):
         np.testing.assert_allclose(batched[i], run(targets[i]), rtol=1e-5, atol=1e-6)
+
+
+def test_done_keeps_the_parameters_from_the_first_step_it_holds():
+    """With `done`, the loop equals a Python loop that stops at the first step whose metrics
+    (measured before that step's update) satisfy it; later steps change nothing."""
+    target = jnp.array([3.0, -2.0, 0.5])
+    tx = optax.adam(0.1)
+    done = lambda m: m["norm"] >= 1.0  # noqa: E731
+    params, history = jax.jit(
+        lambda p0: optimize(p0, lambda p: _loss(p, target), tx, 25, done=done)
+    )(jnp.zeros(3))
+    p, state, steps = jnp.zeros(3), tx.init(jnp.zeros(3)), 0
+    for _ in range(25):
+        (_, metrics), g = jax.value_and_grad(lambda q: _loss(q, target), has_aux=True)(p)
+        if metrics["norm"] >= 1.0:
+            break
+        updates, state = tx.update(g, state, p)
+        p = optax.apply_updates(p, updates)
+        steps += 1
+    assert 0 < steps < 25  # the rule fires inside the run
+    np.testing.assert_allclose(params, p, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(history["updated"], np.arange(25) < steps)
+    # after the stop every recorded loss is the loss at the kept parameters
+    np.testing.assert_allclose(history["loss"][steps:], history["loss"][steps], rtol=1e-6)

@@ -114,7 +114,9 @@ def test_paper_parameterisation_bounds_the_edit(key):
     """lr 0.1 on the 0-255 scale: 20 Adam steps move a pixel by at most ~2 grey levels."""
     clip = jax.random.uniform(key, (64, 32, 32, 3), minval=0.2, maxval=0.8)
     mask = np.ones((64, 32, 32), bool)
-    cfg = privacy_phys.Config(fps=FPS, surrogates=(("chrom", 1.0),), param_size=None)
+    cfg = privacy_phys.Config(
+        fps=FPS, surrogates=(("chrom", 1.0),), param_size=None, stop_pearson=None
+    )
     out, _ = privacy_phys.edit(
         privacy_phys.load_state(cfg), clip, mask, targets.sinusoid(100.0, 64, FPS), cfg
     )
@@ -185,3 +187,30 @@ def test_sixteen_bit_output_round_trips_and_keeps_background(tmp_path, source):
     path = tmp_path / "edited16.mkv"
     io.write_video(path, result.frames, FPS)
     np.testing.assert_array_equal(io.read_video(path, allow_16bit=True).frames, result.frames)
+
+
+def test_stop_pearson_ends_the_edit_once_every_surrogate_follows(key):
+    """The step budget: the edit stops at the first step where every surrogate's Pearson with the
+    target reaches `stop_pearson`, keeps that (smaller) perturbation, and its surrogates still read
+    the target; without it all 20 steps run and move the pixels further."""
+    # a skin-coloured clip with sensor-like noise (about 1 grey level in the skin mean)
+    skin = np.broadcast_to(np.array([0.6, 0.45, 0.35], np.float32), (128, 32, 32, 3))
+    clip = jax.random.uniform(key, skin.shape, minval=-0.1, maxval=0.1) + skin
+    mask = np.ones((128, 32, 32), bool)
+    target = targets.sinusoid(100.0, 128, FPS)
+    cfg = privacy_phys.Config(fps=FPS, surrogates=(("pos", 1.0), ("chrom", 1.0)))
+    assert cfg.stop_pearson == 0.8  # the default
+    state = privacy_phys.load_state(cfg)
+    stopped, aux = privacy_phys.edit(state, clip, mask, target, cfg)
+    full, full_aux = privacy_phys.edit(
+        state, clip, mask, target, dataclasses.replace(cfg, stop_pearson=None)
+    )
+    updated, worst = np.asarray(aux["history"]["updated"]), np.asarray(aux["history"]["worst"])
+    steps = int(updated.sum())
+    assert 0 < steps < cfg.steps and not updated[steps:].any()
+    assert worst[steps] >= 0.8 > worst[steps - 1]
+    for name, bvp in aux["surrogates"].items():
+        assert float(signals.pearson(bvp, target)) >= 0.8, name
+    assert "updated" not in full_aux["history"]
+    moved = lambda x: float(np.abs(np.asarray(x - clip)).mean())  # noqa: E731
+    assert moved(stopped) < moved(full)

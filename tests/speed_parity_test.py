@@ -168,7 +168,11 @@ def _physnet_state():
 
     # The paper's free-colour PGD at its learning rate (the tolerances below are derived from it).
     cfg = privacy_phys.Config(
-        fps=30.0, surrogates=(("physnet_pure", 1.0),), colour="free", learning_rate=0.1
+        fps=30.0,
+        surrogates=(("physnet_pure", 1.0),),
+        colour="free",
+        learning_rate=0.1,
+        stop_pearson=None,
     )
     try:
         return cfg, privacy_phys.load_state(cfg)

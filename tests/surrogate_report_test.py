@@ -19,7 +19,12 @@ LEFT_BEHIND = (("green", 1.0), ("pbv", 1e-3))
 
 # The paper's optimiser (weighted mean): a surrogate given a tiny weight is then left behind, the case
 # these tests build (the default soft maximum would pull it along: tests/ensemble_balance_test.py).
-PAPER = (("balance", "mean"), ("colour", "free"), ("learning_rate", 0.1))
+PAPER = (
+    ("balance", "mean"),
+    ("colour", "free"),
+    ("learning_rate", 0.1),
+    ("stop_pearson", None),
+)
 
 
 def _job(surrogates, estimators=("pos", "green"), kind="sinusoid"):

@@ -31,7 +31,12 @@ from rppgedit.errors import RppgEditError
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SURROGATES = (("pos", 1.0), ("chrom", 1.0))
 # The paper's optimiser settings: with 5 steps their larger steps reach the target on 32x32 crops.
-PAPER_STEPS = (("learning_rate", 0.1), ("colour", "free"), ("balance", "mean"))
+PAPER_STEPS = (
+    ("learning_rate", 0.1),
+    ("colour", "free"),
+    ("balance", "mean"),
+    ("stop_pearson", None),
+)
 ESTIMATORS = ("green", "pos")
 NUM_ITEMS = 6
 

@@ -37,3 +37,16 @@ def check_removal(name: str) -> None:
     why = getattr(get(name), "REMOVAL_UNSUPPORTED", None)
     if why:
         raise RppgEditError(f"method {name!r} cannot remove the pulse: {why}")
+
+
+def make_config(name: str, fps: float, remove: bool, options) -> object:
+    """Editor `name`'s `Config` at frame rate `fps` with the (field, value) `options`; a one-line
+    error for a method that cannot remove the pulse or options the editor does not take."""
+    module = get(name)
+    if remove:
+        check_removal(name)
+    fields = dict(options)
+    try:
+        return module.Config(fps=float(fps), remove=remove, **fields)
+    except (TypeError, ValueError) as err:
+        raise RppgEditError(f"bad options for method {name!r}: {err}") from None

@@ -55,8 +55,11 @@ def _area_matrix(start: float, stop: float, size: int, n_in: int) -> tuple[np.nd
       row sums to 1.
     """
     step = (stop - start) / size
-    lo = int(np.floor(start))
-    hi = int(np.ceil(stop))
+    # Only pixels inside the frame get a column: the parts of the box before pixel 0 and after
+    # pixel n_in - 1 read those edge pixels, so their overlaps are summed in closed form (memory
+    # stays O(size x frame side) however far the box reaches out of the frame).
+    lo = min(max(int(np.floor(start)), 0), n_in - 1)
+    hi = max(min(int(np.ceil(stop)), n_in), lo + 1)
     edges = start + step * np.arange(size + 1)
     pix = np.arange(lo, hi)
     overlap = np.clip(
@@ -65,11 +68,11 @@ def _area_matrix(start: float, stop: float, size: int, n_in: int) -> tuple[np.nd
         0.0,
         None,
     )
-    src = np.clip(pix, 0, n_in - 1)
-    first, last = int(src.min()), int(src.max())
-    weights = np.zeros((size, last - first + 1))
-    np.add.at(weights.T, src - first, overlap.T)
-    return weights / step, first
+    before = np.clip(np.minimum(edges[1:], 0.0) - edges[:-1], 0.0, None)
+    after = np.clip(edges[1:] - np.maximum(edges[:-1], float(n_in)), 0.0, None)
+    overlap[:, 0] += before if lo == 0 else 0.0
+    overlap[:, -1] += after if hi == n_in else 0.0
+    return overlap / step, lo
 
 
 def crop_resize(frames: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:

@@ -27,9 +27,15 @@ headers (`stream_info`, the side streams copied by `VideoWriter`):
   streams) give the same file bytes;
 * `reencode` decodes a file and encodes it again as a sharing platform would (same lossy
   settings, audio copied where possible), to measure what survives a second compression;
-* writes are atomic: a temporary file (or folder) in the destination directory is filled,
-  checked (frame count) and renamed over the destination with `os.replace`; on any failure it is
-  removed and nothing is left behind. An input of the run is never overwritten.
+* writes follow `rppgedit.safe_write`: a temporary file (or folder) in the destination directory,
+  created with O_EXCL, is filled, checked (frame count) and renamed over the destination with
+  `os.replace`; on any failure or signal it is removed and nothing is left behind. An input of the
+  run (after links) is never overwritten;
+* inputs are opened as plain files (ffmpeg's ``file`` protocol only) with a video demuxer
+  (`_INPUT_FORMATS`: no concat/ffconcat playlists, image patterns or HLS), so an input never pulls
+  in other files; frame sizes are checked against the memory budget (`rppgedit.validate`) from
+  the header, before decoding, and the decoders refuse larger frames (``-max_pixels``); packets an
+  edit list discards are not counted as frames.
 
 Policies (all refusals raise `RppgEditError` with a one-line message naming the file):
 
@@ -66,6 +72,7 @@ import av
 import imageio_ffmpeg
 import numpy as np
 
+from rppgedit import safe_write, validate
 from rppgedit.errors import RppgEditError
 
 DEFAULT_FPS = 30.0
@@ -367,23 +374,81 @@ class _Container:
     num_frames: int
     fps: float
     variable: bool
+    # Presentation timestamps of the frames (sorted, in `time_base` units), when all are known.
+    pts: np.ndarray | None = dataclasses.field(default=None, compare=False)
+    time_base: fractions.Fraction | None = None
+
+
+# Demuxers an input may be read with: video containers and elementary video streams. Playlists
+# (concat/ffconcat, HLS, DASH), image patterns (image2) and network or device formats are refused,
+# so an input never pulls in other files, and only the file protocol is allowed.
+_INPUT_FORMATS = (
+    "matroska,webm,mov,mp4,m4a,3gp,3g2,mj2,avi,mpegts,mpeg,mpegvideo,flv,live_flv,ogg,asf,nut,"
+    "ivf,yuv4mpegpipe,h264,hevc,m4v,mjpeg,gif,apng,dv,mxf,obu,av1,rm,wtv,nuv,smjpeg,webp_anim"
+)
+
+
+def _input_args(path: str) -> list[str]:
+    """ffmpeg options that open ``path`` as a plain file with a video demuxer, never as stdin, a
+    device, a network URL or a playlist, and whose decoders refuse frames over the memory budget."""
+    args = ["-protocol_whitelist", "file", "-format_whitelist", _INPUT_FORMATS]
+    args += ["-max_pixels", str(validate.max_pixels())]
+    return args + ["-i", "file:" + os.path.abspath(path)]
+
+
+def _av_options() -> dict[str, str]:
+    """The same restrictions for PyAV's `av.open`."""
+    return {"protocol_whitelist": "file", "format_whitelist": _INPUT_FORMATS}
 
 
 def _check_input_path(path: str) -> None:
     if not os.path.exists(path):
         raise _error(path, "no such file or directory")
+    if not (os.path.isfile(path) or os.path.isdir(path)):
+        raise _error(path, "not a regular file or folder (devices, pipes and sockets are refused)")
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         raise _error(path, "empty file")
 
 
 def _probe_container(path: str) -> _Container:
-    """Header and packet list of the first video stream, without decoding."""
-    cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", "-i", path]
-    cmd += ["-map", "0:V:0", "-c", "copy", "-f", "framecrc", "pipe:1"]
+    """Header and packet list of the first video stream, without decoding (remembered per file
+    version: an edit opens its input several times)."""
+    try:
+        st = os.stat(path)
+        version = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    except OSError:
+        return _probe_container_uncached(path)
+    found = _PROBED.get(version)
+    if found is None:
+        found = _probe_container_uncached(path)
+        if len(_PROBED) > 64:
+            _PROBED.clear()
+        _PROBED[version] = found
+    return dataclasses.replace(found, path=path)
+
+
+_PROBED: dict[tuple, _Container] = {}
+
+
+def _probe_container_uncached(path: str) -> _Container:
+    cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info"]
+    cmd += _input_args(path) + ["-map", "0:V:0", "-c", "copy", "-f", "framecrc", "pipe:1"]
     proc = subprocess.run(cmd, capture_output=True)
     stderr = proc.stderr.decode("utf-8", "replace")
     header = _parse_header(stderr)
     problem = _ffmpeg_error(stderr)
+    too_big = re.search(r"Picture size (\d+)x(\d+) exceeds", stderr)
+    if too_big:  # the decoders' -max_pixels refused it while probing
+        validate.check_frame_size(path, int(too_big.group(1)), int(too_big.group(2)))
+        raise _error(path, f"frame size {too_big.group(1)}x{too_big.group(2)} is too large")
+    if header is not None:
+        validate.check_frame_size(path, header.width, header.height)
+    if problem and "not on whitelist" in problem:
+        raise _error(
+            path,
+            "not a video container (playlists such as ffconcat, image patterns and network "
+            "formats are refused as inputs)",
+        )
     if header is None:
         if "Input #0" in stderr:
             raise _error(path, "no video stream")
@@ -398,6 +463,9 @@ def _probe_container(path: str) -> _Container:
             time_base = fractions.Fraction(line.split(":", 1)[1].strip())
         elif line and not line.startswith("#"):
             fields = line.split(",")
+            flags = fields[-1].strip() if len(fields) > 6 else ""
+            if flags.startswith("F=") and int(flags[2:], 16) & 0x4:
+                continue  # AV_PKT_FLAG_DISCARD (outside an edit list): never decoded to a frame
             pts.append(int(fields[2]))
     if not pts:
         raise _error(path, "contains zero video frames")
@@ -408,7 +476,16 @@ def _probe_container(path: str) -> _Container:
         fps, variable = _frame_rate(pts_array, time_base, header.fps)
     if not fps or not np.isfinite(fps) or fps <= 0:
         raise _error(path, "cannot determine the frame rate")
-    return _Container(path, header, len(pts), float(fps), variable)
+    known = time_base is not None and not np.any(pts_array == _NOPTS)
+    return _Container(
+        path,
+        header,
+        len(pts),
+        float(fps),
+        variable,
+        np.sort(pts_array) if known else None,
+        time_base if known else None,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -445,6 +522,7 @@ def _scan_png_folder(path: str) -> _PngFolder:
         raise _error(path, "directory contains no PNG frames")
     files = tuple(os.path.join(path, n) for n in sorted(names, key=_natural_key))
     width, height, depth, _ = _png_header(files[0])
+    validate.check_frame_size(files[0], width, height)
     for file in files[1:]:
         w, h, d, _ = _png_header(file)
         if (w, h) != (width, height):
@@ -469,16 +547,27 @@ def _open_npy(path: str) -> np.ndarray:
         raise _error(path, f"array dtype {array.dtype} is not uint8 or uint16")
     if array.shape[0] == 0:
         raise _error(path, "contains zero frames")
+    validate.check_frame_size(path, array.shape[2], array.shape[1])
     return array
 
 
+_FPS_WARNED: set[str] = set()
+
+
 def _assumed_fps(path: str, fps: float | None) -> float:
+    """`fps`, or the default rate with a warning given once per file and process (an edit reads
+    its input several times)."""
     if fps is None:
-        warnings.warn(
-            f"{path}: no frame rate stored; assuming {DEFAULT_FPS:g} fps (pass fps=)",
-            FrameRateAssumedWarning,
-            stacklevel=3,
-        )
+        key = os.path.abspath(path)
+        if key not in _FPS_WARNED:
+            _FPS_WARNED.add(key)
+            warnings.warn(
+                f"{path}: PNG folders and .npy files store no frame rate; assuming "
+                f"{DEFAULT_FPS:g} fps (to keep the real rate, give the clip as a video file, e.g. "
+                ".mkv, written at that rate)",
+                FrameRateAssumedWarning,
+                stacklevel=3,
+            )
         return DEFAULT_FPS
     if not np.isfinite(fps) or fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
@@ -498,6 +587,19 @@ def _check_depth(path: str, depth: int, allow_16bit: bool, what: str) -> None:
             path,
             f"{what} has {depth} bits per channel; pass allow_16bit=True to read it as uint16 "
             "(reading it as 8-bit would discard precision)",
+        )
+
+
+# Frame rates a pulse can be read from (and edited into): the heart band reaches 4 Hz.
+MIN_FPS, MAX_FPS = 8.0, 1000.0
+
+
+def _check_rate(path: str, fps: float) -> None:
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise _error(
+            path,
+            f"frame rate {fps:.3g} fps is outside {MIN_FPS:g}-{MAX_FPS:g} fps (a pulse of up to "
+            "240 bpm needs at least 8 frames per second)",
         )
 
 
@@ -528,6 +630,7 @@ def probe(path, *, fps: float | None = None) -> VideoInfo:
         return VideoInfo(array.shape[0], rate, array.shape[2], array.shape[1], False, fmt)
     _refuse_fps(path, fps)
     c = _probe_container(path)
+    _check_rate(path, c.fps)
     h = c.header
     return VideoInfo(c.num_frames, c.fps, h.width, h.height, c.variable, h.pix_fmt)
 
@@ -574,9 +677,11 @@ class _FfmpegFrames:
         cmd = [_ffmpeg(), "-hide_banner", "-nostats", "-loglevel", "level+warning"]
         cmd += ([] if feed else ["-nostdin"]) + list(input_args)
         cmd += ["-map", "0:V:0", "-fps_mode", "passthrough", "-an", "-sn", "-dn"]
+        # The demuxer's time base for every reader (one- or many-pass): variable-rate frames keep
+        # their own timestamps instead of colliding on a coarser encoder time base.
+        cmd += ["-enc_time_base:v", "demux"]
         if stats_file:
-            cmd += ["-enc_time_base:v", "demux", "-stats_enc_pre:v", stats_file]
-            cmd += ["-stats_enc_pre_fmt:v", "{n} {pts} {tb}"]
+            cmd += ["-stats_enc_pre:v", stats_file, "-stats_enc_pre_fmt:v", "{n} {pts} {tb}"]
         if max_frames is not None:
             cmd += ["-frames:v", str(max_frames)]
         cmd += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
@@ -587,7 +692,9 @@ class _FfmpegFrames:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             bufsize=0,
+            start_new_session=True,  # a terminal's Ctrl-C reaches rppgedit, which stops it
         )
+        safe_write.register_process(self.proc)
         _widen_pipe(self.proc.stdout)
         self._feeder = None
         if feed:
@@ -658,6 +765,7 @@ class _FfmpegFrames:
         if self.proc.poll() is None and not check:
             self.proc.kill()
         rc = self.proc.wait()
+        safe_write.release_process(self.proc)
         if self._feeder is not None:
             self._feeder.join()
         self._stderr.seek(0)
@@ -693,7 +801,7 @@ def _open_frames(path, allow_16bit, max_frames, stats_file=None):
     _check_depth(path, depth, allow_16bit, f"pixel format {h.pix_fmt}")
     stream = _FfmpegFrames(
         path,
-        ["-i", path],
+        _input_args(path),
         h.height,
         h.width,
         alpha=has_alpha,
@@ -734,6 +842,8 @@ def read_video(
         array = _open_npy(path)
         _check_depth(path, 16 if array.dtype == np.uint16 else 8, allow_16bit, "the array")
         rate = _assumed_fps(path, fps)
+        num = array.shape[0] if max_frames is None else min(max_frames, array.shape[0])
+        validate.check_decode_total(path, num, array.shape[2], array.shape[1], array.itemsize)
         frames = np.array(array[:max_frames])
         if frames.ndim == 3:
             frames = np.repeat(frames[..., None], 3, axis=-1)
@@ -742,15 +852,24 @@ def read_video(
         rate = _assumed_fps(path, fps)
         stream, folder = _open_frames(path, allow_16bit, max_frames)
         expected = len(folder.files) if max_frames is None else min(max_frames, len(folder.files))
-        frames = _read_all(stream, expected)
+        try:
+            frames = _read_all(stream, expected)
+        except BaseException:
+            stream.finish(check=False)
+            raise
         stream.finish()
         if len(frames) != expected:
             raise _error(path, f"decoded {len(frames)} frames from {expected} PNG files")
         return Video(frames, rate, None, path)
     _refuse_fps(path, fps)
-    with tempfile.TemporaryDirectory(prefix="rppgedit-") as tmp:
+    with safe_write.scratch_dir() as tmp:
         stats_file = os.path.join(tmp, "frames.txt")
         stream, container = _open_frames(path, allow_16bit, max_frames, stats_file)
+        try:
+            _check_rate(path, container.fps)
+        except RppgEditError:
+            stream.finish(check=False)
+            raise
         expected = (
             container.num_frames if max_frames is None else min(max_frames, container.num_frames)
         )
@@ -775,11 +894,17 @@ def read_video(
 
 
 def _read_all(stream: _FfmpegFrames, expected: int) -> np.ndarray:
-    """All frames of ``stream``, preallocating ``expected`` frames and growing if there are more."""
+    """All frames of ``stream``, preallocating ``expected`` frames and growing if there are more
+    (never past the memory budget: a header's count is not trusted)."""
+    height, width = stream.shape[:2]
+    itemsize = stream.dtype.itemsize
+    validate.check_decode_total(stream.path, max(expected, 1), width, height, itemsize)
     frames = np.empty((max(expected, 1), *stream.shape[:2], 3), stream.dtype)
     count = stream.readinto(frames)
     while count == len(frames):
-        more = np.empty((max(len(frames) // 2, 16), *stream.shape[:2], 3), stream.dtype)
+        grow = max(len(frames) // 2, 16)
+        validate.check_decode_total(stream.path, len(frames) + grow, width, height, itemsize)
+        more = np.empty((grow, *stream.shape[:2], 3), stream.dtype)
         got = stream.readinto(more)
         if got == 0:
             break
@@ -861,6 +986,8 @@ def _output_kind(path: str) -> tuple[str, str]:
     is_dir_like = path.endswith(("/", os.sep)) or os.path.isdir(path)
     stripped = path.rstrip("/" + os.sep) or path
     ext = os.path.splitext(os.path.basename(stripped))[1].lower()
+    if os.path.isdir(path) and (ext in _CONTAINER_FORMATS or ext == ".npy"):
+        raise _error(path, f"exists and is a directory (a {ext} output must be a file)")
     if is_dir_like or ext == "":
         return "png", stripped
     if ext == ".npy":
@@ -873,45 +1000,32 @@ def _output_kind(path: str) -> tuple[str, str]:
     )
 
 
-def _same_file(a: str, b: str) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def check_output_path(path, *, inputs: Iterable = (), overwrite: bool = False) -> None:
-    """Refuses an output path before any work is done: the output may not be one of `inputs`, its
-    folder must exist and be writable, and an existing output is kept unless `overwrite`."""
+    """Refuses an output path before any work is done (`rppgedit.safe_write` policy): the output
+    may not be (a link to) one of `inputs`, its folder must exist and be writable, and an existing
+    output is kept unless `overwrite`; a PNG folder is replaced only if it holds frame PNGs."""
     path = os.fspath(path)
-    kind = _output_kind(path)[0]
-    for source in inputs:
-        source = os.fspath(source)
-        if _same_file(path, source):
-            raise _error(path, f"output is the input {source}; refusing to overwrite an input")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise _error(path, f"cannot write: {parent} is not an existing directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise _error(path, f"cannot write: directory {parent} is not writable")
-    if kind == "png":
-        if os.path.lexists(path) and not os.path.isdir(path):
-            raise _error(path, "exists and is not a directory")
-        if os.path.isdir(path):
-            entries = os.listdir(path)
-            if entries and not overwrite:
-                raise _error(path, "output folder exists and is not empty (pass overwrite=True)")
-            if any(not _FRAME_NAME.match(e) for e in entries):
-                raise _error(
-                    path, "folder holds files other than frame PNGs; refusing to replace it"
-                )
-    elif os.path.lexists(path):
+    kind, normal = _output_kind(path)
+    if kind != "png":
         if os.path.isdir(path):
             raise _error(path, "exists and is a directory")
-        if not overwrite:
-            raise _error(path, "output exists (pass overwrite=True to replace it)")
+        safe_write.check_destination(path, inputs=inputs, overwrite=overwrite)
+        return
+    safe_write.check_destination(normal, inputs=inputs, overwrite=True)
+    if os.path.lexists(normal) and not os.path.isdir(normal):
+        raise _error(path, "exists and is not a directory")
+    if os.path.isdir(normal):
+        entries = os.listdir(normal)
+        if entries and not overwrite:
+            raise _error(path, "output folder exists and is not empty (pass --overwrite)")
+        if any(not _FRAME_NAME.match(e) for e in entries):
+            raise _error(path, "folder holds files other than frame PNGs; refusing to replace it")
+        for entry in entries:
+            for source in inputs:
+                if source is not None and safe_write.same_file(os.path.join(normal, entry), source):
+                    raise _error(
+                        path, f"holds the input {os.fspath(source)}; refusing to replace it"
+                    )
 
 
 def json_safe(value):
@@ -928,27 +1042,16 @@ def json_safe(value):
     return value
 
 
-def write_text_atomic(path, text: str, *, overwrite: bool = True) -> str:
-    """Writes a text file atomically (temp file in the same folder, then rename)."""
+def write_text_atomic(path, text: str, *, overwrite: bool = True, inputs: Iterable = ()) -> str:
+    """Writes a text file atomically under the `rppgedit.safe_write` policy (its folder is
+    created; never onto one of `inputs`; an existing file only with `overwrite`)."""
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    if os.path.lexists(path) and not overwrite:
-        raise _error(path, "output exists (pass overwrite=True to replace it)")
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+        os.makedirs(parent, exist_ok=True)
     except OSError as e:
-        raise _error(path, f"cannot write in {parent} ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(temp, 0o666 & ~_umask())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
-    return path
+        raise _error(path, f"cannot create {parent} ({e.strerror})") from None
+    return safe_write.write_text(path, text, inputs=inputs, overwrite=overwrite)
 
 
 def _umask() -> int:
@@ -1104,9 +1207,9 @@ def _subtitle_kind(stream) -> tuple[bool, bool]:
 
 
 def _open_av(path: str):
-    """A PyAV input container, or a one-line error naming ``path``."""
+    """A PyAV input container (a plain file with a video demuxer), or a one-line error."""
     try:
-        return av.open(path)
+        return av.open(os.path.abspath(path), options=_av_options())
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise _error(path, f"cannot read its streams ({e})") from None
 
@@ -1243,25 +1346,14 @@ def _plan_side_streams(
 
 def _source_input(path: str) -> list[str]:
     """ffmpeg input options for a side-stream source: read as a plain file, never as stdin, a
-    device or a network protocol, whatever its name looks like."""
-    return ["-i", "file:" + os.path.abspath(path)]
+    device, a network protocol or a playlist, whatever its name looks like."""
+    args = ["-protocol_whitelist", "file", "-format_whitelist", _INPUT_FORMATS]
+    return args + ["-i", "file:" + os.path.abspath(path)]
 
 
 def _make_temp_file(path: str) -> str:
-    """An empty hidden temporary file beside ``path`` with the same extension, umask applied."""
-    parent = os.path.dirname(os.path.abspath(path))
-    stem, ext = os.path.splitext(os.path.basename(path))
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{ext}", dir=parent)
-    except OSError as e:
-        raise _error(path, f"cannot write in {parent} ({e.strerror})") from None
-    os.close(fd)
-    try:
-        os.chmod(temp, 0o666 & ~_umask())
-    except OSError as e:
-        os.remove(temp)
-        raise _error(path, f"cannot write in {parent} ({e.strerror})") from None
-    return temp
+    """An empty registered temporary file beside ``path`` with the same extension (O_EXCL)."""
+    return safe_write.make_temp_file(path)
 
 
 class VideoWriter:
@@ -1339,8 +1431,10 @@ class VideoWriter:
         self._check_destination(overwrite, [*inputs, *sources])
         self.stream_notes: list[str] = []
         self._source, self._plan = None, None
+        self._timing, self._nut = None, None
         if sources:
             self._plan_streams(sources[0])
+            self._timing = self._source_timing(sources[0])
         if self.codec in _LOSSY_CODECS:
             warnings.warn(
                 _LOSSY_WARNING.format(path=self.path, codec=self.codec, crf=self.crf),
@@ -1392,20 +1486,27 @@ class VideoWriter:
             holder = "a PNG folder" if self.kind == "png" else "a .npy"
             self.stream_notes.append(f"audio not written: {holder} output holds no audio")
             return
+        if os.path.isdir(source) or source.lower().endswith(".npy"):
+            return  # a PNG folder or an array has no audio, subtitles or metadata
         self._source = _side_streams(source)
         self._plan = _plan_side_streams(self._source.streams, self.kind, 1, self.path)
         self.stream_notes.extend(self._plan.notes)
 
+    def _source_timing(self, source: str):
+        """(pts from 0, time base) of a variable-frame-rate source, so that the output keeps its
+        frames' timestamps; None for a constant rate (frame i at i / fps)."""
+        if self.kind not in _CONTAINER_FORMATS or os.path.isdir(source):
+            return None
+        if source.lower().endswith(".npy"):
+            return None
+        container = _probe_container(source)
+        if not container.variable or container.pts is None:
+            return None
+        return container.pts - container.pts[0], container.time_base
+
     def _open_temp(self) -> None:
-        parent = os.path.dirname(os.path.abspath(self.path))
-        base = os.path.basename(self.path)
         if self.kind == "png":
-            try:
-                self._temp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
-                os.chmod(self._temp, 0o777 & ~_umask())
-            except OSError as e:
-                self._temp = None
-                raise _error(self.path, f"cannot write in {parent} ({e.strerror})") from None
+            self._temp = safe_write.make_temp_dir(self.path)
         else:
             self._temp = _make_temp_file(self.path)
         try:
@@ -1426,6 +1527,8 @@ class VideoWriter:
         if self._plan is not None and self._plan.args and self._source.video_delay > 5e-4:
             # The input's video starts after its audio: start ours as late, to stay in sync.
             args += ["-itsoffset", f"{self._source.video_delay:.6f}"]
+        if self._timing is not None:  # frames with their own timestamps, in NUT (see `write`)
+            return args + ["-f", "nut", "-i", "pipe:0"]
         args += ["-f", "rawvideo", "-pix_fmt", in_fmt, "-s", f"{self.width}x{self.height}"]
         return args + ["-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0"]
 
@@ -1446,6 +1549,8 @@ class VideoWriter:
         if side:
             cmd += _source_input(self._source.path)
         cmd += ["-map", "0:v:0", "-fps_mode", "passthrough"]
+        if self._timing is not None:
+            cmd += ["-enc_time_base:v", "demux"]
         if side:
             cmd += ["-map_metadata", "1", "-map_chapters", "1", *self._plan.args]
         else:
@@ -1463,9 +1568,52 @@ class VideoWriter:
         cmd = self._encode_command()
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            start_new_session=True,  # a terminal's Ctrl-C reaches rppgedit, which stops it
         )
+        safe_write.register_process(self._proc)
         _widen_pipe(self._proc.stdin)
+        if self._timing is not None:
+            self._nut = av.open(self._proc.stdin, mode="w", format="nut")
+            stream = self._nut.add_stream("rawvideo", rate=round(self.fps))
+            stream.width, stream.height = self.width, self.height
+            stream.pix_fmt = "rgb48le" if self.bit_depth == 16 else "rgb24"
+            stream.time_base = self._timing[1]
+            stream.codec_context.time_base = self._timing[1]
+            self._nut_stream = stream
+
+    def _write_timed(self, data: np.ndarray) -> None:
+        """Frames as NUT packets carrying the source's timestamps."""
+        pts, time_base = self._timing
+        if self.num_frames + len(data) > len(pts):
+            raise _error(
+                self.path, f"more frames than the {len(pts)} timestamps of the variable-rate input"
+            )
+        fmt = "rgb48le" if self.bit_depth == 16 else "rgb24"
+        for i, frame in enumerate(data):
+            video_frame = av.VideoFrame.from_ndarray(frame, format=fmt)
+            video_frame.pts = int(pts[self.num_frames + i])
+            video_frame.time_base = time_base
+            for packet in self._nut_stream.encode(video_frame):
+                self._nut.mux(packet)
+
+    def _close_nut(self, flush: bool) -> None:
+        if self._nut is None:
+            return
+        nut, self._nut = self._nut, None
+        try:
+            if flush:
+                for packet in self._nut_stream.encode():
+                    nut.mux(packet)
+        finally:
+            try:
+                nut.close()
+            except Exception:  # noqa: BLE001 - ffmpeg may already be gone; its error is reported
+                if flush:
+                    raise
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -1488,9 +1636,14 @@ class VideoWriter:
         try:
             if self._file is not None:
                 self._file.write(memoryview(data).cast("B"))
+            elif self._nut is not None:
+                self._write_timed(data)
             else:
                 self._proc.stdin.write(memoryview(data).cast("B"))
-        except BrokenPipeError:
+        except RppgEditError:
+            self.abort()
+            raise
+        except (BrokenPipeError, av.error.FFmpegError):
             problem = self._stop_ffmpeg()
             self.abort()
             raise _error(self.path, f"ffmpeg stopped while writing ({problem})") from None
@@ -1506,6 +1659,7 @@ class VideoWriter:
         except OSError:
             pass
         rc = self._proc.wait()
+        safe_write.release_process(self._proc)
         self._stderr.seek(0)
         stderr = self._stderr.read().decode("utf-8", "replace")
         self._stderr.close()
@@ -1530,6 +1684,10 @@ class VideoWriter:
                 if np.load(self._temp, mmap_mode="r").shape[0] != self.num_frames:
                     raise _error(self.path, "the written array has the wrong length")
             else:
+                try:
+                    self._close_nut(flush=True)
+                except (OSError, av.error.FFmpegError):
+                    pass  # ffmpeg stopped: its own error follows
                 problem = self._stop_ffmpeg()
                 if problem:
                     raise _error(self.path, f"ffmpeg failed ({problem})")
@@ -1568,6 +1726,7 @@ class VideoWriter:
             raise _error(
                 self.path, f"cannot move the finished output into place ({e.strerror})"
             ) from None
+        safe_write.release(self._temp)
         self._temp = None
 
     def abort(self) -> None:
@@ -1576,7 +1735,12 @@ class VideoWriter:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+        self._close_nut(flush=False)
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
         if self._proc is not None:
+            safe_write.release_process(self._proc)
             for stream in (self._proc.stdin, self._stderr):
                 try:
                     if stream is not None:
@@ -1586,10 +1750,7 @@ class VideoWriter:
         if self._file is not None and not self._file.closed:
             self._file.close()
         if self._temp is not None:
-            if os.path.isdir(self._temp):
-                shutil.rmtree(self._temp, ignore_errors=True)
-            elif os.path.lexists(self._temp):
-                os.remove(self._temp)
+            safe_write.remove(self._temp)
             self._temp = None
 
     def __enter__(self) -> "VideoWriter":
@@ -1701,7 +1862,7 @@ def reencode(
     temp = _make_temp_file(dst)
     try:
         cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+error"]
-        cmd += ["-y", *_source_input(src), "-map", "0:V:0", "-fps_mode", "passthrough"]
+        cmd += ["-y", *_input_args(src), "-map", "0:V:0", "-fps_mode", "passthrough"]
         cmd += ["-map_metadata", "0", "-map_chapters", "0", *plan.args]
         cmd += _lossy_video_args(codec, crf, kind) + _container_args(kind, plan.encodes_audio)
         proc = subprocess.run(cmd + [temp], capture_output=True)
@@ -1711,10 +1872,9 @@ def reencode(
         written = _probe_container(temp).num_frames
         if written != video.num_frames:
             raise _error(dst, f"wrote {written} frames instead of {video.num_frames}")
-        os.replace(temp, dst)
+        safe_write.move_into_place(temp, dst)
     except BaseException:
-        if os.path.lexists(temp):
-            os.remove(temp)
+        safe_write.remove(temp)
         raise
     return dst
 
