@@ -770,10 +770,45 @@ def main(argv):
         sys.exit(1)
 
 
+# Compiled programs kept on disk between runs: RPPGEDIT_JAX_CACHE names the folder, or "off".
+JAX_CACHE_ENV = "RPPGEDIT_JAX_CACHE"
+JAX_CACHE_MAX_BYTES = 2**30  # least recently used entries are dropped past this
+
+
+def jax_cache_dir(environ=os.environ) -> str | None:
+    """The persistent compilation cache's folder: $RPPGEDIT_JAX_CACHE, None when it is "off",
+    else $XDG_CACHE_HOME/rppgedit/jax (~/.cache/rppgedit/jax)."""
+    setting = environ.get(JAX_CACHE_ENV, "").strip()
+    if setting.lower() in ("off", "0", "false", "no", "none"):
+        return None
+    if setting:
+        return os.path.expanduser(setting)
+    home = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(home, "rppgedit", "jax")
+
+
+def enable_compilation_cache(path: str | None) -> None:
+    """Turns on JAX's persistent compilation cache in `path` (before anything compiles), so a
+    second run of the same shapes loads its programs instead of compiling them again."""
+    if path is None:
+        return
+    import jax
+
+    os.makedirs(path, mode=0o700, exist_ok=True)  # the cache runs what it holds: keep it private
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", JAX_CACHE_MAX_BYTES)  # needs filelock
+
+
 def entry_point():
     from rppgedit import safe_write
 
     safe_write.install_signal_handlers()
+    try:
+        enable_compilation_cache(jax_cache_dir())
+    except OSError as err:  # an unwritable cache folder costs speed, never the run
+        logging.warning("no compilation cache: %s", err)
     app.run(main)
 
 

@@ -25,31 +25,35 @@ from rppgedit import signals
 _CHUNK_FRAMES = 32  # frames per device call in ssim/psnr, bounds memory on long videos
 
 
+# Integer frames span 0 .. peak; they are compared on [0, 1] by default.
+_PEAKS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
 def _check_pair(a: np.ndarray, b: np.ndarray, name: str) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{name}: shapes differ, {a.shape} vs {b.shape}")
-    if (a.dtype == np.uint8) != (b.dtype == np.uint8):
+    if a.dtype != b.dtype and (a.dtype in _PEAKS or b.dtype in _PEAKS):
         raise ValueError(
-            f"{name}: mixed uint8/{'float' if a.dtype == np.uint8 else 'uint8'} inputs are "
-            f"ambiguous ({a.dtype} vs {b.dtype}); convert both to the same scale"
+            f"{name}: mixed {a.dtype}/{b.dtype} inputs are ambiguous; convert both to the same "
+            "scale"
         )
 
 
 def _default_range(a: np.ndarray, data_range: float | None) -> float:
     if data_range is not None:
         return float(data_range)
-    return 255.0 if a.dtype == np.uint8 else 1.0
+    return _PEAKS.get(a.dtype, 1.0)
 
 
 def psnr(a, b, *, data_range: float | None = None) -> float:
     """Peak signal-to-noise ratio over a whole video (or image), in dB.
 
     ``PSNR = 10 log10(data_range^2 / MSE)`` with the MSE over all pixels, channels and frames,
-    accumulated in float64. uint8 inputs default to ``data_range = 255``, float inputs to 1.0, so
-    ``psnr(u8a, u8b) == psnr(u8a / 255, u8b / 255)``.
+    accumulated in float64. uint8 inputs default to ``data_range = 255`` (uint16 to 65535), float
+    inputs to 1.0, so ``psnr(u8a, u8b) == psnr(u8a / 255, u8b / 255)``.
 
     Args:
-      a, b: arrays of the same shape, both uint8 or both float (NumPy or JAX).
+      a, b: arrays of the same shape, both uint8, both uint16 or both float (NumPy or JAX).
       data_range: peak-to-peak range of the data; default from the dtype.
 
     Returns:
@@ -90,17 +94,8 @@ def _valid_filter(x: jax.Array, taps: np.ndarray, axis: int) -> jax.Array:
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("data_range", "sigma", "truncate", "k1", "k2"))
-def _ssim_frame_sums(
-    a: jax.Array,
-    b: jax.Array,
-    data_range: float,
-    sigma: float,
-    truncate: float,
-    k1: float,
-    k2: float,
-) -> jax.Array:
-    """Sum over frames of per-frame SSIM (mean over the cropped map and channels); a, b (N,H,W,C)."""
+def _ssim_map(a, b, data_range, sigma, truncate, k1, k2) -> jax.Array:
+    """SSIM map (N, H - 2r, W - 2r, C) of a, b (N, H, W, C): one value per window inside the frame."""
     taps = _gaussian_taps(sigma, truncate)
     stack = jnp.stack([a, b, a * a, b * b, a * b], axis=0)  # (5, N, H, W, C)
     f = _valid_filter(_valid_filter(stack, taps, axis=2), taps, axis=3)
@@ -110,8 +105,37 @@ def _ssim_frame_sums(
     vxy = uxy - ux * uy
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
-    s = ((2.0 * ux * uy + c1) * (2.0 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return ((2.0 * ux * uy + c1) * (2.0 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+
+
+_SSIM_STATIC = ("data_range", "sigma", "truncate", "k1", "k2")
+
+
+@functools.partial(jax.jit, static_argnames=_SSIM_STATIC)
+def _ssim_frame_sums(a, b, data_range, sigma, truncate, k1, k2) -> jax.Array:
+    """Sum over frames of per-frame SSIM (mean over the cropped map and channels); a, b (N,H,W,C)."""
+    s = _ssim_map(a, b, data_range, sigma, truncate, k1, k2)
     return jnp.sum(jnp.mean(s, axis=(1, 2, 3)))
+
+
+@functools.partial(jax.jit, static_argnames=_SSIM_STATIC)
+def _ssim_frame_deficits(a, b, data_range, sigma, truncate, k1, k2) -> jax.Array:
+    """Per-frame sums (N,) of 1 - SSIM over the map of a, b (N,H,W,C)."""
+    s = _ssim_map(a, b, data_range, sigma, truncate, k1, k2)
+    return jnp.sum(1.0 - s, axis=(1, 2, 3))
+
+
+# A changed region's sides are rounded up to multiples of this many pixels, so few shapes compile.
+_SSIM_ALIGN = 64
+
+
+def _ssim_support(lo: int, hi: int, size: int, grow: int) -> tuple[int, int]:
+    """Pixels [lo', hi') of an axis of `size` pixels that every window touching [lo, hi) lies in:
+    grown by `grow` on each side and rounded up to a multiple of `_SSIM_ALIGN`, inside the axis."""
+    lo, hi = max(lo - grow, 0), min(hi + grow, size)
+    length = min(-(-(hi - lo) // _SSIM_ALIGN) * _SSIM_ALIGN, size)
+    lo = min(lo, size - length)
+    return lo, lo + length
 
 
 def ssim(
@@ -122,6 +146,7 @@ def ssim(
     sigma: float = 1.5,
     k1: float = 0.01,
     k2: float = 0.03,
+    changed: tuple[int, int, int, int] | None = None,
 ) -> float:
     """Mean structural similarity (Wang et al. 2004) of a frame or a video, skimage-compatible.
 
@@ -133,11 +158,19 @@ def ssim(
     sigma=1.5, use_sample_covariance=False, data_range=R, channel_axis=-1)`` (averaged over frames)
     to ~1e-6 (computed in float32 in JAX, in chunks of frames).
 
+    With `changed`, a and b are known to be equal outside that rectangle: the map is then exactly
+    1 wherever the window sees no pixel of it, so only the windows that do are computed (on the
+    rectangle grown by the window, 2 r pixels) and the others count as 1. The result is the
+    whole frames' SSIM to float32 rounding (closer, in fact: it sums 1 - SSIM, which is small).
+
     Args:
-      a, b: (H, W, C) frames or (T, H, W, C) videos, same shape, both uint8 or both float.
-      data_range: peak-to-peak range R; default 255 for uint8 and 1.0 for floats.
+      a, b: (H, W, C) frames or (T, H, W, C) videos, same shape, both uint8, both uint16 or both
+        float.
+      data_range: peak-to-peak range R; default 255 for uint8, 65535 for uint16, 1.0 for floats.
       sigma: Gaussian window standard deviation in pixels.
       k1, k2: SSIM stabilising constants.
+      changed: None, or (y0, y1, x0, x1): rows y0..y1-1 and columns x0..x1-1 hold every pixel
+        where a and b may differ.
 
     Returns:
       Mean SSIM (1.0 for identical inputs).
@@ -154,15 +187,38 @@ def ssim(
     if a.shape[1] < win or a.shape[2] < win:
         raise ValueError(f"ssim: frames {a.shape[1:3]} smaller than the {win}x{win} window")
     r = _default_range(a, data_range)
-    scale = 1.0
-    if a.dtype == np.uint8:  # compute in [0, 1]; SSIM is invariant to scaling data and range
-        scale = 1.0 / 255.0
+    scale = 1.0  # integers are compared in [0, 1]; SSIM is invariant to scaling data and range
+    if a.dtype in _PEAKS:
+        scale = 1.0 / _PEAKS[a.dtype]
+    args = (r * scale, float(sigma), truncate, k1, k2)
+    if changed is not None:
+        return _ssim_changed(a, b, changed, scale, args)
     total = 0.0
     for i in range(0, a.shape[0], _CHUNK_FRAMES):
         ca = jnp.asarray(a[i : i + _CHUNK_FRAMES], dtype=jnp.float32) * scale
         cb = jnp.asarray(b[i : i + _CHUNK_FRAMES], dtype=jnp.float32) * scale
-        total += float(_ssim_frame_sums(ca, cb, r * scale, float(sigma), truncate, k1, k2))
+        total += float(_ssim_frame_sums(ca, cb, *args))
     return total / a.shape[0]
+
+
+def _ssim_changed(a, b, changed, scale: float, args: tuple) -> float:
+    """`ssim` of a, b (T, H, W, C) that are equal outside the rectangle `changed` (see `ssim`)."""
+    num, height, width, channels = a.shape
+    radius = (_gaussian_taps(*args[1:3]).shape[0] - 1) // 2
+    y0, y1, x0, x1 = (int(v) for v in changed)
+    if not (0 <= y0 <= y1 <= height and 0 <= x0 <= x1 <= width):
+        raise ValueError(f"ssim: changed rectangle {changed} is not inside {height}x{width}")
+    if y0 == y1 or x0 == x1:
+        return 1.0
+    y0, y1 = _ssim_support(y0, y1, height, 2 * radius)
+    x0, x1 = _ssim_support(x0, x1, width, 2 * radius)
+    windows = (height - 2 * radius) * (width - 2 * radius) * channels
+    deficit = 0.0
+    for i in range(0, num, _CHUNK_FRAMES):
+        ca = jnp.asarray(a[i : i + _CHUNK_FRAMES, y0:y1, x0:x1], dtype=jnp.float32) * scale
+        cb = jnp.asarray(b[i : i + _CHUNK_FRAMES, y0:y1, x0:x1], dtype=jnp.float32) * scale
+        deficit += float(np.sum(np.asarray(_ssim_frame_deficits(ca, cb, *args), np.float64)))
+    return 1.0 - deficit / windows / num
 
 
 def _hr_pair(pred, true, name: str) -> tuple[np.ndarray, np.ndarray]:

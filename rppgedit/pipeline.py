@@ -4,13 +4,16 @@
     residual ──paste into the full frames, inside the full-resolution skin mask──► quantise ──► write
 
 Only the residual (edited - original crop) goes back into the video, upsampled smoothly, inside the
-skin mask; every other pixel of the output is bit-identical to the input.
+skin mask; every other pixel of the output is bit-identical to the input. Paste, quantisation and
+the report's PSNR/SSIM work only on the rectangles that the faces' boxes reach (`paste_chunk`,
+`_Fidelity`); the rest of each frame is copied, and its zero error is counted exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import pathlib
@@ -163,8 +166,94 @@ def _overlap(face_edit: FaceEdit, start: int, num: int) -> tuple[int, int]:
     return max(start, face_edit.first), min(start + num, face_edit.stop)
 
 
+Rect = tuple[int, int, int, int]  # (y0, y1, x0, x1): frame rows y0..y1-1, columns x0..x1-1
+
+
+@dataclasses.dataclass(frozen=True)
+class Changed:
+    """Where a chunk of pasted frames may differ from its input: disjoint rectangles of pixels and,
+    inside each, the pixels that the faces' masks let change. Every other pixel is the input's."""
+
+    shape: tuple[int, int, int]  # (T, H, W) of the chunk
+    rects: tuple[Rect, ...] = ()
+    masks: tuple[np.ndarray, ...] = ()  # bool (T, y1 - y0, x1 - x0) for each rect
+
+    def full_mask(self) -> np.ndarray:
+        """bool (T, H, W): the pixels allowed to change."""
+        out = np.zeros(self.shape, bool)
+        for (y0, y1, x0, x1), mask in zip(self.rects, self.masks, strict=True):
+            out[:, y0:y1, x0:x1] = mask
+        return out
+
+    def bounds(self) -> Rect | None:
+        """The smallest rectangle that holds every rect; None when nothing can change."""
+        if not self.rects:
+            return None
+        y0, y1, x0, x1 = np.array(self.rects).T
+        return int(y0.min()), int(y1.max()), int(x0.min()), int(x1.max())
+
+
+def _overlapping(a: Rect, b: Rect) -> bool:
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+
+
+def _face_rects(faces: list[FaceEdit], start: int, num: int, frame_shape) -> list:
+    """[(rect, indices of the faces pasted in it)]: each edited face's pixels over the chunk
+    (frames start .. start + num - 1), overlapping rectangles merged into their bounding one.
+
+    A rectangle is pasted into with its faces' boxes shifted to its corner; for boxes of float32
+    values a shift by whole pixels is exact in float64, so the paste computes the bits of the
+    whole frames. Boxes of other values keep their rectangle at the frame's corner (no shift)."""
+    rects = []
+    for i, f in enumerate(faces):
+        a, b = _overlap(f, start, num)
+        if f.residual is None or a >= b:
+            continue
+        rect = crop.pixel_rect(f.boxes[a:b], *frame_shape)
+        if rect is None:
+            continue
+        boxes = np.asarray(f.boxes[a:b])
+        if boxes.dtype != np.float32 and not np.all(boxes.astype(np.float32) == boxes):
+            rect = (0, rect[1], 0, rect[3])
+        rects.append((rect, [i]))
+    merged = True
+    while merged:
+        merged = False
+        for i, j in itertools.combinations(range(len(rects)), 2):
+            (r, fr), (q, fq) = rects[i], rects[j]
+            if _overlapping(r, q):
+                both = (min(r[0], q[0]), max(r[1], q[1]), min(r[2], q[2]), max(r[3], q[3]))
+                rects[i] = (both, sorted(fr + fq))
+                del rects[j]
+                merged = True
+                break
+    return rects
+
+
+def _paste_rect(frames, start: int, faces: list[FaceEdit], rect: Rect):
+    """The faces' residuals pasted (in order) into the rectangle `rect` of a chunk of frames:
+    (float32 (T, h, w, 3) on the 0-255 scale, bool mask (T, h, w) of the pixels allowed to change)."""
+    y0, y1, x0, x1 = rect
+    window = frames[:, y0:y1, x0:x1]
+    pasted = window.astype(np.float32)
+    mask_rect = np.zeros(window.shape[:3], bool)
+    corner = np.array([x0, y0, x0, y0], np.float64)
+    for f in faces:
+        a, b = _overlap(f, start, len(frames))
+        inner, rows = slice(a - start, b - start), slice(a - f.first, b - f.first)
+        boxes = np.asarray(f.boxes[a:b], np.float64) - corner
+        mask = full_frame_mask(f.mask[rows], boxes, window.shape[1:3])
+        crop.paste_residual(window[inner], boxes, f.residual[rows], mask, out=pasted[inner])
+        mask_rect[inner] |= mask
+    return pasted, mask_rect
+
+
 def paste_chunk(frames, start: int, faces: list[FaceEdit], job: EditJob, index: int):
     """Pastes every face's residual into a chunk of full frames and quantises them.
+
+    Only the rectangles that the faces' boxes reach over the chunk are pasted and quantised; every
+    other pixel is copied. The bits are those of pasting and quantising the whole frames: each
+    rectangle's stochastic rounding draws the numbers that the whole frames would draw there.
 
     Args:
       frames: uint8 (T,H,W,3) original frames `start .. start + T - 1` of the video (chunk
@@ -175,25 +264,29 @@ def paste_chunk(frames, start: int, faces: list[FaceEdit], job: EditJob, index: 
         streamed edit and an in-memory one give the same bits.
 
     Returns:
-      (output frames uint8 or uint16 (T,H,W,3), full-resolution mask of every face (T,H,W)).
+      (output frames uint8 or uint16 (T,H,W,3), `Changed`: where they may differ from `frames`).
     """
-    num = frames.shape[0]
-    pasted = frames.astype(np.float32)
-    mask_full = np.zeros(frames.shape[:3], bool)
-    for f in faces:
-        a, b = _overlap(f, start, num)
-        if f.residual is None or a >= b:
-            continue
-        inner, rows = slice(a - start, b - start), slice(a - f.first, b - f.first)
-        mask = full_frame_mask(f.mask[rows], f.boxes[a:b], frames.shape[1:3])
-        crop.paste_residual(frames[inner], f.boxes[a:b], f.residual[rows], mask, out=pasted[inner])
-        mask_full[inner] |= mask
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8, got {frames.dtype}")
+    num, height, width = frames.shape[:3]
     key = jax.random.fold_in(jax.random.key(job.seed), index)
     if job.bit_depth == 16:
-        out = crop.quantize_16bit(pasted * (65535.0 / 255.0), key)
+        out = frames.astype(np.uint16) * np.uint16(257)  # 65535 / 255: exact for integers
     else:
-        out = crop.quantize(pasted, key, mode=job.quantize)
-    return out, mask_full
+        out = frames.copy()
+    rects, masks = [], []
+    for rect, members in _face_rects(faces, start, num, (height, width)):
+        pasted, mask = _paste_rect(frames, start, [faces[i] for i in members], rect)
+        window = ((height, width, 3), rect)
+        if job.bit_depth == 16:
+            values = crop.quantize_16bit(pasted * (65535.0 / 255.0), key, window=window)
+        else:
+            values = crop.quantize(pasted, key, mode=job.quantize, window=window)
+        y0, y1, x0, x1 = rect
+        out[:, y0:y1, x0:x1] = values
+        rects.append(rect)
+        masks.append(mask)
+    return out, Changed((num, height, width), tuple(rects), tuple(masks))
 
 
 def _tracks_of(boxes, num: int) -> list[face.FaceTrack]:
@@ -308,9 +401,9 @@ def paste_frames(frames: np.ndarray, faces: list[FaceEdit], job: EditJob, streng
     outs, masks_full = [], []
     size = chunk_frames(*frames.shape[1:3])
     for index, start in enumerate(range(0, frames.shape[0], size)):
-        out, mask_full = paste_chunk(frames[start : start + size], start, faces, job, index)
+        out, changed = paste_chunk(frames[start : start + size], start, faces, job, index)
         outs.append(out)
-        masks_full.append(mask_full)
+        masks_full.append(changed.full_mask())
     return np.concatenate(outs), np.concatenate(masks_full)
 
 
@@ -393,19 +486,51 @@ def _unit(frames: np.ndarray) -> np.ndarray:
     return frames.astype(np.float32) / np.float32(np.iinfo(frames.dtype).max)
 
 
+def _differing_rect(a: np.ndarray, b: np.ndarray) -> Rect | None:
+    """The smallest rectangle (y0, y1, x0, x1) that holds every pixel where frames a and b
+    (T, H, W, 3) differ; None when they are equal."""
+    differs = np.any(a != b, axis=(0, 3))
+    rows, cols = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
+    if not len(rows):
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _same_scale(reference: np.ndarray, output: np.ndarray):
+    """The pair with 8-bit frames lifted to 16 bits (x 257, exact) when the other one is 16-bit."""
+    if reference.dtype == output.dtype:
+        return reference, output
+    lift = [
+        f.astype(np.uint16) * np.uint16(257) if f.dtype == np.uint8 else f
+        for f in (reference, output)
+    ]
+    return lift[0], lift[1]
+
+
 class _Fidelity:
-    """Running PSNR and SSIM of output frames against reference frames, chunk by chunk."""
+    """Running PSNR and SSIM of output frames against reference frames, chunk by chunk.
+
+    Both are computed where the frames differ, exactly: the other pixels add no error to the PSNR,
+    and an SSIM of 1 wherever the window sees no difference (`metrics.ssim(changed=)`)."""
 
     def __init__(self):
         self.sse, self.ssim_sum, self.count, self.values = 0.0, 0.0, 0, 0
 
-    def add(self, reference: np.ndarray, output: np.ndarray) -> None:
+    def add(self, reference: np.ndarray, output: np.ndarray, changed: Rect | None = None) -> None:
+        """Adds frames (T, H, W, 3); `changed`: a rectangle (y0, y1, x0, x1) outside which they
+        are equal, or None to find the one that holds every differing pixel."""
         for i in range(0, len(reference), 4):  # 4 frames at a time bound the temporaries
-            a, b = _unit(reference[i : i + 4]), _unit(output[i : i + 4])
+            ref, out = _same_scale(reference[i : i + 4], output[i : i + 4])
+            self.count += len(ref)
+            self.values += ref.size
+            rect = changed if changed is not None else _differing_rect(ref, out)
+            if rect is None:
+                self.ssim_sum += len(ref)
+                continue
+            y0, y1, x0, x1 = rect
+            a, b = _unit(ref[:, y0:y1, x0:x1]), _unit(out[:, y0:y1, x0:x1])
             self.sse += float(np.sum(np.square(b - a), dtype=np.float64))
-            self.ssim_sum += float(metrics.ssim(a, b)) * len(a)
-            self.count += len(a)
-            self.values += a.size
+            self.ssim_sum += metrics.ssim(ref, out, changed=rect) * len(ref)
 
     def psnr_db(self) -> float:
         mse = self.sse / max(self.values, 1)
@@ -735,12 +860,12 @@ def run_edit(
         tic = time.perf_counter()
         fidelity, after = _Fidelity(), [[] for _ in faces]
         for index, (start, frames) in enumerate(chunks()):
-            out, _ = paste_chunk(frames, start, faces, job, index)
+            out, changed = paste_chunk(frames, start, faces, job, index)
             writer.write(out)
             if reference is not None:
                 reference.write(frames)
             elif report:
-                fidelity.add(frames, out)
+                fidelity.add(frames, out, changed.bounds())
                 _add_after_crops(faces, start, out, after)
         writers.close()  # finish both files (an error here still removes them)
         seconds["read_paste_write"] = time.perf_counter() - tic

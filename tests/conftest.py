@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# Commands run by the tests (`python -m rppgedit.main`) keep no compilation cache in the user's home.
+os.environ["RPPGEDIT_JAX_CACHE"] = "off"
 
 SHARED_DATA = pathlib.Path(
     os.environ.get(

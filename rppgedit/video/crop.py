@@ -187,6 +187,28 @@ def paste_residual(
     return out
 
 
+def pixel_rect(boxes: np.ndarray, height: int, width: int) -> tuple[int, int, int, int] | None:
+    """The rectangle of frame pixels that `paste_residual` and `mask_to_frame` can touch for `boxes`.
+
+    Args:
+      boxes: (T, 4) boxes (x0, y0, x1, y1).
+      height, width: frame size.
+
+    Returns:
+      (y0, y1, x0, x1): rows y0..y1-1 and columns x0..x1-1, the smallest rectangle that holds every
+      frame's in-frame pixels whose centres lie inside its box; None when no box reaches a pixel.
+    """
+    spans = [
+        (*_pixel_span(y0, y1, height), *_pixel_span(x0, x1, width))
+        for x0, y0, x1, y1 in np.asarray(boxes, np.float64)
+    ]
+    spans = [s for s in spans if s[0] < s[1] and s[2] < s[3]]
+    if not spans:
+        return None
+    ya, yb, xa, xb = np.array(spans).T
+    return int(ya.min()), int(yb.max()), int(xa.min()), int(xb.max())
+
+
 def mask_to_frame(mask: np.ndarray, boxes: np.ndarray, height: int, width: int) -> np.ndarray:
     """Place crop masks back into full frames (nearest neighbour); False outside the boxes.
 
@@ -258,7 +280,57 @@ QUANTIZERS: dict[str, Callable] = {
 }
 
 
-def _quantize(values, key_or_seed, mode: str, dtype) -> np.ndarray:
+class _WindowDraws:
+    """Stands in for the generator of whole frames when only a window of them is quantised.
+
+    `random` returns, frame after frame, the float32 numbers that frames of `frame_shape`
+    (H, W, C) would draw at the window's pixels (rows y0..y1-1, columns x0..x1-1, every channel,
+    row-major). PCG64 hands out float32 numbers in pairs, the two halves of one 64-bit output, so
+    number k of the stream is half k % 2 of output k // 2: the stream is advanced past the pixels
+    outside the window (`advance`, O(log n)) instead of drawing them.
+    """
+
+    _GAP_DRAWN = 256  # numbers between two window rows drawn and dropped rather than skipped
+
+    def __init__(self, rng: np.random.Generator, frame_shape, rect):
+        height, width, channels = frame_shape
+        y0, y1, x0, x1 = rect
+        self._rng, self._pos, self._frame = rng, 0, 0  # _pos: numbers of the stream consumed
+        self._row, self._cols, self._rows = width * channels, (x1 - x0) * channels, y1 - y0
+        self._size = height * self._row  # numbers per frame
+        self._first = y0 * self._row + x0 * channels  # the window's first number in a frame
+
+    def _skip_to(self, pos: int) -> None:
+        if pos == self._pos:
+            return
+        # ceil(_pos / 2) outputs are consumed (an odd _pos holds the second half in a buffer)
+        self._rng.bit_generator.advance(pos // 2 - (self._pos + 1) // 2)  # clears the buffer
+        if pos % 2:
+            self._rng.random(1, dtype=np.float32)  # the first half of output pos // 2
+        self._pos = pos
+
+    def _draw(self, count: int) -> np.ndarray:
+        self._pos += count
+        return self._rng.random(count, dtype=np.float32)
+
+    def random(self, shape, dtype=np.float32) -> np.ndarray:
+        if dtype != np.float32:
+            raise ValueError("window draws are float32")
+        start = self._frame * self._size + self._first
+        self._frame += 1
+        self._skip_to(start)
+        if self._row - self._cols <= self._GAP_DRAWN:  # one strip of whole rows
+            strip = self._draw((self._rows - 1) * self._row + self._cols)
+            strip = np.pad(strip, (0, self._row - self._cols))
+            return strip.reshape(self._rows, self._row)[:, : self._cols].reshape(shape)
+        out = np.empty((self._rows, self._cols), np.float32)
+        for r in range(self._rows):
+            self._skip_to(start + r * self._row)
+            out[r] = self._draw(self._cols)
+        return out.reshape(shape)
+
+
+def _quantize(values, key_or_seed, mode: str, dtype, window=None) -> np.ndarray:
     if mode not in QUANTIZERS:
         raise ValueError(f"unknown quantisation mode {mode!r}; choose from {sorted(QUANTIZERS)}")
     values = np.asarray(values, np.float32)
@@ -268,13 +340,20 @@ def _quantize(values, key_or_seed, mode: str, dtype) -> np.ndarray:
     frames = values.reshape((values.shape[0] if values.ndim else 1, -1))
     out = np.empty(frames.shape, dtype)
     clipped = (np.clip(frame, 0.0, top) for frame in frames)
-    stream = QUANTIZERS[mode](clipped, _rng(key_or_seed))
+    rng = _rng(key_or_seed)
+    if window is not None:
+        frame_shape, rect = window
+        y0, y1, x0, x1 = rect
+        if values.shape[1:] != (y1 - y0, x1 - x0, frame_shape[2]):
+            raise ValueError(f"window {rect} of frames {frame_shape} does not fit {values.shape}")
+        rng = _WindowDraws(rng, frame_shape, rect)
+    stream = QUANTIZERS[mode](clipped, rng)
     for t, frame in enumerate(stream):
         out[t] = np.clip(frame, 0.0, top)
     return out.reshape(values.shape)
 
 
-def quantize(frames_f32_255, key_or_seed, *, mode: str = "stochastic") -> np.ndarray:
+def quantize(frames_f32_255, key_or_seed, *, mode: str = "stochastic", window=None) -> np.ndarray:
     """Round 0-255 float frames to uint8.
 
     Values are clipped to [0, 255] first. Exact integers come out unchanged in every mode.
@@ -288,16 +367,22 @@ def quantize(frames_f32_255, key_or_seed, *, mode: str = "stochastic") -> np.nda
         window of a long video, e.g. `jax.random.fold_in(key, window_index)`.
       mode: "stochastic" (floor with probability ceil(x) - x, else ceil: unbiased, E[out] = x),
         "round" (nearest, ties to even) or "error_diffusion" (temporal error feedback).
+      window: None, or ((H, W, C), (y0, y1, x0, x1)) when `frames_f32_255` (T, y1-y0, x1-x0, C)
+        is that rectangle of whole frames (T, H, W, C): each pixel is then rounded with the
+        number the whole frames would draw for it, so the rectangle comes out with the bits
+        that quantising the whole frames gives there.
 
     Returns:
       uint8 array of the input's shape.
     """
-    return _quantize(frames_f32_255, key_or_seed, mode, np.uint8)
+    return _quantize(frames_f32_255, key_or_seed, mode, np.uint8, window)
 
 
-def quantize_16bit(frames_f32_65535, key_or_seed, *, mode: str = "stochastic") -> np.ndarray:
+def quantize_16bit(
+    frames_f32_65535, key_or_seed, *, mode: str = "stochastic", window=None
+) -> np.ndarray:
     """`quantize` for 16-bit output: float frames on the 0-65535 scale to uint16."""
-    return _quantize(frames_f32_65535, key_or_seed, mode, np.uint16)
+    return _quantize(frames_f32_65535, key_or_seed, mode, np.uint16, window)
 
 
 def enclosing_square(boxes: np.ndarray) -> np.ndarray:

@@ -1,0 +1,231 @@
+"""Pasting, quantising and comparing only where the faces can change the pixels.
+
+`pipeline.paste_chunk` works on the rectangles that the faces' boxes reach; these tests hold it to
+the bits of the whole-frame paste it replaced (`_paste_whole_frames`, kept here as the reference),
+`crop.quantize(window=)` to the numbers the whole frames draw, and `metrics.ssim(changed=)` and the
+report's `_Fidelity` to the whole-frame PSNR and SSIM.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from rppgedit import metrics, pipeline
+from rppgedit.video import crop
+
+SIZE = 16  # side of the working crop
+
+
+def _paste_whole_frames(frames, start, faces, job, index):
+    """The whole-frame paste of `pipeline.paste_chunk` before it worked on rectangles."""
+    num = frames.shape[0]
+    pasted = frames.astype(np.float32)
+    mask_full = np.zeros(frames.shape[:3], bool)
+    for f in faces:
+        a, b = max(start, f.first), min(start + num, f.stop)
+        if f.residual is None or a >= b:
+            continue
+        inner, rows = slice(a - start, b - start), slice(a - f.first, b - f.first)
+        mask = pipeline.full_frame_mask(f.mask[rows], f.boxes[a:b], frames.shape[1:3])
+        crop.paste_residual(frames[inner], f.boxes[a:b], f.residual[rows], mask, out=pasted[inner])
+        mask_full[inner] |= mask
+    key = jax.random.fold_in(jax.random.key(job.seed), index)
+    if job.bit_depth == 16:
+        out = crop.quantize_16bit(pasted * (65535.0 / 255.0), key)
+    else:
+        out = crop.quantize(pasted, key, mode=job.quantize)
+    return out, mask_full
+
+
+def _face(rng, num_video, first, stop, box, drift, dtype=np.float32, edited=True):
+    """A FaceEdit whose box (x0, y0, x1, y1) moves by `drift` pixels per frame, with a random skin
+    mask and a random residual of a few grey levels."""
+    t = np.arange(num_video, dtype=np.float64)[:, None]
+    boxes = (np.asarray(box, np.float64) + drift * t * np.array([1.0, 0.5, 1.0, 0.5])).astype(dtype)
+    n = stop - first
+    mask = rng.random((n, SIZE, SIZE)) < 0.7
+    residual = (rng.standard_normal((n, SIZE, SIZE, 3)) * 2.0 / 255.0).astype(np.float32)
+    residual *= mask[..., None]
+    clip = np.zeros((n, SIZE, SIZE, 3), np.float32)
+    return pipeline.FaceEdit(boxes, first, stop, clip, mask, residual if edited else None)
+
+
+def _scene(rng, height=72, width=160):
+    """A 12-frame video and faces: two overlapping ones, one past the top-left corner, one past
+    the bottom-right corner, one that enters late, one unedited and one with float64 boxes whose
+    values are not float32 values."""
+    num = 12
+    frames = rng.integers(0, 256, (num, height, width, 3), dtype=np.uint8)
+    frames[:, :4] = 255  # saturated rows: the paste must clip there as the whole frames do
+    faces = [
+        _face(rng, num, 0, num, (20.3, 10.7, 50.3, 40.7), 0.37),
+        _face(rng, num, 0, num, (40.9, 20.2, 70.9, 50.2), -0.21),  # overlaps the first
+        _face(rng, num, 0, num, (-8.6, -5.25, 14.4, 17.75), 0.1),  # past the top-left corner
+        _face(rng, num, 2, 9, (width - 12.5, height - 20.1, width + 9.5, height + 1.9), 0.05),
+        _face(rng, num, 7, num, (100.0, 30.0, 124.0, 54.0), 0.0),  # enters in the second chunk
+        _face(rng, num, 0, num, (120.0, 2.0, 140.0, 22.0), 0.0, edited=False),
+        _face(rng, num, 0, num, (130.123456789, 40.987654321, 150.1, 61.3), 0.3, np.float64),
+    ]
+    return frames, faces
+
+
+@pytest.mark.parametrize(
+    "quantize, bit_depth",
+    [("stochastic", 8), ("round", 8), ("error_diffusion", 8), ("stochastic", 16)],
+)
+def test_paste_chunk_gives_the_whole_frame_bits(rng, quantize, bit_depth):
+    frames, faces = _scene(rng)
+    job = pipeline.EditJob(quantize=quantize, bit_depth=bit_depth, seed=3)
+    for index, start in enumerate(range(0, len(frames), 5)):  # chunks of 5, 5 and 2 frames
+        chunk = frames[start : start + 5]
+        want, want_mask = _paste_whole_frames(chunk, start, faces, job, index)
+        got, changed = pipeline.paste_chunk(chunk, start, faces, job, index)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(changed.full_mask(), want_mask)
+        y0, y1, x0, x1 = changed.bounds()
+        outside = np.ones(chunk.shape[:3], bool)
+        outside[:, y0:y1, x0:x1] = False
+        assert np.all(
+            want.astype(np.int64)[outside]
+            == chunk.astype(np.int64)[outside] * (257 if bit_depth == 16 else 1)
+        )
+    assert np.any(want != chunk)  # the faces did change pixels
+
+
+def test_rectangles_are_disjoint_and_hold_every_face(rng):
+    frames, faces = _scene(rng)
+    faces = faces[:-1]  # float64 boxes keep their rectangle at the corner, holding all the others
+    _, changed = pipeline.paste_chunk(frames, 0, faces, pipeline.EditJob(), 0)
+    assert len(changed.rects) == 4
+    for i, r in enumerate(changed.rects):
+        for q in changed.rects[i + 1 :]:
+            assert not pipeline._overlapping(r, q)
+    for f in faces:
+        if f.residual is not None:
+            y0, y1, x0, x1 = crop.pixel_rect(f.boxes[f.span], *frames.shape[1:3])
+            assert any(
+                r[0] <= y0 and y1 <= r[1] and r[2] <= x0 and x1 <= r[3] for r in changed.rects
+            )
+
+
+def test_paste_frames_streams_the_whole_frame_bits(rng):
+    frames, faces = _scene(rng)
+    job = pipeline.EditJob(seed=5)
+    got, mask = pipeline.paste_frames(frames, faces, job, np.float32(2.0))
+    size = pipeline.chunk_frames(*frames.shape[1:3])
+    scaled = pipeline.scaled(faces, np.float32(2.0))
+    want = _paste_whole_frames(frames[:size], 0, scaled, job, 0)
+    np.testing.assert_array_equal(got[:size], want[0])
+    np.testing.assert_array_equal(mask[:size], want[1])
+
+
+@pytest.mark.parametrize(
+    "rect",
+    [(0, 9, 0, 40), (3, 9, 0, 40), (2, 7, 5, 33), (0, 1, 39, 40), (4, 5, 0, 1), (0, 9, 17, 18)],
+)
+@pytest.mark.parametrize("width", [40, 200])  # rows drawn as one strip, or skipped between rows
+def test_quantize_window_draws_the_whole_frame_numbers(rng, rect, width):
+    values = rng.random((3, 9, width, 3), dtype=np.float32) * 255
+    key = jax.random.fold_in(jax.random.key(7), 2)
+    x1 = min(rect[3], width)
+    y0, y1, x0, _ = rect
+    whole = crop.quantize(values, key)
+    part = crop.quantize(values[:, y0:y1, x0:x1], key, window=((9, width, 3), (y0, y1, x0, x1)))
+    np.testing.assert_array_equal(part, whole[:, y0:y1, x0:x1])
+    whole16 = crop.quantize_16bit(values * 257, key)
+    part16 = crop.quantize_16bit(
+        values[:, y0:y1, x0:x1] * 257, key, window=((9, width, 3), (y0, y1, x0, x1))
+    )
+    np.testing.assert_array_equal(part16, whole16[:, y0:y1, x0:x1])
+
+
+def test_quantize_window_must_fit():
+    with pytest.raises(ValueError, match="does not fit"):
+        crop.quantize(np.zeros((1, 4, 4, 3), np.float32), 0, window=((8, 8, 3), (0, 5, 0, 4)))
+
+
+def _skimage_ssim(a, b):
+    """scikit-image's SSIM in float64, per frame, averaged over frames (the metric's reference)."""
+    from skimage.metrics import structural_similarity
+
+    kw = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=-1)
+    return float(
+        np.mean(
+            [structural_similarity(x, y, data_range=1.0, **kw) for x, y in zip(a, b, strict=True)]
+        )
+    )
+
+
+def _changed_pair(rng, dtype, num, height, width, rect):
+    """Random frames a and b equal to a outside `rect`, random inside it (a random mask)."""
+    top = {np.uint8: 255, np.uint16: 65535, np.float32: 1.0}[dtype]
+    if dtype == np.float32:
+        a = rng.random((num, height, width, 3), dtype=np.float32)
+    else:
+        a = rng.integers(0, top + 1, (num, height, width, 3)).astype(dtype)
+    b = a.copy()
+    y0, y1, x0, x1 = rect
+    inside = rng.random((num, y1 - y0, x1 - x0, 1)) < 0.5
+    inside[:, 0, 0] = True
+    noise = (
+        (2 * rng.integers(0, 2, (num, y1 - y0, x1 - x0, 3)) - 1) * (0.2 + rng.random()) * 0.05 * top
+    )
+    patch = a[:, y0:y1, x0:x1].astype(np.float64) + noise * inside
+    b[:, y0:y1, x0:x1] = np.clip(patch, 0, top).astype(dtype)
+    return a, b
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize(
+    "shape, rect",
+    [
+        ((3, 48, 64), (10, 30, 20, 41)),  # inside
+        ((2, 48, 64), (0, 7, 0, 9)),  # at the top-left corner
+        ((2, 48, 64), (40, 48, 50, 64)),  # at the bottom-right corner
+        ((2, 48, 64), (0, 48, 0, 64)),  # everywhere
+        ((2, 150, 170), (60, 61, 80, 82)),  # one pixel pair in a larger frame
+        ((35, 40, 300), (5, 30, 100, 180)),  # more frames than one device call
+    ],
+)
+def test_ssim_from_the_changed_rect_equals_the_whole_frames(rng, dtype, shape, rect):
+    a, b = _changed_pair(rng, dtype, *shape, rect)
+    region = metrics.ssim(a, b, changed=rect)
+    assert region < 1.0  # even one changed pixel pair in a large frame (the whole frames' float32
+    # mean of the map rounds that to 1)
+    assert region == pytest.approx(metrics.ssim(a, b), abs=2e-6)
+    top = {np.uint8: 255, np.uint16: 65535, np.float32: 1.0}[dtype]
+    exact = _skimage_ssim(a.astype(np.float64) / top, b.astype(np.float64) / top)
+    assert region == pytest.approx(exact, abs=2e-6)
+    assert metrics.ssim(a[0], b[0], changed=rect) == pytest.approx(
+        metrics.ssim(a[0], b[0]), abs=2e-6
+    )
+
+
+def test_ssim_changed_edge_cases(rng):
+    a, b = _changed_pair(rng, np.uint8, 2, 32, 32, (4, 8, 4, 8))
+    assert metrics.ssim(a, a, changed=(4, 4, 0, 32)) == 1.0
+    with pytest.raises(ValueError, match="not inside"):
+        metrics.ssim(a, b, changed=(0, 33, 0, 8))
+
+
+@pytest.mark.parametrize("out_dtype", [np.uint8, np.uint16])
+def test_fidelity_equals_whole_frame_psnr_and_ssim(rng, out_dtype):
+    a, b = _changed_pair(rng, np.uint8, 10, 40, 56, (12, 30, 3, 20))
+    b[7, 0, 55] += 1  # a change far from the others, in one frame only
+    out = b.astype(np.uint16) * np.uint16(257) if out_dtype == np.uint16 else b
+    given, found = pipeline._Fidelity(), pipeline._Fidelity()
+    given.add(a[:6], out[:6], (12, 30, 3, 20))
+    given.add(a[6:], out[6:], (0, 40, 0, 56))
+    found.add(a, out)
+    # the whole-frame `_Fidelity` it replaced: float32 differences in [0, 1] over every pixel
+    top = np.float32(np.iinfo(out_dtype).max)
+    diff = out.astype(np.float32) / top - a.astype(np.float32) / np.float32(255)
+    psnr = -10 * np.log10(np.sum(np.square(diff), dtype=np.float64) / a.size)
+    ssim = metrics.ssim(a, b)
+    for fidelity in (given, found):
+        assert fidelity.psnr_db() == pytest.approx(psnr, rel=1e-12)
+        assert fidelity.ssim() == pytest.approx(ssim, abs=2e-6)
+    same = pipeline._Fidelity()
+    same.add(a, a.copy())
+    assert same.psnr_db() == float("inf") and same.ssim() == 1.0
