@@ -86,7 +86,7 @@ flags.DEFINE_integer(
 flags.DEFINE_integer("work_size", 64, "Side of the face crop the editor works on.")
 flags.DEFINE_integer("window", 128, "Frames per editing window.")
 flags.DEFINE_integer("overlap", 32, "Minimum overlap of consecutive windows (frames).")
-flags.DEFINE_integer("batch_windows", 2, "Windows edited together in one vmapped call.")
+flags.DEFINE_integer("batch_windows", 2, "Windows each device edits in one vmapped call.")
 flags.DEFINE_string("mask_method", "ycrcb_adaptive", "Skin mask rule (ycrcb_adaptive, ycrcb, all).")
 flags.DEFINE_enum("quantize", "stochastic", ["stochastic", "round"], "8-bit rounding of the edit.")
 flags.DEFINE_list("face_box", None, "Fixed face box x0,y0,x1,y1 in pixels (skips detection).")

@@ -36,8 +36,11 @@ def optimize(
         XLA's cost analysis counts a loop body once, so `--mode=bench` counts FLOPs with
         `unroll=num_steps`.
       done: optional `metrics -> bool scalar`, evaluated at the parameters before each step: once it
-        is true the parameters and the optimiser state are kept for the remaining steps (an early
-        stop that stays inside one compiled loop of static length).
+        is true the parameters and the optimiser state are kept for the remaining steps. The loop
+        then ends early (`lax.while_loop`; under `vmap` when every clip of the batch is done): the
+        remaining steps are not computed, and the history repeats the stopping step's metrics,
+        which are those of the kept parameters. With `unroll` > 1 the loop runs every step
+        (`lax.scan`, the same result) so that XLA's cost analysis sees them all.
 
     Returns:
       The final parameters and a history dict: `loss` (num_steps,) and each metric (num_steps,), each
@@ -63,5 +66,35 @@ def optimize(
         return (p, opt_state, stopped), {**record, "updated": jnp.logical_not(stopped)}
 
     init = (params, tx.init(params), jnp.zeros((), bool))
-    (params, _, _), history = jax.lax.scan(step, init, None, length=num_steps, unroll=unroll)
-    return params, history
+    if done is None or unroll > 1:
+        (params, _, _), history = jax.lax.scan(step, init, None, length=num_steps, unroll=unroll)
+        return params, history
+    return _until_done(step, init, num_steps)
+
+
+def _until_done(step, init, num_steps: int):
+    """`lax.scan(step, init, length=num_steps)` for a `step` that stops changing its carry once
+    `carry[2]` (stopped) is true: runs steps only until then, and fills the rest of the history with
+    the stopping step's record (what the scan would have recorded at the kept parameters)."""
+    record_shape = jax.eval_shape(lambda c: step(c, None)[1], init)
+    empty = jax.tree.map(lambda a: jnp.zeros((num_steps, *a.shape), a.dtype), record_shape)
+
+    def cond(loop):
+        i, (_, _, stopped), _ = loop
+        return jnp.logical_and(i < num_steps, jnp.logical_not(stopped))
+
+    def body(loop):
+        i, carry, history = loop
+        carry, record = step(carry, None)
+        history = jax.tree.map(lambda h, r: h.at[i].set(r), history, record)
+        return i + 1, carry, history
+
+    ran, (params, _, _), history = jax.lax.while_loop(cond, body, (0, init, empty))
+    last = jnp.maximum(ran - 1, 0)
+    after = jnp.arange(num_steps) >= ran
+
+    def fill(h):
+        expand = (slice(None),) + (None,) * (h.ndim - 1)
+        return jnp.where(after[expand], h[last], h)
+
+    return params, jax.tree.map(fill, history)

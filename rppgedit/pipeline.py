@@ -25,12 +25,12 @@ import jax
 import numpy as np
 from scipy import ndimage
 
-from rppgedit import editors, evaluation, metrics, safe_write, signals, targets, validate
+from rppgedit import editors, engine, evaluation, metrics, safe_write, signals, targets, validate
+from rppgedit.engine import MIN_FRAMES
 from rppgedit.errors import RppgEditError
 from rppgedit.video import crop, face, io, skin
-from rppgedit.windows import overlap_add, window_starts
+from rppgedit.windows import edit_plan
 
-MIN_FRAMES = 32
 # Full frames are decoded, pasted, quantised and encoded in chunks of about this many bytes of
 # float32 pixels (the paste works on the 0-255 float scale): 128 frames up to 208x208, 4 at 1080p.
 CHUNK_BYTES = 64 * 2**20
@@ -51,7 +51,7 @@ class EditJob:
       work_size: side of the square face crop the editor works on, in pixels.
       window: frames per editing window (the surrogate's length).
       overlap: minimum overlap of consecutive windows, blended with cross-fades.
-      batch_windows: windows edited together in one vmapped call.
+      batch_windows: windows each device edits in one vmapped call.
       mask_method: skin-mask rule (see `rppgedit.video.skin`).
       quantize: "stochastic" (keeps sub-level edits in 8-bit output) or "round".
       bit_depth: 8 or 16 bits per channel in the output file.
@@ -129,30 +129,6 @@ class EditResult:
 def editor_config(job: EditJob, fps: float):
     """The editor's static config for `job` at frame rate `fps`."""
     return editors.make_config(job.method, fps, job.target.kind == "none", job.method_options)
-
-
-def edit_clip(clip, mask, target, cfg, state, job: EditJob, progress: bool = False) -> np.ndarray:
-    """Edits a whole crop window by window; returns the blended residual (T,S,S,3) in [0,1] units."""
-    module = editors.get(job.method)
-    num = clip.shape[0]
-    if num < MIN_FRAMES:
-        raise RppgEditError(f"clip has {num} frames; at least {MIN_FRAMES} are needed")
-    length = min(job.window, num - num % 4)
-    starts = window_starts(num, length, min(job.overlap, length // 2))
-    wave = np.zeros(num, np.float32) if target is None else np.asarray(target, np.float32)
-    batches = [starts[i : i + job.batch_windows] for i in range(0, len(starts), job.batch_windows)]
-    residuals = []
-    bar = progress_bar(len(starts), "edit windows", progress)
-    for batch in batches:
-        padded = batch + [batch[-1]] * (job.batch_windows - len(batch))  # one compiled shape
-        clips = np.stack([clip[s : s + length] for s in padded])
-        masks = np.stack([mask[s : s + length] for s in padded])
-        waves = np.stack([wave[s : s + length] for s in padded])
-        edited, _ = module.edit_batch(state, clips, masks, waves, cfg)
-        residuals.append(np.asarray(edited)[: len(batch)] - clips[: len(batch)])
-        bar.update(len(batch))
-    bar.close()
-    return overlap_add(np.concatenate(residuals), starts, num)
 
 
 def crop_and_mask(frames: np.ndarray, boxes: np.ndarray, job: EditJob):
@@ -329,24 +305,37 @@ def _set_crops(faces: list[FaceEdit], parts: list[list], job: EditJob) -> None:
 
 def _edit_faces(faces, target, cfg, state, job: EditJob, progress: bool) -> list[str]:
     """Edits every face long enough to carry a pulse; returns a note for each face left as is."""
-    notes = []
+    notes, tasks = [], []
     for i, f in enumerate(faces):
         if f.stop - f.first < MIN_FRAMES:
             notes.append(
                 f"face {i} is in the video for {f.stop - f.first} frames (fewer than "
                 f"{MIN_FRAMES}): too short to carry a readable pulse, left unedited"
             )
-            continue
-        if not f.mask.any():  # nothing may change: never report an edit that changed nothing
+        elif not f.mask.any():  # nothing may change: never report an edit that changed nothing
             notes.append(
                 f"face {i} has no skin pixels in its crop ({job.mask_method} mask), left unedited"
             )
-            continue
-        wave = None if target is None else target[f.span]
-        f.residual = edit_clip(f.clip, f.mask, wave, cfg, state, job, progress)
-    if all(f.residual is None for f in faces):
+        else:
+            wave = None if target is None else target[f.span]
+            tasks.append(engine.task(i, f.clip, f.mask, wave))
+    if not tasks:
         why = "; ".join(notes) or "no face to edit"
         raise RppgEditError(f"nothing to edit ({why}); nothing was written")
+    total = sum(len(edit_plan(t.num_frames, job.window, job.overlap)[1]) for t in tasks)
+    bar = progress_bar(total, "edit windows", progress)
+    mesh = engine.local_mesh()
+    edit_batch = engine.device_editor(editors.get(job.method), state, cfg, mesh)
+    for done in engine.edit_windows(
+        tasks,
+        edit_batch,
+        window=job.window,
+        overlap=job.overlap,
+        batch_size=job.batch_windows * mesh.devices.size,
+        progress=bar.update,
+    ):
+        faces[done.task.key].residual = done.residual
+    bar.close()
     return notes
 
 

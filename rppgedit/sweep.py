@@ -11,10 +11,13 @@ grow, shrink or be reordered and finished items are still found.
 
 How an item is computed (the sweep works on the face crop at the working size, the same crop the
 editor edits; the full-frame paste of `--mode=edit` is left out because it does not depend on any
-swept setting):
+swept setting). The windows go through the edit engine (`rppgedit.engine`) and the crop is pasted
+and rounded by `pipeline.paste_frames`, so an item's edited crop has the bits of `--mode=edit` run
+on a video of crop8 with the whole frame as the face box and the same settings and seed (on one
+device, with `batch_per_device` equal to the edit's `--batch_windows`):
 
     clip ──crop to S×S, round to 8 bit──► crop8 ──skin──► mask ──windows──► editor (batched, sharded)
-    residual ──► crop8 + residual, stochastic 8-bit rounding (seeded by the key) ──► edited8
+    residual ──► crop8 + residual inside the grown mask, stochastic 8-bit rounding (seed) ──► edited8
     estimators on crop8 and edited8 ──► HR before/after, SNR; PSNR and SSIM of edited8 vs crop8
 
 Note that the PSNR/SSIM are of the face crop, not of a full frame, so they are lower (stricter) than
@@ -22,16 +25,15 @@ the full-frame numbers `--mode=edit` prints.
 
 Batching and sharding: items whose editor config is the same (method, steps, lambda, fps, window) form
 one group; their windows are stacked on one batch axis and edited by ONE call per batch of
-`batch_per_device x local devices` windows: `editor.edit_batch` (vmap) inside `jax.shard_map` over
-`Mesh(local devices, ("batch",))`, inputs placed with `NamedSharding(mesh, P("batch"))`. Every device
-runs the same program on `batch_per_device` windows, so results do not depend on how many devices
-there are nor on which other items share a batch (measured bit-identical for 1 vs 4 simulated CPU
-devices and across restarts on the test's grid, tests/sweep_test.py). On the 24 items of
+`batch_per_device x local devices` windows (`engine.device_editor`: `editor.edit_batch` (vmap) inside
+`jax.shard_map` over the local devices). Every device runs the same program on `batch_per_device`
+windows, so results do not depend on which other items share a batch nor on restarts (bit-identical,
+tests/sweep_test.py). On the 24 items of
 experiments/sweep_small.flags, 2 and 4 simulated devices gave bit-identical results, and 1 device
 differed from them only by float rounding of XLA's unpartitioned program: one 8-bit level on about
 1e-6 of the edited crop's values (stochastic rounding at a boundary), HR within 0.001 bpm, PSNR
-within 3e-5 dB, SSIM within 2e-8: that is the stated tolerance across device counts. A last batch that does not fill the devices
-is padded with copies of its last window; padded rows are dropped. The next batch is dispatched
+within 3e-5 dB, SSIM within 2e-8: that is the stated tolerance across device counts. A last batch
+that does not fill the devices is padded with copies of its last window; padded rows are dropped. The next batch is dispatched
 before the previous one is finished on the host, so devices and host overlap.
 
 Lambda is a static field of the editor config (privacy_phys), so items are grouped by it; target HR
@@ -81,6 +83,7 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
+import functools
 import hashlib
 import io as pyio
 import itertools
@@ -95,15 +98,14 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
-from rppgedit import editors, evaluation, metrics, safe_write, signals, targets
+from rppgedit import editors, engine, evaluation, metrics, pipeline, safe_write, signals, targets
 from rppgedit.errors import RppgEditError
 from rppgedit.estimators import registry
 from rppgedit.video import crop, skin
 from rppgedit.video import io as video_io
-from rppgedit.windows import overlap_add, window_starts
+from rppgedit.windows import edit_plan
 
 _log = logging.getLogger(__name__)
 
@@ -156,7 +158,8 @@ class SweepSpec:
       window, overlap: frames per editing window and minimum overlap (as in `pipeline.EditJob`).
       mask_method: skin-mask rule (`rppgedit.video.skin`).
       quantize: "stochastic" or "round" 8-bit rounding of the edited crop.
-      seed: seed of the targets' random parts and of the rounding (mixed with each item's key).
+      seed: seed of the targets' random parts and of the rounding (`--mode=edit --seed`: every item
+        is rounded as that edit rounds it).
       estimators: estimators read before and after editing.
       save: format of the edited crop per item: "npy", "mkv" (FFV1) or "none".
     """
@@ -602,108 +605,59 @@ def _append_item(path: pathlib.Path, records: list[dict]) -> None:
 # Editing.
 
 
-def _sharded_editor(module, cfg, mesh: Mesh):
-    """jit(shard_map(edit_batch)): each device edits its `batch_per_device` windows alone."""
-    rows = P("batch")
-
-    def local(state, clips, masks, waves):
-        edited, _ = module.edit_batch(state, clips, masks, waves, cfg)
-        return edited
-
-    # check_vma=False is required for correctness: with the default check, all devices ended with
-    # the SAME perturbation (measured on 4 simulated devices: rows' deltas equal to 1e-5 instead of
-    # differing by ~1 grey level), i.e. the gradient was summed over devices. The likely cause: the
-    # editor's zero initial perturbation is created inside the body, so it is device-invariant,
-    # and the transpose of its implicit `pvary` is a psum. Without the check each device's program
-    # is exactly the single-device one (bit-identical results).
-    return jax.jit(
-        jax.shard_map(
-            local, mesh=mesh, in_specs=(P(), rows, rows, rows), out_specs=rows, check_vma=False
-        )
-    )
-
-
-@dataclasses.dataclass
-class _Pending:
-    """An item whose windows are being edited."""
-
-    item: WorkItem
-    starts: list[int]
-    windows: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
-
-
-def _windows(num_frames: int, spec: SweepSpec) -> tuple[int, list[int]]:
-    length = min(spec.window, num_frames - num_frames % 4)
-    return length, window_starts(num_frames, length, min(spec.overlap, length // 2))
-
-
 def _target_wave(item: WorkItem, num_frames: int) -> np.ndarray:
     if item.target is None:
         return np.zeros(num_frames, np.float32)
     return np.asarray(targets.make_target(item.target, num_frames, item.clip.fps), np.float32)
 
 
+def _edit_job(spec: SweepSpec) -> pipeline.EditJob:
+    """The `pipeline.EditJob` whose windows, rounding and seed the sweep's items use."""
+    return pipeline.EditJob(
+        work_size=spec.work_size,
+        window=spec.window,
+        overlap=spec.overlap,
+        mask_method=spec.mask_method,
+        quantize=spec.quantize,
+        seed=spec.seed,
+    )
+
+
 def _edit_group(items, module, cfg, state, mesh, spec, batch_per_device, clips, finish):
-    """Edits all windows of `items` (one static config) in sharded batches; calls `finish(pending)`
-    for each item as soon as its last window is back."""
-    length, _ = _windows(items[0].clip.num_frames, spec)
-    pending, units = [], []
-    for item in items:
-        _, starts = _windows(item.clip.num_frames, spec)
-        pending.append(_Pending(item, starts))
-        units += [(len(pending) - 1, s) for s in starts]
-    size = batch_per_device * mesh.devices.size
-    editor = _sharded_editor(module, cfg, mesh)
-    rows = NamedSharding(mesh, P("batch"))
-    state = jax.device_put(state, NamedSharding(mesh, P()))
-    waves = {}
+    """Edits all windows of `items` (one static config) with the edit engine, in batches of
+    `batch_per_device` windows per device; calls `finish(item, residual)` for each item as soon as
+    its last window is back."""
+    edit_batch = engine.device_editor(module, state, cfg, mesh)
 
-    def dispatch(batch):
-        padded = batch + [batch[-1]] * (size - len(batch))  # one compiled shape; pads dropped
-        c, m, w = [], [], []
-        for i, s in padded:
-            item = pending[i].item
-            clip = clips.get(item.clip)
-            if item.key not in waves:
-                waves[item.key] = _target_wave(item, item.clip.num_frames)
-            c.append(clip.crop8[s : s + length])
-            m.append(clip.mask[s : s + length])
-            w.append(waves[item.key][s : s + length])
-        c = np.stack(c).astype(np.float32) / np.float32(255.0)
-        arrays = [jax.device_put(a, rows) for a in (c, np.stack(m), np.stack(w))]
-        return batch, c, editor(state, *arrays)
+    def load(item):
+        clip = clips.get(item.clip)
+        return clip.crop8, clip.mask, _target_wave(item, item.clip.num_frames)
 
-    def collect(batch, inputs, edited):
-        edited = np.asarray(edited)[: len(batch)]
-        for (i, s), out, src in zip(batch, edited, inputs, strict=False):
-            pend = pending[i]
-            pend.windows[s] = out - src
-            if len(pend.windows) == len(pend.starts):
-                finish(pend)
-                waves.pop(pend.item.key, None)
-                pending[i] = None
-
-    in_flight = None
-    for begin in range(0, len(units), size):
-        launched = dispatch(units[begin : begin + size])  # async: runs while we finish the last
-        if in_flight is not None:
-            collect(*in_flight)
-        in_flight = launched
-    if in_flight is not None:
-        collect(*in_flight)
+    tasks = [
+        engine.Task(i, item.clip.num_frames, functools.partial(load, item))
+        for i, item in enumerate(items)
+    ]
+    for done in engine.edit_windows(
+        tasks,
+        edit_batch,
+        window=spec.window,
+        overlap=spec.overlap,
+        batch_size=batch_per_device * mesh.devices.size,
+    ):
+        finish(items[done.task.key], done.residual)
 
 
-def _item_seed(key: str, seed: int) -> int:
-    return int(key[:12], 16) ^ (int(seed) & 0xFFFFFFFFFFFF)
+def _finish_item(
+    item: WorkItem, residual, clip: _Clip, before: dict, params: dict, spec, out: pathlib.Path
+):
+    """Pastes, rounds, evaluates and saves one item; returns its records (one per estimator).
 
-
-def _finish_item(pend: _Pending, clip: _Clip, before: dict, params: dict, spec, out: pathlib.Path):
-    """Blends, rounds, evaluates and saves one item; returns its records (one per estimator)."""
-    item = pend.item
-    num = item.clip.num_frames
-    residual = overlap_add(np.stack([pend.windows[s] for s in pend.starts]), pend.starts, num)
-    values = clip.crop8.astype(np.float32) + residual * np.float32(255.0)
-    edited8 = crop.quantize(values, _item_seed(item.key, spec.seed), mode=spec.quantize)
+    The crop is pasted and rounded as `--mode=edit` pastes a video of the crop with the whole frame
+    as the face box (same bits): inside the grown skin mask, rounding seeded by `spec.seed`."""
+    num, size = clip.crop8.shape[:2]
+    boxes = np.tile(np.array([0, 0, size, size], np.float32), (num, 1))
+    edited = pipeline.FaceEdit(boxes, 0, num, clip.crop8, clip.mask, residual)
+    edited8, _ = pipeline.paste_frames(clip.crop8, [edited], _edit_job(spec))
     after = evaluation.read_heart_rates(
         edited8.astype(np.float32) / 255.0, clip.mask, item.clip.fps, spec.estimators, params
     )
@@ -867,25 +821,25 @@ def _run_sweep_locked(spec, out, pid, nproc, batch_per_device, progress, merge_r
     tic = time.perf_counter()
     first_item_s = None
 
-    def finish(pend: _Pending):
+    def finish(item: WorkItem, residual: np.ndarray):
         nonlocal first_item_s
-        ref = pend.item.clip
+        ref = item.clip
         clip = clips.get(ref)
         if ref.id not in before_cache:
             before_cache[ref.id] = evaluation.read_heart_rates(
                 clip.crop8.astype(np.float32) / 255.0, clip.mask, ref.fps, spec.estimators, params
             )
-        records = _finish_item(pend, clip, before_cache[ref.id], params, spec, out)
+        records = _finish_item(item, residual, clip, before_cache[ref.id], params, spec, out)
         _append_item(results, records)
         bar.update(1)
         if first_item_s is None:
             first_item_s = time.perf_counter() - tic
         if on_item is not None:
-            on_item(pend.item.key, records)
+            on_item(item.key, records)
 
     groups: dict[tuple, list[WorkItem]] = {}
     for item in todo:
-        shape = _windows(item.clip.num_frames, spec)[0]
+        shape = edit_plan(item.clip.num_frames, spec.window, spec.overlap)[0]
         groups.setdefault((item.method, item.cfg, shape), []).append(item)
     for (method, cfg, _), items in groups.items():
         module = editors.get(method)

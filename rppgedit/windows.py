@@ -32,6 +32,17 @@ def window_starts(num_frames: int, length: int, overlap: int) -> list[int]:
     return starts
 
 
+def edit_plan(num_frames: int, window: int, overlap: int) -> tuple[int, list[int]]:
+    """The editing windows of a clip: (length, starts), the one rule of every edit.
+
+    The length is `window`, or the clip's length rounded down to a multiple of 4 when the clip is
+    shorter (the deep surrogates pool time by 4); consecutive windows overlap by at least `overlap`
+    frames, at most half a window.
+    """
+    length = min(window, num_frames - num_frames % 4)
+    return length, window_starts(num_frames, length, min(overlap, length // 2))
+
+
 def blend_weights(starts: list[int], length: int, num_frames: int) -> np.ndarray:
     """Per-window frame weights (len(starts), length) that sum to 1 over windows at every frame.
 

@@ -63,3 +63,38 @@ def test_done_keeps_the_parameters_from_the_first_step_it_holds():
     np.testing.assert_array_equal(history["updated"], np.arange(25) < steps)
     # after the stop every recorded loss is the loss at the kept parameters
     np.testing.assert_allclose(history["loss"][steps:], history["loss"][steps], rtol=1e-6)
+
+
+def test_early_exit_equals_the_full_scan_under_vmap_and_skips_the_steps_after_it():
+    """Problems that stop at different steps, vmapped: the early-exit loop (unroll 1) gives the
+    parameters and history of the loop that runs every step (unroll = steps), and the loss is
+    evaluated only until the last problem stops."""
+    targets = jnp.tile(jnp.array([3.0, -2.0, 0.5]), (3, 1))
+    starts = jnp.array([[0.0, 0.0, 0.0], [0.4, -0.3, 0.0], [0.6, -0.5, 0.1]])  # 3 stopping steps
+    tx = optax.adam(0.1)
+    done = lambda m: m["norm"] >= 1.0  # noqa: E731
+    calls = []
+
+    def loss(p, target):
+        jax.debug.callback(lambda: calls.append(1))
+        return _loss(p, target)
+
+    def run(unroll):
+        fn = lambda p0, t: optimize(p0, lambda p: loss(p, t), tx, 40, unroll=unroll, done=done)  # noqa: E731
+        return jax.jit(jax.vmap(fn))(starts, targets)
+
+    calls.clear()
+    params, history = run(1)
+    jax.block_until_ready(params)
+    early_calls = len(calls)
+    calls.clear()
+    full_params, full_history = run(40)
+    jax.block_until_ready(full_params)
+    stops = np.asarray(history["updated"]).sum(axis=1)
+    assert len(set(stops.tolist())) == 3 and stops.max() < 39  # different stops, all inside the run
+    np.testing.assert_allclose(params, full_params, rtol=1e-6, atol=1e-7)
+    for name in ("loss", "norm"):
+        np.testing.assert_allclose(history[name], full_history[name], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(history["updated"], full_history["updated"])
+    # vmapped callbacks run once per step for the whole batch: the last stop + 1 steps, not 40
+    assert early_calls == stops.max() + 1 < len(calls) == 40

@@ -6,13 +6,15 @@ process. They share a persistent compilation cache, so only the first run of eac
 The tiny grid: 3 synthetic clips (64 frames, 64x64, cropped to 32x32) x 2 target HRs = 6 items,
 privacy_phys with the classical POS+CHROM surrogates and 5 steps, window 64, estimators green+pos.
 
-Tolerance across device counts, restarts and process counts: zero. Every device runs the same
-per-device program on `batch_per_device` windows, so the edited crops and every record must be
-bit-identical; the tests compare the CSV text and the .npy bytes.
+Tolerance across restarts and process counts: zero. Every device runs the same per-device program
+on `batch_per_device` windows, so the edited crops and every record must be bit-identical; the tests
+compare the CSV text and the .npy bytes. Across device counts, one device runs XLA's unpartitioned
+program: float rounding, see `test_one_vs_four_devices_agree`.
 """
 
 from __future__ import annotations
 
+import io as pyio
 import json
 import os
 import pathlib
@@ -186,12 +188,24 @@ def test_reference_run_is_complete_and_sane(reference):
     assert len(csv_rows) == 1 + NUM_ITEMS * len(ESTIMATORS)
 
 
-def test_one_vs_four_devices_identical(reference, cache, tmp_path):
+def test_one_vs_four_devices_agree(reference, cache, tmp_path):
+    """XLA compiles a one-device shard_map without partitioning, so 1 and 4 devices differ by float
+    rounding (measured: ~1e-3 of the edited values by one float32 ulp, 6e-8); after the 8-bit
+    rounding at most one level on a few pixels, and readings within float noise."""
     ref_out, _ = reference
     (summary,) = _run(tmp_path, cache, devices=4)  # 6 items on 4 devices: last batch padded by 2
     assert len(summary["devices"]) == 4 and summary["edited"] == NUM_ITEMS
-    assert (tmp_path / "results.csv").read_text() == (ref_out / "results.csv").read_text()
-    assert _items(tmp_path) == _items(ref_out)
+    got, want = _items(tmp_path), _items(ref_out)
+    assert got.keys() == want.keys() and len(got) == NUM_ITEMS
+    for name in want:
+        a, b = (np.load(pyio.BytesIO(x[name])).astype(int) for x in (got, want))
+        assert np.abs(a - b).max() <= 1 and np.mean(a != b) < 1e-4, name
+    rows = {(r["key"], r["estimator"]): r for r in _lines(tmp_path / "results.0.jsonl")}
+    for r in _lines(ref_out / "results.0.jsonl"):
+        other = rows.pop((r["key"], r["estimator"]))
+        assert abs(other["hr_after"] - r["hr_after"]) < 0.05
+        assert abs(other["psnr_db"] - r["psnr_db"]) < 0.01
+    assert not rows
 
 
 def test_kill_and_resume_equals_uninterrupted(reference, cache, tmp_path):

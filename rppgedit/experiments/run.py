@@ -23,7 +23,9 @@ How one clip x setting is computed (the same path as `pipeline.edit_frames`, bat
     output ──crop (full face or a quarter of it)──► estimators; PSNR/SSIM of output vs frames
 
 Windows of all clips of a chunk (`clips_per_chunk` clips) that share an editor config are stacked
-into batches of `batch_windows` and edited by one `edit_batch` call each; a setting's config is
+into batches of `batch_windows` by the edit engine (`rppgedit.engine`) and edited by one
+`edit_batch` call each. Each clip x setting is the `pipeline.EditJob` of `_edit_job`: its output has
+the bits of `--mode=edit` with those settings (same rounding seed, `seed`); a setting's config is
 static (lambda, steps, lr ...) so settings form separate groups, while target heart rates vary
 freely inside a group (the target is a traced array). Clips are loaded chunk by chunk, so a dataset
 never has to fit in memory.
@@ -53,17 +55,16 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 
-from rppgedit import editors, evaluation, metrics, pipeline, signals, targets
+from rppgedit import editors, engine, evaluation, metrics, pipeline, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.errors import RppgEditError
 from rppgedit.estimators import registry
 from rppgedit.experiments import plots, report
-from rppgedit.video import crop, skin
+from rppgedit.video import crop
 from rppgedit.video import io as video_io
-from rppgedit.windows import overlap_add, window_starts
+from rppgedit.windows import edit_plan
 
 _log = logging.getLogger(__name__)
 
@@ -475,95 +476,59 @@ class _Prepared:
 
 
 def _prepare(clip: Clip, index: int, work_size: int, mask_method: str) -> _Prepared:
-    crop_s = crop.crop_resize(clip.frames, clip.boxes, work_size)
-    mask = skin.skin_mask(crop_s, method=mask_method)
+    job = pipeline.EditJob(work_size=work_size, mask_method=mask_method)
+    crop_s, mask = pipeline.crop_and_mask(clip.frames, clip.boxes, job)
     mask_full = pipeline.full_frame_mask(mask, clip.boxes, clip.frames.shape[1:3])
     return _Prepared(clip, index, crop_s, mask, mask_full, {}, None)
 
 
-def _window_length(num_frames: int, window: int) -> int:
-    if num_frames < pipeline.MIN_FRAMES:
-        raise RppgEditError(f"clip has {num_frames} frames; at least {pipeline.MIN_FRAMES} needed")
-    return min(window, num_frames - num_frames % 4)
+def _edit_job(setting: Setting, *, work_size, window, overlap, batch_windows, mask_method, seed):
+    """The `pipeline.EditJob` of a setting: `--mode=edit` with these settings gives the same bits."""
+    return pipeline.EditJob(
+        method=setting.method,
+        target=targets.TargetSpec(kind="sinusoid", hr_bpm=setting.target_hr_bpm, phase=0.0),
+        work_size=work_size,
+        window=window,
+        overlap=overlap,
+        batch_windows=batch_windows,
+        mask_method=mask_method,
+        seed=seed,
+        method_options=setting.options,
+    )
+
+
+_Pair = tuple[_Prepared, Setting, pipeline.EditJob]
 
 
 def _edit_group(
-    pairs: list[tuple[_Prepared, Setting]],
-    method: str,
-    cfg,
-    state,
-    *,
-    window: int,
-    overlap: int,
-    batch_windows: int,
-    progress,
-) -> Iterator[tuple[_Prepared, Setting, np.ndarray, float]]:
-    """Edits every (clip, setting) pair of one config group, up to `batch_windows` windows per call.
-
-    Yields (prepared clip, setting, residual (T,S,S,3), edit seconds attributed to the pair) as soon
-    as all windows of a pair are done (pairs are laid out one after another).
-    """
-    module = editors.get(method)
-    jobs = []  # (pair index, start) per window
-    layout = []  # per pair: (length, starts)
-    for p, (prep, _) in enumerate(pairs):
-        num = prep.crop_s.shape[0]
-        length = _window_length(num, window)
-        starts = window_starts(num, length, min(overlap, length // 2))
-        layout.append((length, starts))
-        jobs += [(p, s) for s in starts]
-    waves = [
-        targets.make_target(
-            targets.TargetSpec(kind="sinusoid", hr_bpm=setting.target_hr_bpm, phase=0.0),
-            prep.crop_s.shape[0],
-            prep.clip.fps,
-        )
-        for prep, setting in pairs
-    ]
-    done: dict[int, list[np.ndarray]] = {p: [] for p in range(len(pairs))}
-    seconds = dict.fromkeys(range(len(pairs)), 0.0)
-    length = layout[0][0]
-    # Balanced batches (5 windows in batches of 4 -> 3 + 2). On an accelerator a short batch is
-    # padded with copies of its last window (one compiled shape); on a CPU, where a padded window
-    # costs as much as a real one, it runs as it is (at most one more compiled shape).
-    size = math.ceil(len(jobs) / math.ceil(len(jobs) / batch_windows))
-    pad = jax.default_backend() != "cpu"
-    for b in range(0, len(jobs), size):
-        batch = jobs[b : b + size]
-        padded = batch + [batch[-1]] * (size - len(batch)) if pad else batch
-        clips = np.stack([pairs[p][0].crop_s[s : s + length] for p, s in padded])
-        masks = np.stack([pairs[p][0].mask[s : s + length] for p, s in padded])
-        wave = np.stack([waves[p][s : s + length] for p, s in padded])
-        tic = time.perf_counter()
-        edited, _ = module.edit_batch(state, clips, masks, wave, cfg)
-        edited = np.asarray(edited)
-        spent = time.perf_counter() - tic
-        for k, (p, _) in enumerate(batch):
-            done[p].append(edited[k] - clips[k])
-            seconds[p] += spent / len(batch)
-        progress(len(batch))
-        for p in sorted({p for p, _ in batch}):
-            if len(done[p]) == len(layout[p][1]):
-                prep, setting = pairs[p]
-                residual = overlap_add(np.stack(done.pop(p)), layout[p][1], prep.crop_s.shape[0])
-                yield prep, setting, residual, seconds[p]
+    pairs: list[_Pair], cfg, state, progress
+) -> Iterator[tuple[_Pair, np.ndarray, float]]:
+    """Edits every (clip, setting, job) of one config group with the edit engine (windows of
+    several pairs share a batch); yields (the pair, its residual (T,S,S,3), its edit seconds) as
+    each pair finishes."""
+    job = pairs[0][2]
+    mesh = engine.local_mesh()
+    tasks = []
+    for p, (prep, _, pair_job) in enumerate(pairs):
+        wave = targets.make_target(pair_job.target, prep.crop_s.shape[0], prep.clip.fps)
+        tasks.append(engine.task(p, prep.crop_s, prep.mask, wave))
+    for done in engine.edit_windows(
+        tasks,
+        engine.device_editor(editors.get(job.method), state, cfg, mesh),
+        window=job.window,
+        overlap=job.overlap,
+        batch_size=job.batch_windows * mesh.devices.size,
+        progress=progress,
+    ):
+        yield pairs[done.task.key], done.residual, done.seconds
 
 
-def _group_key(prep: _Prepared, setting: Setting, cfg, window: int) -> tuple:
-    return (
-        setting.method,
-        cfg,
-        _window_length(prep.crop_s.shape[0], window),
-        prep.crop_s.shape[1:],
-    )
+def _group_key(prep: _Prepared, job: pipeline.EditJob, cfg) -> tuple:
+    return (job.method, cfg, edit_plan(prep.crop_s.shape[0], job.window, job.overlap)[0])
 
 
 # --------------------------------------------------------------------------------------------
 # The runner.
-
-
-def _quantize_seed(seed: int, clip_index: int, setting_index: int) -> int:
-    return int(np.random.SeedSequence([seed, clip_index, setting_index]).generate_state(1)[0])
 
 
 def _face_metrics(original: np.ndarray, output: np.ndarray, boxes: np.ndarray) -> dict:
@@ -701,6 +666,14 @@ def run_experiment(
         n: registry.get(n).load_params() for n in estimators if registry.get(n).input == "video"
     }
     states: dict[tuple, Any] = {}
+    job_settings = dict(
+        work_size=work_size,
+        window=window,
+        overlap=overlap,
+        batch_windows=batch_windows,
+        mask_method=mask_method,
+        seed=seed,
+    )
     seconds = {"load": 0.0, "read_before": 0.0, "edit": 0.0, "paste": 0.0, "read_after": 0.0}
     plot_examples: list[dict] = []
     num_clips = 0
@@ -736,34 +709,25 @@ def run_experiment(
                 prepared.append(prep)
             seconds["read_before"] += time.perf_counter() - tic
 
-            groups: dict[tuple, list[tuple[_Prepared, Setting]]] = {}
+            groups: dict[tuple, list[_Pair]] = {}
             for prep in prepared:
                 for setting in settings:
-                    job = pipeline.EditJob(method=setting.method, method_options=setting.options)
+                    job = _edit_job(setting, **job_settings)
                     cfg = pipeline.editor_config(job, prep.clip.fps)
-                    groups.setdefault(_group_key(prep, setting, cfg, window), []).append(
-                        (prep, setting)
-                    )
+                    groups.setdefault(_group_key(prep, job, cfg), []).append((prep, setting, job))
             for key, pairs in groups.items():
                 method, cfg = key[0], key[1]
                 if (method, cfg) not in states:
                     states[(method, cfg)] = editors.get(method).load_state(cfg)
                 tic = time.perf_counter()
-                for prep, setting, residual, edit_s in _edit_group(
-                    pairs,
-                    method,
-                    cfg,
-                    states[(method, cfg)],
-                    window=window,
-                    overlap=overlap,
-                    batch_windows=batch_windows,
-                    progress=bar.update,
+                for (prep, setting, job), residual, edit_s in _edit_group(
+                    pairs, cfg, states[(method, cfg)], bar.update
                 ):
                     seconds["edit"] += time.perf_counter() - tic
                     lines, example = _finish_pair(
                         prep,
                         setting,
-                        settings.index(setting),
+                        job,
                         residual,
                         edit_s,
                         kind=kind,
@@ -771,7 +735,6 @@ def run_experiment(
                         estimators=estimators,
                         params=params,
                         models=models,
-                        seed=seed,
                         seconds=seconds,
                         want_example=make_plots and prep.index == 0,
                     )
@@ -823,7 +786,7 @@ def run_experiment(
 def _finish_pair(
     prep: _Prepared,
     setting: Setting,
-    setting_index: int,
+    job: pipeline.EditJob,
     residual: np.ndarray,
     edit_s: float,
     *,
@@ -832,15 +795,15 @@ def _finish_pair(
     estimators: Sequence[str],
     params: dict,
     models: Sequence[str],
-    seed: int,
     seconds: dict,
     want_example: bool,
 ) -> tuple[list[dict], dict | None]:
     """Pastes a residual, quantises, reads every estimator; returns the records (and plot data)."""
     clip = prep.clip
     tic = time.perf_counter()
-    pasted = crop.paste_residual(clip.frames, clip.boxes, residual, prep.mask_full)
-    output = crop.quantize(pasted, _quantize_seed(seed, prep.index, setting_index))
+    num = clip.frames.shape[0]
+    edited = pipeline.FaceEdit(clip.boxes, 0, num, prep.crop_s, prep.mask, residual)
+    output, _ = pipeline.paste_frames(clip.frames, [edited], job)  # the bits of --mode=edit
     quality = _face_metrics(clip.frames, output, clip.boxes)
     seconds["paste"] += time.perf_counter() - tic
 
@@ -854,9 +817,7 @@ def _finish_pair(
         )
     seconds["read_after"] += time.perf_counter() - tic
 
-    cfg = pipeline.editor_config(
-        pipeline.EditJob(method=setting.method, method_options=setting.options), clip.fps
-    )
+    cfg = pipeline.editor_config(job, clip.fps)
     surrogates = {n for n, _ in getattr(cfg, "surrogates", ())}
     base = {
         "experiment": kind,
@@ -927,7 +888,12 @@ def _finish_pair(
             "mask": prep.mask,
             "frame_before": clip.frames[mid],
             "frame_after": output[mid],
-            "frame_edit": pasted[mid],
+            "frame_edit": crop.paste_residual(  # before rounding
+                clip.frames[mid : mid + 1],
+                clip.boxes[mid : mid + 1],
+                residual[mid : mid + 1],
+                prep.mask_full[mid : mid + 1],
+            )[0],
             "box": clip.boxes[mid],
         }
     return records, example
