@@ -21,9 +21,10 @@ device already runs batch k + 1.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -32,7 +33,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rppgedit.errors import RppgEditError
-from rppgedit.windows import edit_plan, overlap_add
+from rppgedit.windows import blend_weights, edit_plan
 
 # Fewer frames than this carry no readable pulse (and no window of the deep surrogates).
 MIN_FRAMES = 32
@@ -117,6 +118,150 @@ def _unit(crop: np.ndarray) -> np.ndarray:
     return np.asarray(crop, np.float32)
 
 
+class _Stream:
+    """One task's frames on their way through the engine: the input frames that windows still need,
+    and the blended residual of the frames that windows still add to."""
+
+    def __init__(self, key, num_frames: int, window: int, overlap: int):
+        if num_frames < MIN_FRAMES:
+            raise RppgEditError(f"clip has {num_frames} frames; at least {MIN_FRAMES} are needed")
+        self.key, self.num = key, num_frames
+        self.length, self.starts = edit_plan(num_frames, window, overlap)
+        self.weights = blend_weights(self.starts, self.length, num_frames)
+        self.inputs, self.input_start, self.received = None, 0, 0
+        self.next_window = 0  # the first window not yet cut
+        self.acc, self.acc_start = None, 0  # residual of frames acc_start.. (not yet final)
+        self.seconds = 0.0
+
+    def feed(self, crop, mask, wave) -> list[tuple]:
+        """Appends frames; returns the windows they complete: (stream, index, crop, mask, wave)."""
+        new = (crop, mask, np.asarray(wave, np.float32))
+        if self.inputs is None:
+            self.inputs = new
+        else:
+            self.inputs = tuple(
+                np.concatenate([a, b]) for a, b in zip(self.inputs, new, strict=True)
+            )
+        self.received += len(crop)
+        if self.received > self.num:
+            raise ValueError(f"task {self.key!r} got {self.received} frames for {self.num}")
+        ready = []
+        while (
+            self.next_window < len(self.starts)
+            and self.starts[self.next_window] + self.length <= self.received
+        ):
+            i = self.next_window
+            a = self.starts[i] - self.input_start
+            ready.append((self, i, *(x[a : a + self.length] for x in self.inputs)))
+            self.next_window += 1
+            keep = self.starts[i + 1] if i + 1 < len(self.starts) else self.received
+            self.inputs = tuple(x[keep - self.input_start :] for x in self.inputs)
+            self.input_start = keep
+        return ready
+
+    def add(self, index: int, residual: np.ndarray):
+        """Blends window `index` in (windows arrive in order); returns (first frame, residual
+        frames) that no later window touches, or None."""
+        start, end = self.starts[index], self.starts[index] + self.length
+        if self.acc is None:
+            self.acc = np.zeros((0, *residual.shape[1:]), np.float32)
+        grow = end - self.acc_start - len(self.acc)
+        if grow > 0:
+            self.acc = np.concatenate([self.acc, np.zeros((grow, *residual.shape[1:]), np.float32)])
+        expand = (slice(None),) + (None,) * (residual.ndim - 1)
+        self.acc[start - self.acc_start : end - self.acc_start] += (
+            residual * self.weights[index][expand]
+        )
+        final = self.starts[index + 1] if index + 1 < len(self.starts) else self.num
+        if final <= self.acc_start:
+            return None
+        out = self.acc[: final - self.acc_start]
+        self.acc, first, self.acc_start = self.acc[final - self.acc_start :], self.acc_start, final
+        return first, out
+
+
+Feed = Iterable[list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]]]
+
+
+def stream_windows(
+    feed: Feed,
+    sizes: dict,
+    edit_batch: EditBatch,
+    *,
+    window: int,
+    overlap: int,
+    batch_size: int,
+    progress: Callable[[int], Any] | None = None,
+) -> Iterator[tuple[Any, int, np.ndarray, float]]:
+    """Edits clips that arrive frame chunk by frame chunk; yields their residuals as they become
+    final. Memory holds about one window per clip and the batches in flight, whatever the length.
+
+    Args:
+      feed: an iterable of lists of (key, crop frames (n,S,S,3) float32 in [0, 1] or uint8, mask
+        (n,S,S), target wave (n,)), each appending frames to that clip in order; pulled only as far
+        as the windows need.
+      sizes: {key: frames N of the clip}: the windows are planned from it (`windows.edit_plan`).
+      edit_batch, window, overlap, batch_size, progress: see `edit_windows`.
+
+    Yields:
+      (key, first frame, residual frames (n,S,S,3) float32 in [0, 1] units, editor seconds spent
+      on the clip so far), consecutive and in order per clip; the same values as `overlap_add` of
+      the clip's windows.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    streams = {key: _Stream(key, num, window, overlap) for key, num in sizes.items()}
+    ready: dict[int, collections.deque] = {}
+    chunks = iter(feed)
+
+    def dispatch(units):
+        padded = units + [units[-1]] * (batch_size - len(units))
+        clips = np.stack([_unit(u[2]) for u in padded])
+        masks = np.stack([u[3] for u in padded])
+        waves = np.stack([u[4] for u in padded])
+        tic = time.perf_counter()
+        edited = edit_batch(clips, masks, waves)
+        return [u[:2] for u in units], clips, edited, time.perf_counter() - tic
+
+    def collect(units, clips, edited, spent):
+        tic = time.perf_counter()
+        edited = np.asarray(edited)
+        spent += time.perf_counter() - tic
+        for k, (stream, index) in enumerate(units):
+            stream.seconds += spent / len(units)
+            final = stream.add(index, edited[k] - clips[k])
+            if final is not None:
+                yield stream.key, final[0], final[1], stream.seconds
+        if progress is not None:
+            progress(len(units))
+
+    in_flight, exhausted = None, False
+    while True:
+        full = next((q for q in ready.values() if len(q) >= batch_size), None)
+        if full is None and not exhausted:
+            chunk = next(chunks, None)
+            if chunk is None:
+                exhausted = True
+                short = [s for s in streams.values() if s.received != s.num]
+                if short:
+                    raise ValueError(
+                        f"task {short[0].key!r} got {short[0].received} of {short[0].num} frames"
+                    )
+            for key, crop, mask, wave in chunk or ():
+                for unit in streams[key].feed(crop, mask, wave):
+                    ready.setdefault(unit[0].length, collections.deque()).append(unit)
+            continue
+        queue = full if full is not None else next((q for q in ready.values() if q), None)
+        if queue is None:
+            break
+        launched = dispatch([queue.popleft() for _ in range(min(batch_size, len(queue)))])
+        if in_flight is not None:
+            yield from collect(*in_flight)
+        in_flight = launched
+    if in_flight is not None:
+        yield from collect(*in_flight)
+
+
 def edit_windows(
     tasks: Sequence[Task],
     edit_batch: EditBatch,
@@ -128,9 +273,11 @@ def edit_windows(
 ) -> Iterator[Edited]:
     """Edits every task window by window; yields each task as soon as its last window is back.
 
+    Tasks are loaded one after another, as the batches need their windows (`stream_windows`).
+
     Args:
       tasks: the clips, all with crops of one size. Tasks whose windows have different lengths
-        (clips shorter than `window`) are batched separately, in order of first appearance.
+        (clips shorter than `window`) are batched separately.
       edit_batch: (clips (B,L,S,S,3) float32, masks (B,L,S,S), waves (B,L)) -> edited clips
         (B,L,S,S,3), a NumPy or (asynchronously computed) JAX array; B is always `batch_size`.
       window, overlap: see `windows.edit_plan`.
@@ -140,56 +287,24 @@ def edit_windows(
     Raises:
       RppgEditError: a task shorter than `MIN_FRAMES`.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    plans, groups = [], {}
-    for i, t in enumerate(tasks):
-        if t.num_frames < MIN_FRAMES:
-            raise RppgEditError(f"clip has {t.num_frames} frames; at least {MIN_FRAMES} are needed")
-        length, starts = edit_plan(t.num_frames, window, overlap)
-        plans.append((length, starts))
-        groups.setdefault(length, []).extend((i, s) for s in starts)
-    loaded, done = {}, {i: {} for i in range(len(tasks))}
-    seconds = dict.fromkeys(range(len(tasks)), 0.0)
 
-    def dispatch(length, units):
-        padded = units + [units[-1]] * (batch_size - len(units))
-        parts = []
-        for i, s in padded:
-            if i not in loaded:
-                loaded[i] = tasks[i].load()
-            crop, mask, wave = loaded[i]
-            parts.append((crop[s : s + length], mask[s : s + length], wave[s : s + length]))
-        clips = np.stack([_unit(c) for c, _, _ in parts])
-        masks = np.stack([m for _, m, _ in parts])
-        waves = np.stack([np.asarray(w, np.float32) for _, _, w in parts])
-        tic = time.perf_counter()
-        return units, clips, edit_batch(clips, masks, waves), time.perf_counter() - tic
+    def feed():
+        for i, t in enumerate(tasks):
+            yield [(i, *t.load())]
 
-    def collect(units, clips, edited, spent):
-        tic = time.perf_counter()
-        edited = np.asarray(edited)
-        spent += time.perf_counter() - tic
-        for k, (i, s) in enumerate(units):
-            done[i][s] = edited[k] - clips[k]
-            seconds[i] += spent / len(units)
-        if progress is not None:
-            progress(len(units))
-        for i in dict.fromkeys(i for i, _ in units):
-            starts = plans[i][1]
-            if len(done[i]) == len(starts):
-                windows = np.stack([done[i].pop(s) for s in starts])
-                loaded.pop(i, None)
-                yield Edited(
-                    tasks[i], overlap_add(windows, starts, tasks[i].num_frames), seconds[i]
-                )
-
-    in_flight = None
-    for length, units in groups.items():
-        for b in range(0, len(units), batch_size):
-            launched = dispatch(length, units[b : b + batch_size])
-            if in_flight is not None:
-                yield from collect(*in_flight)
-            in_flight = launched
-    if in_flight is not None:
-        yield from collect(*in_flight)
+    sizes = {i: t.num_frames for i, t in enumerate(tasks)}
+    parts: dict[int, list[np.ndarray]] = {i: [] for i in sizes}
+    got = dict.fromkeys(sizes, 0)
+    for i, _, residual, seconds in stream_windows(
+        feed(),
+        sizes,
+        edit_batch,
+        window=window,
+        overlap=overlap,
+        batch_size=batch_size,
+        progress=progress,
+    ):
+        parts[i].append(residual)
+        got[i] += len(residual)
+        if got[i] == sizes[i]:
+            yield Edited(tasks[i], np.concatenate(parts.pop(i)), seconds)

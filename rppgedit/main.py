@@ -167,7 +167,9 @@ flags.DEFINE_enum("train_stage", "all", ["vae", "editor", "all"], "--mode=train:
 flags.DEFINE_string(
     "train_dir", "outputs/train/physiolatent", "Train states (orbax CheckpointManager)."
 )
-flags.DEFINE_string("train_export_dir", None, "Trained params; default checkpoints/physiolatent.")
+flags.DEFINE_string(
+    "train_export_dir", None, "Trained params; default rppgedit/checkpoints/physiolatent."
+)
 flags.DEFINE_integer("train_vae_steps", 700, "VAE stage steps.")
 flags.DEFINE_integer("train_editor_steps", 600, "Editor stage steps.")
 flags.DEFINE_integer("train_batch", 4, "Clips per training step.")
@@ -753,6 +755,10 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # library INFO logs (orbax, jax) only on request
     if FLAGS.checkpoint_dir:
         os.environ["RPPGEDIT_CHECKPOINTS"] = FLAGS.checkpoint_dir
+    try:  # after the flags, so that --help does not wait for jax to import
+        enable_compilation_cache(jax_cache_dir())
+    except OSError as err:  # an unwritable cache folder costs speed, never the run
+        logging.warning("no compilation cache: %s", err)
     try:
         MODES[FLAGS.mode]()
     except (RppgEditError, MemoryError) as err:
@@ -805,10 +811,6 @@ def entry_point():
     from rppgedit import safe_write
 
     safe_write.install_signal_handlers()
-    try:
-        enable_compilation_cache(jax_cache_dir())
-    except OSError as err:  # an unwritable cache folder costs speed, never the run
-        logging.warning("no compilation cache: %s", err)
     app.run(main)
 
 

@@ -87,7 +87,8 @@ class FaceEdit:
     stop: int  # one past the last frame of the span
     clip: np.ndarray  # (N,S,S,3) original crop in [0,1], N = stop - first
     mask: np.ndarray  # (N,S,S) skin mask of the crop
-    residual: np.ndarray | None = None  # (N,S,S,3) edited - clip; None when not edited
+    residual: np.ndarray | None = None  # (N,S,S,3) edited - clip; None when not edited or streamed
+    edited: bool = False  # the editor changed this face (its residual may have been streamed)
 
     @property
     def span(self) -> slice:
@@ -303,27 +304,43 @@ def _set_crops(faces: list[FaceEdit], parts: list[list], job: EditJob) -> None:
             f.mask = np.zeros((0, job.work_size, job.work_size), bool)
 
 
+def _short_faces(faces: list[FaceEdit]) -> list[str]:
+    """A note for each face too briefly in the video to carry a pulse (it is left unedited)."""
+    return [
+        f"face {i} is in the video for {f.stop - f.first} frames (fewer than {MIN_FRAMES}): too "
+        "short to carry a readable pulse, left unedited"
+        for i, f in enumerate(faces)
+        if f.stop - f.first < MIN_FRAMES
+    ]
+
+
+def _no_skin(i: int, job: EditJob) -> str:
+    return f"face {i} has no skin pixels in its crop ({job.mask_method} mask), left unedited"
+
+
+def _nothing_to_edit(notes: list[str]) -> RppgEditError:
+    why = "; ".join(notes) or "no face to edit"
+    return RppgEditError(f"nothing to edit ({why}); nothing was written")
+
+
+def _num_windows(faces, job: EditJob) -> int:
+    return sum(len(edit_plan(f.stop - f.first, job.window, job.overlap)[1]) for f in faces)
+
+
 def _edit_faces(faces, target, cfg, state, job: EditJob, progress: bool) -> list[str]:
     """Edits every face long enough to carry a pulse; returns a note for each face left as is."""
-    notes, tasks = [], []
+    notes, tasks = _short_faces(faces), []
     for i, f in enumerate(faces):
         if f.stop - f.first < MIN_FRAMES:
-            notes.append(
-                f"face {i} is in the video for {f.stop - f.first} frames (fewer than "
-                f"{MIN_FRAMES}): too short to carry a readable pulse, left unedited"
-            )
-        elif not f.mask.any():  # nothing may change: never report an edit that changed nothing
-            notes.append(
-                f"face {i} has no skin pixels in its crop ({job.mask_method} mask), left unedited"
-            )
-        else:
-            wave = None if target is None else target[f.span]
-            tasks.append(engine.task(i, f.clip, f.mask, wave))
+            continue
+        if not f.mask.any():  # nothing may change: never report an edit that changed nothing
+            notes.append(_no_skin(i, job))
+            continue
+        wave = None if target is None else target[f.span]
+        tasks.append(engine.task(i, f.clip, f.mask, wave))
     if not tasks:
-        why = "; ".join(notes) or "no face to edit"
-        raise RppgEditError(f"nothing to edit ({why}); nothing was written")
-    total = sum(len(edit_plan(t.num_frames, job.window, job.overlap)[1]) for t in tasks)
-    bar = progress_bar(total, "edit windows", progress)
+        raise _nothing_to_edit(notes)
+    bar = progress_bar(_num_windows([faces[t.key] for t in tasks], job), "edit windows", progress)
     mesh = engine.local_mesh()
     edit_batch = engine.device_editor(editors.get(job.method), state, cfg, mesh)
     for done in engine.edit_windows(
@@ -335,8 +352,115 @@ def _edit_faces(faces, target, cfg, state, job: EditJob, progress: bool) -> list
         progress=bar.update,
     ):
         faces[done.task.key].residual = done.residual
+        faces[done.task.key].edited = True
     bar.close()
     return notes
+
+
+class _StreamedEdit:
+    """The faces' residuals for the paste, chunk by chunk: a second decode of the video is cropped
+    and streamed through the edit engine as the paste asks for frames, so memory holds about a
+    window of each face's crop and residual (plus, for the report, each face's mask and crop).
+
+    The residuals are those of `_edit_faces` on the whole crops (`engine.stream_windows`)."""
+
+    def __init__(self, faces, target, cfg, state, job: EditJob, strength, chunks, progress, crops):
+        self.faces, self.job, self.strength, self.keep_crops = faces, job, strength, crops
+        self.editable = [i for i, f in enumerate(faces) if f.stop - f.first >= MIN_FRAMES]
+        if not self.editable:
+            raise _nothing_to_edit(_short_faces(faces))
+        size = job.work_size
+        for f in faces:
+            n = f.stop - f.first
+            f.mask = np.zeros((n, size, size), bool)
+            f.clip = np.zeros((n if crops else 0, size, size, 3), np.float32)
+        self.seconds = {"crop_mask": 0.0, "edit": 0.0}
+        self.decoded = 0
+        mesh = engine.local_mesh()
+        editable = [faces[i] for i in self.editable]
+        self._bar = progress_bar(_num_windows(editable, job), "edit windows", progress)
+        self._results = engine.stream_windows(
+            self._feed(chunks, target),
+            {i: faces[i].stop - faces[i].first for i in self.editable},
+            engine.device_editor(editors.get(job.method), state, cfg, mesh),
+            window=job.window,
+            overlap=job.overlap,
+            batch_size=job.batch_windows * mesh.devices.size,
+            progress=self._bar.update,
+        )
+        self._ready = {i: (0, np.zeros((0, size, size, 3), np.float32)) for i in self.editable}
+
+    def _feed(self, chunks, target):
+        for start, frames in chunks:
+            tic = time.perf_counter()
+            items = []
+            for i, f in enumerate(self.faces):
+                a, b = _overlap(f, start, len(frames))
+                if a >= b:
+                    continue
+                clip, mask = crop_and_mask(frames[a - start : b - start], f.boxes[a:b], self.job)
+                f.mask[a - f.first : b - f.first] = mask
+                if self.keep_crops:
+                    f.clip[a - f.first : b - f.first] = clip
+                if i in self.editable:
+                    wave = np.zeros(b - a, np.float32) if target is None else target[a:b]
+                    items.append((i, clip, mask, wave))
+            self.decoded = start + len(frames)
+            self.seconds["crop_mask"] += time.perf_counter() - tic
+            yield items
+
+    def _pull(self) -> None:
+        tic, crop_s = time.perf_counter(), self.seconds["crop_mask"]
+        try:
+            i, first, residual, _ = next(self._results)
+        except (ValueError, StopIteration) as err:  # the second decode gave other frames
+            raise RppgEditError(f"the video decoded differently the second time ({err})") from None
+        finally:
+            self.seconds["edit"] += time.perf_counter() - tic - (self.seconds["crop_mask"] - crop_s)
+        start, held = self._ready[i]
+        if first != start + len(held):
+            raise AssertionError(f"face {i}: residual frame {first} after {start + len(held)}")
+        self._ready[i] = (start, np.concatenate([held, residual]))
+
+    def _take(self, i: int, lo: int, hi: int) -> np.ndarray:
+        """Face `i`'s residual frames lo..hi-1 (of its span); earlier frames are dropped."""
+        while self._ready[i][0] + len(self._ready[i][1]) < hi:
+            self._pull()
+        start, held = self._ready[i]
+        self._ready[i] = (lo, held[lo - start :])
+        return held[lo - start : hi - start]
+
+    def faces_of(self, start: int, num: int) -> list[FaceEdit]:
+        """Each face's part of frames start .. start + num - 1, for `paste_chunk`."""
+        parts = []
+        for i, f in enumerate(self.faces):
+            a, b = _overlap(f, start, num)
+            if i not in self.editable or a >= b:
+                parts.append(dataclasses.replace(f, residual=None))
+                continue
+            residual = self._take(i, a - f.first, b - f.first)
+            if self.strength != 1.0:
+                residual = residual * self.strength
+            rows = slice(a - f.first, b - f.first)
+            parts.append(FaceEdit(f.boxes, a, b, f.clip[:0], f.mask[rows], residual, True))
+        return parts
+
+    def finish(self, num_frames: int) -> list[str]:
+        """Checks that every frame went through; returns the notes of faces left unedited."""
+        for _ in self._results:
+            raise AssertionError("the engine returned residual frames nobody pasted")
+        self._bar.close()
+        if self.decoded != num_frames:
+            raise RppgEditError(f"decoded {self.decoded} frames, expected {num_frames}")
+        notes = []
+        for i in self.editable:
+            f = self.faces[i]
+            f.edited = bool(f.mask.any())  # no skin: nothing may change, nothing changed
+            if not f.edited:
+                notes.append(_no_skin(i, self.job))
+        if not any(f.edited for f in self.faces):
+            raise _nothing_to_edit(_short_faces(self.faces) + notes)
+        return notes
 
 
 def edit_frames(
@@ -629,11 +753,11 @@ def _report(job: EditJob, faces, afters: dict, fps: float, target) -> dict:
             "face": i,
             "first_frame": f.first,
             "last_frame": f.stop - 1,
-            "edited": f.residual is not None,
+            "edited": f.edited,
             "skin_coverage": float(f.mask.mean()) if f.mask.size else 0.0,
             "boxes": np.round(f.boxes[f.span], 1).tolist(),
         }
-        if f.residual is not None:
+        if f.edited:
             face_afters = {k: v[i] for k, v in afters.items()}
             readings = _face_readings(job, surrogates, f, face_afters, fps, params)
             entry["rows"] = _face_rows(job.estimators, i, readings, target_hr)
@@ -642,7 +766,7 @@ def _report(job: EditJob, faces, afters: dict, fps: float, target) -> dict:
             rows += entry["rows"]
             entries += entry["surrogates"]
         listed.append(entry)
-    edited = [f for f in faces if f.residual is not None]
+    edited = [f for f in faces if f.edited]
     return {
         "rows": rows,
         "faces": listed,
@@ -752,11 +876,13 @@ def run_edit(
 ) -> dict:
     """Edits every face of a video file and writes the output (atomically) plus `report.json`.
 
-    The file is streamed in chunks (`chunk_frames`): to track the faces, to cut each face's
-    working-size crop and skin mask, and to paste, quantise and encode. Memory holds each face's
-    crop (float32 T x S x S x 3, its residual and the edited crop read for the report: 0.9 GB each
-    for 10 minutes at 30 fps and S = 64) and a few chunks of full frames, never the whole video.
-    The output bits equal `edit_frames` on the decoded frames.
+    The file is streamed in chunks (`chunk_frames`): once to track the faces, then the paste pulls
+    edited frames through the edit engine (`_StreamedEdit`: a second decode is cropped, masked and
+    edited window by window as the paste needs it) and pastes, quantises and encodes them. The
+    edit itself holds about one window of each face's crop and residual, and a few chunks of full
+    frames; each face's skin mask (bool T x S x S) is kept, and with `report` also its crop and
+    its edited crop (float32 T x S x S x 3, 0.9 GB each for 10 minutes at 30 fps and S = 64), which
+    the before/after readings take. The output bits equal `edit_frames` on the decoded frames.
 
     The input's audio, subtitles and metadata are carried over (`output.keep_streams`). When the
     output is lossy, the report measures what a recipient gets: the readings, PSNR and SSIM are
@@ -820,44 +946,38 @@ def run_edit(
         seconds["read_track"] = time.perf_counter() - tic
 
         tic = time.perf_counter()
-        parts = [[] for _ in faces]
-        decoded = 0
-        for start, frames in chunks():
-            _crop_faces(frames, start, faces, job, parts)
-            decoded = start + len(frames)
-        _set_crops(faces, parts, job)
-        del parts
-        if decoded != info.num_frames:
-            raise RppgEditError(f"{name}: decoded {decoded} frames, expected {info.num_frames}")
-        seconds["read_crop_mask"] = time.perf_counter() - tic
-
-        tic = time.perf_counter()
         target = targets.make_target(job.target, info.num_frames, info.fps)
         state = editors.get(job.method).load_state(cfg)
-        try:
-            notes = header_notes + _edit_faces(faces, target, cfg, state, job, progress)
-        except RppgEditError as err:  # name the input in the one-line error
-            raise RppgEditError(f"{name}: {err}") from None
-        faces = scaled(faces, strength)
+        notes = header_notes + _short_faces(faces)
         if strength != 1.0:
             notes.append(
                 f"lossy output: the edit is pasted at {strength:g}x its lossless strength so that "
                 "it survives this encode and one more platform re-encode"
             )
-        seconds["edit"] = time.perf_counter() - tic
-
-        tic = time.perf_counter()
+        try:
+            stream = _StreamedEdit(
+                faces, target, cfg, state, job, strength, chunks(), progress, crops=report
+            )
+        except RppgEditError as err:
+            raise RppgEditError(f"{name}: {err}") from None
         fidelity, after = _Fidelity(), [[] for _ in faces]
         for index, (start, frames) in enumerate(chunks()):
-            out, changed = paste_chunk(frames, start, faces, job, index)
+            out, changed = paste_chunk(
+                frames, start, stream.faces_of(start, len(frames)), job, index
+            )
             writer.write(out)
             if reference is not None:
                 reference.write(frames)
             elif report:
                 fidelity.add(frames, out, changed.bounds())
                 _add_after_crops(faces, start, out, after)
+        try:
+            notes += stream.finish(info.num_frames)
+        except RppgEditError as err:  # name the input in the one-line error
+            raise RppgEditError(f"{name}: {err}") from None
         writers.close()  # finish both files (an error here still removes them)
-        seconds["read_paste_write"] = time.perf_counter() - tic
+        seconds.update(stream.seconds)
+        seconds["paste_write"] = time.perf_counter() - tic - sum(stream.seconds.values())
         summary = {
             "input": str(input_path),
             "output": str(output_path),

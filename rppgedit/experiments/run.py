@@ -634,10 +634,7 @@ def run_experiment(
     if attackers:
         from rppgedit import attackers as attackers_module
 
-        if not attackers_module.available():
-            raise RppgEditError(
-                "attackers=open_rppg needs the open-rppg package (pip install open-rppg)"
-            )
+        attackers_module.require_installed("attackers=open_rppg")
         models = tuple(attacker_models or attackers_module.OPEN_RPPG_MODELS)
         for m in models:
             try:
