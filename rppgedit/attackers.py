@@ -3,7 +3,8 @@
 An edited video should fool estimators that played no part in the edit. Besides rppgedit's own
 registry (`rppgedit.estimators`), results are checked against the pre-trained deep models shipped in
 open-rppg (Kegang Wang, MIT licence, https://github.com/KegangWangCCNU/open-rppg), run exactly as
-that package runs them. They are never used as editing surrogates: only their heart-rate reading of
+that package runs them. open-rppg is an optional install, the ``attackers`` extra
+(``pip install 'rppgedit[attackers]'``); nothing else in rppgedit needs it. They are never used as editing surrogates: only their heart-rate reading of
 a finished clip is asked for.
 
 Models (``OPEN_RPPG_MODELS`` lists the defaults; the open-rppg names and inputs are in ``MODELS``):
@@ -52,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from rppgedit.errors import one_line
+from rppgedit.errors import RppgEditError, one_line
 
 # Attackers read by `read_open_rppg` unless told otherwise (PhysMamba is slow: ask for it by name).
 OPEN_RPPG_MODELS: tuple[str, ...] = (
@@ -137,12 +138,25 @@ def resolve(name: str) -> tuple[str, OpenRppgModel]:
     return f"{spec.family}.{variant}", spec
 
 
+# What to install for the attackers: open-rppg is the optional `attackers` extra.
+INSTALL_HINT = "pip install 'rppgedit[attackers]' (or: pip install open-rppg)"
+
+
 def available() -> bool:
     """True when open-rppg (module ``rppg``) is installed; does not import it."""
     try:
         return importlib.util.find_spec("rppg") is not None
     except (ImportError, ValueError):
         return False
+
+
+def require_installed(flag: str = "--attackers=open_rppg") -> None:
+    """Raises a one-line `RppgEditError` naming `flag` when open-rppg is not installed.
+
+    Call it before any decoding when a run asks for the open-rppg attackers.
+    """
+    if not available():
+        raise RppgEditError(f"{flag} needs open-rppg, not installed: {INSTALL_HINT}")
 
 
 def empty_result(error: str | None = None) -> dict[str, Any]:
@@ -263,7 +277,7 @@ def read_open_rppg_many(
     if not available():
         for res in results:
             for name in known:
-                res[name]["error"] = "open-rppg is not installed (pip install open-rppg)"
+                res[name]["error"] = f"open-rppg is not installed: {INSTALL_HINT}"
         return results
 
     with tempfile.TemporaryDirectory(prefix="rppgedit-open-rppg-") as tmp:

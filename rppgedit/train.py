@@ -512,7 +512,7 @@ def run_train(
     """The `--mode=train` entry: trains "vae", "editor" or "all" (both, in order) and exports.
 
     Each stage resumes from `train_dir/<stage>`; its final params are written (small, params only)
-    to `export_dir/<stage>` (default `checkpoints/physiolatent`) with the config, wall time and
+    to `export_dir/<stage>` (default `rppgedit/checkpoints/physiolatent`) with the config, wall time and
     validation metrics as metadata. The editor stage reads the VAE from `export_dir/vae`.
 
     Returns:

@@ -6,7 +6,6 @@ synthetic face, the same crops declared at 25 fps, a clip too short to read, and
 is selected and the file exists, the real physrecorder clip.
 """
 
-import importlib.util
 import math
 import subprocess
 import sys
@@ -18,9 +17,9 @@ from conftest import shared_file
 
 from rppgedit import attackers
 from rppgedit.data.synthetic import make_clip
+from rppgedit.errors import RppgEditError
 
-HAVE_OPEN_RPPG = importlib.util.find_spec("rppg") is not None
-needs_open_rppg = pytest.mark.skipif(not HAVE_OPEN_RPPG, reason="open-rppg not installed")
+# The test extra installs the attackers extra (open-rppg): these tests run, never skip.
 
 FAST = ("physnet_keras", "tscan", "efficientphys")
 BOGUS = "no_such_model"
@@ -60,8 +59,6 @@ def real(request):
 @pytest.fixture(scope="module")
 def readings(request):
     """{"synthetic", "at_25fps", "short", "real"?: results} from one `read_open_rppg_many` call."""
-    if not HAVE_OPEN_RPPG:
-        pytest.skip("open-rppg not installed")
     clip, crops = _synthetic()
     clips = {
         "synthetic": (crops, clip.fps),
@@ -141,16 +138,25 @@ def test_not_installed_gives_error_entries(monkeypatch):
     assert "not installed" in out["tscan"]["error"] and out["tscan"]["hr_bpm"] is None
 
 
+def test_require_installed_names_the_flag_and_the_extra(monkeypatch):
+    attackers.require_installed()  # the test extra includes the attackers extra
+    monkeypatch.setattr(attackers, "available", lambda: False)
+    with pytest.raises(RppgEditError) as err:
+        attackers.require_installed()
+    message = str(err.value)
+    assert "\n" not in message
+    assert "--attackers=open_rppg" in message and "rppgedit[attackers]" in message
+
+
 def test_available_does_not_import_open_rppg():
     code = (
         "import sys; from rppgedit import attackers; a = attackers.available(); "
         "print(a, 'rppg' in sys.modules, 'keras' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == [str(HAVE_OPEN_RPPG), "False", "False"]
+    assert out.stdout.split() == ["True", "False", "False"]
 
 
-@needs_open_rppg
 def test_worker_timeout_gives_error_entries():
     frames = np.zeros((10, 8, 8, 3), np.uint8)
     out = attackers.read_open_rppg(frames, 30.0, ("tscan", "physnet_keras"), timeout_s=0.5)
@@ -161,7 +167,6 @@ def test_worker_timeout_gives_error_entries():
 # --- one worker call for the rest ---------------------------------------------------------------
 
 
-@needs_open_rppg
 def test_synthetic_face_is_read_at_its_rate(readings):
     clip, _ = _synthetic()
     truth = _reference_hr(clip.bvp, clip.fps)  # the pulse's own spectral peak
@@ -175,7 +180,6 @@ def test_synthetic_face_is_read_at_its_rate(readings):
     assert "unknown" in out[BOGUS]["error"]
 
 
-@needs_open_rppg
 def test_other_frame_rates_are_resampled_to_30_fps(readings):
     # open-rppg repeats frames (nearest neighbour) to reach 30 fps: TS-CAN sees zero frame
     # differences in every chunk, which would be NaN under float16.
@@ -189,7 +193,6 @@ def test_other_frame_rates_are_resampled_to_30_fps(readings):
         assert abs(entry["hr_bpm"] - truth) < 3.0, (name, entry["hr_bpm"], truth)
 
 
-@needs_open_rppg
 def test_clip_too_short_gives_error_entries(readings):
     for name in FAST:
         entry = readings["short"][name]
@@ -197,7 +200,6 @@ def test_clip_too_short_gives_error_entries(readings):
         assert entry["model"] == attackers.resolve(name)[0]
 
 
-@needs_open_rppg
 @pytest.mark.slow
 def test_real_physrecorder_clip_read_within_5_bpm(readings, real):
     if "real" not in readings:

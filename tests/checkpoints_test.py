@@ -1,7 +1,7 @@
-"""Tests of rppgedit.checkpoints: orbax round trips, open-rppg and PyTorch converters, loading."""
+"""Tests of rppgedit.checkpoints: shipped weights and their records, orbax round trips, open-rppg
+and PyTorch converters, loading."""
 
-import importlib.util
-import pathlib
+import shutil
 
 import h5py
 import jax
@@ -13,8 +13,7 @@ from rppgedit import checkpoints
 from rppgedit.errors import RppgEditError
 from rppgedit.models import physnet
 
-HAVE_OPEN_RPPG = importlib.util.find_spec("rppg") is not None
-needs_open_rppg = pytest.mark.skipif(not HAVE_OPEN_RPPG, reason="open-rppg not installed")
+# The test extra installs the attackers extra (open-rppg): the converter tests run, never skip.
 
 
 def _one_line(err: pytest.ExceptionInfo) -> str:
@@ -63,9 +62,8 @@ def test_default_checkpoint_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("RPPGEDIT_CHECKPOINTS", str(tmp_path))
     assert checkpoints.default_checkpoint_dir() == tmp_path
     monkeypatch.delenv("RPPGEDIT_CHECKPOINTS")
-    source = pathlib.Path(checkpoints.__file__).resolve().parent.parent / "checkpoints"
-    want = source if source.is_dir() else pathlib.Path.home() / ".cache/rppgedit/checkpoints"
-    assert checkpoints.default_checkpoint_dir() == want
+    assert checkpoints.default_checkpoint_dir() == checkpoints.PACKAGE_DIR
+    assert (checkpoints.PACKAGE_DIR / "__init__.py").samefile(checkpoints.__file__)
 
 
 def test_missing_open_rppg_gives_one_line_error(monkeypatch, tmp_path):
@@ -84,7 +82,6 @@ def test_missing_open_rppg_gives_one_line_error(monkeypatch, tmp_path):
     assert "unknown PhysNet variant" in _one_line(err)
 
 
-@needs_open_rppg
 @pytest.mark.parametrize("variant", ["pure", "rlap"])
 def test_convert_open_rppg_matches_h5_values(tmp_path, variant):
     h5_path = checkpoints.open_rppg_weight_file(variant)
@@ -120,7 +117,6 @@ def _datasets(group):
     return out
 
 
-@needs_open_rppg
 def test_load_physnet_converts_once_and_caches(tmp_path, caplog):
     caplog.set_level("INFO", logger="rppgedit.checkpoints")
     first = checkpoints.load_physnet("rlap", tmp_path)
@@ -134,7 +130,6 @@ def test_load_physnet_converts_once_and_caches(tmp_path, caplog):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
 
 
-@needs_open_rppg
 def test_run_convert_sources(tmp_path):
     out = checkpoints.run_convert("open_rppg:pure", tmp_path)
     assert out == tmp_path.resolve() / "physnet_pure"
@@ -225,3 +220,103 @@ def test_convert_torch_physnet_matches_torch(tmp_path, rng):
     with pytest.raises(RppgEditError) as err:
         checkpoints.convert_torch_physnet(tmp_path / "missing.pth", tmp_path / "x")
     assert "missing.pth" in _one_line(err)
+
+
+# --- The shipped weights ------------------------------------------------------------------------
+
+SHIPPED = ("physnet_pure", "physnet_rlap", "physiolatent/vae", "physiolatent/editor")
+
+
+def test_shipped_weights_match_their_sha256_records():
+    root = checkpoints.PACKAGE_DIR
+    records = checkpoints.read_records()
+    # Every weight file is recorded, and every record names a file with that sha256.
+    assert sorted(records) == checkpoints._weight_files(root)
+    for name, digest in records.items():
+        assert checkpoints._sha256(root / name) == digest, name
+    for folder in SHIPPED:
+        assert any(name.startswith(folder + "/") for name in records), folder
+    assert "blaze_face.onnx" in records
+    # The third-party weights travel with their licences.
+    mit = (root / "LICENSES" / "open-rppg-MIT.txt").read_text()
+    assert "MIT License" in mit and "Permission is hereby granted" in mit
+    assert "Apache License" in (root / "LICENSES" / "Apache-2.0.txt").read_text()
+    assert sum((root / name).stat().st_size for name in records) < 8_000_000
+
+
+def test_shipped_physnet_equals_the_conversion_of_open_rppg(tmp_path):
+    for variant in checkpoints.VARIANTS:
+        shipped = checkpoints.load_physnet(variant)  # the default folder: the shipped one
+        converted = checkpoints.convert_open_rppg_physnet(variant, tmp_path / variant)
+        assert jax.tree.structure(shipped) == jax.tree.structure(converted)
+        for a, b in zip(jax.tree.leaves(shipped), jax.tree.leaves(converted), strict=True):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+        meta = checkpoints.pytree_metadata(checkpoints.PACKAGE_DIR / f"physnet_{variant}")
+        assert meta["sha256"] == checkpoints._sha256(checkpoints.open_rppg_weight_file(variant))
+
+
+@pytest.fixture
+def shipped_copy(tmp_path, monkeypatch):
+    """A copy of the shipped folder standing in for it (so a test may damage it)."""
+    root = tmp_path / "shipped"
+    shutil.copytree(
+        checkpoints.PACKAGE_DIR, root, ignore=shutil.ignore_patterns("__pycache__", "*.py")
+    )
+    monkeypatch.setattr(checkpoints, "PACKAGE_DIR", root)
+    checkpoints._verified.cache_clear()
+    yield root
+    checkpoints._verified.cache_clear()
+
+
+def test_changed_missing_or_extra_shipped_file_is_refused(shipped_copy):
+    path = shipped_copy / "physnet_rlap"
+    assert "params" in checkpoints.restore_pytree(path)  # the intact copy passes
+    data = next(p for p in sorted((path / "ocdbt.process_0" / "d").iterdir()))
+    blob = bytearray(data.read_bytes())
+    blob[len(blob) // 2] ^= 1
+    data.write_bytes(bytes(blob))
+    checkpoints._verified.cache_clear()
+    with pytest.raises(RppgEditError) as err:
+        checkpoints.restore_pytree(path)
+    assert str(data) in _one_line(err) and "sha256" in _one_line(err)
+
+    (shipped_copy / "physiolatent" / "vae" / "stray.bin").write_bytes(b"x")
+    with pytest.raises(RppgEditError) as err:
+        checkpoints.restore_pytree(shipped_copy / "physiolatent" / "vae")
+    assert "stray.bin" in _one_line(err) and "no sha256 record" in _one_line(err)
+
+    (shipped_copy / "blaze_face.onnx").write_bytes(b"not a model")
+    with pytest.raises(RppgEditError) as err:
+        checkpoints.shipped_file("blaze_face.onnx")
+    assert "blaze_face.onnx" in _one_line(err)
+    (shipped_copy / "blaze_face.onnx").unlink()
+    with pytest.raises(RppgEditError) as err:
+        checkpoints.shipped_file("blaze_face.onnx")
+    assert "missing" in _one_line(err)
+
+
+def test_write_records_rerecords_changed_weights(shipped_copy):
+    (shipped_copy / "physnet_pure" / "commit_success.txt").write_text("changed on purpose")
+    with pytest.raises(RppgEditError):
+        checkpoints.restore_pytree(shipped_copy / "physnet_pure")
+    checkpoints.write_records(shipped_copy)
+    records = checkpoints.read_records(shipped_copy)
+    changed = shipped_copy / "physnet_pure" / "commit_success.txt"
+    assert records["physnet_pure/commit_success.txt"] == checkpoints._sha256(changed)
+    assert "params" in checkpoints.restore_pytree(shipped_copy / "physnet_pure")
+
+
+def test_checkpoints_elsewhere_are_not_checked(tmp_path):
+    out = checkpoints.save_pytree(tmp_path / "mine", {"x": np.zeros(3, np.float32)})
+    (out / "extra.txt").write_text("not recorded anywhere")
+    assert np.asarray(checkpoints.restore_pytree(out)["x"]).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_convert_without_a_folder_writes_to_the_cache_not_the_package(tmp_path, monkeypatch):
+    monkeypatch.delenv("RPPGEDIT_CHECKPOINTS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    before = checkpoints._sha256(checkpoints.PACKAGE_DIR / "physnet_rlap" / "_CHECKPOINT_METADATA")
+    out = checkpoints.run_convert("open_rppg:rlap", None)
+    assert out == (tmp_path / "cache" / "rppgedit" / "checkpoints" / "physnet_rlap").resolve()
+    after = checkpoints._sha256(checkpoints.PACKAGE_DIR / "physnet_rlap" / "_CHECKPOINT_METADATA")
+    assert before == after

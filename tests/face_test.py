@@ -192,3 +192,111 @@ def test_evm_face_boxes_stable(detector):
     assert np.all(np.abs(centres[:, 1] - height / 2) < 0.15 * height)
     assert np.all(boxes[:, 2] - boxes[:, 0] > 0.5 * width)
     assert _jitter(boxes) < 0.3
+
+
+# --- The letterbox resize without OpenCV ------------------------------------------------------
+
+# Frame sizes of the letterbox: integer factors (640x480, 1080p, 2x2), fractional shrinks
+# (592x528, 320x320, 751x1000), an upscale (48x64) and an identity.
+_RESIZE_CASES = [
+    (480, 640),
+    (1080, 1920),
+    (256, 256),
+    (592, 528),
+    (320, 320),
+    (1000, 751),
+    (64, 48),
+    (128, 128),
+]
+
+
+def _letterbox_size(height, width):
+    scale = 128 / max(height, width)
+    return max(1, min(128, round(height * scale))), max(1, min(128, round(width * scale)))
+
+
+def _area_reference(image, height, width):
+    """Float64 area average: each output pixel is the mean of its footprint, pixels weighted by
+    their overlap with it (written independently of rppgedit's weight tables)."""
+
+    def weights(src, dst):
+        scale = src / dst
+        out = np.zeros((dst, src))
+        for d in range(dst):
+            lo, hi = d * scale, (d + 1) * scale
+            for s in range(int(np.floor(lo)), min(int(np.ceil(hi)), src)):
+                out[d, s] = max(0.0, min(hi, s + 1) - max(lo, s)) / scale
+        return out
+
+    wy, wx = weights(image.shape[0], height), weights(image.shape[1], width)
+    rows = np.tensordot(wy, image.astype(np.float64), axes=(1, 0))  # (height, W, C)
+    return np.einsum("pw,owc->opc", wx, rows)
+
+
+@pytest.mark.parametrize("size", [s for s in _RESIZE_CASES if s[0] >= 128 or s[1] >= 128])
+def test_area_resize_matches_float64_area_average(size, rng):
+    image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    height, width = _letterbox_size(*size)
+    got = face.area_resize_uint8(image, height, width).astype(np.float64)
+    want = _area_reference(image, height, width)
+    assert got.shape == want.shape == (height, width, 3)
+    # Rounded to the nearest grey level: within 0.5 (plus OpenCV's dropped overlaps under 1e-3
+    # of a pixel and float32 sums).
+    assert np.max(np.abs(got - want)) <= 0.5 + 1e-2
+
+
+@pytest.mark.parametrize("size", _RESIZE_CASES)
+def test_area_resize_matches_opencv(size, rng):
+    import cv2  # OpenCV comes with the attackers extra, which the test extra includes
+
+    image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    height, width = _letterbox_size(*size)
+    got = face.area_resize_uint8(image, height, width)
+    want = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    diff = np.abs(got.astype(int) - want.astype(int))
+    if size[0] % height == 0 and size[1] % width == 0:
+        assert diff.max() == 0  # integer factors: OpenCV's exact box sums, its rounding
+    else:
+        assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3
+
+
+def test_face_module_does_not_use_opencv():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(face))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not any(name.split(".")[0] == "cv2" for name in names)
+
+
+def test_detector_is_the_shipped_recorded_file():
+    from rppgedit import checkpoints
+
+    path = face.blazeface_path()
+    assert path.parent == checkpoints.PACKAGE_DIR
+    assert checkpoints.read_records()[path.name] == checkpoints._sha256(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("physrecorder", "video_ZIP_H264.avi"),  # 640x480: integer factor 5
+        ("evm_mit", "face.mp4"),  # 528x592: factor 4.625
+        ("physrecorder", "v01_facecrop320_lossless_ffv1.mkv"),  # 320x320: factor 2.5
+    ],
+)
+def test_tracker_boxes_equal_those_of_the_opencv_letterbox(parts, detector, monkeypatch):
+    import cv2
+
+    frames = _read(shared_file(*parts), 150)
+    boxes = face.track_face(frames, detector=detector)
+    monkeypatch.setattr(
+        face,
+        "area_resize_uint8",
+        lambda image, h, w: cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA),
+    )
+    opencv_boxes = face.track_face(frames, detector=detector)
+    # Measured: identical on the 640x480 and 320x320 clips, 0.006 px apart on the 528x592 one.
+    np.testing.assert_allclose(boxes, opencv_boxes, rtol=0, atol=0.05)

@@ -132,7 +132,7 @@ def test_config_and_registry():
 
 
 # ------------------------------------------------------------------------------------------------
-# The shipped checkpoints (checkpoints/physiolatent), on synthetic clips unseen in training.
+# The shipped checkpoints (rppgedit/checkpoints/physiolatent), on synthetic clips unseen in training.
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def shipped():
 
 
 def test_shipped_vae_reconstruction_psnr(shipped):
-    # Measured on seeds 10000-10003 (64 frames): see checkpoints/physiolatent/README.md.
+    # Measured on seeds 10000-10003 (64 frames): see rppgedit/checkpoints/physiolatent/README.md.
     psnrs = []
     for seed in range(train.HELD_OUT_SEED, train.HELD_OUT_SEED + 4):
         frames, _, _ = train.synthetic_face(seed, 64)

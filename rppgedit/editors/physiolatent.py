@@ -7,7 +7,7 @@ FiLM-conditioned and with a fine-tuned output layer, decodes the edited latent; 
 decoded clip replaces the original's.
 
 rppgedit's version (models in `rppgedit.models.video_vae` and `rppgedit.models.fusion`, training in
-`rppgedit.train`, weights in `checkpoints/physiolatent/`):
+`rppgedit.train`, weights in `rppgedit/checkpoints/physiolatent/`):
 - the VAE works on 32x32 crops (4x spatial, 2x temporal downsampling; see `video_vae` for why not
   8x); a clip at another size is area-resized to 32x32 for the model, and the edit is resized back;
 - the condition is a Fourier-feature embedding of the target heart rate (read from the target
@@ -41,9 +41,9 @@ SIZE = 32  # side of the model's input crop
 COMPOSITING = ("residual", "paste")
 CHECKPOINT_NAME = "physiolatent"  # folder under `checkpoints.default_checkpoint_dir()`
 # The shipped editor was trained with removal samples, but after a removal edit POS and CHROM still
-# read the true heart rate (checkpoints/physiolatent/README.md), so the CLI refuses it.
+# read the true heart rate (rppgedit/checkpoints/physiolatent/README.md), so the CLI refuses it.
 REMOVAL_UNSUPPORTED = (
-    "the shipped checkpoint leaves the true heart rate readable (checkpoints/physiolatent/README.md);"
+    "the shipped checkpoint leaves the true heart rate readable (rppgedit/checkpoints/physiolatent/README.md);"
     " use --method=privacy_phys or --method=smooth_remove with --target=none"
 )
 
@@ -90,7 +90,7 @@ class PhysioLatentConfig:
       remove: True to remove the pulse instead of embedding the target.
       compositing: "residual" (default) or "paste" (the paper's), see the module docstring.
       model: architecture; must match the checkpoint.
-      checkpoint_dir: folder holding `vae/` and `editor/`; None: `checkpoints/physiolatent`.
+      checkpoint_dir: folder holding `vae/` and `editor/`; None: `rppgedit/checkpoints/physiolatent`.
     """
 
     fps: float = 30.0

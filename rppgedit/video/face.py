@@ -1,9 +1,13 @@
 """Face detection and tracking: BlazeFace (short range) boxes, smoothed into a steady square crop.
 
 The detector is the BlazeFace short-range model (Bazarevsky et al., "BlazeFace: Sub-millisecond
-Neural Face Detection on Mobile GPUs", CVPR-W 2019) as the ONNX file shipped inside the open-rppg
-wheel (`rppg/weights/blaze_face.onnx`, MIT). The network maps a 128x128 RGB image scaled to [-1, 1]
-(NHWC float32) to two raw tensors: `regressors` (1, 896, 16) and `classificators` (1, 896, 1). The
+Neural Face Detection on Mobile GPUs", CVPR-W 2019), run with ONNX Runtime from the file shipped in
+rppgedit's package data (`rppgedit/checkpoints/blaze_face.onnx`, checked against its sha256 record;
+a tf2onnx conversion of MediaPipe's short-range model, taken from the open-rppg 0.1.1 wheel: see
+`rppgedit/checkpoints/README.md` for its origin and licence). The frame is letterboxed into the
+input with OpenCV's INTER_AREA resize rebuilt in NumPy (`area_resize_uint8`, the same per-axis
+weights as `rppgedit.models.physnet.area_resize`). The network maps a 128x128 RGB image scaled to
+[-1, 1] (NHWC float32) to two raw tensors: `regressors` (1, 896, 16) and `classificators` (1, 896, 1). The
 anchor-relative decoding and the anchor grid are written here from the published model description
 (MediaPipe's short-range anchor configuration): strides 8 and 16 on a 128x128 input, i.e. a 16x16
 grid with 2 anchors per cell followed by an 8x8 grid with 6 anchors per cell (512 + 384 = 896
@@ -28,11 +32,10 @@ track gets boxes for every frame plus a `present` mask (`FaceTrack`).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import functools
 import pathlib
 from collections.abc import Callable, Iterable
 
-import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -59,20 +62,14 @@ class FaceDetector:
 
 
 def blazeface_path() -> pathlib.Path:
-    """Path of `blaze_face.onnx` inside the installed open-rppg package (without importing it).
+    """Path of the shipped `blaze_face.onnx` (rppgedit's package data), checked against its sha256.
 
     Raises:
-      RppgEditError: open-rppg is not installed or the file is missing.
+      RppgEditError: the file is missing or differs from its record.
     """
-    spec = importlib.util.find_spec("rppg")  # finds the package; does not import it
-    if spec is None or spec.origin is None:
-        raise RppgEditError(
-            "blaze_face.onnx: package open-rppg is not installed (pip install open-rppg)"
-        )
-    path = pathlib.Path(spec.origin).parent / "weights" / "blaze_face.onnx"
-    if not path.is_file():
-        raise RppgEditError(f"{path}: BlazeFace model file not found in the open-rppg package")
-    return path
+    from rppgedit import checkpoints  # lazy: imports jax and flax
+
+    return checkpoints.shipped_file("blaze_face.onnx")
 
 
 def make_anchors() -> np.ndarray:
@@ -95,7 +92,7 @@ def load_detector(path: str | pathlib.Path | None = None, *, threads: int = 1) -
     """Load the BlazeFace ONNX model on the CPU.
 
     Args:
-      path: the .onnx file; None uses the one shipped in open-rppg (`blazeface_path()`).
+      path: the .onnx file; None uses the shipped one (`blazeface_path()`).
       threads: ONNX Runtime intra-op threads (1-2 is right for this tiny model).
 
     Returns:
@@ -123,6 +120,56 @@ def load_detector(path: str | pathlib.Path | None = None, *, threads: int = 1) -
     return FaceDetector(session=session, anchors=anchors, input_name=session.get_inputs()[0].name)
 
 
+@functools.lru_cache(maxsize=32)
+def _area_band(src: int, dst: int, area_mode: bool) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's INTER_AREA weights along one axis as a band: (dst, k) source rows and weights."""
+    # The one table of OpenCV's weights; imported here because its module loads jax and flax.
+    from rppgedit.models.physnet import _area_matrix
+
+    dense = _area_matrix(src, dst, area_mode)
+    width = max(1, int(np.max(np.count_nonzero(dense, axis=1))))
+    rows = np.zeros((dst, width), np.intp)
+    weights = np.zeros((dst, width), np.float32)
+    for d in range(dst):
+        nonzero = np.flatnonzero(dense[d])
+        rows[d, :] = nonzero[-1]
+        rows[d, : nonzero.size] = nonzero
+        weights[d, : nonzero.size] = dense[d, nonzero]
+    return rows, weights
+
+
+def area_resize_uint8(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)` in NumPy.
+
+    Shrinking averages each output pixel's footprint (exact box means for integer factors);
+    enlarging interpolates linearly, both with OpenCV's per-axis weights (`physnet._area_matrix`),
+    summed in float32 and rounded as OpenCV rounds (half to even; halves up on its 2x2 path).
+    Against OpenCV 4.x (tests/face_test.py): identical for integer factors, otherwise at most one
+    grey level apart on under 0.1% of the values.
+
+    Args:
+      image: uint8 (H, W, C).
+      height, width: output size in pixels.
+
+    Returns:
+      uint8 (height, width, C).
+    """
+    src_h, src_w = image.shape[:2]
+    if src_h % height == 0 and src_w % width == 0:  # integer factors: box means, summed exactly
+        fy, fx = src_h // height, src_w // width
+        rows = image.reshape(height, fy, -1).sum(axis=1, dtype=np.uint32)
+        sums = rows.reshape(height, width, fx, -1).sum(axis=2, dtype=np.uint32)
+        if fy == fx == 2:  # OpenCV's vectorised 2x2 path rounds halves up
+            return ((sums + 2) // 4).astype(np.uint8)
+        return np.rint(sums.astype(np.float32) * np.float32(1.0 / (fy * fx))).astype(np.uint8)
+    area_mode = src_h >= height and src_w >= width
+    rows, wy = _area_band(src_h, height, area_mode)
+    cols, wx = _area_band(src_w, width, area_mode)
+    out = np.einsum("ok,okwc->owc", wy, image[rows].astype(np.float32))
+    out = np.einsum("pk,opkc->opc", wx, out[:, cols])
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def _letterbox(frame: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     """Fit a frame into the 128x128 input, centred, padded with black; scaled to [-1, 1].
 
@@ -133,7 +180,7 @@ def _letterbox(frame: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     scale = INPUT_SIZE / max(height, width)
     new_h = max(1, min(INPUT_SIZE, round(height * scale)))
     new_w = max(1, min(INPUT_SIZE, round(width * scale)))
-    resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    resized = area_resize_uint8(frame, new_h, new_w)
     canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.float32)
     off_y, off_x = (INPUT_SIZE - new_h) // 2, (INPUT_SIZE - new_w) // 2
     canvas[off_y : off_y + new_h, off_x : off_x + new_w] = resized

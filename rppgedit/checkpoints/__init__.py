@@ -1,13 +1,22 @@
-"""Checkpoints: orbax save/restore of pytrees, and converters from other frameworks' PhysNet weights.
+"""Checkpoints: the shipped weights, orbax save/restore of pytrees, and PhysNet converters.
 
-Where weights live (`default_checkpoint_dir`): `$RPPGEDIT_CHECKPOINTS` if set; else the repository's
-`checkpoints/` folder when running from a source checkout; else `~/.cache/rppgedit/checkpoints`.
+This package folder is the one home of rppgedit's weights (`README.md` here is the inventory): the
+converted PhysNet checkpoints `physnet_pure/` and `physnet_rlap/`, PhysioLatent's `physiolatent/`
+and the BlazeFace face detector `blaze_face.onnx` ship inside the wheel as package data. `SHA256SUMS`
+records the sha256 of every shipped weight file; `restore_pytree` and `shipped_file` check a shipped
+folder or file against it before reading (once per process) and refuse a changed, missing or extra
+file with a one-line error.
+
+Where weights are read from (`default_checkpoint_dir`): `$RPPGEDIT_CHECKPOINTS` if set, else this
+folder. Weights converted by `run_convert` without a folder go to the user's cache
+(`cache_checkpoint_dir`), never into the installed package.
 
 Sources of PhysNet weights (Yu et al., BMVC 2019):
 - open-rppg 0.1.1 (Kegang Wang, MIT) ships `rppg/weights/physnet.{pure,rlap}.weights.h5`, Keras-3
   weight files (float16) of PhysNet trained on PURE or RLAP. They are read with h5py, without importing
   `rppg` (whose import changes process-wide Keras and logging settings), converted to float32 Flax
-  variables and saved as an orbax checkpoint `physnet_<variant>` on first use.
+  variables and saved as an orbax checkpoint `physnet_<variant>` (`--mode=convert`; the shipped
+  `physnet_pure/` and `physnet_rlap/` were made so). open-rppg is the optional `[attackers]` extra.
 - rPPG-Toolbox-style PyTorch state dicts (`PhysNet_padding_Encoder_Decoder_MAX`), if torch is
   installed. Their BatchNorm epsilon is 1e-5 (`TORCH_BN_EPSILON`), stored in the checkpoint's metadata.
 """
@@ -43,9 +52,15 @@ _ENCODER_BLOCKS = tuple(f"ConvBlock{i}" for i in range(1, 10))
 _DECODER_BLOCKS = ("upsample", "upsample2")
 
 
+# The shipped weights live beside this module; SHA256SUMS records every weight file among them.
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
+RECORDS_NAME = "SHA256SUMS"
+_UNRECORDED = ("__init__.py", "README.md", RECORDS_NAME, "LICENSES", "__pycache__")
+
+
 def cache_checkpoint_dir() -> pathlib.Path:
-    """Where weights converted on first use go when no folder was named: the user's cache
-    (`$XDG_CACHE_HOME/rppgedit/checkpoints`, default `~/.cache/...`), never the source checkout."""
+    """Where weights converted without a named folder go: the user's cache
+    (`$XDG_CACHE_HOME/rppgedit/checkpoints`, default `~/.cache/...`), never the installed package."""
     cache = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
     return pathlib.Path(cache) / "rppgedit" / "checkpoints"
 
@@ -58,14 +73,110 @@ def _reason(err: BaseException) -> str:
 
 
 def default_checkpoint_dir() -> pathlib.Path:
-    """Folder holding checkpoints: `$RPPGEDIT_CHECKPOINTS`, the checkout's `checkpoints/`, or cache."""
+    """Folder holding checkpoints: `$RPPGEDIT_CHECKPOINTS`, else the shipped `PACKAGE_DIR`."""
     env = os.environ.get("RPPGEDIT_CHECKPOINTS")
     if env:
         return pathlib.Path(env).expanduser()
-    source = pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
-    if source.is_dir():
-        return source
-    return pathlib.Path.home() / ".cache" / "rppgedit" / "checkpoints"
+    return PACKAGE_DIR
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _weight_files(root: pathlib.Path) -> list[str]:
+    """Relative POSIX paths of every shipped weight file under `root` (sorted)."""
+    return sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.is_file()
+        and path.relative_to(root).parts[0] not in _UNRECORDED
+        and path.name != "README.md"
+        and "__pycache__" not in path.parts
+    )
+
+
+def read_records(root: pathlib.Path = PACKAGE_DIR) -> dict[str, str]:
+    """{relative path: sha256} from `root/SHA256SUMS` (the `sha256sum` format)."""
+    path = root / RECORDS_NAME
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise RppgEditError(f"{path}: cannot read the weight records ({e.strerror or e})") from None
+    records = {}
+    for number, line in enumerate(lines, 1):
+        digest, sep, name = line.partition("  ")
+        if not sep or not re.fullmatch(r"[0-9a-f]{64}", digest) or not name:
+            raise RppgEditError(f"{path}:{number}: not a '<sha256>  <path>' line")
+        records[name] = digest
+    return records
+
+
+def write_records(root: pathlib.Path = PACKAGE_DIR) -> pathlib.Path:
+    """Rewrites `root/SHA256SUMS` from the weight files now under `root` (after retraining)."""
+    lines = [f"{_sha256(root / name)}  {name}\n" for name in _weight_files(root)]
+    path = root / RECORDS_NAME
+    tmp = path.with_name(f".{RECORDS_NAME}.tmp")
+    tmp.write_text("".join(lines))
+    os.replace(tmp, path)
+    _verified.cache_clear()
+    return path
+
+
+@functools.lru_cache(maxsize=32)
+def _verified(root: str, name: str) -> None:
+    """Checks shipped file or folder `name` under `root` against its records (cached when good)."""
+    base = pathlib.Path(root)
+    records = read_records(base)
+    target = base / name
+    if target.is_file():
+        want = {name: records.get(name)}
+        have = [name]
+    else:
+        want = {k: v for k, v in records.items() if k.startswith(name + "/")}
+        have = [k for k in _weight_files(base) if k.startswith(name + "/")]
+    hint = (
+        "reinstall rppgedit, or after changing the weights on purpose record them with "
+        "`python -c 'import rppgedit.checkpoints as c; c.write_records()'`"
+    )
+    for file in sorted(set(want) | set(have)):
+        if want.get(file) is None:
+            raise RppgEditError(f"{base / file}: shipped weight file has no sha256 record; {hint}")
+        if not (base / file).is_file():
+            raise RppgEditError(f"{base / file}: shipped weight file missing; {hint}")
+        if _sha256(base / file) != want[file]:
+            raise RppgEditError(f"{base / file}: sha256 differs from {base / RECORDS_NAME}; {hint}")
+
+
+def verify_shipped(path: str | os.PathLike) -> None:
+    """Checks `path` against `SHA256SUMS` when it lies inside the shipped `PACKAGE_DIR`.
+
+    Paths elsewhere (your own checkpoints, `--checkpoint_dir`) are not checked.
+
+    Raises:
+      RppgEditError: a shipped file differs from its record, is missing, or has no record.
+    """
+    path = pathlib.Path(path).expanduser().resolve()
+    if path == PACKAGE_DIR or not path.is_relative_to(PACKAGE_DIR):
+        return
+    _verified(str(PACKAGE_DIR), path.relative_to(PACKAGE_DIR).as_posix())
+
+
+def shipped_file(name: str) -> pathlib.Path:
+    """Path of a shipped weight file (e.g. `blaze_face.onnx`), checked against its sha256 record.
+
+    Raises:
+      RppgEditError: the file is missing or differs from its record.
+    """
+    path = PACKAGE_DIR / name
+    if not path.is_file():
+        raise RppgEditError(f"{path}: shipped weight file missing; reinstall rppgedit")
+    verify_shipped(path)
+    return path
 
 
 def save_pytree(
@@ -126,10 +237,13 @@ def restore_pytree(directory: str | os.PathLike) -> Any:
     Args:
       directory: the checkpoint folder.
 
+    A checkpoint inside the shipped `PACKAGE_DIR` is first checked against `SHA256SUMS`.
+
     Returns:
       Nested dicts of `jax.Array` with the stored shapes and dtypes, bit-exact.
     """
     path = pathlib.Path(directory).expanduser().resolve()
+    verify_shipped(path)
     checkpointer, meta = _open_checkpoint(path)
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     target = jax.tree.map(
@@ -144,8 +258,9 @@ def restore_pytree(directory: str | os.PathLike) -> Any:
 
 
 def pytree_metadata(directory: str | os.PathLike) -> dict[str, Any]:
-    """The `metadata` dict stored by `save_pytree` (empty if none)."""
+    """The `metadata` dict stored by `save_pytree` (empty if none); shipped ones checked first."""
     path = pathlib.Path(directory).expanduser().resolve()
+    verify_shipped(path)
     checkpointer, meta = _open_checkpoint(path)
     checkpointer.close()
     return dict(meta.custom_metadata or {})
@@ -167,21 +282,13 @@ def open_rppg_weight_file(variant: Variant) -> pathlib.Path:
     name = f"physnet.{variant}.weights.h5"
     if spec is None or not spec.submodule_search_locations:
         raise RppgEditError(
-            f"PhysNet weights {name} not found: open-rppg is not installed; install them with "
-            "`pip install open-rppg` (MIT) and rerun"
+            f"PhysNet weights {name} not found: open-rppg is not installed; "
+            "`pip install open-rppg` (or rppgedit[attackers]) and rerun"
         )
     path = pathlib.Path(next(iter(spec.submodule_search_locations))) / "weights" / name
     if not path.is_file():
         raise RppgEditError(f"{path}: PhysNet weight file missing from the open-rppg install")
     return path
-
-
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_shapes(variables: Any, source: str) -> dict[str, Any]:
@@ -355,14 +462,18 @@ def load_physnet(
 ) -> dict[str, Any]:
     """PhysNet variables `{'params', 'batch_stats'}` from `checkpoint_dir/physnet_<variant>`.
 
-    A missing checkpoint is converted from open-rppg's weights first (logged); cached per process.
+    Without a named folder the shipped checkpoint is read (checked against `SHA256SUMS`). A
+    checkpoint missing from the folder is looked for in the user's cache and, failing that,
+    converted there from open-rppg's weights when open-rppg is installed (logged). Cached per
+    process.
 
     Args:
       variant: "pure" or "rlap".
       checkpoint_dir: folder of checkpoints; `default_checkpoint_dir()` when None.
 
     Raises:
-      RppgEditError: the checkpoint is missing and open-rppg is not installed.
+      RppgEditError: the checkpoint is missing (and open-rppg is not installed), or a shipped one
+        differs from its record.
     """
     _check_variant(variant)
     named = checkpoint_dir is not None or bool(os.environ.get("RPPGEDIT_CHECKPOINTS"))
@@ -374,14 +485,14 @@ def _load_physnet_cached(variant: str, root: str, named: bool = True) -> dict[st
     path = pathlib.Path(root) / f"physnet_{variant}"
     if path.exists():
         return restore_pytree(path)
-    if not named:  # convert into the user's cache, not into the default (source) folder
+    if not named:  # convert into the user's cache, never into the installed package
         path = cache_checkpoint_dir().expanduser().resolve() / f"physnet_{variant}"
         if path.exists():
             return restore_pytree(path)
     if _find_spec("rppg") is None:
         raise RppgEditError(
-            f"PhysNet weights not found at {path}; install them with `pip install open-rppg` (MIT) "
-            "and rerun"
+            f"PhysNet weights not found at {path}; convert them with `python -m rppgedit.main "
+            f"--mode=convert --source=open_rppg:{variant}` after `pip install open-rppg`"
         )
     _log.info("converting open-rppg PhysNet (%s) weights to %s", variant, path)
     convert_open_rppg_physnet(variant, path)
@@ -393,12 +504,15 @@ def run_convert(source: str, checkpoint_dir: str | os.PathLike | None) -> pathli
 
     Args:
       source: `open_rppg:pure`, `open_rppg:rlap` or `torch:/path/model.pth`.
-      checkpoint_dir: folder of checkpoints; `default_checkpoint_dir()` when None.
+      checkpoint_dir: folder to write into; None: `$RPPGEDIT_CHECKPOINTS`, else the user's cache
+        (`cache_checkpoint_dir`), never the installed package's shipped weights.
 
     Returns:
       The written checkpoint: `physnet_<variant>` or `physnet_torch_<file stem>`.
     """
     kind, sep, arg = source.partition(":")
+    if checkpoint_dir is None and not os.environ.get("RPPGEDIT_CHECKPOINTS"):
+        checkpoint_dir = cache_checkpoint_dir()
     root = _checkpoint_root(checkpoint_dir)
     if sep and kind == "open_rppg":
         _check_variant(arg)
