@@ -37,3 +37,34 @@ def test_an_editor_whose_loops_cannot_be_unrolled_is_not_counted(rng):
     args = (module.load_state(cfg), *_args(rng))
     compiled = module.edit_batch.lower(*args, cfg).compile()
     assert bench._counted_flops(module, cfg, args, compiled) is None
+
+
+def test_end_to_end_bench_times_the_whole_command(tmp_path, monkeypatch):
+    """`--mode=bench --input=...`: every run edits the whole file; its wall clock holds the
+    report's stages, fps is frames over the wall clock, and nothing is left behind."""
+    import tempfile
+
+    from rppgedit import pipeline, targets
+    from rppgedit.data import synthetic
+    from rppgedit.video import io
+
+    clip = synthetic.make_clip(1, num_frames=96, height=64, width=64)
+    path = tmp_path / "in.mkv"
+    io.write_video(path, clip.frames, clip.fps)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    job = pipeline.EditJob(
+        target=targets.TargetSpec(kind="sinusoid", hr_bpm=110.0),
+        work_size=32,
+        window=64,
+        overlap=16,
+        method_options=(("surrogates", (("pos", 1.0),)), ("steps", 2)),
+        estimators=("green",),
+    )
+    result = bench.run_end_to_end(str(path), job, runs=2, face_box=(8, 8, 56, 56))
+    assert [r["run"] for r in result["rows"]] == [1, 2]
+    for row in result["rows"]:
+        stages = sum(v for k, v in row.items() if k.endswith("_s") and k != "wall_s")
+        assert row["frames"] == 96 and 0 < stages <= row["wall_s"]
+        assert row["fps"] == pytest.approx(96 / row["wall_s"]) and row["peak_rss_mb"] > 0
+        assert np.isfinite(row["psnr_db"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]  # outputs deleted
