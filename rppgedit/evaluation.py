@@ -49,13 +49,88 @@ def read_heart_rates(
     for name in names:
         if registry.get(name).input == "video" and params.get(name) is None:
             params[name] = registry.get(name).load_params()
-        bvp = estimate_bvp(name, clip, mask, fps, params.get(name))
-        hr = float(signals.heart_rate(bvp, fps))
-        snr = float(signals.pulse_snr(bvp, fps, hr))
-        out[name] = {"hr_bpm": hr, "snr_db": snr if math.isfinite(snr) else float("nan")}
-        if with_bvp:
-            out[name]["bvp"] = bvp
+        out[name] = _reading(estimate_bvp(name, clip, mask, fps, params.get(name)), fps, with_bvp)
     return out
+
+
+def _reading(bvp: np.ndarray, fps: float, with_bvp: bool) -> dict:
+    hr = float(signals.heart_rate(bvp, fps))
+    snr = float(signals.pulse_snr(bvp, fps, hr))
+    out = {"hr_bpm": hr, "snr_db": snr if math.isfinite(snr) else float("nan")}
+    if with_bvp:
+        out["bvp"] = bvp
+    return out
+
+
+class StreamReader:
+    """`read_heart_rates` of a clip that arrives chunk by chunk, holding a window, not the clip.
+
+    Trace methods keep the skin-masked mean trace (T,3); video methods run on each `VIDEO_WINDOW`
+    window as soon as its frames are in (the windows of `estimate_bvp`) and keep its BVP. A clip
+    shorter than a window is kept whole and read at the end, as `estimate_bvp` reads it.
+    """
+
+    def __init__(self, names: Iterable[str], num_frames: int, fps: float, params=None):
+        self.names, self.num, self.fps = list(names), num_frames, fps
+        self.params = {} if params is None else params
+        self.video = [n for n in self.names if registry.get(n).input == "video"]
+        for name in self.video:
+            if self.params.get(name) is None:
+                self.params[name] = registry.get(name).load_params()
+        self.whole = num_frames < VIDEO_WINDOW
+        self.starts = (
+            [] if self.whole else window_starts(num_frames, VIDEO_WINDOW, VIDEO_WINDOW // 4)
+        )
+        self.traces, self.outs = [], {n: [] for n in self.video}
+        self.frames, self.frames_start, self.received, self.next_window = None, 0, 0, 0
+
+    def add(self, clip, mask) -> None:
+        """Appends frames (n,S,S,3) float in [0,1] and their skin mask (n,S,S)."""
+        from rppgedit.estimators.roi import spatial_mean
+
+        clip = np.asarray(clip, np.float32)
+        self.traces.append(np.asarray(spatial_mean(clip, mask)))
+        self.received += len(clip)
+        if not self.video:
+            return
+        held = clip if self.frames is None else np.concatenate([self.frames, clip])
+        while (
+            not self.whole
+            and self.next_window < len(self.starts)
+            and self.starts[self.next_window] + VIDEO_WINDOW <= self.received
+        ):
+            a = self.starts[self.next_window] - self.frames_start
+            for name in self.video:
+                out = registry.get(name).fn(self.params[name], held[a : a + VIDEO_WINDOW], self.fps)
+                self.outs[name].append(np.asarray(out))
+            self.next_window += 1
+            keep = (
+                self.starts[self.next_window]
+                if self.next_window < len(self.starts)
+                else self.received
+            )
+            held, self.frames_start = held[keep - self.frames_start :], keep
+        self.frames = held
+
+    def readings(self, *, with_bvp: bool = False) -> dict[str, dict[str, float]]:
+        """The readings of `read_heart_rates` on the whole clip (every frame must be in)."""
+        if self.received != self.num:
+            raise ValueError(f"read {self.received} of {self.num} frames")
+        trace = np.concatenate(self.traces) if self.traces else np.zeros((0, 3), np.float32)
+        out = {}
+        for name in self.names:
+            est = registry.get(name)
+            if est.input == "trace":
+                bvp = np.asarray(est.fn(trace, self.fps), np.float64)
+            elif self.whole:
+                pad = np.repeat(self.frames[-1:], VIDEO_WINDOW - self.num, axis=0)
+                clip = np.concatenate([self.frames, pad])
+                bvp = np.asarray(est.fn(self.params[name], clip, self.fps), np.float64)[: self.num]
+            else:
+                windows = np.stack(self.outs[name])
+                bvp = overlap_add(windows, self.starts, self.num).astype(np.float64)
+            out[name] = _reading(bvp, self.fps, with_bvp)
+        return out
 
 
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -364,8 +365,10 @@ class _StreamedEdit:
 
     The residuals are those of `_edit_faces` on the whole crops (`engine.stream_windows`)."""
 
-    def __init__(self, faces, target, cfg, state, job: EditJob, strength, chunks, progress, crops):
-        self.faces, self.job, self.strength, self.keep_crops = faces, job, strength, crops
+    def __init__(
+        self, faces, target, cfg, state, job: EditJob, strength, chunks, progress, on_crop
+    ):
+        self.faces, self.job, self.strength, self.on_crop = faces, job, strength, on_crop
         self.editable = [i for i, f in enumerate(faces) if f.stop - f.first >= MIN_FRAMES]
         if not self.editable:
             raise _nothing_to_edit(_short_faces(faces))
@@ -373,7 +376,7 @@ class _StreamedEdit:
         for f in faces:
             n = f.stop - f.first
             f.mask = np.zeros((n, size, size), bool)
-            f.clip = np.zeros((n if crops else 0, size, size, 3), np.float32)
+            f.clip = np.zeros((0, size, size, 3), np.float32)  # streamed, never held whole
         self.seconds = {"crop_mask": 0.0, "edit": 0.0}
         self.decoded = 0
         mesh = engine.local_mesh()
@@ -400,8 +403,8 @@ class _StreamedEdit:
                     continue
                 clip, mask = crop_and_mask(frames[a - start : b - start], f.boxes[a:b], self.job)
                 f.mask[a - f.first : b - f.first] = mask
-                if self.keep_crops:
-                    f.clip[a - f.first : b - f.first] = clip
+                if self.on_crop is not None:
+                    self.on_crop(i, clip, mask)
                 if i in self.editable:
                     wave = np.zeros(b - a, np.float32) if target is None else target[a:b]
                     items.append((i, clip, mask, wave))
@@ -653,43 +656,52 @@ class _Fidelity:
         return self.ssim_sum / max(self.count, 1)
 
 
-def _add_after_crops(faces: list[FaceEdit], start: int, frames, parts: list[list]) -> None:
-    """Appends each face's crop of `frames` (frames `start`.. of an output video) to `parts`."""
-    for f, part in zip(faces, parts, strict=True):
-        a, b = _overlap(f, start, len(frames))
-        if a < b:
-            size = f.clip.shape[1]
-            part.append(crop.crop_resize(frames[a - start : b - start], f.boxes[a:b], size))
+class _Readers:
+    """Each face's heart-rate readers, fed chunk by chunk (`evaluation.StreamReader`): "before" (the
+    input's crops), "after" (the output's) and "reencoded" (the output re-encoded once more).
+    "before" and "after" read `job.estimators` and the editor's surrogates, "reencoded" the
+    estimators. Faces too short to edit get none."""
 
+    def __init__(self, job: EditJob, faces: list[FaceEdit], fps: float, keys=("before", "after")):
+        self.job, self.faces = job, faces
+        self.surrogates = getattr(editor_config(job, fps), "surrogates", ())
+        every = tuple(dict.fromkeys(job.estimators + tuple(n for n, _ in self.surrogates)))
+        params = {}
+        self.readers = {
+            key: {
+                i: evaluation.StreamReader(
+                    job.estimators if key == "reencoded" else every, f.stop - f.first, fps, params
+                )
+                for i, f in enumerate(faces)
+                if f.stop - f.first >= MIN_FRAMES
+            }
+            for key in keys
+        }
 
-def _after_crops(faces: list[FaceEdit], frames_by_chunk) -> list[np.ndarray]:
-    """Each face's crop (N,S,S,3) of its span, cut from (start, frames) chunks of another video."""
-    parts = [[] for _ in faces]
-    for start, frames in frames_by_chunk:
-        _add_after_crops(faces, start, frames, parts)
-    return _joined(faces, parts)
+    def add_crop(self, key: str, i: int, clip: np.ndarray, mask: np.ndarray) -> None:
+        if i in self.readers[key]:
+            self.readers[key][i].add(clip, mask)
 
+    def add_frames(self, key: str, start: int, frames: np.ndarray) -> None:
+        """Crops each face out of full frames `start`.. of a video and reads them."""
+        for i, f in enumerate(self.faces):
+            a, b = _overlap(f, start, len(frames))
+            if a < b and i in self.readers[key]:
+                clip = crop.crop_resize(
+                    frames[a - start : b - start], f.boxes[a:b], self.job.work_size
+                )
+                self.readers[key][i].add(clip, f.mask[a - f.first : b - f.first])
 
-def _joined(faces: list[FaceEdit], parts: list[list]) -> list[np.ndarray]:
-    return [np.concatenate(p) if p else f.clip[:0] for f, p in zip(faces, parts, strict=True)]
+    def readings(self, i: int) -> dict:
+        """{key: {estimator: reading}} of face `i` ("after" with the BVP of each reading)."""
+        return {
+            key: readers[i].readings(with_bvp=key == "after")
+            for key, readers in self.readers.items()
+        }
 
 
 # A surrogate is fooled when it reads the target rate within this (removal: not its before rate).
 FOOLED_BPM = 3.0
-
-
-def _face_readings(job, surrogates, f: FaceEdit, afters: dict, fps: float, params) -> dict:
-    """{column suffix: {estimator: reading}} of one face: "before" and each of `afters` (the suffix
-    ("after", "reencoded") and that face's crop of the output or of its re-encode) for
-    `job.estimators`, plus the `surrogates` before and after; `params` caches the weights."""
-    names = tuple(dict.fromkeys(job.estimators + tuple(n for n, _ in surrogates)))
-    readings = {"before": evaluation.read_heart_rates(f.clip, f.mask, fps, names, params)}
-    for key, after_clip in afters.items():
-        wanted = names if key == "after" else job.estimators
-        readings[key] = evaluation.read_heart_rates(
-            after_clip, f.mask, fps, wanted, params, with_bvp=key == "after"
-        )
-    return readings
 
 
 def _face_rows(estimators, index: int, readings: dict, target_hr) -> list[dict]:
@@ -742,12 +754,12 @@ def _not_fooled(entry: dict, multi_face: bool) -> str:
     )
 
 
-def _report(job: EditJob, faces, afters: dict, fps: float, target) -> dict:
-    """Per-face readings before and after (`afters`: {suffix: [crop per face]}), their rows, and
-    the editor's surrogates on "after" against the `target` waveform (None for removal)."""
-    surrogates = getattr(editor_config(job, fps), "surrogates", ())
+def _report(job: EditJob, faces, readers: _Readers, fps: float, target) -> dict:
+    """Per-face readings before and after (each face's `readers`), their rows, and the editor's
+    surrogates on "after" against the `target` waveform (None for removal)."""
+    surrogates = readers.surrogates
     target_hr = None if job.target.kind in ("none", "file") else job.target.hr_bpm
-    rows, listed, entries, params = [], [], [], {}
+    rows, listed, entries = [], [], []
     for i, f in enumerate(faces):
         entry = {
             "face": i,
@@ -758,8 +770,7 @@ def _report(job: EditJob, faces, afters: dict, fps: float, target) -> dict:
             "boxes": np.round(f.boxes[f.span], 1).tolist(),
         }
         if f.edited:
-            face_afters = {k: v[i] for k, v in afters.items()}
-            readings = _face_readings(job, surrogates, f, face_afters, fps, params)
+            readings = readers.readings(i)
             entry["rows"] = _face_rows(job.estimators, i, readings, target_hr)
             wave = None if target is None else np.asarray(target[f.span], np.float64)
             entry["surrogates"] = _surrogate_entries(surrogates, i, readings, wave, target_hr, fps)
@@ -782,8 +793,11 @@ def report_rows(job: EditJob, result: EditResult, original: np.ndarray, fps: flo
     edit (with a warning for each one not fooled), PSNR and SSIM of the full frames."""
     fidelity = _Fidelity()
     fidelity.add(original, result.frames)
-    afters = {"after": _after_crops(result.faces, [(0, result.frames)])}
-    summary = _report(job, result.faces, afters, fps, result.target)
+    readers = _Readers(job, result.faces, fps)
+    for i, f in enumerate(result.faces):
+        readers.add_crop("before", i, f.clip, f.mask)
+    readers.add_frames("after", 0, result.frames)
+    summary = _report(job, result.faces, readers, fps, result.target)
     summary.update(psnr_db=fidelity.psnr_db(), ssim=fidelity.ssim())
     return summary
 
@@ -879,10 +893,10 @@ def run_edit(
     The file is streamed in chunks (`chunk_frames`): once to track the faces, then the paste pulls
     edited frames through the edit engine (`_StreamedEdit`: a second decode is cropped, masked and
     edited window by window as the paste needs it) and pastes, quantises and encodes them. The
-    edit itself holds about one window of each face's crop and residual, and a few chunks of full
-    frames; each face's skin mask (bool T x S x S) is kept, and with `report` also its crop and
-    its edited crop (float32 T x S x S x 3, 0.9 GB each for 10 minutes at 30 fps and S = 64), which
-    the before/after readings take. The output bits equal `edit_frames` on the decoded frames.
+    edit holds about one window of each face's crop and residual and a few chunks of full frames,
+    and the report's readers a window of crops and the RGB traces (`evaluation.StreamReader`):
+    what grows with the video is each face's boxes, skin mask (bool T x S x S) and traces. The
+    output bits equal `edit_frames` on the decoded frames.
 
     The input's audio, subtitles and metadata are carried over (`output.keep_streams`). When the
     output is lossy, the report measures what a recipient gets: the readings, PSNR and SSIM are
@@ -954,13 +968,25 @@ def run_edit(
                 f"lossy output: the edit is pasted at {strength:g}x its lossless strength so that "
                 "it survives this encode and one more platform re-encode"
             )
+        readers = None
+        if report:
+            keys = ("before", "after") + (("reencoded",) if output.verify_reencode else ())
+            readers = _Readers(job, faces, info.fps, keys)
         try:
             stream = _StreamedEdit(
-                faces, target, cfg, state, job, strength, chunks(), progress, crops=report
+                faces,
+                target,
+                cfg,
+                state,
+                job,
+                strength,
+                chunks(),
+                progress,
+                None if readers is None else functools.partial(readers.add_crop, "before"),
             )
         except RppgEditError as err:
             raise RppgEditError(f"{name}: {err}") from None
-        fidelity, after = _Fidelity(), [[] for _ in faces]
+        fidelity = _Fidelity()
         for index, (start, frames) in enumerate(chunks()):
             out, changed = paste_chunk(
                 frames, start, stream.faces_of(start, len(frames)), job, index
@@ -970,7 +996,7 @@ def run_edit(
                 reference.write(frames)
             elif report:
                 fidelity.add(frames, out, changed.bounds())
-                _add_after_crops(faces, start, out, after)
+                readers.add_frames("after", start, out)
         try:
             notes += stream.finish(info.num_frames)
         except RppgEditError as err:  # name the input in the one-line error
@@ -992,7 +1018,6 @@ def run_edit(
         }
         if report:
             tic = time.perf_counter()
-            afters = {}
             if lossy:
                 fidelity = _Fidelity()
                 same_codec = _Fidelity()
@@ -1001,21 +1026,20 @@ def run_edit(
                 ):
                     fidelity.add(original, out)
                     same_codec.add(ref, out)
-                    _add_after_crops(faces, s0, out, after)
+                    readers.add_frames("after", s0, out)
                 summary["psnr_vs_same_codec_db"] = same_codec.psnr_db()
                 summary["ssim_vs_same_codec"] = same_codec.ssim()
                 summary["measured_on"] = "the decoded output file"
             else:
                 summary["measured_on"] = "the output frames (lossless: bit-exact in the file)"
-            afters["after"] = _joined(faces, after)
-            del after
             if output.verify_reencode is not None:
                 again = os.path.join(scratch, "reencoded" + pathlib.Path(writer.path).suffix)
                 codec = writer.codec if lossy else "h264"
                 io.reencode(writer.path, again, codec=codec, crf=output.verify_reencode)
-                afters["reencoded"] = _after_crops(faces, chunks(again))
+                for s0, frames in chunks(again):
+                    readers.add_frames("reencoded", s0, frames)
                 summary["reencode"] = {"codec": codec, "crf": output.verify_reencode}
-            summary.update(_report(job, faces, afters, info.fps, target))
+            summary.update(_report(job, faces, readers, info.fps, target))
             summary.update(psnr_db=fidelity.psnr_db(), ssim=fidelity.ssim())
             seconds["report"] = time.perf_counter() - tic
     num = info.num_frames

@@ -91,13 +91,13 @@ def test_host_memory_stays_below_the_decoded_video(tmp_path, monkeypatch):
 
 
 def _peak_bytes(tmp_path, num_frames) -> int:
-    """Peak traced host memory of `run_edit` without the report on a `num_frames` clip."""
+    """Peak traced host memory of `run_edit` (report included) on a `num_frames` clip."""
     tmp_path.mkdir()
     _, path, box = _source(tmp_path, num_frames, 64)
     tracemalloc.start()
     try:
         out = tmp_path / f"o{num_frames}.mkv"
-        pipeline.run_edit(str(path), str(out), _job(), face_box=box, report=False, progress=False)
+        pipeline.run_edit(str(path), str(out), _job(), face_box=box, progress=False)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -105,10 +105,10 @@ def _peak_bytes(tmp_path, num_frames) -> int:
 
 
 def test_the_edit_holds_a_window_not_the_video(tmp_path, monkeypatch):
-    """Without the report (whose readings take each face's whole crop), a clip 4x longer edits in
-    the same memory: the crops and residuals stream through the engine a window at a time. Holding
-    them whole would add 3 x 12 KB per frame of float32 32x32 crops, 28 MB for the 768 more frames;
-    what may grow is each face's skin mask (1 KB per frame) and its boxes and target."""
+    """A clip 4x longer edits and reports in the same memory: the crops and residuals stream through
+    the engine and the report's readers a window at a time. Holding them whole would add 3 x 12 KB
+    per frame of float32 32x32 crops, 28 MB for the 768 more frames; what may grow is each face's
+    skin mask (1 KB per frame), boxes, target and RGB traces."""
     monkeypatch.setattr(pipeline, "chunk_frames", lambda h, w: 8)
     _peak_bytes(tmp_path / "warm", 256)  # one-time allocations (weights, compiled programs)
     short = _peak_bytes(tmp_path / "short", 256)
