@@ -144,3 +144,24 @@ def test_a_header_that_lies_about_the_frame_count_edits_the_decoded_frames(
         boxes = np.tile(np.asarray(box, np.float32), (96, 1))
         expected = pipeline.edit_frames(clip.frames, FPS, boxes, _job()).frames
         np.testing.assert_array_equal(back, expected)
+
+
+@pytest.mark.parametrize("num", [300, 100])  # several deep-model windows; shorter than one
+def test_stream_reader_reads_what_read_heart_rates_reads(num):
+    from rppgedit import evaluation
+
+    names = ("green", "pos", "physnet_pure")
+    clip = synthetic.make_clip(2, num_frames=num, height=96, width=96)
+    crop_, mask = pipeline.crop_and_mask(clip.frames, clip.crop_boxes, pipeline.EditJob())
+    whole = evaluation.read_heart_rates(crop_, mask, FPS, names, with_bvp=True)
+    reader = evaluation.StreamReader(names, num, FPS)
+    for start in range(0, num, 7):  # chunks that do not line up with the windows
+        reader.add(crop_[start : start + 7], mask[start : start + 7])
+    got = reader.readings(with_bvp=True)
+    for name in names:
+        np.testing.assert_array_equal(got[name]["bvp"], whole[name]["bvp"])
+        assert got[name]["hr_bpm"] == whole[name]["hr_bpm"]
+    with pytest.raises(ValueError, match="read 7 of"):
+        partial = evaluation.StreamReader(names, num, FPS)
+        partial.add(crop_[:7], mask[:7])
+        partial.readings()
