@@ -4,7 +4,8 @@ Each candidate (`--candidates`, `balance[:temperature][+field=value...]`, e.g. `
 `softmax:0.1`, `softmax:0.01+colour=pulse+learning_rate=0.07`; see `PrivacyPhysConfig`) edits the same
 synthetic clips with the default ensemble (`DEFAULT_SURROGATES`) to each `--targets` rate. A clip is
 one of `--seeds` x light/medium/dark skin (cycled by seed) x motion and lighting changes on/off
-(alternating), 256 frames at 128x128, true rate 60-110 bpm drawn from the seed. The face is cropped
+(alternating), 256 frames at 128x128, true rate 60-110 bpm drawn from the seed
+(`synthetic.grid_clip`). The face is cropped
 with `--crop`: `face` (the tracker's forehead-to-chin square, `SyntheticClip.crop_boxes`) or `head`
 (the old, loose enclosing square of the head box, where PhysNet-PURE reads some clips far from the
 truth before the edit: the case where a surrogate starts far off).
@@ -35,7 +36,6 @@ from rppgedit.video import crop
 FPS, FRAMES, SIZE, HIT_BPM = 30.0, 256, 128, 3.0
 SURROGATES = tuple(n for n, _ in DEFAULT_SURROGATES)
 HELD_BACK = ("green", "lgi", "omit", "ica", "pca", "physnet_rlap")
-TONES = tuple(synthetic.SKIN_TONES)
 
 
 def _seeds(text: str) -> list[int]:
@@ -47,18 +47,7 @@ def _seeds(text: str) -> list[int]:
 
 def make_clip(seed: int) -> synthetic.SyntheticClip:
     """The benchmark's clip for `seed` (see the module docstring)."""
-    hr = float(np.random.default_rng(seed).uniform(60.0, 110.0))
-    moving = seed % 2 == 1
-    return synthetic.make_clip(
-        seed,
-        hr_bpm=hr,
-        num_frames=FRAMES,
-        height=SIZE,
-        width=SIZE,
-        skin_tone=synthetic.SKIN_TONES[TONES[seed % 3]],
-        motion=moving,
-        illumination=moving,
-    )
+    return synthetic.grid_clip(seed, num_frames=FRAMES, size=SIZE)
 
 
 def boxes_for(clip: synthetic.SyntheticClip, kind: str) -> np.ndarray:

@@ -1,20 +1,23 @@
 """Pulse removal, read losslessly and after the re-encodes a platform applies.
 
-Each candidate (`--candidates`: `default`, or `field=value[+field=value...]` overriding
-`PrivacyPhysConfig` fields, e.g. `notch_weight=1`) removes the pulse (`--target=none`) from the
-synthetic clips of `benchmarks/ensemble_balance.py` (seeds x light/medium/dark skin x still/moving,
-true rate 60-110 bpm, the tracker's crop). The edit is then decoded as written losslessly and after
-H.264 (yuv420p, `io.reencode`) at CRF 23, CRF 28, and CRF 23 then 28. On each decoded output the 10
-in-house estimators read the face (the edit's skin mask):
+Each candidate (`--candidates`: `default`, or `field=value[+field=value...]` overriding fields of
+the editor's config (`--method`, default Privacy-Phys), e.g. `notch_weight=1`) removes the pulse
+(`--target=none`) from the synthetic clips of `benchmarks/ensemble_balance.py` (seeds x
+light/medium/dark skin x still/moving, true rate 60-110 bpm, the tracker's crop). The edit is then
+decoded as written losslessly and after H.264 (yuv420p, `io.reencode`) at CRF 23, CRF 28, and CRF
+23 then 28. On each decoded output the 10 in-house estimators read the face (the edit's skin mask):
 
     true      readings within 3 bpm of the true rate (the goal: none)
     group     the largest group of readings within 3 bpm of one another (a new common "rate")
     snr_max   the highest SNR at the true rate (`signals.pulse_snr`) of any estimator, dB
 
 and the same for the original clip encoded the same way ("before"). PSNR of the lossless edit.
-Writes JSON.
+The candidate `no_pulse` is the same clip rendered without a pulse (`pulse_amplitude=0`: what a
+perfect removal that adds nothing would leave), read the same way: the chance level of `true` and
+`group` for these estimators. Writes JSON.
 
     python benchmarks/removal_codec.py --seeds 0-5 --candidates default notch_weight=1
+    python benchmarks/removal_codec.py --seeds 0-7 --outputs lossless --candidates no_pulse default
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ import time
 import numpy as np
 
 from rppgedit import evaluation, metrics, pipeline, signals, targets
+from rppgedit.data import synthetic
 from rppgedit.video import crop, io
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from ensemble_balance import FPS, _seeds, make_clip  # noqa: E402
+from ensemble_balance import FPS, FRAMES, SIZE, _seeds, make_clip  # noqa: E402
 
 HIT_BPM = 3.0
 ESTIMATORS = (
@@ -52,6 +56,11 @@ def options(candidate: str) -> tuple[tuple[str, object], ...]:
         return ()
     pairs = (item.partition("=") for item in candidate.split("+"))
     return tuple((k, v if k in ("colour", "balance") else float(v)) for k, _, v in pairs)
+
+
+def without_pulse(seed: int) -> np.ndarray:
+    """`make_clip(seed)`'s frames rendered without a pulse (same face, motion, light and noise)."""
+    return synthetic.grid_clip(seed, num_frames=FRAMES, size=SIZE, pulse_amplitude=0.0).frames
 
 
 def encoded(frames: np.ndarray, crfs: list[int], folder: pathlib.Path) -> np.ndarray:
@@ -82,6 +91,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-5")
     parser.add_argument("--candidates", nargs="+", default=["default"])
+    parser.add_argument("--method", default="privacy_phys", help="editor (candidates: its fields)")
     parser.add_argument("--outputs", default=",".join(OUTPUTS))
     parser.add_argument("--json", default="results/removal_codec.json")
     args = parser.parse_args()
@@ -94,12 +104,14 @@ def main():
             boxes = clip.crop_boxes
             for candidate in ["before"] + args.candidates:
                 tic = time.perf_counter()
-                if candidate == "before":
-                    frames, psnr = clip.frames, float("inf")
+                if candidate in ("before", "no_pulse"):
                     job = pipeline.EditJob(estimators=())
                     _, mask = pipeline.crop_and_mask(clip.frames, boxes, job)
+                    frames = clip.frames if candidate == "before" else without_pulse(seed)
+                    psnr = float(metrics.psnr(clip.frames, frames))
                 else:
                     job = pipeline.EditJob(
+                        method=args.method,
                         target=targets.TargetSpec(kind="none"),
                         method_options=options(candidate),
                         estimators=(),

@@ -3,8 +3,8 @@
 
 Grid: seeds x skin tones (`synthetic.SKIN_TONES`) x motion off/on x illumination off/on, 300 frames
 of 128x128 at 30 fps. The true HR of a clip is drawn from its seed alone,
-`np.random.default_rng(seed).uniform(60, 110)` bpm, so the clips of one seed (every tone, motion and
-illumination) share it. Crops:
+`synthetic.grid_hr_bpm(seed)` (uniform in 60-110 bpm), so the clips of one seed (every tone, motion and
+illumination) share it (`synthetic.grid_clip`). Crops:
 
     head    the old fixed square, `crop.enclosing_square(clip.face_boxes)` (the head box, hair
             included, over the whole clip) in every frame
@@ -40,7 +40,6 @@ from rppgedit.video import crop, io
 
 HIT_BPM = 3.0
 FRAMES, SIZE, FPS = 300, 128, 30.0
-HR_RANGE = (60.0, 110.0)
 CROPS = ("head", "face")
 READERS = ("pos", "chrom", "physnet_pure", "physnet_rlap")
 REFERENCE = "pos"
@@ -52,11 +51,6 @@ def _seeds(text: str) -> list[int]:
         low, high = text.split("-")
         return list(range(int(low), int(high) + 1))
     return [int(s) for s in text.split(",")]
-
-
-def true_hr(seed: int) -> float:
-    """The clip's mean HR in bpm, from its seed alone."""
-    return float(np.random.default_rng(seed).uniform(*HR_RANGE))
 
 
 def boxes_for(clip, kind: str) -> np.ndarray:
@@ -214,18 +208,11 @@ def main():
         pending.clear()
 
     for seed in seeds:
-        hr = true_hr(seed)
+        hr = synthetic.grid_hr_bpm(seed)
         for tone, motion, light in itertools.product(tones, (False, True), (False, True)):
             tic = time.perf_counter()
-            clip = synthetic.make_clip(
-                seed,
-                hr_bpm=hr,
-                num_frames=FRAMES,
-                height=SIZE,
-                width=SIZE,
-                skin_tone=synthetic.SKIN_TONES[tone],
-                motion=motion,
-                illumination=light,
+            clip = synthetic.grid_clip(
+                seed, tone=tone, motion=motion, illumination=light, num_frames=FRAMES, size=SIZE
             )
             timing["render_s"] += time.perf_counter() - tic
             for kind in crops:
@@ -270,7 +257,7 @@ def main():
     if args.json:
         record = {
             "args": vars(args),
-            "hr_rule": f"np.random.default_rng(seed).uniform{HR_RANGE} bpm",
+            "hr_rule": f"np.random.default_rng(seed).uniform{synthetic.GRID_HR_BPM} bpm",
             "hit_bpm": HIT_BPM,
             "frames": FRAMES,
             "size": SIZE,

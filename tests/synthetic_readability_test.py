@@ -5,10 +5,14 @@ with a deep surrogate is only meaningful if that model reads the clip's true rat
 Cropped like a face tracker crops (`SyntheticClip.crop_boxes`, forehead to chin, as the deep weights
 were trained), both PhysNets read every light and medium clip of this grid; the old fixed head square
 (hair and the head's whole path, 25-35% skin) left PhysNet-PURE at 40-61 bpm on seeds 0 and 1.
-Dark skin is harder for the deep models than for POS (the pulse is weaker in absolute levels while
-the moving edges are not). On the 384-clip grid of `benchmarks/synthetic_readability.py` (32 seeds):
-PhysNet-PURE 254/256 light and medium, 108/128 dark (head square: 168/256, 53/128); PhysNet-RLAP
-256/256 and 110/128.
+
+Dark skin is harder (a weaker pulse in 8-bit levels next to the same bright eyes and background; see
+`rppgedit.data.synthetic`). The grid's seeds 0 and 1 are among the hardest dark faces of the 32-seed
+benchmark (the brightest background for the skin). With the old camera model (1 level of noise, a
+0.2% per-frame flicker, pulse amplitude 0.004) PhysNet-PURE missed 3 of this grid's 8 dark clips
+(seed 0 still and moving: 57.0 and 66.4 bpm for 91.8; seed 1 moving: 71.5 for 85.6), so the 95% test
+fails there; with the measured one (0.6 levels, 0.03%, 0.005) it misses one of the 24 clips (seed 0
+dark moving, 67.5) and PhysNet-RLAP none. `benchmarks/synthetic_readability.py` has the grid numbers.
 """
 
 import itertools
@@ -22,7 +26,6 @@ from rppgedit.video import crop
 
 DEEP = ("physnet_pure", "physnet_rlap")
 SEEDS = (0, 1, 2, 3)
-RATES = {0: 66.0, 1: 100.0, 2: 80.0, 3: 112.0}
 CASES = list(itertools.product(SEEDS, synthetic.SKIN_TONES, (False, True)))
 
 
@@ -31,16 +34,7 @@ def readings():
     """{(seed, tone, moving): (true rate, {reader: hr}, {reader: hr on the head square})}."""
     params, out = {}, {}
     for seed, tone, moving in CASES:
-        clip = synthetic.make_clip(
-            seed,
-            hr_bpm=RATES[seed],
-            num_frames=256,
-            height=128,
-            width=128,
-            skin_tone=synthetic.SKIN_TONES[tone],
-            motion=moving,
-            illumination=moving,
-        )
+        clip = synthetic.grid_clip(seed, tone=tone, motion=moving, num_frames=256)
         read = {}
         head = np.tile(crop.enclosing_square(clip.face_boxes), (len(clip.frames), 1))
         for name, boxes in (("face", clip.crop_boxes), ("head", head)):
@@ -91,9 +85,15 @@ def test_deep_models_read_light_and_medium_faces(readings, name):
 
 
 @pytest.mark.parametrize("name", DEEP)
-def test_deep_models_read_most_dark_faces(readings, name):
-    dark = [(truth, face[name]) for k, (truth, face, _) in readings.items() if k[1] == "dark"]
-    assert sum(_read(t, hr) for t, hr in dark) >= 6, dark  # of 8; every still one in the grid
+def test_deep_models_read_95_percent_of_the_grid_dark_skin_included(readings, name):
+    """Of the clips POS reads (all of them), light, medium and dark, still and moving."""
+    pos_read = [v for v in readings.values() if _read(v[0], v[1]["pos"])]
+    misses = [
+        (k, round(face[name], 1))
+        for k, (truth, face, _) in readings.items()
+        if _read(truth, face["pos"]) and not _read(truth, face[name])
+    ]
+    assert len(misses) <= 0.05 * len(pos_read), misses
 
 
 def test_the_loose_head_square_is_what_defeated_physnet_pure(readings):

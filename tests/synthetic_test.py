@@ -65,6 +65,54 @@ def test_hr_survives_illumination_drift_and_flicker():
     assert abs(_fft_peak_bpm(trace, clip.fps) - 84.0) <= 1.5
 
 
+@pytest.mark.parametrize("noise_std", [0.6, 1.5])
+def test_sensor_noise_is_the_same_at_every_level(noise_std):
+    """Constant in 8-bit levels (as a gamma-encoded webcam's), so dark skin is as noisy as light."""
+    stds = {}
+    for tone in ("light", "dark"):
+        kw = dict(num_frames=64, height=48, width=48, skin_tone=synthetic.SKIN_TONES[tone])
+        noisy = synthetic.make_clip(5, noise_std=noise_std, **kw)
+        clean = synthetic.make_clip(5, noise_std=0.0, **kw)
+        diff = noisy.frames.astype(np.float64) - clean.frames.astype(np.float64)
+        stds[tone] = diff[noisy.mask].std()
+    assert stds["dark"] == pytest.approx(stds["light"], rel=0.08), stds
+    # The two roundings (noisy and clean frames) add about 1/12 level^2 of variance each.
+    assert noise_std <= stds["dark"] <= np.sqrt(noise_std**2 + 1 / 4), stds
+
+
+def test_flicker_is_a_real_webcams():
+    """0.03% per frame (measured on the physrecorder webcam clip), not the old 0.2%."""
+    clip = synthetic.make_clip(
+        6, num_frames=400, height=128, width=128, illumination=True, pulse_amplitude=0.0
+    )
+    level = clip.frames.astype(np.float64).mean(axis=(1, 2, 3))
+    rel = level / level.mean()
+    high = (rel[1:-1] - 0.5 * (rel[:-2] + rel[2:])) / np.sqrt(1.5)  # white-equivalent std
+    assert 0.0002 < high.std() < 0.0005, high.std()
+
+
+def test_grid_clip_cycles_tones_and_moves_odd_seeds():
+    for seed in range(4):
+        clip = synthetic.grid_clip(seed, num_frames=30, size=48)
+        again = synthetic.make_clip(
+            seed,
+            hr_bpm=synthetic.grid_hr_bpm(seed),
+            num_frames=30,
+            height=48,
+            width=48,
+            skin_tone=synthetic.SKIN_TONES[("light", "medium", "dark")[seed % 3]],
+            motion=seed % 2 == 1,
+            illumination=seed % 2 == 1,
+        )
+        np.testing.assert_array_equal(clip.frames, again.frames)
+        assert 60.0 <= synthetic.grid_hr_bpm(seed) <= 110.0
+        assert (np.ptp(clip.crop_boxes[:, 0]) > 0) == (seed % 2 == 1)
+    dark_still = synthetic.grid_clip(1, tone="dark", motion=False, num_frames=30, size=48)
+    assert np.ptp(dark_still.crop_boxes[:, 0]) == 0
+    with pytest.raises(ValueError, match="tone must be one of"):
+        synthetic.grid_clip(0, tone="pale")
+
+
 def test_shapes_and_dtypes():
     clip = synthetic.make_clip(0, num_frames=40, height=48, width=40, motion=True)
     assert clip.frames.shape == (40, 48, 40, 3) and clip.frames.dtype == np.uint8
