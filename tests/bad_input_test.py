@@ -1039,6 +1039,7 @@ def _start_edit(world, tag: str, tmpdir: pathlib.Path, log: pathlib.Path):
         "--mode=edit",
         "--surrogates=pos",
         "--steps=200000",
+        "--stop_pearson=1",  # every step, no early stop: the optimisation really takes minutes
         "--estimators=green",
         "--window=64",
         "--overlap=8",
