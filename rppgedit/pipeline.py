@@ -328,6 +328,14 @@ def _num_windows(faces, job: EditJob) -> int:
     return sum(len(edit_plan(f.stop - f.first, job.window, job.overlap)[1]) for f in faces)
 
 
+def job_editor(job: EditJob, state, cfg) -> tuple[engine.EditBatch, int]:
+    """The engine's batch call for `job`'s editor on this process's devices, and its batch size
+    (`job.batch_windows` windows per device)."""
+    mesh = engine.local_mesh()
+    edit_batch = engine.device_editor(editors.get(job.method), state, cfg, mesh)
+    return edit_batch, job.batch_windows * mesh.devices.size
+
+
 def _edit_faces(faces, target, cfg, state, job: EditJob, progress: bool) -> list[str]:
     """Edits every face long enough to carry a pulse; returns a note for each face left as is."""
     notes, tasks = _short_faces(faces), []
@@ -342,14 +350,13 @@ def _edit_faces(faces, target, cfg, state, job: EditJob, progress: bool) -> list
     if not tasks:
         raise _nothing_to_edit(notes)
     bar = progress_bar(_num_windows([faces[t.key] for t in tasks], job), "edit windows", progress)
-    mesh = engine.local_mesh()
-    edit_batch = engine.device_editor(editors.get(job.method), state, cfg, mesh)
+    edit_batch, batch_size = job_editor(job, state, cfg)
     for done in engine.edit_windows(
         tasks,
         edit_batch,
         window=job.window,
         overlap=job.overlap,
-        batch_size=job.batch_windows * mesh.devices.size,
+        batch_size=batch_size,
         progress=bar.update,
     ):
         faces[done.task.key].residual = done.residual
@@ -361,7 +368,8 @@ def _edit_faces(faces, target, cfg, state, job: EditJob, progress: bool) -> list
 class _StreamedEdit:
     """The faces' residuals for the paste, chunk by chunk: a second decode of the video is cropped
     and streamed through the edit engine as the paste asks for frames, so memory holds about a
-    window of each face's crop and residual (plus, for the report, each face's mask and crop).
+    window of each face's crop and residual, and each face's skin mask; each crop chunk also goes
+    to `on_crop(face, crop, mask)` (the report's readers) when given.
 
     The residuals are those of `_edit_faces` on the whole crops (`engine.stream_windows`)."""
 
@@ -379,16 +387,16 @@ class _StreamedEdit:
             f.clip = np.zeros((0, size, size, 3), np.float32)  # streamed, never held whole
         self.seconds = {"crop_mask": 0.0, "edit": 0.0}
         self.decoded = 0
-        mesh = engine.local_mesh()
         editable = [faces[i] for i in self.editable]
         self._bar = progress_bar(_num_windows(editable, job), "edit windows", progress)
+        edit_batch, batch_size = job_editor(job, state, cfg)
         self._results = engine.stream_windows(
             self._feed(chunks, target),
             {i: faces[i].stop - faces[i].first for i in self.editable},
-            engine.device_editor(editors.get(job.method), state, cfg, mesh),
+            edit_batch,
             window=job.window,
             overlap=job.overlap,
-            batch_size=job.batch_windows * mesh.devices.size,
+            batch_size=batch_size,
             progress=self._bar.update,
         )
         self._ready = {i: (0, np.zeros((0, size, size, 3), np.float32)) for i in self.editable}
