@@ -3,7 +3,7 @@
 For each video: track the face, cut the face box as uint8 crops (128x128), and run every attacker in
 one worker (each model is loaded once). Prints HR per attacker and video; writes JSON.
 
-    python benchmarks/attack_outputs.py OUT1.mkv OUT2.mkv ... [--out results/attackers.json]
+    python benchmarks/attack_outputs.py OUT1.mkv OUT2.mkv ... [--out results/open_rppg.json]
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import pathlib
 
 import numpy as np
 
-from rppgedit import attackers, pipeline
-from rppgedit.evaluation import format_table
-from rppgedit.video import crop, io
+from rppgedit import open_rppg, pipeline
+from rppgedit.readings import format_table
+from rppgedit.video import crop, decode
 
 
 def face_crops(path: str, size: int = 128) -> tuple[np.ndarray, float]:
-    video = io.read_video(path)
+    video = decode.read_video(path)
     boxes = pipeline.find_boxes(video.frames)
     clip = crop.crop_resize(video.frames, boxes, size)
     return np.round(clip * 255).astype(np.uint8), video.fps
@@ -29,12 +29,12 @@ def face_crops(path: str, size: int = 128) -> tuple[np.ndarray, float]:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("videos", nargs="+")
-    parser.add_argument("--models", default=",".join(attackers.OPEN_RPPG_MODELS))
-    parser.add_argument("--out", default="results/attackers.json")
+    parser.add_argument("--models", default=",".join(open_rppg.OPEN_RPPG_MODELS))
+    parser.add_argument("--out", default="results/open_rppg.json")
     args = parser.parse_args()
     clips = [face_crops(v) for v in args.videos]
     models = args.models.split(",")
-    results = attackers.read_open_rppg_many(clips, models)
+    results = open_rppg.read_open_rppg_many(clips, models)
     rows = [
         {"video": pathlib.Path(v).name, **{m: r[m]["hr_bpm"] for m in models}}
         for v, r in zip(args.videos, results, strict=True)

@@ -21,10 +21,9 @@ import pathlib
 import sys
 import time
 
-from rppgedit import attackers, pipeline, targets
-from rppgedit.evaluation import format_table
+from rppgedit import open_rppg, pipeline, safe_write, targets
 from rppgedit.experiments.run import DEFAULT_ESTIMATORS
-from rppgedit.video import io
+from rppgedit.readings import format_table
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from attack_outputs import face_crops  # noqa: E402
@@ -75,7 +74,7 @@ def main():
                 flush=True,
             )
 
-    models = {"all": list(attackers.OPEN_RPPG_MODELS), "none": []}.get(
+    models = {"all": list(open_rppg.OPEN_RPPG_MODELS), "none": []}.get(
         args.attackers, args.attackers.split(",")
     )
     deep = {}
@@ -83,12 +82,12 @@ def main():
         keys = [("original", 0.0)] + list(edits)
         paths = [args.video] + [edits[k]["output"] for k in edits]
         tic = time.perf_counter()
-        readings = attackers.read_open_rppg_many([face_crops(p) for p in paths], models)
+        readings = open_rppg.read_open_rppg_many([face_crops(p) for p in paths], models)
         print(f"open-rppg attackers: {time.perf_counter() - tic:.0f} s", flush=True)
         deep = {k: {m: r[m]["hr_bpm"] for m in models} for k, r in zip(keys, readings, strict=True)}
-        io.write_text_atomic(
-            out_dir / "attackers.json",
-            json.dumps(io.json_safe({f"{k[0]}_{k[1]:g}": v for k, v in deep.items()})),
+        safe_write.write_text_atomic(
+            out_dir / "open_rppg.json",
+            json.dumps(safe_write.json_safe({f"{k[0]}_{k[1]:g}": v for k, v in deep.items()})),
         )
 
     first = edits[(methods[0], hrs[0])]
@@ -140,10 +139,10 @@ def main():
         print(text, flush=True)
         markdown.append(text)
         record["targets"][f"{hr:g}"] = {"rows": rows}
-    record["edits"] = {f"{m}_{h:g}": io.json_safe(s) for (m, h), s in edits.items()}
-    io.write_text_atomic(out_dir / "table.md", "\n".join(markdown), overwrite=True)
-    io.write_text_atomic(
-        out_dir / "table.json", json.dumps(io.json_safe(record), indent=1), overwrite=True
+    record["edits"] = {f"{m}_{h:g}": safe_write.json_safe(s) for (m, h), s in edits.items()}
+    safe_write.write_text_atomic(out_dir / "table.md", "\n".join(markdown), overwrite=True)
+    safe_write.write_text_atomic(
+        out_dir / "table.json", json.dumps(safe_write.json_safe(record), indent=1), overwrite=True
     )
     print(f"wrote {out_dir}/table.md and table.json")
 

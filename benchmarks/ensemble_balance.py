@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from rppgedit import evaluation, metrics, pipeline, signals, targets
+from rppgedit import metrics, pipeline, readings, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.editors.privacy_phys import DEFAULT_SURROGATES
 from rppgedit.video import crop
@@ -77,12 +77,12 @@ def run_one(clip, boxes, candidate: str, target_hr: float, params: dict) -> dict
     face = result.faces[0]
     after = crop.crop_resize(result.frames, boxes, job.work_size)
     names = SURROGATES + HELD_BACK
-    before = evaluation.read_heart_rates(face.clip, face.mask, FPS, names, params)
-    read = evaluation.read_heart_rates(after, face.mask, FPS, names, params)
+    before = readings.read_heart_rates(face.clip, face.mask, FPS, names, params)
+    read = readings.read_heart_rates(after, face.mask, FPS, names, params)
     pearson = {
         n: float(
             signals.pearson(
-                evaluation.estimate_bvp(n, after, face.mask, FPS, params.get(n)), result.target
+                readings.estimate_bvp(n, after, face.mask, FPS, params.get(n)), result.target
             )
         )
         for n in SURROGATES
@@ -153,7 +153,7 @@ def main():
         rows.append({"candidate": candidate, **s})
     print(f"\ncrop {args.crop}, seeds {args.seeds}, targets {args.targets}")
     print(
-        evaluation.format_table(
+        readings.format_table(
             [
                 {
                     **r,

@@ -17,7 +17,7 @@ import pathlib
 
 from rppgedit import train
 from rppgedit.editors import physiolatent
-from rppgedit.evaluation import format_table
+from rppgedit.readings import format_table
 
 HIT_BPM, FRAMES = 3.0, 256
 

@@ -19,7 +19,7 @@ import argparse
 import json
 import pathlib
 
-from rppgedit import evaluation, metrics, pipeline, signals, targets
+from rppgedit import metrics, pipeline, readings, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.editors.privacy_phys import DEFAULT_SURROGATES
 from rppgedit.video import crop
@@ -78,8 +78,8 @@ def main():
         after_clip = crop.crop_resize(result.frames, boxes, 32)
         row = {"seed": seed, "psnr_db": float(metrics.psnr(clip.frames, result.frames))}
         for name in names:
-            before = evaluation.estimate_bvp(name, before_clip, result.mask, FPS)
-            after = evaluation.estimate_bvp(name, after_clip, result.mask, FPS)
+            before = readings.estimate_bvp(name, before_clip, result.mask, FPS)
+            after = readings.estimate_bvp(name, after_clip, result.mask, FPS)
             if remove:
                 value = float(signals.pulse_snr(after, FPS, TRUE_HR))
                 ok = value < 0.0

@@ -51,9 +51,9 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import torch_reference  # noqa: E402
 
-from rppgedit import bench  # noqa: E402
 from rppgedit.editors import privacy_phys  # noqa: E402
 from rppgedit.models import physnet  # noqa: E402
+from rppgedit.modes import bench  # noqa: E402
 
 WINDOW = 128
 FPS = 30.0

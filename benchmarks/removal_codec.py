@@ -4,7 +4,7 @@ Each candidate (`--candidates`: `default`, or `field=value[+field=value...]` ove
 the editor's config (`--method`, default Privacy-Phys), e.g. `notch_weight=1`) removes the pulse
 (`--target=none`) from the synthetic clips of `benchmarks/ensemble_balance.py` (seeds x
 light/medium/dark skin x still/moving, true rate 60-110 bpm, the tracker's crop). The edit is then
-decoded as written losslessly and after H.264 (yuv420p, `io.reencode`) at CRF 23, CRF 28, and CRF
+decoded as written losslessly and after H.264 (yuv420p, `encode.reencode`) at CRF 23, CRF 28, and CRF
 23 then 28. On each decoded output the 10 in-house estimators read the face (the edit's skin mask):
 
     true      readings within 3 bpm of the true rate (the goal: none)
@@ -31,9 +31,9 @@ import time
 
 import numpy as np
 
-from rppgedit import evaluation, metrics, pipeline, signals, targets
+from rppgedit import metrics, pipeline, readings, signals, targets
 from rppgedit.data import synthetic
-from rppgedit.video import crop, io
+from rppgedit.video import crop, decode, encode
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from ensemble_balance import FPS, FRAMES, SIZE, _seeds, make_clip  # noqa: E402
@@ -67,16 +67,16 @@ def encoded(frames: np.ndarray, crfs: list[int], folder: pathlib.Path) -> np.nda
     """`frames` written losslessly, then re-encoded with H.264 at each CRF in turn, decoded."""
     if not crfs:
         return frames
-    path = io.write_video(folder / "lossless.mkv", frames, FPS, overwrite=True)
+    path = encode.write_video(folder / "lossless.mkv", frames, FPS, overwrite=True)
     for i, crf in enumerate(crfs):
-        path = io.reencode(path, folder / f"step{i}.mp4", codec="h264", crf=crf, overwrite=True)
-    return io.read_video(path).frames
+        path = encode.reencode(path, folder / f"step{i}.mp4", codec="h264", crf=crf, overwrite=True)
+    return decode.read_video(path).frames
 
 
 def spread(frames, boxes, mask, true_hr: float, params: dict, size: int) -> dict:
     """The removal's figures (see the module docstring) of one decoded output."""
     face = crop.crop_resize(frames, boxes, size)
-    read = evaluation.read_heart_rates(face, mask, FPS, ESTIMATORS, params, with_bvp=True)
+    read = readings.read_heart_rates(face, mask, FPS, ESTIMATORS, params, with_bvp=True)
     hrs = np.array([read[n]["hr_bpm"] for n in ESTIMATORS])
     snr = [float(signals.pulse_snr(read[n]["bvp"], FPS, true_hr)) for n in ESTIMATORS]
     return {
@@ -168,7 +168,7 @@ def print_summary(records, candidates, outputs) -> None:
         ("snr", "max SNR at true (dB)", "+.1f"),
         ("psnr", "PSNR", ".2f"),
     ]
-    print(evaluation.format_table(rows, columns))
+    print(readings.format_table(rows, columns))
 
 
 if __name__ == "__main__":

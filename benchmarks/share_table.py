@@ -6,12 +6,12 @@ For each target `pipeline.edit_frames` edits the video (the steps of `--mode=edi
 Privacy-Phys settings) and writes the lossless edit. A lossy output is edited as `run_edit` edits
 for a lossy file (`pipeline.codec_job`'s settings) and pasted at `--strengths` times
 (`pipeline.LOSSY_STRENGTH`); strength 1 is the lossless edit re-encoded, i.e. the tool before it
-knew about codecs), then encoded with `io.reencode`, as `--share` does. The original is encoded
+knew about codecs), then encoded with `encode.reencode`, as `--share` does. The original is encoded
 the same way for the fidelity columns:
 
     lossless            the FFV1 edit itself
     h264_crfN           `--share --crf=N` (H.264 High yuv420p BT.709: the edited frames through
-                        the same encoder as `io.reencode`)
+                        the same encoder as `encode.reencode`)
     h264_crf23_then28   the CRF 23 share file re-encoded at CRF 28 (a platform that re-encodes)
     h265_crf28, vp9     the other share codecs at their defaults
 
@@ -33,10 +33,10 @@ import time
 
 import numpy as np
 
-from rppgedit import attackers, evaluation, metrics, pipeline, targets
-from rppgedit.evaluation import format_table
+from rppgedit import metrics, open_rppg, pipeline, safe_write, targets
 from rppgedit.experiments.run import DEFAULT_ESTIMATORS
-from rppgedit.video import crop, io
+from rppgedit.readings import format_table, read_heart_rates
+from rppgedit.video import crop, decode, encode
 
 HIT_BPM = 3.0
 # name -> list of (codec, crf) encodes applied one after the other to the lossless file
@@ -58,16 +58,16 @@ def encode_chain(src: str, chain, stem: pathlib.Path) -> str:
     for i, (codec, crf) in enumerate(chain):
         dst = f"{stem}_{i}{_SUFFIX[codec]}"
         if not os.path.exists(dst):
-            io.reencode(path, dst, codec=codec, crf=crf)
+            encode.reencode(path, dst, codec=codec, crf=crf)
         path = dst
     return path
 
 
 def read_file(path, boxes, mask, fps, names, params):
     """HR per estimator of the face crop of a decoded file (the edit's skin mask)."""
-    frames = io.read_video(path).frames
+    frames = decode.read_video(path).frames
     clip = crop.crop_resize(frames, boxes, mask.shape[1])
-    readings = evaluation.read_heart_rates(clip, mask, fps, names, params)
+    readings = read_heart_rates(clip, mask, fps, names, params)
     face = np.round(crop.crop_resize(frames, boxes, 128) * 255).astype(np.uint8)
     return {n: r["hr_bpm"] for n, r in readings.items()}, frames, face
 
@@ -96,18 +96,18 @@ def main():
     record_name = "share_table"
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = args.outputs.split(",")
-    models = {"all": list(attackers.OPEN_RPPG_MODELS), "none": []}.get(
+    models = {"all": list(open_rppg.OPEN_RPPG_MODELS), "none": []}.get(
         args.attackers, args.attackers.split(",")
     )
     names = list(DEFAULT_ESTIMATORS)
-    original = io.read_video(args.video)
+    original = decode.read_video(args.video)
     boxes = pipeline.find_boxes(original.frames)
     params, faces, record = {}, {}, {"video": args.video, "true_hr": args.true_hr, "rows": []}
     reference = {}  # output kind -> decoded original encoded the same way
     for kind in outputs:
         if OUTPUTS[kind]:
             path = encode_chain(args.video, OUTPUTS[kind], out_dir / f"original_{kind}")
-            reference[kind] = io.read_video(path).frames
+            reference[kind] = decode.read_video(path).frames
     rows = []
     for target in args.targets.split(","):
         spec = (
@@ -121,7 +121,7 @@ def main():
         edit_s = time.perf_counter() - tic
         mask = result.faces[0].mask
         lossless = out_dir / f"edit_{target}.mkv"
-        io.write_video(lossless, result.frames, original.fps, overwrite=True)
+        encode.write_video(lossless, result.frames, original.fps, overwrite=True)
         lossy_job, lossy_result, lossy_edit_s = pipeline.codec_job(job, lossy=True), None, 0.0
         if lossy_job == job:
             lossy_result = result
@@ -142,7 +142,7 @@ def main():
                     frames, _ = pipeline.paste_frames(
                         original.frames, lossy_result.faces, lossy_job, np.float32(strength)
                     )
-                    io.write_video(source, frames, original.fps, overwrite=True)
+                    encode.write_video(source, frames, original.fps, overwrite=True)
             stem = out_dir / f"edit_{target}_x{strength:g}_{kind}"
             path = encode_chain(str(source), OUTPUTS[kind], stem)
             hrs, frames, face = read_file(path, boxes, mask, original.fps, names, params)
@@ -167,11 +167,11 @@ def main():
                 - tic,
             }
             rows.append(row)
-            print(f"{target} {kind}: {json.dumps(io.json_safe(row))}", flush=True)
+            print(f"{target} {kind}: {json.dumps(safe_write.json_safe(row))}", flush=True)
         del result
     if models:
         keys = list(faces)
-        readings = attackers.read_open_rppg_many([faces[k] for k in keys], models)
+        readings = open_rppg.read_open_rppg_many([faces[k] for k in keys], models)
         by_key = dict(zip(keys, readings, strict=True))
         for row in rows:
             got = by_key[(row["target"], row["output"], row["strength"])]
@@ -215,9 +215,11 @@ def main():
     )
     print(text)
     record["rows"], record["table"] = rows, table
-    io.write_text_atomic(out_dir / f"{record_name}.md", text + "\n", overwrite=True)
-    io.write_text_atomic(
-        out_dir / f"{record_name}.json", json.dumps(io.json_safe(record), indent=1), overwrite=True
+    safe_write.write_text_atomic(out_dir / f"{record_name}.md", text + "\n", overwrite=True)
+    safe_write.write_text_atomic(
+        out_dir / f"{record_name}.json",
+        json.dumps(safe_write.json_safe(record), indent=1),
+        overwrite=True,
     )
     print(f"wrote {out_dir}/{record_name}.md and .json")
 

@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from rppgedit import evaluation, metrics, pipeline, targets
+from rppgedit import metrics, pipeline, readings, targets
 from rppgedit.data import synthetic
-from rppgedit.evaluation import format_table
+from rppgedit.readings import format_table
 from rppgedit.video import crop
 
 ALL = ("green", "pos", "chrom", "lgi", "pbv", "omit", "ica", "pca", "physnet_pure", "physnet_rlap")
@@ -89,7 +89,7 @@ def main():
                 res = pipeline.edit_frames(src.frames, src.fps, boxes, job)
                 seconds = time.perf_counter() - tic
                 after = crop.crop_resize(res.frames, boxes, 32)
-                reads = evaluation.read_heart_rates(after, res.mask, src.fps, ALL)
+                reads = readings.read_heart_rates(after, res.mask, src.fps, ALL)
                 used = {n for n, _ in CANDIDATES[name]}
                 held = [n for n in ALL if n not in used]
                 hits = {n: abs(reads[n]["hr_bpm"] - target_hr) <= 3 for n in ALL}

@@ -33,10 +33,10 @@ import time
 
 import numpy as np
 
-from rppgedit import attackers, evaluation, pipeline
+from rppgedit import open_rppg, pipeline, safe_write
 from rppgedit.data import synthetic
-from rppgedit.evaluation import format_table
-from rppgedit.video import crop, io
+from rppgedit.readings import format_table, read_heart_rates
+from rppgedit.video import crop
 
 HIT_BPM = 3.0
 FRAMES, SIZE, FPS = 300, 128, 30.0
@@ -176,7 +176,7 @@ def main():
     tones = args.tones.split(",")
     readers = [] if args.readers == "none" else args.readers.split(",")
     names = list(dict.fromkeys([REFERENCE, *readers]))  # POS is the reference, always read
-    models = {"all": list(attackers.OPEN_RPPG_MODELS), "none": []}.get(
+    models = {"all": list(open_rppg.OPEN_RPPG_MODELS), "none": []}.get(
         args.attackers, args.attackers.split(",")
     )
     params, records, pending = {}, [], []  # pending: (record, uint8 crop) awaiting attackers
@@ -187,7 +187,7 @@ def main():
         if not pending:
             return
         tic = time.perf_counter()
-        got = attackers.read_open_rppg_many([(f, FPS) for _, f in pending], models)
+        got = open_rppg.read_open_rppg_many([(f, FPS) for _, f in pending], models)
         dt = time.perf_counter() - tic
         timing["attackers_s"] += dt
         for (rec, _), res in zip(pending, got, strict=True):
@@ -219,7 +219,7 @@ def main():
                 boxes = boxes_for(clip, kind)
                 tic = time.perf_counter()
                 clip_crop, mask = pipeline.crop_and_mask(clip.frames, boxes, pipeline.EditJob())
-                readings = evaluation.read_heart_rates(clip_crop, mask, clip.fps, names, params)
+                readings = read_heart_rates(clip_crop, mask, clip.fps, names, params)
                 timing["inhouse_s"] += time.perf_counter() - tic
                 rec = {
                     "seed": seed,
@@ -268,7 +268,7 @@ def main():
             "table": text,
             "records": records,
         }
-        io.write_text_atomic(args.json, json.dumps(io.json_safe(record), indent=1))
+        safe_write.write_text_atomic(args.json, json.dumps(safe_write.json_safe(record), indent=1))
         print(f"wrote {args.json}")
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -32,6 +33,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from rppgedit.editors import contract
 from rppgedit.errors import RppgEditError
 from rppgedit.windows import blend_weights, edit_plan
 
@@ -81,15 +83,35 @@ def local_mesh() -> Mesh:
 
 
 def device_editor(module, state, cfg, mesh: Mesh) -> EditBatch:
-    """An editor module's `edit_batch` (weights `state`, static `cfg`) as the engine's batch call:
+    """An editor module's `edit_batch` (weights `state`, settings `cfg`) as the engine's batch call:
     jit(shard_map(edit_batch)) over `mesh`, each device editing its rows alone.
 
-    The batch size must be a multiple of the mesh's devices. The result is a JAX array computed
-    asynchronously."""
+    The compiled program is shared by every `cfg` that differs only in the editor's traced
+    hyperparameters (learning rate, lambda: `editors.contract`), so a sweep over them compiles
+    once. The batch size must be a multiple of the mesh's devices. The result is a JAX array
+    computed asynchronously."""
+    edit = module.edit_batch
+    static = contract.strip(cfg, edit.hyperparameter_names)
+    editor = _sharded_editor(edit, static, mesh)
+    sharding = NamedSharding(mesh, P("batch"))
+    replicated = NamedSharding(mesh, P())
+    state = jax.device_put(state, replicated)
+    hyper = jax.device_put(edit.hyperparameters(cfg), replicated)
+
+    def edit_batch(clips, masks, waves):
+        return editor(state, hyper, *(jax.device_put(a, sharding) for a in (clips, masks, waves)))
+
+    return edit_batch
+
+
+@functools.lru_cache(maxsize=64)
+def _sharded_editor(edit, static_cfg, mesh: Mesh):
+    """jit(shard_map) of `edit.apply` with the static part `static_cfg` of a setting; its
+    hyperparameters are a replicated argument."""
     rows = P("batch")
 
-    def local(state, clips, masks, waves):
-        edited, _ = module.edit_batch(state, clips, masks, waves, cfg)
+    def local(state, hyper, clips, masks, waves):
+        edited, _ = edit.apply(state, clips, masks, waves, hyper, static_cfg)
         return edited
 
     # check_vma=False is required for correctness: with the default check, all devices ended with
@@ -98,18 +120,11 @@ def device_editor(module, state, cfg, mesh: Mesh) -> EditBatch:
     # editor's zero initial perturbation is created inside the body, so it is device-invariant,
     # and the transpose of its implicit `pvary` is a psum. Without the check each device's program
     # is exactly the single-device one (bit-identical results).
-    editor = jax.jit(
+    return jax.jit(
         jax.shard_map(
-            local, mesh=mesh, in_specs=(P(), rows, rows, rows), out_specs=rows, check_vma=False
+            local, mesh=mesh, in_specs=(P(), P(), rows, rows, rows), out_specs=rows, check_vma=False
         )
     )
-    sharding = NamedSharding(mesh, rows)
-    state = jax.device_put(state, NamedSharding(mesh, P()))
-
-    def edit_batch(clips, masks, waves):
-        return editor(state, *(jax.device_put(a, sharding) for a in (clips, masks, waves)))
-
-    return edit_batch
 
 
 def _unit(crop: np.ndarray) -> np.ndarray:

@@ -18,7 +18,6 @@ import itertools
 import json
 import os
 import pathlib
-import sys
 import time
 from typing import Any
 
@@ -26,10 +25,11 @@ import jax
 import numpy as np
 from scipy import ndimage
 
-from rppgedit import editors, engine, evaluation, metrics, safe_write, signals, targets, validate
+from rppgedit import editors, engine, metrics, readings, safe_write, signals, targets, validate
+from rppgedit import progress as progress_bars
 from rppgedit.engine import MIN_FRAMES
 from rppgedit.errors import RppgEditError
-from rppgedit.video import crop, face, io, skin
+from rppgedit.video import crop, decode, encode, face, probe, quantise, skin
 from rppgedit.windows import edit_plan
 
 # Full frames are decoded, pasted, quantised and encoded in chunks of about this many bytes of
@@ -257,9 +257,9 @@ def paste_chunk(frames, start: int, faces: list[FaceEdit], job: EditJob, index: 
         pasted, mask = _paste_rect(frames, start, [faces[i] for i in members], rect)
         window = ((height, width, 3), rect)
         if job.bit_depth == 16:
-            values = crop.quantize_16bit(pasted * (65535.0 / 255.0), key, window=window)
+            values = quantise.quantize_16bit(pasted * (65535.0 / 255.0), key, window=window)
         else:
-            values = crop.quantize(pasted, key, mode=job.quantize, window=window)
+            values = quantise.quantize(pasted, key, mode=job.quantize, window=window)
         y0, y1, x0, x1 = rect
         out[:, y0:y1, x0:x1] = values
         rects.append(rect)
@@ -349,7 +349,8 @@ def _edit_faces(faces, target, cfg, state, job: EditJob, progress: bool) -> list
         tasks.append(engine.task(i, f.clip, f.mask, wave))
     if not tasks:
         raise _nothing_to_edit(notes)
-    bar = progress_bar(_num_windows([faces[t.key] for t in tasks], job), "edit windows", progress)
+    total = _num_windows([faces[t.key] for t in tasks], job)
+    bar = progress_bars.bar(total, "edit windows", progress, unit="win")
     edit_batch, batch_size = job_editor(job, state, cfg)
     for done in engine.edit_windows(
         tasks,
@@ -388,7 +389,9 @@ class _StreamedEdit:
         self.seconds = {"crop_mask": 0.0, "edit": 0.0}
         self.decoded = 0
         editable = [faces[i] for i in self.editable]
-        self._bar = progress_bar(_num_windows(editable, job), "edit windows", progress)
+        self._bar = progress_bars.bar(
+            _num_windows(editable, job), "edit windows", progress, unit="win"
+        )
         edit_batch, batch_size = job_editor(job, state, cfg)
         self._results = engine.stream_windows(
             self._feed(chunks, target),
@@ -665,7 +668,7 @@ class _Fidelity:
 
 
 class _Readers:
-    """Each face's heart-rate readers, fed chunk by chunk (`evaluation.StreamReader`): "before" (the
+    """Each face's heart-rate readers, fed chunk by chunk (`readings.StreamReader`): "before" (the
     input's crops), "after" (the output's) and "reencoded" (the output re-encoded once more).
     "before" and "after" read `job.estimators` and the editor's surrogates, "reencoded" the
     estimators. Faces too short to edit get none."""
@@ -677,7 +680,7 @@ class _Readers:
         params = {}
         self.readers = {
             key: {
-                i: evaluation.StreamReader(
+                i: readings.StreamReader(
                     job.estimators if key == "reencoded" else every, f.stop - f.first, fps, params
                 )
                 for i, f in enumerate(faces)
@@ -706,6 +709,52 @@ class _Readers:
             key: readers[i].readings(with_bvp=key == "after")
             for key, readers in self.readers.items()
         }
+
+    def bvps(self, i: int) -> dict:
+        """{"before"/"after": {estimator: BVP (T,)}} of face `i` for `job.estimators` (the report's
+        spectra)."""
+        return {
+            key: {
+                n: r["bvp"]
+                for n, r in self.readers[key][i].readings(with_bvp=True).items()
+                if n in self.job.estimators
+            }
+            for key in ("before", "after")
+            if i in self.readers.get(key, {})
+        }
+
+
+def _plot_data(job: EditJob, faces, readers: _Readers, fps: float, target, pair, summary):
+    """`report.PlotData` of the first edited face: its spectra before and after, the frame `pair`
+    ((index, original, output) of one frame, or None) cut to the face, the target."""
+    from rppgedit import report
+
+    i = next(i for i, f in enumerate(faces) if f.edited)
+    f = faces[i]
+    counts = [c for c in report.verdict_counts(summary) if c["face"] == i]
+    data = report.PlotData(
+        fps=fps,
+        bvps=readers.bvps(i),
+        families={n: report.family_of(n) for n in job.estimators},
+        target=None if target is None else np.asarray(target[f.span]),
+        target_hr_bpm=counts[0]["target_hr_bpm"] if counts else None,
+        original_hr_bpm=counts[0]["original_hr_bpm"] if counts else None,
+        remove=job.target.kind == "none",
+        title=summary.get("verdict", ""),
+    )
+    if pair is not None:
+        index, original, out = pair
+        box = f.boxes[index]
+        data.original_frame = report.face_region(original, box)
+        data.edited_frame = report.face_region(out, box)
+        data.frame_index = index
+    return data
+
+
+def _pair_index(faces) -> int:
+    """The frame the report's difference map shows: the middle of the first long-enough face."""
+    f = next((f for f in faces if f.stop - f.first >= MIN_FRAMES), faces[0])
+    return (f.first + f.stop) // 2
 
 
 # A surrogate is fooled when it reads the target rate within this (removal: not its before rate).
@@ -796,9 +845,12 @@ def _report(job: EditJob, faces, readers: _Readers, fps: float, target) -> dict:
     }
 
 
-def report_rows(job: EditJob, result: EditResult, original: np.ndarray, fps: float) -> dict:
+def report_rows(
+    job: EditJob, result: EditResult, original: np.ndarray, fps: float, *, plots: bool = False
+) -> dict:
     """Before/after heart rates of `job.estimators` per face, the editor's surrogates after the
-    edit (with a warning for each one not fooled), PSNR and SSIM of the full frames."""
+    edit (with a warning for each one not fooled), PSNR and SSIM of the full frames; with `plots`,
+    also the report's `report.PlotData` under "plot_data" (not JSON: pop it before writing)."""
     fidelity = _Fidelity()
     fidelity.add(original, result.frames)
     readers = _Readers(job, result.faces, fps)
@@ -807,6 +859,12 @@ def report_rows(job: EditJob, result: EditResult, original: np.ndarray, fps: flo
     readers.add_frames("after", 0, result.frames)
     summary = _report(job, result.faces, readers, fps, result.target)
     summary.update(psnr_db=fidelity.psnr_db(), ssim=fidelity.ssim())
+    if plots:
+        k = _pair_index(result.faces)
+        pair = (k, original[k], result.frames[k])
+        summary["plot_data"] = _plot_data(
+            job, result.faces, readers, fps, result.target, pair, summary
+        )
     return summary
 
 
@@ -823,7 +881,7 @@ class OutputSpec:
 
     Attributes:
       codec: None (lossless, by extension), "ffv1", "libx264rgb", or a lossy share codec "h264",
-        "h265", "vp9" (see `rppgedit.video.io.VideoWriter`).
+        "h265", "vp9" (see `rppgedit.video.encode.VideoWriter`).
       crf: the lossy codec's constant rate factor (None: the codec's default).
       verify_reencode: also read the faces after one more re-encode of the output at this CRF
         (with the output's codec), as a platform that re-encodes again would; None: not.
@@ -895,14 +953,18 @@ def run_edit(
     output: OutputSpec = OutputSpec(),
     report: bool = True,
     progress: bool = True,
+    config: dict | None = None,
+    plots: bool = True,
 ) -> dict:
-    """Edits every face of a video file and writes the output (atomically) plus `report.json`.
+    """Edits every face of a video file and writes the output (atomically) plus `report.json`
+    (with `config`, the command line's resolved settings, when given) and, with `plots`, the
+    report's picture `report.png` (`rppgedit.report.figure`).
 
     The file is streamed in chunks (`chunk_frames`): once to track the faces, then the paste pulls
     edited frames through the edit engine (`_StreamedEdit`: a second decode is cropped, masked and
     edited window by window as the paste needs it) and pastes, quantises and encodes them. The
     edit holds about one window of each face's crop and residual and a few chunks of full frames,
-    and the report's readers a window of crops and the RGB traces (`evaluation.StreamReader`):
+    and the report's readers a window of crops and the RGB traces (`readings.StreamReader`):
     what grows with the video is each face's boxes, skin mask (bool T x S x S) and traces. The
     output bits equal `edit_frames` on the decoded frames.
 
@@ -913,22 +975,34 @@ def run_edit(
 
     Returns the report dict (also printed as a table by the command line).
     """
-    io.check_output_path(output_path, inputs=(input_path,), overwrite=overwrite)
+    from rppgedit import report as reporting
+
+    encode.check_output_path(output_path, inputs=(input_path,), overwrite=overwrite)
     if report:  # the report follows the same write policy, checked before any work
         safe_write.check_destination(
             report_path_for(output_path), inputs=(input_path, output_path), overwrite=overwrite
         )
+        if plots:
+            safe_write.check_destination(
+                reporting.png_path_for(report_path_for(output_path)),
+                inputs=(input_path, output_path),
+                overwrite=overwrite,
+            )
     name = pathlib.Path(input_path).name
-    info = io.probe(input_path)
+    info = probe.probe(input_path)
     cfg = editor_config(job, info.fps)  # bad options fail before any decoding
     seconds = {}
 
     def chunks(path=input_path):
-        return io.iter_windows(path, chunk_frames(info.height, info.width))
+        return decode.iter_chunks(path, chunk_frames(info.height, info.width))
 
-    def frames_of(stream):
+    def frames_of(stream, bar):
         for _, frames in stream:
             yield from frames
+            bar.update(len(frames))
+
+    def frame_bar(desc: str):
+        return progress_bars.bar(info.num_frames, desc, progress, unit="frame")
 
     with (
         safe_write.scratch_dir() as scratch,
@@ -950,13 +1024,14 @@ def run_edit(
 
         tic = time.perf_counter()
         shape = (info.num_frames, info.height, info.width)
-        tracks = find_faces(
-            frames_of(chunks()),
-            face_box=face_box,
-            allow_no_face=allow_no_face,
-            shape=shape,
-            name=name,
-        )
+        with frame_bar("decode + track faces") as bar:
+            tracks = find_faces(
+                frames_of(chunks(), bar),
+                face_box=face_box,
+                allow_no_face=allow_no_face,
+                shape=shape,
+                name=name,
+            )
         header_notes = []
         if len(tracks[0].boxes) != info.num_frames:  # the header was wrong: trust the decoder
             header_notes.append(
@@ -995,11 +1070,14 @@ def run_edit(
         except RppgEditError as err:
             raise RppgEditError(f"{name}: {err}") from None
         fidelity = _Fidelity()
+        pair, pair_at = None, _pair_index(faces) if report and plots else -1
         for index, (start, frames) in enumerate(chunks()):
             out, changed = paste_chunk(
                 frames, start, stream.faces_of(start, len(frames)), job, index
             )
             writer.write(out)
+            if start <= pair_at < start + len(frames):  # the report's difference map
+                pair = (pair_at, frames[pair_at - start].copy(), out[pair_at - start].copy())
             if reference is not None:
                 reference.write(frames)
             elif report:
@@ -1029,12 +1107,17 @@ def run_edit(
             if lossy:
                 fidelity = _Fidelity()
                 same_codec = _Fidelity()
-                for (s0, original), (_, ref), (_, out) in zip(
-                    chunks(), chunks(ref_path), chunks(writer.path), strict=True
-                ):
-                    fidelity.add(original, out)
-                    same_codec.add(ref, out)
-                    readers.add_frames("after", s0, out)
+                with frame_bar("report: read the output") as bar:
+                    for (s0, original), (_, ref), (_, out) in zip(
+                        chunks(), chunks(ref_path), chunks(writer.path), strict=True
+                    ):
+                        fidelity.add(original, out)
+                        same_codec.add(ref, out)
+                        readers.add_frames("after", s0, out)
+                        if s0 <= pair_at < s0 + len(out):  # the decoded output's difference
+                            k = pair_at - s0
+                            pair = (pair_at, original[k].copy(), out[k].copy())
+                        bar.update(len(out))
                 summary["psnr_vs_same_codec_db"] = same_codec.psnr_db()
                 summary["ssim_vs_same_codec"] = same_codec.ssim()
                 summary["measured_on"] = "the decoded output file"
@@ -1043,9 +1126,11 @@ def run_edit(
             if output.verify_reencode is not None:
                 again = os.path.join(scratch, "reencoded" + pathlib.Path(writer.path).suffix)
                 codec = writer.codec if lossy else "h264"
-                io.reencode(writer.path, again, codec=codec, crf=output.verify_reencode)
-                for s0, frames in chunks(again):
-                    readers.add_frames("reencoded", s0, frames)
+                encode.reencode(writer.path, again, codec=codec, crf=output.verify_reencode)
+                with frame_bar("report: read the re-encode") as bar:
+                    for s0, frames in chunks(again):
+                        readers.add_frames("reencoded", s0, frames)
+                        bar.update(len(frames))
                 summary["reencode"] = {"codec": codec, "crf": output.verify_reencode}
             summary.update(_report(job, faces, readers, info.fps, target))
             summary.update(psnr_db=fidelity.psnr_db(), ssim=fidelity.ssim())
@@ -1054,11 +1139,25 @@ def run_edit(
     summary["seconds"] = seconds
     summary["fps_end_to_end"] = num / max(sum(seconds.values()), 1e-9)
     summary["devices"] = [str(d) for d in jax.devices()]
+    if config is not None:
+        summary["config"] = config
     if report:
+        reporting.finish(summary, job, cfg)
         report_path = report_path_for(output_path)
-        io.write_text_atomic(
+        if plots:
+            tic = time.perf_counter()
+            data = _plot_data(job, faces, readers, info.fps, target, pair, summary)
+            png = reporting.write_png(
+                reporting.png_path_for(report_path),
+                reporting.figure(data),
+                overwrite=overwrite,
+                inputs=(input_path, output_path),
+            )
+            summary["report_png"] = png
+            seconds["plots"] = time.perf_counter() - tic
+        safe_write.write_text_atomic(
             report_path,
-            json.dumps(io.json_safe(summary), indent=2, allow_nan=False),
+            json.dumps(safe_write.json_safe(summary), indent=2, allow_nan=False),
             overwrite=overwrite,
             inputs=(input_path,),
         )
@@ -1068,7 +1167,7 @@ def run_edit(
 
 def _writer(path, info, job: EditJob, output: OutputSpec, streams_from, overwrite: bool):
     """The VideoWriter of an edit's output (or of its reference encode when `streams_from` is None)."""
-    return io.VideoWriter(
+    return encode.VideoWriter(
         path,
         info.fps,
         info.width,
@@ -1080,20 +1179,3 @@ def _writer(path, info, job: EditJob, output: OutputSpec, streams_from, overwrit
         bit_depth=job.bit_depth,
         streams_from=streams_from if output.keep_streams else None,
     )
-
-
-class _NoBar:
-    def update(self, n):
-        del n
-
-    def close(self):
-        pass
-
-
-def progress_bar(total: int | None, desc: str, enabled: bool):
-    """A tqdm bar on stderr (or a silent stand-in when disabled)."""
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="win", file=sys.stderr, dynamic_ncols=True)

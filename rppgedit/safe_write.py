@@ -2,7 +2,7 @@
 
 - Never onto an input: the output is compared with every input after resolving links (real path,
   same inode), so a symlink or hard link to an input is refused too. Inputs cannot pull in other
-  files: `rppgedit.video.io` opens them with ffmpeg restricted to the `file` protocol and to
+  files: `rppgedit.video.ffmpeg` opens them with ffmpeg restricted to the `file` protocol and to
   video container demuxers (no concat/ffconcat playlists, no image2 patterns, no HLS).
 - Never over an existing file without `overwrite` (reports and `--json_out` included).
 - Atomically: a temporary file (or folder) in the destination's folder, created with `O_EXCL`
@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import secrets
@@ -28,7 +29,9 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 
-from rppgedit.errors import RppgEditError
+import numpy as np
+
+from rppgedit.errors import RppgEditError, path_error
 
 TEMP_TAG = "rppgedit-tmp"
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
@@ -39,10 +42,6 @@ _lock = threading.RLock()
 _live: set[str] = set()  # temporaries (files or folders) that exist now
 _children: set = set()  # subprocess.Popen objects to kill on a signal
 _interrupted = threading.Event()
-
-
-def _error(path, problem: str) -> RppgEditError:
-    return RppgEditError(" ".join(f"{os.fspath(path)}: {problem}".split()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,18 +74,18 @@ def check_destination(path, *, inputs: Iterable = (), overwrite: bool = False) -
         if source is None:
             continue
         if same_file(path, source):
-            raise _error(
+            raise path_error(
                 path, f"output is the input {os.fspath(source)}; refusing to overwrite an input"
             )
         if os.path.isdir(source) and _inside(path, source):
-            raise _error(path, f"output is inside the input folder {os.fspath(source)}")
+            raise path_error(path, f"output is inside the input folder {os.fspath(source)}")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
-        raise _error(path, f"cannot write: {parent} is not an existing directory")
+        raise path_error(path, f"cannot write: {parent} is not an existing directory")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise _error(path, f"cannot write: directory {parent} is not writable")
+        raise path_error(path, f"cannot write: directory {parent} is not writable")
     if os.path.lexists(path) and not overwrite:
-        raise _error(path, "output exists (pass --overwrite to replace it)")
+        raise path_error(path, "output exists (pass --overwrite to replace it)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,11 +152,11 @@ def make_temp_file(path, *, suffix: str | None = None) -> str:
         except FileExistsError:
             continue
         except OSError as e:
-            raise _error(path, f"cannot write in {parent} ({e.strerror})") from None
+            raise path_error(path, f"cannot write in {parent} ({e.strerror})") from None
         os.close(fd)
         register(temp)
         return temp
-    raise _error(path, f"cannot create a temporary file in {parent}")
+    raise path_error(path, f"cannot create a temporary file in {parent}")
 
 
 def make_temp_dir(path) -> str:
@@ -172,10 +171,10 @@ def make_temp_dir(path) -> str:
         except FileExistsError:
             continue
         except OSError as e:
-            raise _error(path, f"cannot write in {parent} ({e.strerror})") from None
+            raise path_error(path, f"cannot write in {parent} ({e.strerror})") from None
         register(temp)
         return temp
-    raise _error(path, f"cannot create a temporary folder in {parent}")
+    raise path_error(path, f"cannot create a temporary folder in {parent}")
 
 
 @contextlib.contextmanager
@@ -206,7 +205,9 @@ def move_into_place(temp: str, path) -> None:
         os.replace(temp, os.fspath(path))
     except OSError as e:
         remove(temp)
-        raise _error(path, f"cannot move the finished output into place ({e.strerror})") from None
+        raise path_error(
+            path, f"cannot move the finished output into place ({e.strerror})"
+        ) from None
     release(temp)
 
 
@@ -266,6 +267,32 @@ def write_text(path, text: str, *, inputs: Iterable = (), overwrite: bool = Fals
         remove(temp)
         raise
     return path
+
+
+def write_text_atomic(path, text: str, *, overwrite: bool = True, inputs: Iterable = ()) -> str:
+    """`write_text` into a folder that is created if missing, replacing an existing file unless
+    `overwrite` is False (never onto one of `inputs`)."""
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise path_error(path, f"cannot create {parent} ({e.strerror})") from None
+    return write_text(path, text, inputs=inputs, overwrite=overwrite)
+
+
+def json_safe(value):
+    """A JSON-writable copy of nested dicts/lists: NaN and inf become None, NumPy scalars Python
+    ones, keys strings (reports, records and manifests are written with ``allow_nan=False``)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 # --------------------------------------------------------------------------------------------

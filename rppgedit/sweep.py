@@ -75,23 +75,20 @@ Commands (flags in rppgedit/main.py; `--flagfile=experiments/sweep_small.flags` 
         --flagfile=experiments/sweep_small.flags --sweep_dir=/shared/sweep --distributed
     # rebuild the tables from whatever results files exist (e.g. copied from hosts without a
     # shared file system into one folder)
-    python -m rppgedit.main --mode=sweep --sweep_merge_only --sweep_dir=/shared/sweep
+    python -m rppgedit.main --mode=sweep --merge_only --sweep_dir=/shared/sweep
 """
 
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import functools
 import hashlib
-import io as pyio
 import itertools
 import json
 import logging
 import os
 import pathlib
-import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -100,11 +97,12 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from rppgedit import editors, engine, evaluation, metrics, pipeline, safe_write, signals, targets
+from rppgedit import editors, engine, metrics, pipeline, readings, safe_write, tables, targets
+from rppgedit import progress as progress_bars
+from rppgedit.data import clips as clip_sources
 from rppgedit.errors import RppgEditError
 from rppgedit.estimators import registry
-from rppgedit.video import crop, skin
-from rppgedit.video import io as video_io
+from rppgedit.video import crop, encode, skin
 from rppgedit.windows import edit_plan
 
 _log = logging.getLogger(__name__)
@@ -379,9 +377,7 @@ def _synthetic_refs(spec: SweepSpec) -> list[ClipRef]:
 
 
 def _load_synthetic(ref: ClipRef, spec: SweepSpec) -> _Clip:
-    from rppgedit.data import synthetic
-
-    clip = synthetic.make_clip(
+    clip = clip_sources.synthetic_clip(
         ref.desc["seed"],
         hr_bpm=spec.true_hr_bpm,
         num_frames=spec.num_frames,
@@ -390,8 +386,8 @@ def _load_synthetic(ref: ClipRef, spec: SweepSpec) -> _Clip:
         width=spec.frame_size,
         motion=spec.motion,
     )
-    crop8, mask = _crop_and_mask(clip.frames, clip.crop_boxes, spec)
-    return _Clip(crop8, mask, float(clip.hr_bpm))
+    crop8, mask = _crop_and_mask(clip.frames, clip.boxes, spec)
+    return _Clip(crop8, mask, clip.true_hr_bpm)
 
 
 def _sample_hash(spec: SweepSpec, sample_id: str) -> str:
@@ -441,41 +437,45 @@ def _lock_folder(out: pathlib.Path, process_index: int):
 
 def _prepare_sample(sample, spec: SweepSpec, folder: pathlib.Path) -> None:
     """Decodes, tracks, crops and masks every clip of one recording into `folder` (atomically)."""
-    from rppgedit import pipeline
-    from rppgedit.data import datasets
-
     entries = []
-    for sample_id, start, frames, fps, bvp in datasets.clips([sample], spec.clip_seconds):
-        if spec.clips_per_sample is not None and len(entries) >= spec.clips_per_sample:
-            break
-        boxes = pipeline.find_boxes(frames, allow_no_face=spec.allow_no_face)
-        crop8, mask = _crop_and_mask(frames, _square_boxes(boxes), spec)
-        name = f"{_sample_hash(spec, sample_id)}_{start}"
+    found = clip_sources.dataset_clips(
+        spec.source,
+        spec.data_dir,
+        spec.clip_seconds,
+        samples=[sample],
+        allow_no_face=spec.allow_no_face,
+    )
+    for clip in itertools.islice(found, spec.clips_per_sample):
+        start = clip.meta["start"]
+        crop8, mask = _crop_and_mask(clip.frames, _square_boxes(clip.boxes), spec)
+        name = f"{_sample_hash(spec, clip.meta['sample'])}_{start}"
         _save_npy_atomic(folder / f"{name}.crop.npy", crop8)
         _save_npy_atomic(folder / f"{name}.mask.npy", mask)
-        true_hr = None if bvp is None else float(signals.heart_rate(np.asarray(bvp), fps))
         entries.append(
             {
-                "id": f"{spec.source}/{sample_id}@{start}",
+                "id": f"{spec.source}/{clip.id}",
                 "name": name,
-                "start": int(start),
-                "num_frames": int(len(frames)),
-                "fps": float(fps),
-                "true_hr_bpm": true_hr,
+                "start": start,
+                "num_frames": int(len(clip.frames)),
+                "fps": clip.fps,
+                "true_hr_bpm": clip.true_hr_bpm,
             }
         )
     index = folder / f"{_sample_hash(spec, sample.id)}.json"
-    video_io.write_text_atomic(index, json.dumps({"sample": sample.id, "clips": entries}))
+    safe_write.write_text_atomic(index, json.dumps({"sample": sample.id, "clips": entries}))
 
 
-def _dataset_refs(spec: SweepSpec, out: pathlib.Path, pid: int, nproc: int) -> list[ClipRef]:
+def _dataset_refs(
+    spec: SweepSpec, out: pathlib.Path, pid: int, nproc: int, progress: bool = False
+) -> list[ClipRef]:
     """Dataset clips, prepared once (sharded over processes) and cached under `out/clips/`."""
     from rppgedit.data import datasets
 
     folder = out / "clips"
     folder.mkdir(parents=True, exist_ok=True)
     samples = datasets.list_samples(spec.source, spec.data_dir)
-    for sample in samples[pid::nproc]:
+    mine = samples[pid::nproc]
+    for sample in progress_bars.wrap(mine, f"sweep clips {pid}/{nproc}", progress, unit="rec"):
         if not (folder / f"{_sample_hash(spec, sample.id)}.json").exists():
             _prepare_sample(sample, spec, folder)
     _barrier("rppgedit_sweep_clips", nproc)
@@ -579,7 +579,7 @@ def _finished_keys(out: pathlib.Path, process_index: int) -> set[str]:
     done, clean = read_results(own)
     if not clean:  # torn line or partial item: keep only complete items (atomic rewrite)
         lines = [_dumps(r) for key in done for r in done[key]]
-        video_io.write_text_atomic(own, "".join(line + "\n" for line in lines))
+        safe_write.write_text_atomic(own, "".join(line + "\n" for line in lines))
         _log.info("%s: dropped a torn line or partial item", own)
     finished = set(done)
     for path in out.glob("results.*.jsonl"):
@@ -589,7 +589,7 @@ def _finished_keys(out: pathlib.Path, process_index: int) -> set[str]:
 
 
 def _dumps(record: dict) -> str:
-    return json.dumps(video_io.json_safe(record), sort_keys=True, allow_nan=False)
+    return json.dumps(safe_write.json_safe(record), sort_keys=True, allow_nan=False)
 
 
 def _append_item(path: pathlib.Path, records: list[dict]) -> None:
@@ -658,7 +658,7 @@ def _finish_item(
     boxes = np.tile(np.array([0, 0, size, size], np.float32), (num, 1))
     edited = pipeline.FaceEdit(boxes, 0, num, clip.crop8, clip.mask, residual)
     edited8, _ = pipeline.paste_frames(clip.crop8, [edited], _edit_job(spec))
-    after = evaluation.read_heart_rates(
+    after = readings.read_heart_rates(
         edited8.astype(np.float32) / 255.0, clip.mask, item.clip.fps, spec.estimators, params
     )
     output = None
@@ -666,7 +666,7 @@ def _finish_item(
         items_dir = out / "items"
         items_dir.mkdir(exist_ok=True)
         output = f"items/{item.key}.{spec.save}"
-        video_io.write_video(out / output, edited8, item.clip.fps, overwrite=True)
+        encode.write_video(out / output, edited8, item.clip.fps, overwrite=True)
     target_hr = None if item.target is None else float(item.target.hr_bpm)
     common = {
         "key": item.key,
@@ -762,7 +762,8 @@ def run_sweep(
       spec: the grid and the fixed settings.
       out_dir: results folder (shared by all processes; created).
       batch_per_device: windows each local device edits per call.
-      progress: show a tqdm bar for this process's items (done / total, ETA).
+      progress: show a bar of this process's items (done / total, ETA) and of its dataset
+        recordings prepared (`rppgedit.progress`: silent when not a terminal).
       merge_results: after a barrier, process 0 writes results.csv and results.md.
       on_item: called as `on_item(key, records)` after each item is persisted.
 
@@ -796,13 +797,13 @@ def _run_sweep_locked(spec, out, pid, nproc, batch_per_device, progress, merge_r
         refs = _synthetic_refs(spec)
         clips = _ClipCache(lambda ref: _load_synthetic(ref, spec))
     else:
-        refs = _dataset_refs(spec, out, pid, nproc)
+        refs = _dataset_refs(spec, out, pid, nproc, progress)
         clips = _ClipCache(lambda ref: _load_cached(ref, out))
     grid = make_grid(spec, refs)
     if pid == 0:
         manifest = {"spec": dataclasses.asdict(spec), "keys": grid.keys.tolist()}
-        video_io.write_text_atomic(
-            out / MANIFEST, json.dumps(video_io.json_safe(manifest), indent=1)
+        safe_write.write_text_atomic(
+            out / MANIFEST, json.dumps(safe_write.json_safe(manifest), indent=1)
         )
     mine = shard_items(grid, pid, nproc)
     finished = _finished_keys(out, pid)
@@ -817,7 +818,9 @@ def _run_sweep_locked(spec, out, pid, nproc, batch_per_device, progress, merge_r
         if registry.get(n).input == "video"
     }
     before_cache: dict[str, dict] = {}
-    bar = _progress_bar(len(mine), len(mine) - len(todo), f"sweep {pid}/{nproc}", progress)
+    bar = progress_bars.bar(
+        len(mine), f"sweep {pid}/{nproc}", progress, unit="item", initial=len(mine) - len(todo)
+    )
     tic = time.perf_counter()
     first_item_s = None
 
@@ -826,7 +829,7 @@ def _run_sweep_locked(spec, out, pid, nproc, batch_per_device, progress, merge_r
         ref = item.clip
         clip = clips.get(ref)
         if ref.id not in before_cache:
-            before_cache[ref.id] = evaluation.read_heart_rates(
+            before_cache[ref.id] = readings.read_heart_rates(
                 clip.crop8.astype(np.float32) / 255.0, clip.mask, ref.fps, spec.estimators, params
             )
         records = _finish_item(item, residual, clip, before_cache[ref.id], params, spec, out)
@@ -914,14 +917,9 @@ def merge(out_dir) -> dict:
         missing = [k for k in keys if k not in found]
         found = {k: found[k] for k in keys if k in found}
     rows = sorted((r for records in found.values() for r in records), key=_sort_key)
-    text = pyio.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in rows:
-        writer.writerow(["" if r.get(c) is None else r[c] for c in CSV_COLUMNS])
-    csv_path = video_io.write_text_atomic(out / "results.csv", text.getvalue())
+    csv_path = safe_write.write_text_atomic(out / "results.csv", tables.csv_text(rows, CSV_COLUMNS))
     table = _markdown(rows, len(found), missing)
-    md_path = video_io.write_text_atomic(out / "results.md", table)
+    md_path = safe_write.write_text_atomic(out / "results.md", table)
     return {
         "rows": rows,
         "items": len(found),
@@ -937,6 +935,22 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+# Columns of `results.md`: (key of a `_markdown` row, header, format spec).
+MD_COLUMNS = (
+    ("method", "method", "s"),
+    ("fidelity_weight", "lambda", "g"),
+    ("steps", "steps", "d"),
+    ("target", "target", "s"),
+    ("estimator", "estimator", "s"),
+    ("clips", "clips", "d"),
+    ("hr_before", "HR before", ".1f"),
+    ("hr_after", "HR after", ".1f"),
+    ("abs_err_to_target", "MAE to target", ".2f"),
+    ("psnr_db", "PSNR dB", ".2f"),
+    ("ssim", "SSIM", ".5f"),
+)
+
+
 def _markdown(rows: list[dict], items: int, missing: list[str]) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -949,48 +963,24 @@ def _markdown(rows: list[dict], items: int, missing: list[str]) -> str:
             r["estimator"],
         )
         groups.setdefault(setting, []).append(r)
-    header = (
-        "| method | lambda | steps | target | estimator | clips | HR before | HR after | "
-        "MAE to target | PSNR dB | SSIM |"
-    )
+    means = ("hr_before", "hr_after", "abs_err_to_target", "psnr_db", "ssim")
+    summary = [
+        {
+            "method": method,
+            "fidelity_weight": lam,
+            "steps": steps,
+            "target": "remove" if kind == "none" else f"{kind} {hr:g}",
+            "estimator": est,
+            "clips": len(rs),
+            **{k: _mean(r[k] for r in rs) for k in means},
+        }
+        for (method, lam, steps, kind, hr, est), rs in groups.items()
+    ]
     lines = [
         f"# Sweep results: {items} items, {len(missing)} missing",
         "",
         "Means over clips; HR in bpm; PSNR/SSIM of the 8-bit face crop (edited vs original).",
         "",
-        header,
-        "|" + "---|" * (header.count("|") - 1),
+        tables.markdown_table(summary, MD_COLUMNS, align=False),
     ]
-
-    def fmt(v, spec):
-        return "" if v is None else format(v, spec)
-
-    for (method, lam, steps, kind, hr, est), rs in groups.items():
-        target = "remove" if kind == "none" else f"{kind} {hr:g}"
-        lines.append(
-            f"| {method} | {fmt(lam, 'g')} | {fmt(steps, 'd')} | {target} | {est} | {len(rs)} | "
-            f"{fmt(_mean(r['hr_before'] for r in rs), '.1f')} | "
-            f"{fmt(_mean(r['hr_after'] for r in rs), '.1f')} | "
-            f"{fmt(_mean(r['abs_err_to_target'] for r in rs), '.2f')} | "
-            f"{fmt(_mean(r['psnr_db'] for r in rs), '.2f')} | "
-            f"{fmt(_mean(r['ssim'] for r in rs), '.5f')} |"
-        )
     return "\n".join(lines) + "\n"
-
-
-class _NoBar:
-    def update(self, n):
-        del n
-
-    def close(self):
-        pass
-
-
-def _progress_bar(total: int, initial: int, desc: str, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, initial=initial, desc=desc, unit="item", file=sys.stderr, dynamic_ncols=True
-    )

@@ -39,6 +39,7 @@ import numpy as np
 import optax
 
 from rppgedit import metrics, signals
+from rppgedit import progress as progress_bars
 from rppgedit.editors import physiolatent
 from rppgedit.errors import RppgEditError
 from rppgedit.estimators import registry
@@ -123,7 +124,8 @@ class TrainConfig:
 
 
 def face_crop(clip, size: int = physiolatent.SIZE):
-    """(crop "t s s 3" float32 in [0,1], skin mask "t s s") of a `synthetic.SyntheticClip`.
+    """(crop "t s s 3" float32 in [0,1], skin mask "t s s") of a synthetic `clips.Clip` (or a
+    `synthetic.SyntheticClip`).
 
     The generator's face box is made square around its centre and area-resized to `size`, as the
     pipeline crops faces; the mask is `video.skin.skin_mask` of the crop, as at inference.
@@ -140,32 +142,21 @@ def face_crop(clip, size: int = physiolatent.SIZE):
 def synthetic_face(seed: int, num_frames: int, fps: float = 30.0, **overrides):
     """(crop, mask, true hr) of one randomised synthetic clip; the seed decides everything.
 
-    Skin tone in [0.05, 0.95], motion and illumination each on with probability 1/2, true heart
-    rate in [50, 130] bpm, pulse amplitude in [0.002, 0.008], face fraction in [0.5, 0.75];
-    `overrides` replace any of these `make_clip` arguments.
+    The clip is `clips.random_synthetic_clip` (64x64 frames; `overrides` replace its drawn
+    `make_clip` arguments), face-cropped by `face_crop`.
     """
-    from rppgedit.data import synthetic
+    from rppgedit.data import clips
 
-    rng = np.random.default_rng([seed, 7])
-    kwargs = dict(
-        hr_bpm=float(rng.uniform(50.0, 130.0)),
-        skin_tone=float(rng.uniform(0.05, 0.95)),
-        motion=bool(rng.random() < 0.5),
-        illumination=bool(rng.random() < 0.5),
-        pulse_amplitude=float(rng.uniform(0.002, 0.008)),
-        face_fraction=float(rng.uniform(0.5, 0.75)),
-    )
-    kwargs.update(overrides)
-    clip = synthetic.make_clip(seed, num_frames=num_frames, fps=fps, height=64, width=64, **kwargs)
+    clip = clips.random_synthetic_clip(seed, num_frames, fps, **overrides)
     frames, mask = face_crop(clip)
-    return frames, mask, float(clip.hr_bpm)
+    return frames, mask, float(clip.true_hr_bpm)
 
 
 def make_bank(cfg: TrainConfig, progress: bool = False) -> dict[str, np.ndarray]:
     """The training data bank: {"clips": float16 "n t 32 32 3", "masks": bool "n t 32 32"}."""
     clips, masks = [], []
     seeds = range(cfg.bank_seed, cfg.bank_seed + cfg.bank_clips)
-    for seed in _bar(seeds, "synthetic clips", progress):
+    for seed in progress_bars.wrap(seeds, "synthetic clips", progress, unit="clip"):
         frames, mask, _ = synthetic_face(seed, cfg.bank_frames, cfg.fps)
         clips.append(frames.astype(np.float16))
         masks.append(mask)
@@ -371,7 +362,7 @@ def train(
       bank: data bank (`make_bank(cfg)` when None).
       vae_params: frozen VAE params (editor stage).
       stop_after: stop after this many steps of this call (simulates an interrupted run).
-      progress: show a tqdm bar with the latest metrics.
+      progress: show a bar of the steps (total, ETA) with the latest metrics.
 
     Returns:
       (final train state, logged metrics: one dict per `log_every` steps).
@@ -401,22 +392,24 @@ def train(
     start = int(state["step"])
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     history: list[dict[str, float]] = []
-    bar = _bar(range(start, end), f"train {cfg.stage}", progress)
-    for step in bar:
+    bar = progress_bars.bar(cfg.steps, f"train {cfg.stage}", progress, unit="step", initial=start)
+    for step in range(start, end):
         data_key, step_key = step_keys(state)
         batch = sample_batch(bank, data_key, cfg)
         state, out = train_step(state, batch, step_key)
         loss = float(out["loss"])
         if not math.isfinite(loss):
+            bar.close()
             manager.close()
             raise RppgEditError(f"{train_dir}: non-finite loss ({loss}) at step {step}")
         if (step + 1) % cfg.log_every == 0 or step + 1 == end:
             row = {"step": step + 1, **{k: float(v) for k, v in out.items()}}
             history.append(row)
             _log.info("%s", json.dumps(row))
-            if progress and hasattr(bar, "set_postfix"):
-                bar.set_postfix({k: f"{row[k]:.4g}" for k in ("loss", "psnr") if k in row})
+            bar.set_postfix({k: f"{row[k]:.4g}" for k in ("loss", "psnr") if k in row})
         manager.save(step + 1, args=ocp.args.StandardSave(state))
+        bar.update(1)
+    bar.close()
     if end == cfg.steps and manager.latest_step() != cfg.steps:
         manager.save(cfg.steps, args=ocp.args.StandardSave(state), force=True)
     manager.wait_until_finished()
@@ -559,11 +552,3 @@ def run_train(
 
 def _jsonable(value):
     return json.loads(json.dumps(value, default=str))
-
-
-def _bar(iterable, desc: str, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, dynamic_ncols=True)

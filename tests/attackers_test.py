@@ -1,4 +1,4 @@
-"""Tests of rppgedit.attackers: open-rppg's deep models, run in a worker process, as black boxes.
+"""Tests of rppgedit.open_rppg: open-rppg's deep models, run in a worker process, as black boxes.
 
 The worker loads and compiles each Keras model (20-40 s each on a 2-core CPU), so one module-scoped
 call reads every clip with a fast subset of the attackers (PhysNet, TS-CAN, EfficientPhys): a
@@ -15,7 +15,7 @@ import pytest
 import scipy.signal
 from conftest import shared_file
 
-from rppgedit import attackers
+from rppgedit import open_rppg
 from rppgedit.data.synthetic import make_clip
 from rppgedit.errors import RppgEditError
 
@@ -50,7 +50,7 @@ def real(request):
     if not _wants_real_clip(request):
         return None
     path = shared_file("physrecorder", "v01_facecrop320_lossless_ffv1.mkv")
-    from rppgedit.video.io import read_video
+    from rppgedit.video.decode import read_video
 
     video = read_video(path)
     return video.frames[:, 112:272, 96:256], video.fps
@@ -70,7 +70,7 @@ def readings(request):
             clips["real"] = request.getfixturevalue("real")
         except pytest.skip.Exception:
             pass
-    results = attackers.read_open_rppg_many(
+    results = open_rppg.read_open_rppg_many(
         list(clips.values()), (*FAST, BOGUS), timeout_s=1200, return_bvp=True
     )
     return dict(zip(clips, results, strict=True))
@@ -85,9 +85,9 @@ def _reference_hr(bvp: np.ndarray, fps: float) -> float:
 
 def _check_entry(name: str, entry: dict, num_frames: int) -> None:
     """Structure of one successful reading, and rppgedit's HR against a SciPy reference."""
-    assert set(attackers.RESULT_KEYS) <= set(entry)
+    assert set(open_rppg.RESULT_KEYS) <= set(entry)
     assert entry["error"] is None, (name, entry["error"])
-    model, spec = attackers.resolve(name)
+    model, spec = open_rppg.resolve(name)
     assert entry["model"] == model
     assert entry["precision"] == ("float32" if spec.float32 else "mixed_float16")
     assert entry["num_samples"] == num_frames  # 30 fps in, 30 fps out: one sample per frame
@@ -103,46 +103,46 @@ def _check_entry(name: str, entry: dict, num_frames: int) -> None:
 
 
 def test_resolve_names_and_weights():
-    assert attackers.resolve("tscan")[0] == "TSCAN.rlap"
-    assert attackers.resolve("physnet_keras.pure")[0] == "PhysNet.pure"
-    assert attackers.resolve("ME")[0] == "ME-chunk.rlap"
-    assert set(attackers.OPEN_RPPG_MODELS) <= set(attackers.MODELS)
-    assert "physmamba" not in attackers.OPEN_RPPG_MODELS  # slow: only by name
+    assert open_rppg.resolve("tscan")[0] == "TSCAN.rlap"
+    assert open_rppg.resolve("physnet_keras.pure")[0] == "PhysNet.pure"
+    assert open_rppg.resolve("ME")[0] == "ME-chunk.rlap"
+    assert set(open_rppg.OPEN_RPPG_MODELS) <= set(open_rppg.MODELS)
+    assert "physmamba" not in open_rppg.OPEN_RPPG_MODELS  # slow: only by name
     for bad in ("nope", "facephys.pure", "tscan.ubfc"):
         with pytest.raises(ValueError):
-            attackers.resolve(bad)
+            open_rppg.resolve(bad)
 
 
 def test_unknown_names_give_error_entries_without_raising():
     frames = np.zeros((10, 8, 8, 3), np.uint8)
-    out = attackers.read_open_rppg(frames, 30.0, [BOGUS, "facephys.pure", BOGUS])
+    out = open_rppg.read_open_rppg(frames, 30.0, [BOGUS, "facephys.pure", BOGUS])
     assert list(out) == [BOGUS, "facephys.pure"]
     for entry in out.values():
-        assert set(entry) == set(attackers.RESULT_KEYS)
+        assert set(entry) == set(open_rppg.RESULT_KEYS)
         assert entry["hr_bpm"] is None and "\n" not in entry["error"]
     assert "unknown" in out[BOGUS]["error"] and "rlap" in out["facephys.pure"]["error"]
 
 
 def test_bad_frames_are_a_value_error():
     with pytest.raises(ValueError, match="uint8"):
-        attackers.read_open_rppg(np.zeros((10, 8, 8, 3), np.float32), 30.0, FAST)
+        open_rppg.read_open_rppg(np.zeros((10, 8, 8, 3), np.float32), 30.0, FAST)
     with pytest.raises(ValueError, match="uint8"):
-        attackers.read_open_rppg(np.zeros((10, 8, 8), np.uint8), 30.0, FAST)
+        open_rppg.read_open_rppg(np.zeros((10, 8, 8), np.uint8), 30.0, FAST)
     with pytest.raises(ValueError, match="fps"):
-        attackers.read_open_rppg(np.zeros((10, 8, 8, 3), np.uint8), 0.0, FAST)
+        open_rppg.read_open_rppg(np.zeros((10, 8, 8, 3), np.uint8), 0.0, FAST)
 
 
 def test_not_installed_gives_error_entries(monkeypatch):
-    monkeypatch.setattr(attackers, "available", lambda: False)
-    out = attackers.read_open_rppg(np.zeros((10, 8, 8, 3), np.uint8), 30.0, ("tscan",))
+    monkeypatch.setattr(open_rppg, "available", lambda: False)
+    out = open_rppg.read_open_rppg(np.zeros((10, 8, 8, 3), np.uint8), 30.0, ("tscan",))
     assert "not installed" in out["tscan"]["error"] and out["tscan"]["hr_bpm"] is None
 
 
 def test_require_installed_names_the_flag_and_the_extra(monkeypatch):
-    attackers.require_installed()  # the test extra includes the attackers extra
-    monkeypatch.setattr(attackers, "available", lambda: False)
+    open_rppg.require_installed()  # the test extra includes the attackers extra
+    monkeypatch.setattr(open_rppg, "available", lambda: False)
     with pytest.raises(RppgEditError) as err:
-        attackers.require_installed()
+        open_rppg.require_installed()
     message = str(err.value)
     assert "\n" not in message
     assert "--attackers=open_rppg" in message and "rppgedit[attackers]" in message
@@ -150,7 +150,7 @@ def test_require_installed_names_the_flag_and_the_extra(monkeypatch):
 
 def test_available_does_not_import_open_rppg():
     code = (
-        "import sys; from rppgedit import attackers; a = attackers.available(); "
+        "import sys; from rppgedit import open_rppg; a = open_rppg.available(); "
         "print(a, 'rppg' in sys.modules, 'keras' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -159,7 +159,7 @@ def test_available_does_not_import_open_rppg():
 
 def test_worker_timeout_gives_error_entries():
     frames = np.zeros((10, 8, 8, 3), np.uint8)
-    out = attackers.read_open_rppg(frames, 30.0, ("tscan", "physnet_keras"), timeout_s=0.5)
+    out = open_rppg.read_open_rppg(frames, 30.0, ("tscan", "physnet_keras"), timeout_s=0.5)
     for entry in out.values():
         assert entry["hr_bpm"] is None and "timed out" in entry["error"]
 
@@ -197,7 +197,7 @@ def test_clip_too_short_gives_error_entries(readings):
     for name in FAST:
         entry = readings["short"][name]
         assert entry["hr_bpm"] is None and "2 s" in entry["error"], (name, entry["error"])
-        assert entry["model"] == attackers.resolve(name)[0]
+        assert entry["model"] == open_rppg.resolve(name)[0]
 
 
 @pytest.mark.slow

@@ -40,8 +40,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rppgedit import main, safe_write
+from rppgedit import settings as run_settings
 from rppgedit.data import synthetic
-from rppgedit.video import io
+from rppgedit.modes import common
+from rppgedit.video import decode, encode
 
 FAST = [
     "--surrogates=pos",
@@ -110,7 +112,7 @@ def world(tmp_path_factory):
     p = {}
     clip = synthetic.make_clip(3, hr_bpm=70.0, num_frames=64, height=64, width=64)
     p["mkv"] = d / "in.mkv"
-    io.write_video(p["mkv"], clip.frames, 30.0)
+    encode.write_video(p["mkv"], clip.frames, 30.0)
     p["mp4"] = d / "h.mp4"
     _ffmpeg(
         "-i",
@@ -145,20 +147,20 @@ def world(tmp_path_factory):
         str(p["vfr"]),
     )
     p["one_frame"] = d / "one.mkv"
-    io.write_video(p["one_frame"], clip.frames[:1], 30.0)
+    encode.write_video(p["one_frame"], clip.frames[:1], 30.0)
     p["short"] = d / "short.mkv"
-    io.write_video(p["short"], clip.frames[:20], 30.0)
+    encode.write_video(p["short"], clip.frames[:20], 30.0)
     p["tiny"] = d / "tiny8.mkv"
-    io.write_video(p["tiny"], clip.frames[:, 28:36, 28:36], 30.0)
+    encode.write_video(p["tiny"], clip.frames[:, 28:36, 28:36], 30.0)
     no_skin = np.zeros((64, 64, 64, 3), np.uint8)
     no_skin[..., 2] = 200  # blue: no pixel passes the fixed YCrCb skin rule
     no_skin[..., 0] = np.random.default_rng(0).integers(0, 40, (64, 64, 64))
     p["blue"] = d / "blue.mkv"
-    io.write_video(p["blue"], no_skin, 30.0)
+    encode.write_video(p["blue"], no_skin, 30.0)
     p["odd"] = d / "odd.mkv"
-    io.write_video(p["odd"], clip.frames[:, :33, :33], 30.0)
+    encode.write_video(p["odd"], clip.frames[:, :33, :33], 30.0)
     p["fps1"] = d / "fps1.mkv"
-    io.write_video(p["fps1"], clip.frames, 1.0)
+    encode.write_video(p["fps1"], clip.frames, 1.0)
     p["empty"] = d / "empty.mp4"
     p["empty"].write_bytes(b"")
     p["text"] = d / "notes.mkv"
@@ -176,7 +178,7 @@ def world(tmp_path_factory):
     # Headers that lie about the frame size: 16000x16000.
     big = clip.frames[:2, :, :]
     p["mkv256"] = d / "huge.mkv"
-    io.write_video(p["mkv256"], np.tile(big, (1, 4, 4, 1)), 30.0)
+    encode.write_video(p["mkv256"], np.tile(big, (1, 4, 4, 1)), 30.0)
     p["mkv256"].write_bytes(_patch_mkv_size(p["mkv256"].read_bytes(), 256, 16000))
     p["y4m"] = d / "huge.y4m"
     p["y4m"].write_bytes(b"YUV4MPEG2 W16000 H16000 F30:1 Ip A1:1 C444\nFRAME\n" + b"\x00" * 1000)
@@ -201,7 +203,7 @@ def world(tmp_path_factory):
     p["npy_pickle"] = d / "pickle.npy"
     np.save(p["npy_pickle"], np.array([{"a": 1}], dtype=object), allow_pickle=True)
     p["pngdir"] = d / "frames"
-    io.write_video(str(p["pngdir"]) + "/", clip.frames[:40], 30.0)
+    encode.write_video(str(p["pngdir"]) + "/", clip.frames[:40], 30.0)
     p["npy"] = d / "clip.npy"
     np.save(p["npy"], clip.frames)
     # Targets.
@@ -466,7 +468,7 @@ def test_shipped_flagfiles_pass_validation():
         main.FLAGS.unparse_flags()
         try:
             main.FLAGS(["rppgedit", f"--flagfile={path}"])
-            main._check_flags()
+            common.check_settings(run_settings.resolve(main.FLAGS))
         finally:
             main.FLAGS.unparse_flags()
 
@@ -810,13 +812,13 @@ def _file_cases(p):
         ("sweep_dir is a file", ["--mode=sweep", f"--sweep_dir={p['sweep_file']}"], "sweep_file"),
         (
             "sweep bad seeds",
-            ["--mode=sweep", f"--sweep_dir={o}/sw", "--sweep_seeds=a,b"],
-            "--sweep_seeds",
+            ["--mode=sweep", f"--sweep_dir={o}/sw", "--synthetic_seeds=a,b"],
+            "--synthetic_seeds",
         ),
         (
             "sweep nan target hrs",
-            ["--mode=sweep", f"--sweep_dir={o}/sw", "--sweep_target_hrs=nan"],
-            "--sweep_target_hrs",
+            ["--mode=sweep", f"--sweep_dir={o}/sw", "--target_hrs=nan"],
+            "--target_hrs",
         ),
         (
             "sweep 0 batch_per_device",
@@ -825,8 +827,8 @@ def _file_cases(p):
         ),
         (
             "sweep 8 frames",
-            ["--mode=sweep", f"--sweep_dir={o}/sw", "--sweep_frames=8"],
-            "--sweep_frames",
+            ["--mode=sweep", f"--sweep_dir={o}/sw", "--synthetic_frames=8"],
+            "--synthetic_frames",
         ),
         ("bench bad sizes", ["--mode=bench", "--bench_sizes=0"], "--bench_sizes"),
         (
@@ -834,10 +836,10 @@ def _file_cases(p):
             [
                 "--mode=experiment",
                 "--experiment=lambda_sweep",
-                f"--exp_out_dir={o}/exp",
-                "--exp_lambdas=nan",
+                f"--out_dir={o}/exp",
+                "--fidelity_weights=nan",
             ],
-            "--exp_lambdas",
+            "--fidelity_weights",
         ),
         ("evaluate without input", ["--mode=evaluate"], "--input"),
         ("edit without output", ["--mode=edit", f"--input={p['mkv']}"], "--output"),
@@ -905,9 +907,10 @@ def test_edit_succeeds_on_variable_frame_rate_and_lying_header(world):
     for name, key in (("vfr", "vfr"), ("lying header", "cut")):
         out = o / f"ok_{key}.mkv"
         report = o / f"ok_{key}.report.json"
+        figure = o / f"ok_{key}.report.png"
         args = ["--mode=edit", *FAST, f"--input={world.p[key]}", f"--output={out}", BOX]
-        expect_ok(world, f"edit {name}", args, [out, report])
-        video_in, video_out = io.read_video(world.p[key]), io.read_video(out)
+        expect_ok(world, f"edit {name}", args, [out, report, figure])
+        video_in, video_out = decode.read_video(world.p[key]), decode.read_video(out)
         frames_in, frames_out = video_in.frames, video_out.frames
         assert frames_out.shape == frames_in.shape  # the decoded frames are the truth
         assert (frames_out != frames_in).any()  # and they were edited
@@ -916,22 +919,22 @@ def test_edit_succeeds_on_variable_frame_rate_and_lying_header(world):
             np.testing.assert_allclose(video_out.timestamps, video_in.timestamps, atol=1e-3)
         info = json.loads(report.read_text())
         assert info["frames"] == len(frames_in)
-        out.unlink()
-        report.unlink()
+        for path in (out, report, figure):
+            path.unlink()
 
 
 def test_reports_do_not_collide_and_bytes_are_reproducible(world):
     o = world.p["out"]
     a1, a2 = o / "a.v1.mkv", o / "a.v2.mkv"
     r1, r2 = o / "a.v1.report.json", o / "a.v2.report.json"
-    base = ["--mode=edit", *FAST, f"--input={world.p['mkv']}", BOX]
+    base = ["--mode=edit", *FAST, f"--input={world.p['mkv']}", BOX, "--noplots"]
     expect_ok(world, "edit a.v1.mkv", base + [f"--output={a1}"], [a1, r1])
     expect_ok(world, "edit a.v2.mkv (own report)", base + [f"--output={a2}"], [a2, r2])
     assert _sha(a1) == _sha(a2)  # same input and seed: same bytes
     assert json.loads(r1.read_text())["output"] == str(a1)
     assert json.loads(r2.read_text())["output"] == str(a2)
     # The edit changed the face box and nothing outside it.
-    before, after = io.read_video(world.p["mkv"]).frames, io.read_video(a1).frames
+    before, after = decode.read_video(world.p["mkv"]).frames, decode.read_video(a1).frames
     changed = np.argwhere((before != after).any(axis=(0, 3)))
     assert len(changed) > 0
     assert changed.min() >= 8 and changed.max() < 56
@@ -942,7 +945,7 @@ def test_reports_do_not_collide_and_bytes_are_reproducible(world):
 def test_npy_input_warns_once_and_json_out_is_written(world):
     o = world.p["out"]
     out = o / "npy_edit.mkv"
-    args = ["--mode=edit", *FAST, f"--input={world.p['npy']}", f"--output={out}", BOX]
+    args = ["--mode=edit", *FAST, f"--input={world.p['npy']}", f"--output={out}", BOX, "--noplots"]
     result = expect_ok(
         world, "edit .npy (one fps warning)", args, [out, o / "npy_edit.report.json"]
     )
@@ -988,7 +991,7 @@ def test_second_sweep_on_one_folder_stops_at_once(world):
     folder.mkdir()
     lock = sweep._lock_folder(folder, 0)
     try:
-        args = ["--mode=sweep", f"--sweep_dir={folder}", "--sweep_seeds=0", "--steps=1"]
+        args = ["--mode=sweep", f"--sweep_dir={folder}", "--synthetic_seeds=0", "--steps=1"]
         expect_error(world, "second sweep on a locked folder", args, "another sweep")
     finally:
         os.close(lock)
@@ -1030,7 +1033,7 @@ def _start_edit(world, tag: str, tmpdir: pathlib.Path, log: pathlib.Path):
     """An edit of 200000 optimiser steps (minutes) in a subprocess; stderr (with the progress
     bar, which appears when the optimisation starts) goes to `log`."""
     out = world.p["out"] / f"{tag}.mkv"
-    env = dict(os.environ, TMPDIR=str(tmpdir), JAX_PLATFORMS="cpu")
+    env = dict(os.environ, TMPDIR=str(tmpdir), JAX_PLATFORMS="cpu", RPPGEDIT_PROGRESS="always")
     cmd = [
         sys.executable,
         "-m",
@@ -1170,14 +1173,17 @@ def test_stop_pearson_and_notch_weight_reach_the_editor_config():
 
     try:
         main.FLAGS(["rppgedit", "--stop_pearson=1", "--notch_weight=0.5"])
-        cfg = pipeline.editor_config(main._job(), 30.0)
+        cfg = pipeline.editor_config(common.job(run_settings.resolve(main.FLAGS)), 30.0)
         assert (cfg.stop_pearson, cfg.notch_weight) == (None, 0.5)
         main.FLAGS.unparse_flags()
         main.FLAGS(["rppgedit", "--stop_pearson=0.6"])
-        assert pipeline.editor_config(main._job(), 30.0).stop_pearson == 0.6
+        assert (
+            pipeline.editor_config(common.job(run_settings.resolve(main.FLAGS)), 30.0).stop_pearson
+            == 0.6
+        )
         main.FLAGS.unparse_flags()
         main.FLAGS(["rppgedit"])
-        cfg = pipeline.editor_config(main._job(), 30.0)
+        cfg = pipeline.editor_config(common.job(run_settings.resolve(main.FLAGS)), 30.0)
         assert (cfg.stop_pearson, cfg.notch_weight) == (0.8, 1.0)
     finally:
         main.FLAGS.unparse_flags()

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from rppgedit import bench, editors
+from rppgedit import editors
+from rppgedit.modes import bench
 
 # PhysNet alone: its convolutions dominate, so each step adds the same count (measured at 64 frames:
 # 9.54, 15.92, 28.68 GFLOP for 1, 2, 4 steps). With only classical surrogates the count is
@@ -46,11 +47,11 @@ def test_end_to_end_bench_times_the_whole_command(tmp_path, monkeypatch):
 
     from rppgedit import pipeline, targets
     from rppgedit.data import synthetic
-    from rppgedit.video import io
+    from rppgedit.video import encode
 
     clip = synthetic.make_clip(1, num_frames=96, height=64, width=64)
     path = tmp_path / "in.mkv"
-    io.write_video(path, clip.frames, clip.fps)
+    encode.write_video(path, clip.frames, clip.fps)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     job = pipeline.EditJob(
         target=targets.TargetSpec(kind="sinusoid", hr_bpm=110.0),

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from rppgedit import main
+from rppgedit import main, settings
+from rppgedit.modes import common
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def test_flagfile_values_are_overridden_on_the_command_line(tmp_path, flags_pars
     )
     flags_parsed(["rppgedit", f"--flagfile={path}", "--target_hr=90", "--param_size=0"])
     assert flags_parsed.mode == "edit"
-    job = main._job()
+    job = common.job(settings.resolve(main.FLAGS))
     assert job.target.hr_bpm == 90.0  # overridden
     options = dict(job.method_options)
     assert options["steps"] == 5  # from the file
@@ -37,7 +38,7 @@ def test_shipped_flagfiles_parse(flags_parsed):
         if name.endswith(".flags"):
             flags_parsed.unparse_flags()
             flags_parsed(["rppgedit", f"--flagfile={os.path.join(root, name)}"])
-            main._job()  # builds a valid job
+            common.job(settings.resolve(main.FLAGS))  # builds a valid job
 
 
 def _run(*args, cwd=None):
@@ -67,11 +68,11 @@ def test_missing_input_file(tmp_path):
 
 
 def test_output_equal_to_input_is_refused_and_input_untouched(tmp_path):
-    from rppgedit.video import io
+    from rppgedit.video import encode
 
     frames = np.random.default_rng(0).integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)
     path = tmp_path / "in.mkv"
-    io.write_video(path, frames, 30.0)
+    encode.write_video(path, frames, 30.0)
     before = path.read_bytes()
     proc = _run("--mode=edit", f"--input={path}", f"--output={path}")
     _assert_one_line_error(proc, str(path))
@@ -88,12 +89,12 @@ def test_unknown_estimator_and_bad_face_box(tmp_path):
 
 def _bad_inputs(tmp_path):
     """(name, path) of inputs the command line must refuse: each a different way to be broken."""
-    from rppgedit.video import io
+    from rppgedit.video import encode
 
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     good = tmp_path / "good.mkv"
-    io.write_video(good, np.zeros((40, 32, 32, 3), np.uint8), 30.0)
+    encode.write_video(good, np.zeros((40, 32, 32, 3), np.uint8), 30.0)
     truncated = tmp_path / "truncated.mkv"
     truncated.write_bytes(good.read_bytes()[:300])
     no_images = tmp_path / "no_images"
@@ -117,10 +118,10 @@ def test_bad_inputs_exit_non_zero_with_one_line_and_no_output(tmp_path):
 
 
 def test_unwritable_output_folder(tmp_path):
-    from rppgedit.video import io
+    from rppgedit.video import encode
 
     path = tmp_path / "in.mkv"
-    io.write_video(path, np.zeros((40, 32, 32, 3), np.uint8), 30.0)
+    encode.write_video(path, np.zeros((40, 32, 32, 3), np.uint8), 30.0)
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -138,10 +139,10 @@ def test_unwritable_output_folder(tmp_path):
 
 
 def test_physiolatent_refuses_removal_before_any_work(tmp_path):
-    from rppgedit.video import io
+    from rppgedit.video import encode
 
     path = tmp_path / "in.mkv"
-    io.write_video(path, np.zeros((40, 32, 32, 3), np.uint8), 30.0)
+    encode.write_video(path, np.zeros((40, 32, 32, 3), np.uint8), 30.0)
     out = tmp_path / "out.mkv"
     proc = _run(
         "--mode=edit",

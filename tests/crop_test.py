@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from rppgedit.video import crop
+from rppgedit.video import crop, quantise
 
 
 def _frames(rng, t=2, h=40, w=48):
@@ -104,19 +104,19 @@ def test_mask_to_frame_fills_the_box():
 def test_quantize_integers_are_bit_exact(mode, rng):
     values = rng.integers(0, 256, (6, 5, 7, 3)).astype(np.float32)
     values[0, 0, 0] = [0.0, 255.0, 128.0]
-    out = crop.quantize(values, 3, mode=mode)
+    out = quantise.quantize(values, 3, mode=mode)
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, values.astype(np.uint8))
     values16 = rng.integers(0, 65536, (4, 3, 3, 3)).astype(np.float32)
     values16[0, 0, 0] = [0.0, 65535.0, 1.0]
-    out16 = crop.quantize_16bit(values16, 3, mode=mode)
+    out16 = quantise.quantize_16bit(values16, 3, mode=mode)
     assert out16.dtype == np.uint16
     np.testing.assert_array_equal(out16, values16.astype(np.uint16))
 
 
 def test_quantize_stochastic_is_unbiased_and_clipped(rng):
     x = rng.uniform(-3.0, 258.0, 200_000).astype(np.float32)
-    out = crop.quantize(x, jax.random.PRNGKey(1)).astype(np.float64)
+    out = quantise.quantize(x, jax.random.PRNGKey(1)).astype(np.float64)
     clipped = np.clip(x.astype(np.float64), 0, 255)
     assert np.all((out == np.floor(clipped)) | (out == np.ceil(clipped)))
     frac = clipped - np.floor(clipped)
@@ -131,22 +131,24 @@ def test_quantize_stochastic_is_unbiased_and_clipped(rng):
 
 def test_quantize_16bit_is_unbiased(rng):
     x = rng.uniform(0.0, 65535.0, 100_000).astype(np.float32)
-    out = crop.quantize_16bit(x, 5).astype(np.float64)
+    out = quantise.quantize_16bit(x, 5).astype(np.float64)
     frac = x - np.floor(x.astype(np.float64))
     assert abs(np.mean(out - x)) < 4 * np.sqrt(np.sum(frac * (1 - frac))) / x.size
 
 
 def test_quantize_same_key_same_output_and_round_mode(rng):
     x = rng.uniform(0, 255, (3, 4, 4, 3)).astype(np.float32)
-    np.testing.assert_array_equal(crop.quantize(x, 7), crop.quantize(x, 7))
-    assert np.any(crop.quantize(x, 7) != crop.quantize(x, 8))
-    np.testing.assert_array_equal(crop.quantize(x, 0, mode="round"), np.round(x).astype(np.uint8))
+    np.testing.assert_array_equal(quantise.quantize(x, 7), quantise.quantize(x, 7))
+    assert np.any(quantise.quantize(x, 7) != quantise.quantize(x, 8))
+    np.testing.assert_array_equal(
+        quantise.quantize(x, 0, mode="round"), np.round(x).astype(np.uint8)
+    )
     # Raw and typed JAX keys with the same bits seed the same stream; fold_in gives a new one.
     raw, typed = jax.random.PRNGKey(4), jax.random.key(4)
-    np.testing.assert_array_equal(crop.quantize(x, raw), crop.quantize(x, typed))
-    assert np.any(crop.quantize(x, raw) != crop.quantize(x, jax.random.fold_in(raw, 1)))
+    np.testing.assert_array_equal(quantise.quantize(x, raw), quantise.quantize(x, typed))
+    assert np.any(quantise.quantize(x, raw) != quantise.quantize(x, jax.random.fold_in(raw, 1)))
     with pytest.raises(ValueError):
-        crop.quantize(x, 0, mode="dither")
+        quantise.quantize(x, 0, mode="dither")
 
 
 @pytest.mark.parametrize("mode", ["stochastic", "error_diffusion"])
@@ -155,9 +157,9 @@ def test_sub_level_pulse_survives_unbiased_quantisation(mode, rng):
     t = np.arange(frames) / fps
     base = rng.integers(60, 200, 1000) + 0.1  # 1000 pixels; values stay in [b - 0.2, b + 0.4]
     values = (base[None, :] + 0.3 * np.sin(2 * np.pi * hz * t)[:, None]).astype(np.float32)
-    rounded = crop.quantize(values, 11, mode="round").astype(np.float64).mean(axis=1)
+    rounded = quantise.quantize(values, 11, mode="round").astype(np.float64).mean(axis=1)
     assert np.ptp(rounded) == 0.0  # plain rounding erases the 0.3-level wave completely
-    mean = crop.quantize(values, 11, mode=mode).astype(np.float64).mean(axis=1)
+    mean = quantise.quantize(values, 11, mode=mode).astype(np.float64).mean(axis=1)
     freqs = np.fft.rfftfreq(frames, 1 / fps)
     spectrum = np.abs(np.fft.rfft(mean - mean.mean()))
     # Error diffusion moves its error to high temporal frequencies: look in the pulse band.

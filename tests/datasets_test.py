@@ -19,7 +19,8 @@ from conftest import shared_file
 from rppgedit.data import datasets
 from rppgedit.data.synthetic import make_clip
 from rppgedit.errors import RppgEditError
-from rppgedit.video.io import FrameRateAssumedWarning, write_video
+from rppgedit.video.encode import write_video
+from rppgedit.video.probe import FrameRateAssumedWarning
 
 SIZE = 32
 # |f''| of _wave is at most (2 pi 1.3)^2 + 0.4 (2 pi 2.6)^2 = 174 / s^2.

@@ -21,4 +21,7 @@ def test_demo_reads_72_before_and_120_after_with_every_estimator(tmp_path):
         assert abs(row["hr_after"] - 120.0) <= 3.0, row
     assert all(s["fooled"] for s in report["surrogates"]) and not report["warnings"]
     assert report["psnr_db"] > 55.0
+    config = report["config"]  # the resolved settings, from the flagfile and the defaults
+    assert config["target"]["hr_bpm"] == 120.0 and config["demo"]["dir"] == str(tmp_path)
+    assert config["editor"]["method"] == "privacy_phys" and config["windows"]["window"] == 128
     assert "warning:" not in proc.stdout

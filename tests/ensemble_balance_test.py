@@ -9,7 +9,7 @@ from it (PhysNet-PURE reads a moving dark-skinned face at 40 bpm instead of 86).
 import numpy as np
 import pytest
 
-from rppgedit import evaluation, pipeline, signals, targets
+from rppgedit import pipeline, readings, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.editors import privacy_phys
 from rppgedit.video import crop
@@ -38,8 +38,8 @@ def _readings(clip, boxes, target_hr):
     result = pipeline.edit_frames(clip.frames, FPS, boxes, job)
     face = result.faces[0]
     after = crop.crop_resize(result.frames, boxes, job.work_size)
-    before = evaluation.read_heart_rates(face.clip, face.mask, FPS, SURROGATES)
-    read = evaluation.read_heart_rates(after, face.mask, FPS, SURROGATES)
+    before = readings.read_heart_rates(face.clip, face.mask, FPS, SURROGATES)
+    read = readings.read_heart_rates(after, face.mask, FPS, SURROGATES)
     return before, read, after, face, result.target
 
 
@@ -61,7 +61,7 @@ def test_a_surrogate_that_starts_far_off_is_moved_too():
     assert abs(before["physnet_pure"]["hr_bpm"] - clip.hr_bpm) > 15.0  # the far-off start
     for name in SURROGATES:
         assert abs(after[name]["hr_bpm"] - 120.0) <= 3.0, (name, after)
-    bvp = evaluation.estimate_bvp("physnet_pure", edited, face.mask, FPS)
+    bvp = readings.estimate_bvp("physnet_pure", edited, face.mask, FPS)
     assert float(signals.pearson(bvp, target)) > 0.3
 
 

@@ -383,7 +383,7 @@ def _ground_truth_hr() -> float:
 
 def _read_frames(path):
     try:
-        from rppgedit.video.io import read_video
+        from rppgedit.video.decode import read_video
     except ImportError:
         import imageio.v3 as iio
 

@@ -6,15 +6,15 @@ import sys
 
 import numpy as np
 
-from rppgedit import evaluate
 from rppgedit.data import synthetic
-from rppgedit.video import crop, io
+from rppgedit.modes import evaluate
+from rppgedit.video import crop, encode
 
 
 def _write_clip(tmp_path, hr):
     clip = synthetic.make_clip(4, hr_bpm=hr, num_frames=300, height=48, width=48)
     path = tmp_path / "clip.mkv"
-    io.write_video(path, clip.frames, clip.fps)
+    encode.write_video(path, clip.frames, clip.fps)
     gt = tmp_path / "bvp.csv"
     times = np.arange(300) / clip.fps + 1.7e9
     np.savetxt(gt, np.c_[times, clip.bvp], delimiter=",", header="timestamp,bvp", comments="")

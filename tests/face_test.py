@@ -11,7 +11,7 @@ from rppgedit.video import face
 def _read(path, max_frames):
     """First frames of a real clip as uint8 (T,H,W,3)."""
     try:
-        from rppgedit.video.io import read_video
+        from rppgedit.video.decode import read_video
 
         return read_video(path, max_frames=max_frames).frames
     except ImportError:

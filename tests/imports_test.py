@@ -20,8 +20,8 @@ PACKAGE = ROOT / "rppgedit"
 # module -> (extra declaring its distribution, files allowed to import it). torch is imported only
 # by `checkpoints.convert_torch_physnet`, which turns its absence into a one-line error.
 OPTIONAL = {
-    "rppg": ("attackers", {"_open_rppg_worker.py"}),
-    "keras": ("attackers", {"_open_rppg_worker.py"}),
+    "rppg": ("attackers", {"open_rppg/worker.py"}),
+    "keras": ("attackers", {"open_rppg/worker.py"}),
     "torch": ("bench", {"checkpoints/__init__.py"}),
 }
 

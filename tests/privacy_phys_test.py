@@ -6,10 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from rppgedit import evaluation, metrics, pipeline, signals, targets
+from rppgedit import metrics, pipeline, readings, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.editors import privacy_phys
-from rppgedit.video import crop, io
+from rppgedit.video import crop, decode, encode
 
 TRUE_HR, TARGET_HR, FPS, FRAMES = 72.0, 120.0, 30.0, 256
 CLASSICAL = ("green", "pos", "chrom", "lgi", "pbv", "omit", "ica", "pca")
@@ -54,7 +54,7 @@ def edited(source):
 
 def _readings(frames, result):
     clip = crop.crop_resize(frames, result.boxes, result.clip.shape[1])
-    return evaluation.read_heart_rates(clip, result.mask, FPS, CLASSICAL + DEEP)
+    return readings.read_heart_rates(clip, result.mask, FPS, CLASSICAL + DEEP)
 
 
 def test_every_estimator_reads_the_target_and_not_the_truth(source, edited):
@@ -75,8 +75,8 @@ def test_fidelity_and_bit_exact_background(source, edited):
 
 def test_survives_lossless_8bit_write_and_read(tmp_path, source, edited):
     path = tmp_path / "edited.mkv"
-    io.write_video(path, edited.frames, FPS)
-    back = io.read_video(path).frames
+    encode.write_video(path, edited.frames, FPS)
+    back = decode.read_video(path).frames
     np.testing.assert_array_equal(back, edited.frames)
     for name, r in _readings(back, edited).items():
         assert abs(r["hr_bpm"] - TARGET_HR) <= 3, name
@@ -142,10 +142,10 @@ def test_remove_target_lowers_snr_at_true_hr(source):
     clip_after = crop.crop_resize(result.frames, result.boxes, 32)
     for name in CLASSICAL + DEEP:
         snr_before = signals.pulse_snr(
-            evaluation.estimate_bvp(name, clip_before, result.mask, FPS), FPS, TRUE_HR
+            readings.estimate_bvp(name, clip_before, result.mask, FPS), FPS, TRUE_HR
         )
         snr_after = signals.pulse_snr(
-            evaluation.estimate_bvp(name, clip_after, result.mask, FPS), FPS, TRUE_HR
+            readings.estimate_bvp(name, clip_after, result.mask, FPS), FPS, TRUE_HR
         )
         assert float(snr_after) < REMOVAL_SNR_DB, (name, snr_before, snr_after)
         if name != "physnet_pure":
@@ -167,7 +167,7 @@ def test_removal_threshold_separates_pulse_free_from_pulsing_clips():
             )
             frames = clip.frames.astype(np.float32) / 255
             for name in ("pos", "chrom", "green"):
-                bvp = evaluation.estimate_bvp(name, frames, clip.mask, FPS)
+                bvp = readings.estimate_bvp(name, frames, clip.mask, FPS)
                 snr = float(signals.pulse_snr(bvp, FPS, TRUE_HR))
                 assert (snr > REMOVAL_SNR_DB) == above, (seed, amplitude, name, snr)
 
@@ -185,8 +185,8 @@ def test_sixteen_bit_output_round_trips_and_keeps_background(tmp_path, source):
         result.frames[outside], source.frames[:128][outside].astype(np.uint16) * 257
     )
     path = tmp_path / "edited16.mkv"
-    io.write_video(path, result.frames, FPS)
-    np.testing.assert_array_equal(io.read_video(path, allow_16bit=True).frames, result.frames)
+    encode.write_video(path, result.frames, FPS)
+    np.testing.assert_array_equal(decode.read_video(path, allow_16bit=True).frames, result.frames)
 
 
 def test_stop_pearson_ends_the_edit_once_every_surrogate_follows(key):

@@ -9,7 +9,7 @@ import scipy.optimize
 from rppgedit import editors, estimators, metrics, pipeline, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.editors import pulseedit
-from rppgedit.video import crop
+from rppgedit.video import quantise
 
 TRUE_HR, TARGET_HR, FPS, FRAMES = 72.0, 120.0, 30.0, 300
 ESTIMATORS = ("green", "pos", "chrom")
@@ -18,7 +18,7 @@ ESTIMATORS = ("green", "pos", "chrom")
 def _quantize_like_pipeline(frames, clip, edited, seed):
     """The pipeline's last step: frames + 255 * (edited - clip), stochastically rounded to uint8."""
     pasted = frames.astype(np.float32) + 255.0 * (np.asarray(edited) - clip)
-    return pasted, crop.quantize(pasted, seed, mode="stochastic")
+    return pasted, quantise.quantize(pasted, seed, mode="stochastic")
 
 
 def _read(frames_uint8, mask, hr_bpm=None):

@@ -2,7 +2,7 @@
 
 `pipeline.paste_chunk` works on the rectangles that the faces' boxes reach; these tests hold it to
 the bits of the whole-frame paste it replaced (`_paste_whole_frames`, kept here as the reference),
-`crop.quantize(window=)` to the numbers the whole frames draw, and `metrics.ssim(changed=)` and the
+`quantise.quantize(window=)` to the numbers the whole frames draw, and `metrics.ssim(changed=)` and the
 report's `_Fidelity` to the whole-frame PSNR and SSIM.
 """
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rppgedit import metrics, pipeline
-from rppgedit.video import crop
+from rppgedit.video import crop, quantise
 
 SIZE = 16  # side of the working crop
 
@@ -31,9 +31,9 @@ def _paste_whole_frames(frames, start, faces, job, index):
         mask_full[inner] |= mask
     key = jax.random.fold_in(jax.random.key(job.seed), index)
     if job.bit_depth == 16:
-        out = crop.quantize_16bit(pasted * (65535.0 / 255.0), key)
+        out = quantise.quantize_16bit(pasted * (65535.0 / 255.0), key)
     else:
-        out = crop.quantize(pasted, key, mode=job.quantize)
+        out = quantise.quantize(pasted, key, mode=job.quantize)
     return out, mask_full
 
 
@@ -130,11 +130,11 @@ def test_quantize_window_draws_the_whole_frame_numbers(rng, rect, width):
     key = jax.random.fold_in(jax.random.key(7), 2)
     x1 = min(rect[3], width)
     y0, y1, x0, _ = rect
-    whole = crop.quantize(values, key)
-    part = crop.quantize(values[:, y0:y1, x0:x1], key, window=((9, width, 3), (y0, y1, x0, x1)))
+    whole = quantise.quantize(values, key)
+    part = quantise.quantize(values[:, y0:y1, x0:x1], key, window=((9, width, 3), (y0, y1, x0, x1)))
     np.testing.assert_array_equal(part, whole[:, y0:y1, x0:x1])
-    whole16 = crop.quantize_16bit(values * 257, key)
-    part16 = crop.quantize_16bit(
+    whole16 = quantise.quantize_16bit(values * 257, key)
+    part16 = quantise.quantize_16bit(
         values[:, y0:y1, x0:x1] * 257, key, window=((9, width, 3), (y0, y1, x0, x1))
     )
     np.testing.assert_array_equal(part16, whole16[:, y0:y1, x0:x1])
@@ -142,7 +142,7 @@ def test_quantize_window_draws_the_whole_frame_numbers(rng, rect, width):
 
 def test_quantize_window_must_fit():
     with pytest.raises(ValueError, match="does not fit"):
-        crop.quantize(np.zeros((1, 4, 4, 3), np.float32), 0, window=((8, 8, 3), (0, 5, 0, 4)))
+        quantise.quantize(np.zeros((1, 4, 4, 3), np.float32), 0, window=((8, 8, 3), (0, 5, 0, 4)))
 
 
 def _skimage_ssim(a, b):

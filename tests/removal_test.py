@@ -12,10 +12,10 @@ rate losslessly: not yet handled.
 import numpy as np
 import pytest
 
-from rppgedit import evaluation, pipeline, signals, targets
+from rppgedit import pipeline, readings, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.editors import privacy_phys
-from rppgedit.video import crop, io
+from rppgedit.video import crop, decode, encode
 
 FPS, HIT_BPM = 30.0, 3.0
 OLD_CAMERA = dict(noise_std=1.0, flicker=0.002, pulse_amplitude=0.004)
@@ -26,7 +26,7 @@ ESTIMATORS = (
 
 def _at_true_rate(frames, clip, mask, params, size):
     face = crop.crop_resize(frames, clip.crop_boxes, size)
-    read = evaluation.read_heart_rates(face, mask, FPS, ESTIMATORS, params)
+    read = readings.read_heart_rates(face, mask, FPS, ESTIMATORS, params)
     return {
         n: round(r["hr_bpm"], 1)
         for n, r in read.items()
@@ -44,9 +44,9 @@ def test_removal_leaves_no_estimator_at_the_true_rate_after_h264(tmp_path, seed)
     before = _at_true_rate(clip.frames, clip, mask, params, job.work_size)
     assert len(before) >= 9, before  # the estimators read the clip before the edit
     assert _at_true_rate(result.frames, clip, mask, params, job.work_size) == {}
-    lossless = io.write_video(tmp_path / "removed.mkv", result.frames, FPS)
-    shared = io.reencode(lossless, tmp_path / "removed.mp4", codec="h264", crf=23)
-    decoded = io.read_video(shared).frames
+    lossless = encode.write_video(tmp_path / "removed.mkv", result.frames, FPS)
+    shared = encode.reencode(lossless, tmp_path / "removed.mp4", codec="h264", crf=23)
+    decoded = decode.read_video(shared).frames
     assert _at_true_rate(decoded, clip, mask, params, job.work_size) == {}
 
 

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from rppgedit import evaluation, pipeline, targets
+from rppgedit import pipeline, readings, targets
 from rppgedit.data import synthetic
-from rppgedit.video import crop, face, io
+from rppgedit.video import crop, decode, encode, face, ffmpeg, probe
 
 FPS = 30.0
 TARGET = 110.0
@@ -31,12 +31,12 @@ def _within(rows, estimators, hr, tol=3.0, key="hr_after"):
 def test_two_faces_at_different_rates_both_read_the_target(tmp_path):
     two = synthetic.make_multi_face_clip((0, 1), (66.0, 84.0), num_frames=300)
     src = tmp_path / "two.mkv"
-    io.write_video(src, two.frames, FPS)
+    encode.write_video(src, two.frames, FPS)
     out = tmp_path / "two_edited.mkv"
     summary = pipeline.run_edit(str(src), str(out), _job(), progress=False)
     assert [f["face"] for f in summary["faces"]] == [0, 1]
     assert all(f["edited"] for f in summary["faces"])
-    back = io.read_video(out).frames
+    back = decode.read_video(out).frames
     width = two.frames.shape[2]
     for i, truth in enumerate(two.faces):
         listed = summary["faces"][i]
@@ -77,10 +77,10 @@ def test_face_present_for_too_few_frames_is_reported_not_edited(tmp_path):
 def _with_audio(tmp_path, frames, name="in.mkv"):
     """A lossless video file of `frames` with a 440 Hz FLAC track and a title."""
     silent = tmp_path / ("silent_" + name)
-    io.write_video(silent, frames, FPS)
+    encode.write_video(silent, frames, FPS)
     path = tmp_path / name
     seconds = len(frames) / FPS
-    cmd = [io._ffmpeg(), "-hide_banner", "-loglevel", "error", "-i", str(silent), "-f", "lavfi"]
+    cmd = [ffmpeg.exe(), "-hide_banner", "-loglevel", "error", "-i", str(silent), "-f", "lavfi"]
     cmd += ["-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
     cmd += ["-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "flac"]
     cmd += ["-metadata", "title=share test", str(path)]
@@ -89,7 +89,7 @@ def _with_audio(tmp_path, frames, name="in.mkv"):
 
 
 def _pcm(path):
-    cmd = [io._ffmpeg(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le", "-"]
+    cmd = [ffmpeg.exe(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le", "-"]
     return subprocess.run(cmd, check=True, capture_output=True).stdout
 
 
@@ -103,17 +103,17 @@ def test_share_preset_read_on_the_decoded_file(tmp_path, seed, skin_tone, motion
     estimators = ("pos", "chrom", "physnet_rlap")
     box = crop.enclosing_square(clip.crop_boxes)
     output = pipeline.OutputSpec(codec="h264", crf=23, verify_reencode=28)
-    with pytest.warns(io.LossyOutputWarning):
+    with pytest.warns(encode.LossyOutputWarning):
         summary = pipeline.run_edit(
             str(src), str(out), _job(estimators), face_box=box, output=output, progress=False
         )
     assert summary["measured_on"] == "the decoded output file"
     # The readings are those of the decoded file: recompute one from it.
-    decoded = io.read_video(out).frames
+    decoded = decode.read_video(out).frames
     boxes = np.tile(box, (300, 1))
     _, mask = pipeline.crop_and_mask(clip.frames, boxes, _job())
     after = crop.crop_resize(decoded, boxes, 64)
-    pos = evaluation.read_heart_rates(after, mask, FPS, ("pos",))["pos"]["hr_bpm"]
+    pos = readings.read_heart_rates(after, mask, FPS, ("pos",))["pos"]["hr_bpm"]
     row = next(r for r in summary["rows"] if r["estimator"] == "pos")
     assert row["hr_after"] == pytest.approx(pos, abs=1e-6)
     for key in ("hr_after", "hr_reencoded"):
@@ -122,10 +122,10 @@ def test_share_preset_read_on_the_decoded_file(tmp_path, seed, skin_tone, motion
         assert all(abs(r[key] - clip.hr_bpm) > 3 for r in summary["rows"]), key
     assert summary["psnr_db"] > 30 and summary["psnr_vs_same_codec_db"] > summary["psnr_db"]
     # A file that plays everywhere, with the input's sound unchanged.
-    streams = io.stream_info(out)
+    streams = probe.stream_info(out)
     video = next(s for s in streams if s["type"] == "video")
     assert (video["codec"], video["pix_fmt"], video["profile"]) == ("h264", "yuv420p", "High")
-    assert video["color_primaries"] == "bt709" and io.is_faststart(out)
+    assert video["color_primaries"] == "bt709" and probe.is_faststart(out)
     assert _pcm(out) == _pcm(src)
     assert any("audio #0" in note for note in summary["streams"])
 
@@ -145,7 +145,7 @@ def test_share_flag_on_the_command_line(tmp_path):
     assert "HR after CRF 28" in done.stdout
     report = json.loads((tmp_path / "out.report.json").read_text())
     assert (report["codec"], report["crf"]) == ("h264", 23)
-    assert io.is_faststart(out) and _pcm(out) == _pcm(src)
+    assert probe.is_faststart(out) and _pcm(out) == _pcm(src)
     assert src.read_bytes() == before
     bad = subprocess.run(
         args[:-1] + ["--codec=vp9", "--overwrite"], capture_output=True, text=True, timeout=600

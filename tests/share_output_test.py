@@ -1,4 +1,4 @@
-"""Tests for the sharing outputs of rppgedit.video.io: the input's audio, subtitles and metadata
+"""Tests for the sharing outputs of rppgedit.video.encode: the input's audio, subtitles and metadata
 in the output, the h264/h265/vp9 codecs at a CRF, fast start, reproducible bytes and reencode."""
 
 import hashlib
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rppgedit.errors import RppgEditError
-from rppgedit.video import io
+from rppgedit.video import decode, encode, ffmpeg, probe
 
 T, H, W, FPS = 60, 48, 64, 30.0  # 2 s of video
 AUDIO_SECONDS = 2.5  # longer than the video: any -shortest would cut it
@@ -20,12 +20,12 @@ TITLE = "pulse clip"
 
 
 def _ffmpeg(*args):
-    subprocess.run([io._ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+    subprocess.run([ffmpeg.exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
 
 def _pcm(path, *, rate=None):
     """The first audio stream decoded to signed 16-bit PCM (resampled to mono ``rate`` if given)."""
-    cmd = [io._ffmpeg(), "-hide_banner", "-loglevel", "error", "-i", os.fspath(path)]
+    cmd = [ffmpeg.exe(), "-hide_banner", "-loglevel", "error", "-i", os.fspath(path)]
     cmd += ["-map", "0:a:0"] + (["-ac", "1", "-ar", str(rate)] if rate else [])
     return subprocess.run(cmd + ["-f", "s16le", "-"], capture_output=True, check=True).stdout
 
@@ -74,7 +74,7 @@ def _container(path):
 
 def _streams(path):
     """(type, codec) of every stream."""
-    return [(s["type"], s["codec"]) for s in io.stream_info(path)]
+    return [(s["type"], s["codec"]) for s in probe.stream_info(path)]
 
 
 def _assert_user_error(excinfo, path):
@@ -86,15 +86,15 @@ def _assert_user_error(excinfo, path):
 def _write(path, frames, **kw):
     """write_video with the lossy warning silenced (tested on its own)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", io.LossyOutputWarning)
-        return io.write_video(path, frames, FPS, **kw)
+        warnings.simplefilter("ignore", encode.LossyOutputWarning)
+        return encode.write_video(path, frames, FPS, **kw)
 
 
 def _writer_notes(path, frames, **kw):
     """Writes through VideoWriter and returns its stream notes."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", io.LossyOutputWarning)
-        with io.VideoWriter(path, FPS, W, H, **kw) as writer:
+        warnings.simplefilter("ignore", encode.LossyOutputWarning)
+        with encode.VideoWriter(path, FPS, W, H, **kw) as writer:
             writer.write(frames)
     return writer.stream_notes
 
@@ -136,7 +136,7 @@ def test_inputs_are_what_the_tests_assume(media):
     assert _streams(paths["aac.mp4"]) == [("video", "h264"), ("audio", "aac")]
     assert abs(_seconds(paths["pcm.mkv"]) - AUDIO_SECONDS) < 1e-3
     assert _chapters(paths["flac.mkv"]) == _chapters(paths["pcm.mkv"]) == CHAPTERS
-    assert not io.is_faststart(paths["aac.mp4"])  # ffmpeg's default: mdat, then moov
+    assert not probe.is_faststart(paths["aac.mp4"])  # ffmpeg's default: mdat, then moov
 
 
 @pytest.mark.parametrize("source", ["flac.mkv", "pcm.mkv"])
@@ -150,7 +150,7 @@ def test_mkv_copies_audio_and_subtitles_and_keeps_the_video_lossless(tmp_path, m
     assert _streams(out) == [("video", "ffv1"), ("audio", codec), ("subtitle", "subrip")]
     assert _title(out) == TITLE
     assert _chapters(out) == CHAPTERS
-    np.testing.assert_array_equal(io.read_video(out).frames, frames)
+    np.testing.assert_array_equal(decode.read_video(out).frames, frames)
 
 
 def test_mp4_h264_copies_aac_with_share_settings(tmp_path, media):
@@ -159,14 +159,14 @@ def test_mp4_h264_copies_aac_with_share_settings(tmp_path, media):
     notes = _writer_notes(out, frames, codec="h264", streams_from=paths["aac.mp4"])
     assert notes == ["audio #0 aac: copied"]
     assert _pcm(out) == _pcm(paths["aac.mp4"])
-    video, audio = io.stream_info(out)
+    video, audio = probe.stream_info(out)
     assert (video["codec"], video["pix_fmt"], video["profile"]) == ("h264", "yuv420p", "High")
     tags = [video[k] for k in ("color_space", "color_primaries", "color_trc", "color_range")]
     assert tags == ["bt709", "bt709", "bt709", "tv"]
     assert (audio["type"], audio["codec"], audio["sample_rate"]) == ("audio", "aac", 48000)
     assert _title(out) == TITLE
-    assert io.is_faststart(out)
-    assert io.probe(out).num_frames == T
+    assert probe.is_faststart(out)
+    assert probe.probe(out).num_frames == T
 
 
 def test_mp4_reencodes_pcm_to_aac_and_text_subtitles_to_mov_text(tmp_path, media):
@@ -200,7 +200,7 @@ def test_webm_vp9_reencodes_audio_to_opus_and_subtitles_to_webvtt(tmp_path, medi
     assert _streams(out) == [("video", "vp9"), ("audio", "opus"), ("subtitle", "webvtt")]
     assert abs(_seconds(out) - AUDIO_SECONDS) < 0.05
     assert _container(out) == "webm"  # the EBML DocType: a WebM file, not generic Matroska
-    assert len(io.read_video(out).frames) == T
+    assert len(decode.read_video(out).frames) == T
 
 
 @pytest.mark.parametrize(
@@ -216,8 +216,8 @@ def test_h265_and_vp9_outputs_decode_every_frame(tmp_path, media, name, codec, s
         tag = container.streams.video[0].codec_tag
     if name.endswith(".mp4"):
         assert tag == "hvc1"  # Apple players refuse hev1
-        assert io.is_faststart(out)
-    decoded = io.read_video(out).frames
+        assert probe.is_faststart(out)
+    decoded = decode.read_video(out).frames
     assert decoded.shape == frames.shape
 
 
@@ -227,7 +227,7 @@ def test_colour_matrix_matches_the_tags(tmp_path, codec, ext):
     is the one tagged (BT.601 decoding of BT.709 data is off by about 10 levels)."""
     frames = np.empty((4, H, W, 3), np.uint8)
     frames[...] = (200, 30, 40)
-    decoded = io.read_video(_write(tmp_path / f"flat{ext}", frames, codec=codec, crf=10)).frames
+    decoded = decode.read_video(_write(tmp_path / f"flat{ext}", frames, codec=codec, crf=10)).frames
     assert np.abs(decoded.astype(int) - frames).max() <= 3
 
 
@@ -253,24 +253,26 @@ def test_png_and_npy_outputs_ignore_streams_from(tmp_path, media, name, holder):
 
 
 def _side(type_, codec, number=0, **kw):
-    return io._SideStream(index=number + 1, type=type_, number=number, codec=codec, **kw)
+    return probe.SideStream(index=number + 1, type=type_, number=number, codec=codec, **kw)
 
 
 def test_plan_drops_bitmap_subtitles_and_picks_audio_per_container():
     pgs = _side("subtitle", "hdmv_pgs_subtitle", bitmap=True)
-    plan = io._plan_side_streams([_side("audio", "pcm_s16le"), pgs], ".mp4", 1, "x.mp4")
+    plan = encode._plan_side_streams([_side("audio", "pcm_s16le"), pgs], ".mp4", 1, "x.mp4")
     assert plan.notes == (
         "audio #0 pcm_s16le: re-encoded to aac (mp4 cannot hold pcm_s16le)",
         "subtitle #0 hdmv_pgs_subtitle: dropped (mp4 cannot hold bitmap subtitles)",
     )
     assert plan.args == ("-map", "1:1", "-c:a:0", "aac", "-b:a:0", "192k")  # pgs not mapped
     assert plan.encodes_audio
-    mkv = io._plan_side_streams([pgs, _side("subtitle", "mov_text", 1, text=True)], ".mkv", 1, "x")
+    mkv = encode._plan_side_streams(
+        [pgs, _side("subtitle", "mov_text", 1, text=True)], ".mkv", 1, "x"
+    )
     assert mkv.notes == (
         "subtitle #0 hdmv_pgs_subtitle: copied",
         "subtitle #1 mov_text: converted to subrip (mkv cannot hold mov_text)",
     )
-    avi = io._plan_side_streams(
+    avi = encode._plan_side_streams(
         [
             _side("audio", "pcm_s24le"),
             _side("audio", "aac", 1),
@@ -280,18 +282,20 @@ def test_plan_drops_bitmap_subtitles_and_picks_audio_per_container():
         1,
         "x.avi",
     )
-    lame = "mp3" if "libmp3lame" in io._encoders() else "pcm_s16le"
+    lame = "mp3" if "libmp3lame" in ffmpeg.encoders() else "pcm_s16le"
     assert avi.notes == (
         "audio #0 pcm_s24le: copied",
         f"audio #1 aac: re-encoded to {lame} (avi cannot hold aac)",
         "subtitle #0 ass: dropped (avi cannot hold subtitles)",
     )
-    webm = io._plan_side_streams([_side("audio", "opus"), _side("audio", "ac3", 1)], ".webm", 0, "")
+    webm = encode._plan_side_streams(
+        [_side("audio", "opus"), _side("audio", "ac3", 1)], ".webm", 0, ""
+    )
     assert webm.notes == (
         "audio #0 opus: copied",
         "audio #1 ac3: re-encoded to opus (webm cannot hold ac3)",
     )
-    assert not io._plan_side_streams([], ".mp4", 1, "x.mp4").notes  # no audio, no notes
+    assert not encode._plan_side_streams([], ".mp4", 1, "x.mp4").notes  # no audio, no notes
 
 
 def test_is_faststart_reads_top_level_boxes(tmp_path):
@@ -311,10 +315,10 @@ def test_is_faststart_reads_top_level_boxes(tmp_path):
     }
     for name, (data, expected) in cases.items():
         (tmp_path / name).write_bytes(data)
-        assert io.is_faststart(tmp_path / name) is expected, name
+        assert probe.is_faststart(tmp_path / name) is expected, name
     (tmp_path / "junk.mp4").write_bytes(b"\x1aE\xdf\xa3" + b"\0" * 20)
     with pytest.raises(RppgEditError) as excinfo:
-        io.is_faststart(tmp_path / "junk.mp4")
+        probe.is_faststart(tmp_path / "junk.mp4")
     _assert_user_error(excinfo, tmp_path / "junk.mp4")
 
 
@@ -334,7 +338,7 @@ def test_bad_crf_or_container_refused_leaving_nothing(tmp_path, media, name, kw,
     _, frames = media
     out = tmp_path / name
     with pytest.raises(RppgEditError, match=text) as excinfo:
-        io.write_video(out, frames, FPS, **kw)
+        encode.write_video(out, frames, FPS, **kw)
     _assert_user_error(excinfo, out)
     assert os.listdir(tmp_path) == []
 
@@ -342,7 +346,7 @@ def test_bad_crf_or_container_refused_leaving_nothing(tmp_path, media, name, kw,
 def test_vp9_accepts_crf_63_that_x264_refuses(tmp_path, media):
     _, frames = media
     out = _write(tmp_path / "a.webm", frames[:4], codec="vp9", crf=63)
-    assert io.probe(out).num_frames == 4
+    assert probe.probe(out).num_frames == 4
 
 
 def test_lossy_needs_no_permission_and_warns_with_the_measurement(tmp_path, media):
@@ -350,8 +354,8 @@ def test_lossy_needs_no_permission_and_warns_with_the_measurement(tmp_path, medi
     expected = {"h264": 23, "h265": 28, "vp9": 32}
     for codec, crf in expected.items():
         out = tmp_path / f"{codec}.{'webm' if codec == 'vp9' else 'mp4'}"
-        with pytest.warns(io.LossyOutputWarning) as record:
-            writer = io.VideoWriter(out, FPS, W, H, codec=codec)
+        with pytest.warns(encode.LossyOutputWarning) as record:
+            writer = encode.VideoWriter(out, FPS, W, H, codec=codec)
         writer.write(frames[:4])
         writer.close()
         assert (writer.codec, writer.crf) == (codec, crf)
@@ -362,7 +366,7 @@ def test_lossy_needs_no_permission_and_warns_with_the_measurement(tmp_path, medi
         )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # lossless outputs do not warn
-        io.write_video(tmp_path / "ok.mkv", frames[:4], FPS)
+        encode.write_video(tmp_path / "ok.mkv", frames[:4], FPS)
 
 
 @pytest.mark.parametrize(
@@ -387,28 +391,28 @@ def test_same_frames_give_the_same_bytes(tmp_path, media, name, kw):
 
 def test_lossless_mov_round_trip_is_bit_exact(tmp_path, media):
     _, frames = media
-    out = io.write_video(tmp_path / "a.mov", frames, FPS)
-    np.testing.assert_array_equal(io.read_video(out).frames, frames)
-    assert io.is_faststart(out)
+    out = encode.write_video(tmp_path / "a.mov", frames, FPS)
+    np.testing.assert_array_equal(decode.read_video(out).frames, frames)
+    assert probe.is_faststart(out)
 
 
 def test_reencode_keeps_audio_and_every_frame(tmp_path, media):
     paths, frames = media
     first = tmp_path / "first.mp4"
     _writer_notes(first, frames, codec="h264", crf=23, streams_from=paths["aac.mp4"])
-    second = io.reencode(first, tmp_path / "second.mp4", crf=28)
+    second = encode.reencode(first, tmp_path / "second.mp4", crf=28)
     assert _pcm(second) == _pcm(paths["aac.mp4"])  # copied through both encodes
-    video = io.stream_info(second)[0]
+    video = probe.stream_info(second)[0]
     assert (video["codec"], video["profile"], video["color_primaries"]) == ("h264", "High", "bt709")
-    assert io.is_faststart(second)
+    assert probe.is_faststart(second)
     assert _title(second) == TITLE
-    once, twice = io.read_video(first).frames, io.read_video(second).frames
+    once, twice = decode.read_video(first).frames, decode.read_video(second).frames
     assert twice.shape == frames.shape
     assert 0 < np.mean((once.astype(float) - twice) ** 2)  # really encoded again
-    webm = io.reencode(paths["pcm.mkv"], tmp_path / "second.webm", codec="vp9", crf=None)
+    webm = encode.reencode(paths["pcm.mkv"], tmp_path / "second.webm", codec="vp9", crf=None)
     assert _streams(webm) == [("video", "vp9"), ("audio", "opus"), ("subtitle", "webvtt")]
     assert abs(_seconds(webm) - AUDIO_SECONDS) < 0.05
-    assert io.probe(webm).num_frames == T
+    assert probe.probe(webm).num_frames == T
 
 
 def test_reencode_refuses_its_source_and_leaves_it_unchanged(tmp_path, media):
@@ -417,10 +421,10 @@ def test_reencode_refuses_its_source_and_leaves_it_unchanged(tmp_path, media):
     before = _sha256(src)
     for kw in ({}, {"overwrite": True}):
         with pytest.raises(RppgEditError, match="input") as excinfo:
-            io.reencode(src, src, **kw)
+            encode.reencode(src, src, **kw)
         _assert_user_error(excinfo, src)
     with pytest.raises(RppgEditError, match="out of range") as excinfo:
-        io.reencode(src, tmp_path / "x.mp4", crf=99)
+        encode.reencode(src, tmp_path / "x.mp4", crf=99)
     _assert_user_error(excinfo, tmp_path / "x.mp4")
     assert _sha256(src) == before
     assert sorted(os.listdir(tmp_path)) == ["src.mp4"]
@@ -432,19 +436,19 @@ def test_streams_from_must_not_be_the_output(tmp_path, media):
     src.write_bytes(paths["flac.mkv"].read_bytes())
     before = _sha256(src)
     with pytest.raises(RppgEditError, match="input") as excinfo:
-        io.VideoWriter(src, FPS, W, H, streams_from=src, overwrite=True)
+        encode.VideoWriter(src, FPS, W, H, streams_from=src, overwrite=True)
     _assert_user_error(excinfo, src)
     assert _sha256(src) == before
 
 
 def test_source_without_audio_gives_no_notes_and_a_missing_one_is_refused(tmp_path, media):
     _, frames = media
-    silent = io.write_video(tmp_path / "silent.mkv", frames[:4], FPS)
+    silent = encode.write_video(tmp_path / "silent.mkv", frames[:4], FPS)
     out = tmp_path / "out.mp4"
     assert _writer_notes(out, frames[:4], codec="h264", streams_from=silent) == []
     assert _streams(out) == [("video", "h264")]
     missing = tmp_path / "missing.mkv"
     with pytest.raises(RppgEditError, match="no such file") as excinfo:
-        io.VideoWriter(tmp_path / "x.mkv", FPS, W, H, streams_from=missing)
+        encode.VideoWriter(tmp_path / "x.mkv", FPS, W, H, streams_from=missing)
     _assert_user_error(excinfo, missing)
     assert sorted(os.listdir(tmp_path)) == ["out.mp4", "silent.mkv"]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from conftest import shared_file
 
+from rppgedit.data import synthetic
 from rppgedit.video import crop, skin
 
 
@@ -79,7 +80,6 @@ def test_skin_mask_temporal_window_is_the_vote_of_frame_masks(rng):
 
 def _synthetic_face_crops(seed, tone, size=64):
     """Square crops around the head of a synthetic clip, and the ground-truth pulse-skin mask."""
-    synthetic = pytest.importorskip("rppgedit.data.synthetic")
     clip = synthetic.make_clip(seed, num_frames=3, height=96, width=96, skin_tone=tone)
     b = clip.face_boxes.astype(np.float64)
     cx, cy, side = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 3] - b[:, 1]
@@ -137,7 +137,7 @@ def test_real_crop_coverage_beats_textbook_rule():
 
     path = shared_file("physrecorder", "video_ZIP_H264.avi")
     try:
-        from rppgedit.video.io import read_video
+        from rppgedit.video.decode import read_video
 
         frames = read_video(path, max_frames=10).frames
     except ImportError:

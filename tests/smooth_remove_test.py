@@ -7,7 +7,7 @@ from rppgedit import editors, estimators, metrics, pipeline, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.editors import smooth_remove
 from rppgedit.errors import RppgEditError
-from rppgedit.video import crop
+from rppgedit.video import quantise
 
 TRUE_HR, FPS, FRAMES = 72.0, 30.0, 300
 ESTIMATORS = ("green", "pos", "chrom")
@@ -52,7 +52,7 @@ def removal():
         clip = source.frames.astype(np.float32) / 255.0
         edited, _ = smooth_remove.edit(None, clip, source.mask, np.zeros(FRAMES, np.float32), cfg)
         pasted = source.frames.astype(np.float32) + 255.0 * (np.asarray(edited) - clip)
-        out = crop.quantize(pasted, seed, mode="stochastic")
+        out = quantise.quantize(pasted, seed, mode="stochastic")
         outside = ~source.mask
         np.testing.assert_array_equal(out[outside], source.frames[outside])
         assert metrics.psnr(source.frames, out) >= 55.0  # only the sub-level pulse was taken out

@@ -9,7 +9,7 @@ import pytest
 
 from rppgedit import metrics, pipeline, targets
 from rppgedit.data import synthetic
-from rppgedit.video import crop, io
+from rppgedit.video import crop, decode, encode, probe
 
 FPS = 30.0
 
@@ -30,7 +30,7 @@ def _job(**kw):
 def _source(tmp_path, num_frames, size):
     clip = synthetic.make_clip(3, hr_bpm=70.0, num_frames=num_frames, height=size, width=size)
     path = tmp_path / "in.mkv"
-    io.write_video(path, clip.frames, FPS)
+    encode.write_video(path, clip.frames, FPS)
     box = crop.enclosing_square(clip.crop_boxes)
     return clip, path, box
 
@@ -46,7 +46,7 @@ def test_streamed_file_edit_equals_in_memory_edit(tmp_path, monkeypatch, bit_dep
     summary = pipeline.run_edit(str(path), str(out), job, face_box=box, progress=False)
     boxes = np.tile(box, (150, 1))
     expected = pipeline.edit_frames(clip.frames, FPS, boxes, job)
-    back = io.read_video(out, allow_16bit=bit_depth == 16).frames
+    back = decode.read_video(out, allow_16bit=bit_depth == 16).frames
     np.testing.assert_array_equal(back, expected.frames)
     assert (back != (clip.frames.astype(back.dtype) * (257 if bit_depth == 16 else 1))).any()
     # The report's PSNR/SSIM, accumulated chunk by chunk, equal those of the whole arrays.
@@ -125,19 +125,19 @@ def test_a_header_that_lies_about_the_frame_count_edits_the_decoded_frames(
     """The header's frame count is a claim: the edit covers every decoded frame (no more, no fewer),
     equals the in-memory edit of those frames, and says so in its notes."""
     clip, path, box = _source(tmp_path, 96, 48)
-    real_probe = io.probe
+    real_probe = probe.probe
 
     def lying_probe(p, **kw):
         info = real_probe(p, **kw)
         return dataclasses.replace(info, num_frames=info.num_frames + claimed)
 
-    monkeypatch.setattr(io, "probe", lying_probe)
+    monkeypatch.setattr(probe, "probe", lying_probe)
     out = tmp_path / "out.mkv"
     kwargs = {} if tracked else {"face_box": box}
     if tracked:
         kwargs["allow_no_face"] = True  # a 48 px synthetic face may be too small to track
     summary = pipeline.run_edit(str(path), str(out), _job(), progress=False, **kwargs)
-    back = io.read_video(out).frames
+    back = decode.read_video(out).frames
     assert back.shape[0] == 96 == summary["frames"]
     assert any(f"claims {96 + claimed} frames; 96 were decoded" in n for n in summary["notes"])
     if not tracked:
@@ -148,13 +148,13 @@ def test_a_header_that_lies_about_the_frame_count_edits_the_decoded_frames(
 
 @pytest.mark.parametrize("num", [300, 100])  # several deep-model windows; shorter than one
 def test_stream_reader_reads_what_read_heart_rates_reads(num):
-    from rppgedit import evaluation
+    from rppgedit import readings
 
     names = ("green", "pos", "physnet_pure")
     clip = synthetic.make_clip(2, num_frames=num, height=96, width=96)
     crop_, mask = pipeline.crop_and_mask(clip.frames, clip.crop_boxes, pipeline.EditJob())
-    whole = evaluation.read_heart_rates(crop_, mask, FPS, names, with_bvp=True)
-    reader = evaluation.StreamReader(names, num, FPS)
+    whole = readings.read_heart_rates(crop_, mask, FPS, names, with_bvp=True)
+    reader = readings.StreamReader(names, num, FPS)
     for start in range(0, num, 7):  # chunks that do not line up with the windows
         reader.add(crop_[start : start + 7], mask[start : start + 7])
     got = reader.readings(with_bvp=True)
@@ -162,6 +162,6 @@ def test_stream_reader_reads_what_read_heart_rates_reads(num):
         np.testing.assert_array_equal(got[name]["bvp"], whole[name]["bvp"])
         assert got[name]["hr_bpm"] == whole[name]["hr_bpm"]
     with pytest.raises(ValueError, match="read 7 of"):
-        partial = evaluation.StreamReader(names, num, FPS)
+        partial = readings.StreamReader(names, num, FPS)
         partial.add(crop_[:7], mask[:7])
         partial.readings()

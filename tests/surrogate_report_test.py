@@ -6,9 +6,10 @@ import pathlib
 
 import numpy as np
 
-from rppgedit import main, pipeline, targets
+from rppgedit import pipeline, targets
 from rppgedit.data import synthetic
-from rppgedit.video import crop, face, io
+from rppgedit.modes import common
+from rppgedit.video import crop, encode, face
 
 FPS, FRAMES, TARGET = 30.0, 128, 120.0
 # GREEN drives the edit; PBV's weight is negligible, and PBV suppresses colour changes off the pulse
@@ -42,7 +43,7 @@ def _job(surrogates, estimators=("pos", "green"), kind="sinusoid"):
 def _edit(tmp_path, seed, job):
     clip = synthetic.make_clip(seed, num_frames=FRAMES, height=64, width=64)
     src, out = tmp_path / "in.mkv", tmp_path / "out.mkv"
-    io.write_video(src, clip.frames, FPS)
+    encode.write_video(src, clip.frames, FPS)
     box = crop.enclosing_square(clip.crop_boxes)
     return pipeline.run_edit(str(src), str(out), job, face_box=box, progress=False)
 
@@ -75,7 +76,7 @@ def test_a_surrogate_left_behind_gets_one_warning_line(tmp_path, capsys):
         f"pbv still reads {pbv['hr_after']:.1f} bpm after the edit (target {TARGET:.1f} bpm, "
         f"Pearson {pbv['pearson_to_target']:.2f})"
     ]
-    main._print_report(summary)
+    common.print_report(summary)
     printed = capsys.readouterr().out.splitlines()
     assert [line for line in printed if line.startswith("warning:")] == [
         f"warning: {summary['warnings'][0]}"

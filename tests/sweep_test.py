@@ -256,7 +256,7 @@ def test_two_processes_merge_to_the_same_table(reference, cache, tmp_path):
 
 def test_dataset_source_is_cached_and_resumed(cache, tmp_path):
     from rppgedit.data import synthetic
-    from rppgedit.video import io
+    from rppgedit.video import encode
 
     data = tmp_path / "data"
     data.mkdir()
@@ -264,7 +264,7 @@ def test_dataset_source_is_cached_and_resumed(cache, tmp_path):
         clip = synthetic.make_clip(
             seed, hr_bpm=66.0 + 12 * (seed - 5), num_frames=64, height=64, width=64, hrv=0.0
         )
-        io.write_video(data / f"s{seed}.mkv", clip.frames, clip.fps)
+        encode.write_video(data / f"s{seed}.mkv", clip.frames, clip.fps)
         times = np.arange(64) / clip.fps
         np.savetxt(data / f"s{seed}_bvp.csv", np.stack([times, clip.bvp], 1), delimiter=",")
     first, second = _run(tmp_path / "out", cache, mode=f"dataset:{data}")

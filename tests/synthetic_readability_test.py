@@ -20,8 +20,9 @@ import itertools
 import numpy as np
 import pytest
 
-from rppgedit import evaluation, pipeline
+from rppgedit import pipeline
 from rppgedit.data import synthetic
+from rppgedit.readings import read_heart_rates
 from rppgedit.video import crop
 
 DEEP = ("physnet_pure", "physnet_rlap")
@@ -39,7 +40,7 @@ def readings():
         head = np.tile(crop.enclosing_square(clip.face_boxes), (len(clip.frames), 1))
         for name, boxes in (("face", clip.crop_boxes), ("head", head)):
             face, mask = pipeline.crop_and_mask(clip.frames, boxes, pipeline.EditJob())
-            hr = evaluation.read_heart_rates(face, mask, clip.fps, ("pos",) + DEEP, params)
+            hr = read_heart_rates(face, mask, clip.fps, ("pos",) + DEEP, params)
             read[name] = {n: v["hr_bpm"] for n, v in hr.items()}
         out[seed, tone, moving] = (clip.hr_bpm, read["face"], read["head"])
     return out

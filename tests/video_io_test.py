@@ -1,4 +1,5 @@
-"""Tests for rppgedit.video.io: bit-exact round trips, streaming, timing, refusals, atomic writes."""
+"""Tests for rppgedit.video's probe, decode and encode: bit-exact round trips, streaming, timing,
+refusals, atomic writes."""
 
 import os
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 from conftest import shared_file
 
 from rppgedit.errors import RppgEditError
-from rppgedit.video import io
+from rppgedit.video import decode, encode, ffmpeg, probe
 
 T, H, W = 12, 32, 48
 LOSSLESS_8BIT = [".mkv", ".mp4", ".avi", ".npy", "frames/"]
@@ -27,7 +28,7 @@ def _read(path, **kw):
     """read_video, giving fps= only where the source stores none."""
     if os.path.isdir(path) or path.endswith(".npy"):
         kw.setdefault("fps", 30.0)
-    return io.read_video(path, **kw)
+    return decode.read_video(path, **kw)
 
 
 def _listing(directory):
@@ -42,7 +43,7 @@ def _assert_user_error(excinfo, path):
 
 
 def _ffmpeg(*args):
-    subprocess.run([io._ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+    subprocess.run([ffmpeg.exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
 
 @pytest.fixture
@@ -52,13 +53,13 @@ def frames8(rng):
 
 @pytest.mark.parametrize("name", LOSSLESS_8BIT)
 def test_uint8_round_trip_is_bit_exact(tmp_path, frames8, name):
-    written = io.write_video(_path(tmp_path, name), frames8, 30.0)
+    written = encode.write_video(_path(tmp_path, name), frames8, 30.0)
     video = _read(written)
     assert video.frames.dtype == np.uint8
     np.testing.assert_array_equal(video.frames, frames8)
     assert video.fps == 30.0
     assert video.timestamps is None
-    info = io.probe(written, **({} if name in (".mkv", ".mp4", ".avi") else {"fps": 30.0}))
+    info = probe.probe(written, **({} if name in (".mkv", ".mp4", ".avi") else {"fps": 30.0}))
     assert (info.num_frames, info.width, info.height) == (T, W, H)
     assert not info.variable_frame_rate
 
@@ -67,16 +68,18 @@ def test_default_codecs_are_the_lossless_ones(tmp_path, frames8):
     """.mkv/.avi hold FFV1 in bgr0, .mp4 holds RGB H.264 (libx264rgb decodes as gbrp)."""
     formats = {}
     for ext in (".mkv", ".avi", ".mp4"):
-        formats[ext] = io.probe(io.write_video(tmp_path / f"a{ext}", frames8, 25.0)).pixel_format
+        formats[ext] = probe.probe(
+            encode.write_video(tmp_path / f"a{ext}", frames8, 25.0)
+        ).pixel_format
     assert formats == {".mkv": "bgr0", ".avi": "bgr0", ".mp4": "gbrp"}
-    names = sorted(os.listdir(io.write_video(tmp_path / "seq", frames8, 25.0)))
+    names = sorted(os.listdir(encode.write_video(tmp_path / "seq", frames8, 25.0)))
     assert names == [f"{i:06d}.png" for i in range(T)]
 
 
 @pytest.mark.parametrize("name", LOSSLESS_16BIT)
 def test_uint16_round_trip_is_bit_exact(tmp_path, rng, name):
     frames = rng.integers(0, 65536, (T, H, W, 3), dtype=np.uint16)
-    written = io.write_video(_path(tmp_path, name), frames, 30.0)
+    written = encode.write_video(_path(tmp_path, name), frames, 30.0)
     video = _read(written, allow_16bit=True)
     assert video.frames.dtype == np.uint16
     np.testing.assert_array_equal(video.frames, frames)
@@ -89,7 +92,7 @@ def test_uint16_refused_by_8bit_codec(tmp_path, rng):
     frames = rng.integers(0, 65536, (2, H, W, 3), dtype=np.uint16)
     before = _listing(tmp_path)
     with pytest.raises(RppgEditError, match="8-bit only") as excinfo:
-        io.write_video(tmp_path / "x.mp4", frames, 30.0)
+        encode.write_video(tmp_path / "x.mp4", frames, 30.0)
     _assert_user_error(excinfo, tmp_path / "x.mp4")
     assert _listing(tmp_path) == before
 
@@ -106,7 +109,9 @@ def test_one_level_edit_survives_exactly(tmp_path, rng, name):
     decoded = []
     for label, frames in (("a", base), ("b", edited)):
         (tmp_path / label).mkdir()
-        decoded.append(_read(io.write_video(_path(tmp_path / label, name), frames, 30.0)).frames)
+        decoded.append(
+            _read(encode.write_video(_path(tmp_path / label, name), frames, 30.0)).frames
+        )
     np.testing.assert_array_equal(decoded[1].astype(np.int16) - decoded[0], change)
 
 
@@ -125,10 +130,10 @@ def test_lossy_codec_warns_with_the_measured_text(tmp_path):
     frames = _smooth_frames()
     for name, kw in (("lossy.mp4", {}), ("old_caller.mp4", {"allow_lossy": True})):
         out = tmp_path / name
-        with pytest.warns(io.LossyOutputWarning, match="after x264 CRF 23") as record:
-            io.write_video(out, frames, 30.0, codec="h264", **kw)
+        with pytest.warns(encode.LossyOutputWarning, match="after x264 CRF 23") as record:
+            encode.write_video(out, frames, 30.0, codec="h264", **kw)
         assert f"{out}: lossy h264 at CRF 23" in str(record[0].message)
-        decoded = io.read_video(out).frames.astype(np.float64)
+        decoded = decode.read_video(out).frames.astype(np.float64)
         assert decoded.shape == frames.shape
         mse = np.mean((decoded - frames) ** 2)
         assert 0 < mse < 255.0**2 / 10 ** (30 / 10)  # really lossy, yet above 30 dB PSNR
@@ -141,7 +146,7 @@ def test_unknown_codec_and_type_refused(tmp_path, frames8):
         (tmp_path / "a.mp4", {"codec": "ffv1"}, "cannot be written"),
     ]:
         with pytest.raises(RppgEditError, match=text) as excinfo:
-            io.write_video(path, frames8, 30.0, **kw)
+            encode.write_video(path, frames8, 30.0, **kw)
         _assert_user_error(excinfo, path)
     assert _listing(tmp_path) == []
 
@@ -155,10 +160,10 @@ def _expected_windows(frames, window, overlap):
 @pytest.mark.parametrize("overlap", [0, 3])
 def test_windows_equal_whole_file(tmp_path, rng, name, overlap):
     frames = rng.integers(0, 256, (23, H, W, 3), dtype=np.uint8)
-    written = io.write_video(_path(tmp_path, name), frames, 30.0)
+    written = encode.write_video(_path(tmp_path, name), frames, 30.0)
     whole = _read(written).frames
     kw = {} if name == ".mkv" else {"fps": 30.0}
-    got = list(io.iter_windows(written, 5, overlap=overlap, **kw))
+    got = list(decode.iter_chunks(written, 5, overlap=overlap, **kw))
     expected = _expected_windows(whole, 5, overlap)
     assert [s for s, _ in got] == [s for s, _ in expected]
     for (_, a), (_, b) in zip(got, expected, strict=True):
@@ -168,7 +173,7 @@ def test_windows_equal_whole_file(tmp_path, rng, name, overlap):
 
 def test_windows_memory_is_bounded_by_the_window(tmp_path, rng):
     frames = rng.integers(0, 256, (320, 64, 64, 3), dtype=np.uint8)
-    path = io.write_video(tmp_path / "long.mkv", frames, 30.0)
+    path = encode.write_video(tmp_path / "long.mkv", frames, 30.0)
     window, overlap = 8, 2
     window_bytes = window * 64 * 64 * 3
     bound = 5 * window_bytes  # previous + new window, the test's comparison, interpreter noise
@@ -176,7 +181,7 @@ def test_windows_memory_is_bounded_by_the_window(tmp_path, rng):
     starts = []
     tracemalloc.start()
     try:
-        for start, chunk in io.iter_windows(path, window, overlap=overlap):
+        for start, chunk in decode.iter_chunks(path, window, overlap=overlap):
             assert np.array_equal(chunk, frames[start : start + window])
             starts.append(start)
         _, peak = tracemalloc.get_traced_memory()
@@ -187,10 +192,12 @@ def test_windows_memory_is_bounded_by_the_window(tmp_path, rng):
 
 
 def test_max_frames_reads_the_prefix(tmp_path, frames8):
-    path = io.write_video(tmp_path / "a.mkv", frames8, 30.0)
-    np.testing.assert_array_equal(io.read_video(path, max_frames=5).frames, frames8[:5])
-    folder = io.write_video(tmp_path / "f/", frames8, 30.0)
-    np.testing.assert_array_equal(io.read_video(folder, max_frames=4, fps=30).frames, frames8[:4])
+    path = encode.write_video(tmp_path / "a.mkv", frames8, 30.0)
+    np.testing.assert_array_equal(decode.read_video(path, max_frames=5).frames, frames8[:5])
+    folder = encode.write_video(tmp_path / "f/", frames8, 30.0)
+    np.testing.assert_array_equal(
+        decode.read_video(folder, max_frames=4, fps=30).frames, frames8[:4]
+    )
 
 
 def test_variable_frame_rate_timestamps(tmp_path):
@@ -201,8 +208,8 @@ def test_variable_frame_rate_timestamps(tmp_path):
             f"setpts='{expr}'", "-fps_mode", "passthrough", "-c:v", "ffv1", str(path))  # fmt: skip
     n = np.arange(20)
     expected = n / 30 + 0.1 * (n >= 10) + (n >= 15) / 30
-    video = io.read_video(path)
-    info = io.probe(path)
+    video = decode.read_video(path)
+    info = probe.probe(path)
     assert info.variable_frame_rate and info.num_frames == 20
     assert video.timestamps is not None and video.frames.shape[0] == 20
     np.testing.assert_allclose(video.timestamps, expected, atol=0.0011)  # mkv stores ms
@@ -216,19 +223,19 @@ def test_ntsc_rate_is_exact(tmp_path, frames8):
     mp4 = tmp_path / "ntsc.mp4"
     _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=48x32:rate=30000/1001", "-frames:v", "20",
             "-c:v", "libx264", "-bf", "2", "-pix_fmt", "yuv420p", str(mp4))  # fmt: skip
-    assert io.probe(mp4).fps == pytest.approx(ntsc, abs=1e-12)
+    assert probe.probe(mp4).fps == pytest.approx(ntsc, abs=1e-12)
     # Matroska keeps milliseconds only (33/34 ms steps): the rate is recovered, not read.
-    mkv = io.write_video(tmp_path / "ntsc.mkv", np.concatenate([frames8] * 5), ntsc)
-    video = io.read_video(mkv)
+    mkv = encode.write_video(tmp_path / "ntsc.mkv", np.concatenate([frames8] * 5), ntsc)
+    video = decode.read_video(mkv)
     assert video.fps == pytest.approx(ntsc, abs=1e-12) and video.timestamps is None
 
 
 def test_display_rotation_is_applied_losslessly(tmp_path, frames8):
-    plain = io.write_video(tmp_path / "plain.mp4", frames8, 30.0)
+    plain = encode.write_video(tmp_path / "plain.mp4", frames8, 30.0)
     rotated = tmp_path / "rot.mp4"
     _ffmpeg("-display_rotation:v", "90", "-i", plain, "-c", "copy", str(rotated))
-    info = io.probe(rotated)
-    video = io.read_video(rotated)
+    info = probe.probe(rotated)
+    video = decode.read_video(rotated)
     assert (info.width, info.height) == (H, W) and video.frames.shape == (T, W, H, 3)
     assert any(np.array_equal(video.frames, np.rot90(frames8, k, axes=(1, 2))) for k in (1, -1))
 
@@ -240,11 +247,11 @@ def test_png_folder_order_gray_and_alpha(tmp_path, rng):
     for i, g in enumerate(gray):
         iio.imwrite(folder / f"f{i}.png", g)  # f10.png after f9.png: natural order
     (folder / "notes.txt").write_text("not a frame")
-    video = io.read_video(folder, fps=25)
+    video = decode.read_video(folder, fps=25)
     np.testing.assert_array_equal(video.frames, np.repeat(gray[..., None], 3, axis=-1))
     assert video.fps == 25.0
-    with pytest.warns(io.FrameRateAssumedWarning):
-        assert io.read_video(folder).fps == 30.0
+    with pytest.warns(probe.FrameRateAssumedWarning):
+        assert decode.read_video(folder).fps == 30.0
 
     rgba = rng.integers(0, 256, (3, H, W, 4), dtype=np.uint8)
     rgba[..., 3] = 255
@@ -252,11 +259,11 @@ def test_png_folder_order_gray_and_alpha(tmp_path, rng):
     opaque.mkdir()
     for i, f in enumerate(rgba):
         iio.imwrite(opaque / f"{i:03d}.png", f)
-    np.testing.assert_array_equal(io.read_video(opaque, fps=30).frames, rgba[..., :3])
+    np.testing.assert_array_equal(decode.read_video(opaque, fps=30).frames, rgba[..., :3])
     rgba[1, 5, 7, 3] = 254
     iio.imwrite(opaque / "001.png", rgba[1])
     with pytest.raises(RppgEditError, match="transparent") as excinfo:
-        io.read_video(opaque, fps=30)
+        decode.read_video(opaque, fps=30)
     _assert_user_error(excinfo, opaque / "001.png")
 
 
@@ -273,17 +280,17 @@ def _raw_to_ffv1(tmp_path, frames, in_fmt, out_fmt, name):
 def test_gray_and_alpha_videos(tmp_path, rng):
     gray = rng.integers(0, 256, (4, H, W), dtype=np.uint8)
     path = _raw_to_ffv1(tmp_path, gray, "gray", "gray", "gray")
-    assert io.probe(path).pixel_format == "gray"
-    np.testing.assert_array_equal(io.read_video(path).frames, np.repeat(gray[..., None], 3, -1))
+    assert probe.probe(path).pixel_format == "gray"
+    np.testing.assert_array_equal(decode.read_video(path).frames, np.repeat(gray[..., None], 3, -1))
 
     rgba = rng.integers(0, 256, (4, H, W, 4), dtype=np.uint8)
     rgba[..., 3] = 255
     path = _raw_to_ffv1(tmp_path, rgba, "rgba", "bgra", "opaque")
-    np.testing.assert_array_equal(io.read_video(path).frames, rgba[..., :3])
+    np.testing.assert_array_equal(decode.read_video(path).frames, rgba[..., :3])
     rgba[2, 0, 0, 3] = 0
     path = _raw_to_ffv1(tmp_path, rgba, "rgba", "bgra", "holed")
     with pytest.raises(RppgEditError, match="transparent") as excinfo:
-        io.read_video(path)
+        decode.read_video(path)
     _assert_user_error(excinfo, path)
     assert "frame 2" in str(excinfo.value)
 
@@ -298,13 +305,15 @@ def test_sixteen_bit_png_policy(tmp_path, rng):
         _ffmpeg("-f", "rawvideo", "-pix_fmt", "rgb48le", "-s", f"{W}x{H}", "-i", str(raw),
                 "-pix_fmt", "rgb48be", str(folder / f"{i:02d}.png"))  # fmt: skip
     with pytest.raises(RppgEditError, match="16 bits") as excinfo:
-        io.read_video(folder, fps=30)
+        decode.read_video(folder, fps=30)
     _assert_user_error(excinfo, folder)
-    np.testing.assert_array_equal(io.read_video(folder, fps=30, allow_16bit=True).frames, frames)
+    np.testing.assert_array_equal(
+        decode.read_video(folder, fps=30, allow_16bit=True).frames, frames
+    )
 
 
 def _truncated(tmp_path, frames, ext):
-    full = io.write_video(tmp_path / f"full{ext}", frames, 30.0)
+    full = encode.write_video(tmp_path / f"full{ext}", frames, 30.0)
     data = open(full, "rb").read()
     cut = tmp_path / f"half{ext}"
     cut.write_bytes(data[: len(data) // 2])
@@ -362,19 +371,19 @@ def test_bad_inputs_are_one_line_errors(tmp_path, frames8, case):
     before = _listing(tmp_path)
     kw = {"fps": 30.0} if case.startswith(("zero_npy", "npy", "empty_dir", "no_png", "png")) else {}
     with pytest.raises(RppgEditError) as excinfo:
-        io.read_video(path, **kw)
+        decode.read_video(path, **kw)
     _assert_user_error(excinfo, path if case != "png_sizes" else path / "1.png")
     with pytest.raises(RppgEditError):
-        for _ in io.iter_windows(path, 4, **kw):
+        for _ in decode.iter_chunks(path, 4, **kw):
             pass
     if case not in ("trunc_avi",):  # a truncated AVI keeps a valid index: found on decoding
         with pytest.raises(RppgEditError):
-            io.probe(path, **kw)
+            probe.probe(path, **kw)
     assert _listing(tmp_path) == before
 
 
 def test_output_equal_to_input_is_refused(tmp_path, frames8, rng):
-    src = io.write_video(tmp_path / "in.mkv", frames8, 30.0)
+    src = encode.write_video(tmp_path / "in.mkv", frames8, 30.0)
     original = open(src, "rb").read()
     link = tmp_path / "link.mkv"
     link.symlink_to(src)
@@ -382,24 +391,24 @@ def test_output_equal_to_input_is_refused(tmp_path, frames8, rng):
     before = _listing(tmp_path)
     for target in (src, link, str(tmp_path / "." / "in.mkv")):
         with pytest.raises(RppgEditError, match="input") as excinfo:
-            io.write_video(target, other, 30.0, overwrite=True, inputs=[src])
+            encode.write_video(target, other, 30.0, overwrite=True, inputs=[src])
         _assert_user_error(excinfo, target)
     assert _listing(tmp_path) == before
     assert open(src, "rb").read() == original
-    np.testing.assert_array_equal(io.read_video(src).frames, frames8)
+    np.testing.assert_array_equal(decode.read_video(src).frames, frames8)
 
 
 def test_existing_output_needs_overwrite(tmp_path, frames8):
     for name in (".mkv", ".npy", "frames/"):
         path = _path(tmp_path, name)
-        io.write_video(path, frames8, 30.0)
+        encode.write_video(path, frames8, 30.0)
         before = _listing(tmp_path)
         with pytest.raises(RppgEditError, match="overwrite") as excinfo:
-            io.write_video(path, frames8[::-1].copy(), 30.0)
+            encode.write_video(path, frames8[::-1].copy(), 30.0)
         _assert_user_error(excinfo, path)
         assert _listing(tmp_path) == before
         np.testing.assert_array_equal(_read(path).frames, frames8)
-        io.write_video(path, frames8[:5][::-1].copy(), 30.0, overwrite=True)
+        encode.write_video(path, frames8[:5][::-1].copy(), 30.0, overwrite=True)
         np.testing.assert_array_equal(_read(path).frames, frames8[:5][::-1])
         stale = [f"frames/{i:06d}.png" for i in range(5, T)] if name == "frames/" else []
         assert _listing(tmp_path) == [n for n in before if n not in stale]
@@ -410,7 +419,7 @@ def test_folder_with_foreign_files_is_never_replaced(tmp_path, frames8):
     folder.mkdir()
     (folder / "thesis.tex").write_text("precious")
     with pytest.raises(RppgEditError, match="other than frame PNGs"):
-        io.write_video(folder, frames8, 30.0, overwrite=True)
+        encode.write_video(folder, frames8, 30.0, overwrite=True)
     assert (folder / "thesis.tex").read_text() == "precious"
     assert _listing(tmp_path) == ["mine", "mine/thesis.tex"]
 
@@ -421,7 +430,7 @@ def test_unwritable_directory(tmp_path, frames8):
     before = _listing(tmp_path)
     for target in (blocker / "out.mkv", blocker / "frames/", tmp_path / "missing" / "out.npy"):
         with pytest.raises(RppgEditError, match="cannot write") as excinfo:
-            io.write_video(target, frames8, 30.0)
+            encode.write_video(target, frames8, 30.0)
         _assert_user_error(excinfo, target)
     assert _listing(tmp_path) == before
 
@@ -429,18 +438,18 @@ def test_unwritable_directory(tmp_path, frames8):
 def test_writer_cleans_up_after_failures(tmp_path, frames8):
     out = tmp_path / "out.mkv"
     with pytest.raises(KeyError):
-        with io.VideoWriter(out, 30.0, W, H) as writer:
+        with encode.VideoWriter(out, 30.0, W, H) as writer:
             writer.write(frames8[:3])
             assert len(_listing(tmp_path)) == 1  # the hidden temporary
             raise KeyError("boom")
     assert _listing(tmp_path) == []
     with pytest.raises(RppgEditError, match="uint8") as excinfo:
-        with io.VideoWriter(out, 30.0, W, H) as writer:
+        with encode.VideoWriter(out, 30.0, W, H) as writer:
             writer.write(frames8.astype(np.float32) / 255)
     _assert_user_error(excinfo, out)
     assert _listing(tmp_path) == []
     with pytest.raises(RppgEditError, match="ffmpeg") as excinfo:
-        with io.VideoWriter(out, 30.0, W, H) as writer:
+        with encode.VideoWriter(out, 30.0, W, H) as writer:
             writer._proc.kill()  # the encoder dies mid-stream
             writer._proc.wait()
             for _ in range(50):
@@ -448,31 +457,31 @@ def test_writer_cleans_up_after_failures(tmp_path, frames8):
     _assert_user_error(excinfo, out)
     assert _listing(tmp_path) == []
     with pytest.raises(RppgEditError, match="no frames"):
-        with io.VideoWriter(tmp_path / "empty.npy", 30.0, W, H):
+        with encode.VideoWriter(tmp_path / "empty.npy", 30.0, W, H):
             pass
     assert _listing(tmp_path) == []
 
 
 def test_streaming_writer_matches_whole_writer(tmp_path, frames8):
-    with io.VideoWriter(tmp_path / "s.mkv", 30.0, W, H) as writer:
+    with encode.VideoWriter(tmp_path / "s.mkv", 30.0, W, H) as writer:
         for i in range(0, T, 5):
             writer.write(frames8[i : i + 5])
         writer.write(frames8[0])  # a single (H, W, 3) frame
     np.testing.assert_array_equal(
-        io.read_video(tmp_path / "s.mkv").frames, np.concatenate([frames8, frames8[:1]])
+        decode.read_video(tmp_path / "s.mkv").frames, np.concatenate([frames8, frames8[:1]])
     )
 
 
 def test_real_clip_counts_and_rate():
     """UBFC subject 1 excerpt: 74 XviD frames, AVI time base 125/3658 s."""
     path = shared_file("ubfc_stmap", "vid.avi")
-    info = io.probe(path)
-    video = io.read_video(path)
+    info = probe.probe(path)
+    video = decode.read_video(path)
     assert info.num_frames == video.frames.shape[0] == 74
     assert video.fps == pytest.approx(float(Fraction(3658, 125)), abs=1e-12)
     assert video.frames.shape[1:] == (480, 640, 3) and video.timestamps is None
     total = 0
-    for start, chunk in io.iter_windows(path, 30, overlap=10):
+    for start, chunk in decode.iter_chunks(path, 30, overlap=10):
         np.testing.assert_array_equal(chunk, video.frames[start : start + 30])
         total = start + len(chunk)
     assert total == 74

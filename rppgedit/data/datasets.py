@@ -73,7 +73,7 @@ import scipy.io
 
 from rppgedit.data.ground_truth import GroundTruth, load_csv, load_ubfc
 from rppgedit.errors import RppgEditError, one_line
-from rppgedit.video import io as video_io
+from rppgedit.video import decode, probe
 
 _log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class Sample:
       meta: dataset labels and provenance (subject, task, ground-truth file, MMPD labels, ...).
       frame_times: (N,) float64 seconds of frame i on the ground truth's clock, from the dataset's
         own timestamps (N >= the number of frames), or None for i / fps.
-      reader: how the frames are decoded: "video" (`rppgedit.video.io.read_video`: containers and
+      reader: how the frames are decoded: "video" (`rppgedit.video.decode.read_video`: containers and
         PNG folders), "mat" (MMPD ``video`` array) or "jpg" (folder of JPEG frames).
     """
 
@@ -170,7 +170,7 @@ def _load_column(path: pathlib.Path) -> np.ndarray:
 
 
 def _probe_fps(path: pathlib.Path) -> float:
-    return float(video_io.probe(path).fps)
+    return float(probe.probe(path).fps)
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,15 +498,15 @@ def _list_folder(data_dir: pathlib.Path) -> list[Sample]:
                 folder,
             )
             warnings.warn(
-                f"{folder}: PNG frames carry no frame rate; assuming {video_io.DEFAULT_FPS:g} fps",
-                video_io.FrameRateAssumedWarning,
+                f"{folder}: PNG frames carry no frame rate; assuming {probe.DEFAULT_FPS:g} fps",
+                probe.FrameRateAssumedWarning,
                 stacklevel=3,
             )
             samples.append(
                 Sample(
                     id=_rel_id(data_dir, folder),
                     video_path=str(folder),
-                    fps=video_io.DEFAULT_FPS,
+                    fps=probe.DEFAULT_FPS,
                     ground_truth=gt,
                     meta={"ground_truth_path": gt_path and str(gt_path), "fps_assumed": True},
                     frame_times=frame_times,
@@ -576,12 +576,12 @@ def list_samples(dataset: str, data_dir) -> list[Sample]:
 # Decoding and alignment.
 
 
-def _read_container(sample: Sample, max_frames: int | None) -> video_io.Video:
+def _read_container(sample: Sample, max_frames: int | None) -> decode.Video:
     fps = sample.fps if os.path.isdir(sample.video_path) else None
-    return video_io.read_video(sample.video_path, max_frames=max_frames, fps=fps)
+    return decode.read_video(sample.video_path, max_frames=max_frames, fps=fps)
 
 
-def _read_mat(sample: Sample, max_frames: int | None) -> video_io.Video:
+def _read_mat(sample: Sample, max_frames: int | None) -> decode.Video:
     path = sample.video_path
     if "video" not in _mat_variables(pathlib.Path(path)):
         raise _error(path, "has no 'video' variable (MMPD format)")
@@ -597,10 +597,10 @@ def _read_mat(sample: Sample, max_frames: int | None) -> video_io.Video:
         frames = np.round(video * 255.0).astype(np.uint8)
     else:
         raise _error(path, f"'video' has dtype {video.dtype}; expected float in [0, 1] or uint8")
-    return video_io.Video(frames, sample.fps, None, path)
+    return decode.Video(frames, sample.fps, None, path)
 
 
-def _read_jpg_folder(sample: Sample, max_frames: int | None) -> video_io.Video:
+def _read_jpg_folder(sample: Sample, max_frames: int | None) -> decode.Video:
     folder = pathlib.Path(sample.video_path)
     if not folder.is_dir():
         raise _error(folder, "frame folder not found")
@@ -623,10 +623,10 @@ def _read_jpg_folder(sample: Sample, max_frames: int | None) -> video_io.Video:
         elif image.shape != frames.shape[1:]:
             raise _error(folder / name, f"size {image.shape} differs from {frames.shape[1:]}")
         frames[i] = image
-    return video_io.Video(frames, sample.fps, None, str(folder))
+    return decode.Video(frames, sample.fps, None, str(folder))
 
 
-_READERS: dict[str, Callable[[Sample, int | None], video_io.Video]] = {
+_READERS: dict[str, Callable[[Sample, int | None], decode.Video]] = {
     "video": _read_container,
     "mat": _read_mat,
     "jpg": _read_jpg_folder,
@@ -666,7 +666,7 @@ def align_ground_truth(gt: GroundTruth, frame_times: np.ndarray, name: str = "gr
 
 def load_sample(
     sample: Sample, *, max_frames: int | None = None
-) -> tuple[video_io.Video, np.ndarray | None]:
+) -> tuple[decode.Video, np.ndarray | None]:
     """Decode a sample and align its ground truth to the frames.
 
     Args:

@@ -1,12 +1,19 @@
-"""Editors by name: every editor module exposes the same contract.
+"""Editors by name: every editor module satisfies the contract `rppgedit.editors.contract.Editor`.
 
-- `Config`: a frozen dataclass of static settings with at least `fps` and `remove` fields;
+- `Config`: a frozen dataclass of settings with at least `fps` and `remove` fields;
+- `HYPERPARAMETERS`: the `Config` fields a sweep varies (learning rate, lambda), traced in the
+  compiled edit instead of static, so one program serves every value and a grid of them vmaps;
 - `load_state(cfg)`: the heavy state (surrogate weights) loaded once;
 - `edit(state, clip, mask, target, cfg) -> (edited, aux)`: pure, jit- and vmap-able; pixels outside
   `mask` are bit-identical to the input;
-- `edit_batch(state, clips, masks, targets, cfg)`: the same over a leading batch axis;
+- `edit_batch(state, clips, masks, targets, cfg)`: the same over a leading batch axis
+  (`contract.vmapped(edit)`);
 - optionally `REMOVAL_UNSUPPORTED`: a sentence saying why `remove=True` is refused (an editor whose
   removal was measured not to work); `check_removal` turns it into the user's error.
+
+`edit` and `edit_batch` are `contract.EditFunction`s (jit-compiled, `cfg` static but for its
+`HYPERPARAMETERS`). What the editors share about skin regions and the pulse colour lives in
+`rppgedit.editors.regions`. `tests/editor_contract_test.py` checks every editor of `METHODS`.
 """
 
 from __future__ import annotations

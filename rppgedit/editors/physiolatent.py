@@ -6,8 +6,9 @@ spatio-temporal fusion layers (spatial convolution + temporal self-attention wit
 FiLM-conditioned and with a fine-tuned output layer, decodes the edited latent; the face region of the
 decoded clip replaces the original's.
 
-rppgedit's version (models in `rppgedit.models.video_vae` and `rppgedit.models.fusion`, training in
-`rppgedit.train`, weights in `rppgedit/checkpoints/physiolatent/`):
+rppgedit's version (models in `rppgedit.models.video_vae` and `rppgedit.models.fusion`, their
+architecture `rppgedit.models.physiolatent.ModelConfig`, training in `rppgedit.train`, weights in
+`rppgedit/checkpoints/physiolatent/`):
 - the VAE works on 32x32 crops (4x spatial, 2x temporal downsampling; see `video_vae` for why not
   8x); a clip at another size is area-resized to 32x32 for the model, and the edit is resized back;
 - the condition is a Fourier-feature embedding of the target heart rate (read from the target
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import pathlib
 from typing import Any
 
@@ -34,8 +34,10 @@ import jax
 import jax.numpy as jnp
 
 from rppgedit import signals
+from rppgedit.editors import contract
 from rppgedit.errors import RppgEditError
-from rppgedit.models import fusion, video_vae
+from rppgedit.models import video_vae
+from rppgedit.models.physiolatent import ModelConfig
 
 SIZE = 32  # side of the model's input crop
 COMPOSITING = ("residual", "paste")
@@ -49,41 +51,8 @@ REMOVAL_UNSUPPORTED = (
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of the VAE and the editor network (stored with the checkpoints).
-
-    Attributes:
-      vae: sizes of the video VAE.
-      width, depth, heads: fusion blocks (channels, count, attention heads).
-      num_freqs: Fourier frequencies of the heart-rate embedding.
-    """
-
-    vae: video_vae.VAEConfig = video_vae.VAEConfig()
-    width: int = 32
-    depth: int = 2
-    heads: int = 2
-    num_freqs: int = 6
-
-    def net(self) -> fusion.EditorNet:
-        return fusion.EditorNet(
-            latent_channels=self.vae.latent_channels,
-            film_channels=self.vae.film_channels,
-            width=self.width,
-            depth=self.depth,
-            heads=self.heads,
-        )
-
-    def conditioner(self) -> fusion.FourierConditioner:
-        return fusion.FourierConditioner(self.num_freqs)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-shaped dict (tuples as lists), as stored in the checkpoint metadata."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-
-@dataclasses.dataclass(frozen=True)
 class PhysioLatentConfig:
-    """Static settings of a PhysioLatent edit (hashable: a jit static argument).
+    """Settings of a PhysioLatent edit (hashable: a jit static argument; no traced fields).
 
     Attributes:
       fps: frame rate in Hz (the heart rate of the target is read at this rate; trained at 30).
@@ -107,6 +76,7 @@ class PhysioLatentConfig:
 
 
 Config = PhysioLatentConfig
+HYPERPARAMETERS = ()  # one forward pass: nothing a sweep varies is traced
 
 
 def checkpoint_dir(cfg: PhysioLatentConfig) -> pathlib.Path:
@@ -210,7 +180,7 @@ def composite(clip, mask, edited_dec, plain_dec, compositing: str):
     return jnp.where(mask[..., None], out, clip)
 
 
-@functools.partial(jax.jit, static_argnames="cfg")
+@contract.editor_function(HYPERPARAMETERS)
 def edit_batch(state, clips, masks, targets, cfg: PhysioLatentConfig):
     """`edit` over a leading batch axis: clips "b t h w 3", masks "b t h w", targets "b t"."""
     clips = clips.astype(jnp.float32)
@@ -229,7 +199,7 @@ def edit_batch(state, clips, masks, targets, cfg: PhysioLatentConfig):
     return edited, aux
 
 
-@functools.partial(jax.jit, static_argnames="cfg")
+@contract.editor_function(HYPERPARAMETERS)
 def edit(state, clip, mask, target, cfg: PhysioLatentConfig):
     """Edits one clip in one forward pass so rPPG estimators read `target`.
 
@@ -245,5 +215,5 @@ def edit(state, clip, mask, target, cfg: PhysioLatentConfig):
       "t 32 32 3", "reconstruction": Dec(z) "t 32 32 3"}. Pixels outside `mask` equal `clip` bit
       for bit.
     """
-    edited, aux = edit_batch(state, clip[None], mask[None], target[None], cfg)
+    edited, aux = edit_batch.impl(state, clip[None], mask[None], target[None], cfg)
     return edited[0], jax.tree.map(lambda a: a[0], aux)

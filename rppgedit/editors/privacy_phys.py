@@ -61,7 +61,6 @@ Beyond the paper (each a `PrivacyPhysConfig` field, defaults measured in the iss
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import jax
@@ -69,6 +68,8 @@ import jax.numpy as jnp
 import optax
 
 from rppgedit import signals
+from rppgedit.editors import contract
+from rppgedit.editors.regions import pulse_direction
 from rppgedit.estimators import registry
 from rppgedit.estimators.roi import spatial_mean
 from rppgedit.optimize import optimize
@@ -85,11 +86,14 @@ DEFAULT_SURROGATES = (("physnet_pure", 1.0), ("pos", 0.5), ("chrom", 0.5), ("pbv
 
 
 BALANCES = ("mean", "softmax")  # ways to combine the surrogates' terms (see `combine_terms`)
+# Fields a sweep varies: traced in the compiled edit (one program for every value; vmap-able).
+HYPERPARAMETERS = ("learning_rate", "fidelity_weight")
 
 
 @dataclasses.dataclass(frozen=True)
 class PrivacyPhysConfig:
-    """Static settings of one Privacy-Phys edit (hashable: it is a jit static argument).
+    """Settings of one Privacy-Phys edit (hashable: a jit static argument, except the
+    `HYPERPARAMETERS` fields, which reach the compiled edit as traced values).
 
     Attributes:
       fps: frame rate of the clip in Hz (the classical surrogates and the removal band need it).
@@ -162,16 +166,6 @@ def load_state(cfg: PrivacyPhysConfig) -> dict[str, Any]:
     return state
 
 
-PULSE_SIGNATURE = (0.33, 0.77, 0.53)  # relative R, G, B pulse strengths (de Haan & van Leest 2014)
-
-
-def pulse_direction(clip, mask):
-    """Colour direction (3,) of a blood-volume pulse on this clip's skin, largest component 1."""
-    mean = spatial_mean(clip, mask).mean(axis=0)
-    direction = jnp.asarray(PULSE_SIGNATURE, jnp.float32) * jnp.maximum(mean, 1e-3)
-    return direction / jnp.max(direction)
-
-
 def _apply_delta(clip, mask, delta, direction=None):
     """The edited clip: clip + upsampled delta (grey levels) on skin pixels, clipped to [0, 1].
 
@@ -242,7 +236,7 @@ def _stop_rule(cfg: PrivacyPhysConfig):
     return lambda metrics: metrics["worst"] >= cfg.stop_pearson
 
 
-@functools.partial(jax.jit, static_argnames="cfg")
+@contract.editor_function(HYPERPARAMETERS)
 def edit(state, clip, mask, target, cfg: PrivacyPhysConfig):
     """Edits one clip so the surrogates read `target`.
 
@@ -251,7 +245,7 @@ def edit(state, clip, mask, target, cfg: PrivacyPhysConfig):
       clip: float32 "t h w 3" in [0, 1] (the face crop at the working resolution).
       mask: bool "t h w": the pixels that may change (skin).
       target: float32 "t" target waveform (ignored when `cfg.remove`).
-      cfg: static settings.
+      cfg: settings (`learning_rate` and `fidelity_weight` traced).
 
     Returns:
       (edited clip "t h w 3" in [0, 1], aux) with aux = {"history": {"loss", "rppg", "mse", "worst"
@@ -314,10 +308,7 @@ def edit(state, clip, mask, target, cfg: PrivacyPhysConfig):
     return edited, {"history": history, "surrogates": _surrogate_outputs(state, edited, mask, cfg)}
 
 
-@functools.partial(jax.jit, static_argnames="cfg")
-def edit_batch(state, clips, masks, targets, cfg: PrivacyPhysConfig):
-    """`edit` vmapped over a leading batch axis of clips, masks and targets (shared weights)."""
-    return jax.vmap(lambda c, m, t: edit(state, c, m, t, cfg))(clips, masks, targets)
+edit_batch = contract.vmapped(edit)
 
 
 Config = PrivacyPhysConfig

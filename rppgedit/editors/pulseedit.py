@@ -65,26 +65,29 @@ Choices where the paper leaves room (each a `PulseEditConfig` field):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from rppgedit import signals
+from rppgedit.editors import contract
+from rppgedit.editors.regions import PULSE_SIGNATURE, pulse_channel_weights, region_sums
 from rppgedit.optimize import optimize
 
 LEVELS = 255.0  # region traces, delta and the loss live on the 0-255 scale
-PBV_SIGNATURE = (0.33, 0.77, 0.53)  # de Haan & van Leest 2014, relative pulsatile strengths R:G:B
+PBV_SIGNATURE = PULSE_SIGNATURE  # de Haan & van Leest 2014, relative pulsatile strengths R:G:B
+# Fields a sweep varies: traced in the compiled edit (one program for every value; vmap-able).
+HYPERPARAMETERS = ("learning_rate", "fidelity_weight")
 _COV_EPS = 1e-6  # added to the chromaticity covariance (a chroma std floor of 0.001)
 
 
 @dataclasses.dataclass(frozen=True)
 class PulseEditConfig:
-    """Static settings of one PulseEdit edit (hashable: it is a jit static argument).
+    """Settings of one PulseEdit edit (hashable: a jit static argument, except the
+    `HYPERPARAMETERS` fields, which reach the compiled edit as traced values).
 
     Attributes:
       fps: frame rate of the clip in Hz.
@@ -150,7 +153,7 @@ def load_state(cfg: PulseEditConfig) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Skin model and regions
+# Skin model (the sub-region grid is `rppgedit.editors.regions`)
 
 
 def skin_mask(clip, mask, threshold: float = 0.01) -> jax.Array:
@@ -183,31 +186,6 @@ def skin_mask(clip, mask, threshold: float = 0.01) -> jax.Array:
         return mask & (d2 <= limit)
 
     return accept(accept(mask))
-
-
-def cell_indicator(size: int, grid: int) -> np.ndarray:
-    """float32 (grid, size): row a is the indicator of the pixels of cell band a."""
-    band = np.minimum(np.arange(size) * grid // size, grid - 1)
-    return (band[None, :] == np.arange(grid)[:, None]).astype(np.float32)
-
-
-def region_sums(values, weights, grid: int):
-    """Weighted sums of a clip over a grid x grid split of the frame.
-
-    Args:
-      values: float "t h w c".
-      weights: float "t h w".
-      grid: cells per side (cell boundaries at floor(k * size / grid)).
-
-    Returns:
-      (sums "t g g c", weight totals "t g g"), cell (a, b) is row band a, column band b.
-    """
-    rows = jnp.asarray(cell_indicator(values.shape[1], grid))
-    cols = jnp.asarray(cell_indicator(values.shape[2], grid))
-    hi = jax.lax.Precision.HIGHEST
-    sums = jnp.einsum("ay,tyxc,bx->tabc", rows, values * weights[..., None], cols, precision=hi)
-    totals = jnp.einsum("ay,tyx,bx->tab", rows, weights, cols, precision=hi)
-    return sums, totals
 
 
 # --------------------------------------------------------------------------------------------------
@@ -333,10 +311,7 @@ def _channel_weights(clip, skin, cfg: PulseEditConfig):
     """k "3": the fidelity weights (module docstring), root-mean-square 1."""
     if cfg.signature is None:
         return jnp.ones((3,), jnp.float32)
-    w = skin.astype(jnp.float32)[..., None]
-    level = jnp.sum(clip * w, axis=(0, 1, 2)) / jnp.maximum(jnp.sum(w), 1.0)
-    k = jnp.asarray(cfg.signature, jnp.float32) * jnp.maximum(level, 1e-3)
-    return k / jnp.sqrt(jnp.mean(k * k))
+    return pulse_channel_weights(clip, skin, cfg.signature)
 
 
 def region_traces(clip, skin, cfg: PulseEditConfig):
@@ -369,7 +344,7 @@ def _target(target, num: int, cfg: PulseEditConfig):
     return jnp.asarray(target, jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnames="cfg")
+@contract.editor_function(HYPERPARAMETERS)
 def edit(state, clip, mask, target, cfg: PulseEditConfig):
     """Edits one clip so that its skin colour carries `target` (or noise, when removing).
 
@@ -378,7 +353,7 @@ def edit(state, clip, mask, target, cfg: PulseEditConfig):
       clip: float32 "t h w 3" in [0, 1] (the face crop).
       mask: bool "t h w": the pixels that may change.
       target: float32 "t" target waveform (ignored when `cfg.remove`).
-      cfg: static settings.
+      cfg: settings (`learning_rate` and `fidelity_weight` traced).
 
     Returns:
       (edited clip "t h w 3" in [0, 1], aux) with aux = {"history": {"loss", "rppg", "fidelity"}
@@ -418,10 +393,7 @@ def edit(state, clip, mask, target, cfg: PulseEditConfig):
     return edited, aux
 
 
-@functools.partial(jax.jit, static_argnames="cfg")
-def edit_batch(state, clips, masks, targets, cfg: PulseEditConfig):
-    """`edit` vmapped over a leading batch axis of clips, masks and targets."""
-    return jax.vmap(lambda c, m, t: edit(state, c, m, t, cfg))(clips, masks, targets)
+edit_batch = contract.vmapped(edit)
 
 
 Config = PulseEditConfig

@@ -36,14 +36,14 @@ goes, not only the pulse, so the PSNR was 44.5 dB (PulseEdit on the same clip: 5
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rppgedit import signals
-from rppgedit.editors.pulseedit import cell_indicator, region_sums
+from rppgedit.editors import contract
+from rppgedit.editors.regions import cell_indicator, region_sums
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +76,9 @@ class SmoothRemoveConfig:
             raise ValueError(f"band_hz must satisfy 0 < low < high < fps/2, got {self.band_hz}")
 
 
+HYPERPARAMETERS = ()  # nothing is optimised: no traced settings
+
+
 def load_state(cfg: SmoothRemoveConfig) -> None:
     """No weights: the state is None."""
     del cfg
@@ -90,7 +93,7 @@ def _hat_matrix(size: int, grid: int) -> np.ndarray:
     return np.maximum(1.0 - dist, 0.0).astype(np.float32)
 
 
-@functools.partial(jax.jit, static_argnames="cfg")
+@contract.editor_function(HYPERPARAMETERS)
 def edit(state, clip, mask, target, cfg: SmoothRemoveConfig):
     """Removes the pulse-band colour change of the skin sub-regions.
 
@@ -142,10 +145,7 @@ def edit(state, clip, mask, target, cfg: SmoothRemoveConfig):
     return edited, {"cell_pulse": pulse}
 
 
-@functools.partial(jax.jit, static_argnames="cfg")
-def edit_batch(state, clips, masks, targets, cfg: SmoothRemoveConfig):
-    """`edit` vmapped over a leading batch axis of clips, masks and targets."""
-    return jax.vmap(lambda c, m, t: edit(state, c, m, t, cfg))(clips, masks, targets)
+edit_batch = contract.vmapped(edit)
 
 
 Config = SmoothRemoveConfig

@@ -28,15 +28,14 @@ papers' "average of the four quarters").
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import pathlib
 from collections.abc import Iterable, Sequence
 
+from rppgedit import safe_write
 from rppgedit.errors import RppgEditError
-from rppgedit.video import io as video_io
+from rppgedit.tables import csv_text, markdown_table
 
 TOLERANCE_BPM = 3.0
 QUARTERS = ("upper_left", "upper_right", "bottom_left", "bottom_right")
@@ -223,16 +222,6 @@ def tables_from_jsonl(path) -> dict[str, list[dict]]:
     }
 
 
-def _cell(value, fmt: str) -> str:
-    if value is None:
-        return ""
-    if fmt == "b":
-        return "yes" if value else "no"
-    if isinstance(value, float) and not math.isfinite(value):
-        return ""
-    return format(value, fmt)
-
-
 def _columns(rows: Sequence[dict], with_estimator: bool) -> list[tuple[str, str, str]]:
     cols = [c for c in COLUMNS if with_estimator or c[0] != "estimator"]
     if len({r.get("crop") for r in rows}) <= 1:
@@ -240,25 +229,6 @@ def _columns(rows: Sequence[dict], with_estimator: bool) -> list[tuple[str, str,
     if all(r.get("errors", 0) == 0 for r in rows):
         cols = [c for c in cols if c[0] != "errors"]
     return cols
-
-
-def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:
-    """A GitHub Markdown table of `rows`; `columns` are (key, header, format spec) triples."""
-    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |"]
-    lines.append("|" + "|".join("---" if f in "sb" else "---:" for _, _, f in columns) + "|")
-    for r in rows:
-        lines.append("| " + " | ".join(_cell(r.get(k), f) for k, _, f in columns) + " |")
-    return "\n".join(lines)
-
-
-def csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    """CSV (header + one line per row) of `rows`; floats written in full precision."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for r in rows:
-        writer.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
-    return buf.getvalue()
 
 
 def markdown_report(tables: dict[str, list[dict]], title: str = "") -> str:
@@ -288,14 +258,14 @@ def write_reports(records_path, out_dir) -> dict:
     tables = tables_from_jsonl(records_path)
     kinds = {r["experiment"] for r in tables["per_family"]}
     md = markdown_report(tables, title=", ".join(sorted(kinds)))
-    md_path = video_io.write_text_atomic(out / "tables.md", md)
+    md_path = safe_write.write_text_atomic(out / "tables.md", md)
     csv_paths = []
     for name, rows in tables.items():
         keys = [*CSV_EXTRA] + [
             k for k, _, _ in COLUMNS if name == "per_estimator" or k != "estimator"
         ]
         keys = list(dict.fromkeys(keys)) + ["ssim"]
-        csv_paths.append(video_io.write_text_atomic(out / f"{name}.csv", csv_text(rows, keys)))
+        csv_paths.append(safe_write.write_text_atomic(out / f"{name}.csv", csv_text(rows, keys)))
     return {
         "tables": tables,
         "markdown": md,

@@ -30,13 +30,14 @@ static (lambda, steps, lr ...) so settings form separate groups, while target he
 freely inside a group (the target is a traced array). Clips are loaded chunk by chunk, so a dataset
 never has to fit in memory.
 
-Datasets: ``synthetic`` (seeded `rppgedit.data.synthetic` faces cycling through light/medium/dark
-skin, still/moving heads and steady/drifting light, heart rates drawn in 55-95 bpm; their own
-`crop_boxes`), or a name of `rppgedit.data.datasets.DATASETS` (``folder`` points at any videos) cut
-into consecutive `clip_seconds` clips, faces found by `pipeline.find_boxes`.
+Datasets (`rppgedit.data.clips.source_clips`): ``synthetic`` (seeded `rppgedit.data.synthetic`
+faces cycling through light/medium/dark skin, still/moving heads and steady/drifting light, heart
+rates drawn in 55-95 bpm; their own `crop_boxes`), or a name of `rppgedit.data.datasets.DATASETS`
+(``folder`` points at any videos) cut into consecutive `clip_seconds` clips, faces found by
+`pipeline.find_boxes`.
 
 Estimators are reported by family: ``classical`` (trace methods), ``deep`` (rppgedit's Flax models)
-and ``attacker`` (open-rppg's deep models run as black boxes in a subprocess, `rppgedit.attackers`;
+and ``attacker`` (open-rppg's deep models run as black boxes in a subprocess, `rppgedit.open_rppg`;
 never used for editing, so their columns show transfer to unseen estimators). A record marks an
 estimator that is also one of the editor's surrogates (``surrogate: true``, white box).
 
@@ -57,13 +58,14 @@ from typing import Any
 
 import numpy as np
 
-from rppgedit import editors, engine, evaluation, metrics, pipeline, signals, targets
-from rppgedit.data import synthetic
+from rppgedit import editors, engine, metrics, pipeline, readings, safe_write, targets
+from rppgedit import progress as progress_bars
+from rppgedit.data import clips as clip_sources
+from rppgedit.data.clips import Clip
 from rppgedit.errors import RppgEditError
 from rppgedit.estimators import registry
 from rppgedit.experiments import plots, report
 from rppgedit.video import crop
-from rppgedit.video import io as video_io
 from rppgedit.windows import edit_plan
 
 _log = logging.getLogger(__name__)
@@ -89,16 +91,6 @@ DEFAULT_LAMBDAS = (0.01, 0.1, 1.0, 10.0, 100.0)
 DEFAULT_LEARNING_RATES = (0.05, 0.1, 0.2, 0.4)
 DEFAULT_PULSEEDIT_LAMBDAS = (2.0, 0.3, 0.05, 0.01)
 DEFAULT_TARGET_HRS = (60.0, 80.0, 100.0, 120.0)
-DEFAULT_SYNTHETIC_CLIPS = 6
-# Synthetic clip variants: (skin tone, head motion, illumination drift), cycled over clip indices.
-SYNTHETIC_VARIANTS = (
-    ("light", False, False),
-    ("dark", True, False),
-    ("medium", False, True),
-    ("dark", False, False),
-    ("light", True, True),
-    ("medium", True, False),
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,27 +113,6 @@ class Setting:
     target_hr_bpm: float
     sweep: str | None = None
     value: float | None = None
-
-
-@dataclasses.dataclass
-class Clip:
-    """One clip of the experiment with everything the edit and the readings need.
-
-    Attributes:
-      id: "<sample id>@<start frame>" (unique in the run).
-      frames: uint8 "t h w 3" RGB.
-      fps: frame rate in Hz.
-      boxes: float32 "t 4" face boxes (x0, y0, x1, y1) in pixels.
-      hr_true_bpm: heart rate of the ground-truth pulse over the clip, or None.
-      meta: JSON-able description (dataset, sample, start frame, synthetic variant ...).
-    """
-
-    id: str
-    frames: np.ndarray
-    fps: float
-    boxes: np.ndarray
-    hr_true_bpm: float | None
-    meta: dict
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,113 +226,8 @@ def default_settings(
 # Clips.
 
 
-def synthetic_clips(
-    num_clips: int, clip_seconds: float, *, size: int = 128, fps: float = 30.0, seed: int = 0
-) -> Iterator[Clip]:
-    """Seeded synthetic face clips cycling through `SYNTHETIC_VARIANTS`.
-
-    Args:
-      num_clips: how many clips.
-      clip_seconds: clip length in s (round(clip_seconds * fps) frames).
-      size: frame side in pixels.
-      fps: frame rate in Hz.
-      seed: clip i is rendered from seed `seed * 1000 + i`; its heart rate is drawn uniformly in
-        55-95 bpm from the same seed.
-
-    Yields:
-      `Clip` with the generator's own face boxes and true heart rate.
-    """
-    num_frames = max(32, round(clip_seconds * fps))
-    for i in range(num_clips):
-        clip_seed = seed * 1000 + i
-        tone, motion, light = SYNTHETIC_VARIANTS[i % len(SYNTHETIC_VARIANTS)]
-        hr = float(np.random.default_rng(clip_seed).uniform(55.0, 95.0))
-        clip = synthetic.make_clip(
-            clip_seed,
-            hr_bpm=hr,
-            num_frames=num_frames,
-            fps=fps,
-            height=size,
-            width=size,
-            skin_tone=synthetic.SKIN_TONES[tone],
-            motion=motion,
-            illumination=light,
-        )
-        name = f"syn{i:02d}_{tone}{'_motion' if motion else ''}{'_light' if light else ''}"
-        yield Clip(
-            id=f"{name}@0",
-            frames=clip.frames,
-            fps=clip.fps,
-            boxes=clip.crop_boxes,
-            hr_true_bpm=float(clip.hr_bpm),
-            meta={
-                "dataset": "synthetic",
-                "sample": name,
-                "start": 0,
-                "seed": clip_seed,
-                "skin_tone": tone,
-                "motion": motion,
-                "illumination": light,
-            },
-        )
-
-
-def dataset_clips(
-    dataset: str, data_dir, clip_seconds: float, *, allow_no_face: bool = False
-) -> Iterator[Clip]:
-    """Consecutive `clip_seconds` clips of a dataset's recordings, with tracked face boxes.
-
-    Args:
-      dataset: a name of `rppgedit.data.datasets.DATASETS`.
-      data_dir: the dataset's root folder.
-      clip_seconds: clip length in s (a recording's trailing part shorter than that is dropped).
-      allow_no_face: use a centred box when no face is found (else a one-line error).
-
-    Yields:
-      `Clip`; `hr_true_bpm` is the spectral peak (`signals.heart_rate`) of the ground-truth pulse
-      over the clip when the dataset has one.
-    """
-    from rppgedit.data import datasets
-
-    samples = datasets.list_samples(dataset, data_dir)
-    for sample_id, start, frames, fps, bvp in datasets.clips(samples, clip_seconds):
-        boxes = pipeline.find_boxes(frames, allow_no_face=allow_no_face).astype(np.float32)
-        hr_true = None
-        if bvp is not None and np.std(bvp) > 0:
-            hr_true = float(signals.heart_rate(np.asarray(bvp, np.float64), fps))
-        yield Clip(
-            id=f"{sample_id}@{start}",
-            frames=frames,
-            fps=float(fps),
-            boxes=boxes,
-            hr_true_bpm=hr_true,
-            meta={"dataset": dataset, "sample": sample_id, "start": int(start)},
-        )
-
-
-def iter_clips(
-    dataset: str,
-    data_dir,
-    clip_seconds: float,
-    *,
-    max_clips: int | None,
-    seed: int,
-    synthetic_size: int,
-    allow_no_face: bool = False,
-) -> Iterator[Clip]:
-    """The clips of an experiment: synthetic or from a dataset, at most `max_clips`."""
-    if dataset == "synthetic":
-        num = DEFAULT_SYNTHETIC_CLIPS if max_clips is None else max_clips
-        yield from synthetic_clips(num, clip_seconds, size=synthetic_size, seed=seed)
-        return
-    if data_dir is None:
-        raise RppgEditError(f"dataset {dataset!r} needs a data_dir")
-    for i, clip in enumerate(
-        dataset_clips(dataset, data_dir, clip_seconds, allow_no_face=allow_no_face)
-    ):
-        if max_clips is not None and i >= max_clips:
-            return
-        yield clip
+# The experiments' synthetic clips (`clips.synthetic_variants`; `Clip` is `clips.Clip`).
+synthetic_clips = clip_sources.synthetic_variants
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -432,11 +298,11 @@ def _attacker_crops(
 
 
 def _read_attackers(
-    crops_u8: list[np.ndarray], fps: float, models: Sequence[str]
+    crops_u8: list[np.ndarray], fps: float, models: Sequence[str], progress: bool = False
 ) -> list[dict[str, dict]]:
-    from rppgedit import attackers as attackers_module
+    from rppgedit import open_rppg
 
-    return attackers_module.read_open_rppg_many([(c, fps) for c in crops_u8], models)
+    return open_rppg.read_open_rppg_many([(c, fps) for c in crops_u8], models, progress=progress)
 
 
 def _readings(
@@ -452,7 +318,7 @@ def _readings(
     out = {}
     for name in crops:
         rows, cols = crop_slices(name, size)
-        out[name] = evaluation.read_heart_rates(
+        out[name] = readings.read_heart_rates(
             clip_s[:, rows, cols], mask[:, rows, cols], fps, estimators, params
         )
     return out
@@ -500,9 +366,7 @@ def _edit_job(setting: Setting, *, work_size, window, overlap, batch_windows, ma
 _Pair = tuple[_Prepared, Setting, pipeline.EditJob]
 
 
-def _edit_group(
-    pairs: list[_Pair], cfg, state, progress
-) -> Iterator[tuple[_Pair, np.ndarray, float]]:
+def _edit_group(pairs: list[_Pair], cfg, state) -> Iterator[tuple[_Pair, np.ndarray, float]]:
     """Edits every (clip, setting, job) of one config group with the edit engine (windows of
     several pairs share a batch); yields (the pair, its residual (T,S,S,3), its edit seconds) as
     each pair finishes."""
@@ -518,7 +382,6 @@ def _edit_group(
         window=job.window,
         overlap=job.overlap,
         batch_size=batch_size,
-        progress=progress,
     ):
         yield pairs[done.task.key], done.residual, done.seconds
 
@@ -579,8 +442,10 @@ def run_experiment(
     allow_no_face: bool = False,
     make_plots: bool = True,
     progress: bool = False,
+    config: dict | None = None,
 ) -> dict:
-    """Runs one of the papers' experiments and writes its records, tables and plots.
+    """Runs one of the papers' experiments and writes its records, tables and plots (and the
+    command line's resolved `config`, when given, into `summary.json`).
 
     Args:
       kind: one of `KINDS`.
@@ -599,13 +464,13 @@ def run_experiment(
       mask_method: skin-mask rule (`rppgedit.video.skin`).
       estimators: rppgedit estimator names read before and after every edit.
       attackers: () or ("open_rppg",): also read open-rppg's deep models (slow; a subprocess).
-      attacker_models: open-rppg model names (default `attackers.OPEN_RPPG_MODELS`).
+      attacker_models: open-rppg model names (default `open_rppg.OPEN_RPPG_MODELS`).
       max_clips: at most this many clips (synthetic default: 6).
       seed: seeds the synthetic clips and the stochastic rounding.
       synthetic_size: frame side of synthetic clips, in pixels.
       allow_no_face: dataset clips without a detected face get a centred box.
       make_plots: write the PNG plots.
-      progress: show a progress bar of edited windows on stderr.
+      progress: show a bar of the finished clip x setting items (total, ETA) on stderr.
 
     Returns:
       summary dict: kind, dataset, counts, paths of the outputs, seconds spent per stage and the
@@ -632,13 +497,13 @@ def run_experiment(
             raise RppgEditError(f"unknown attacker set {a!r}; the one known is 'open_rppg'")
     models: tuple[str, ...] = ()
     if attackers:
-        from rppgedit import attackers as attackers_module
+        from rppgedit import open_rppg
 
-        attackers_module.require_installed("attackers=open_rppg")
-        models = tuple(attacker_models or attackers_module.OPEN_RPPG_MODELS)
+        open_rppg.require_installed("attackers=open_rppg")
+        models = tuple(attacker_models or open_rppg.OPEN_RPPG_MODELS)
         for m in models:
             try:
-                attackers_module.resolve(m)
+                open_rppg.resolve(m)
             except ValueError as err:
                 raise RppgEditError(str(err)) from None
     if batch_windows < 1 or clips_per_chunk < 1:
@@ -675,7 +540,7 @@ def run_experiment(
     plot_examples: list[dict] = []
     num_clips = 0
     num_records = 0
-    clip_iter = iter_clips(
+    clip_iter = clip_sources.source_clips(
         dataset,
         data_dir,
         clip_seconds,
@@ -684,7 +549,10 @@ def run_experiment(
         synthetic_size=synthetic_size,
         allow_no_face=allow_no_face,
     )
-    bar = pipeline.progress_bar(None, "edit windows", progress)
+    num = clip_sources.count_clips(dataset, max_clips)
+    bar = progress_bars.bar(
+        None if num is None else num * len(settings), f"{kind} items", progress, unit="item"
+    )
     chunks = _chunks(clip_iter, clips_per_chunk)
     with open(partial, "w", encoding="utf-8") as sink:
         while True:
@@ -701,7 +569,7 @@ def run_experiment(
                 prep.before = _readings(prep.crop_s, prep.mask, clip.fps, crops, estimators, params)
                 if models:
                     prep.attackers_before = _read_attackers(
-                        _attacker_crops(clip.frames, clip.boxes, crops), clip.fps, models
+                        _attacker_crops(clip.frames, clip.boxes, crops), clip.fps, models, progress
                     )
                 prepared.append(prep)
             seconds["read_before"] += time.perf_counter() - tic
@@ -718,7 +586,7 @@ def run_experiment(
                     states[(method, cfg)] = editors.get(method).load_state(cfg)
                 tic = time.perf_counter()
                 for (prep, setting, job), residual, edit_s in _edit_group(
-                    pairs, cfg, states[(method, cfg)], bar.update
+                    pairs, cfg, states[(method, cfg)]
                 ):
                     seconds["edit"] += time.perf_counter() - tic
                     lines, example = _finish_pair(
@@ -734,12 +602,14 @@ def run_experiment(
                         models=models,
                         seconds=seconds,
                         want_example=make_plots and prep.index == 0,
+                        progress=progress,
                     )
                     sink.write("".join(json.dumps(r, allow_nan=False) + "\n" for r in lines))
                     sink.flush()
                     num_records += len(lines)
                     if example is not None:
                         plot_examples.append(example)
+                    bar.update(1)
                     tic = time.perf_counter()
     bar.close()
     partial.replace(records_path)
@@ -773,8 +643,10 @@ def run_experiment(
         "batch_windows": batch_windows,
         "clip_seconds": clip_seconds,
     }
-    video_io.write_text_atomic(
-        out / "summary.json", json.dumps(video_io.json_safe(summary), indent=2)
+    if config is not None:
+        summary["config"] = config
+    safe_write.write_text_atomic(
+        out / "summary.json", json.dumps(safe_write.json_safe(summary), indent=2)
     )
     summary["markdown"] = written["markdown"]
     return summary
@@ -794,6 +666,7 @@ def _finish_pair(
     models: Sequence[str],
     seconds: dict,
     want_example: bool,
+    progress: bool = False,
 ) -> tuple[list[dict], dict | None]:
     """Pastes a residual, quantises, reads every estimator; returns the records (and plot data)."""
     clip = prep.clip
@@ -810,7 +683,7 @@ def _finish_pair(
     attackers_after = None
     if models:
         attackers_after = _read_attackers(
-            _attacker_crops(output, clip.boxes, crops), clip.fps, models
+            _attacker_crops(output, clip.boxes, crops), clip.fps, models, progress
         )
     seconds["read_after"] += time.perf_counter() - tic
 
@@ -831,7 +704,7 @@ def _finish_pair(
         "sweep": setting.sweep,
         "sweep_value": setting.value,
         "target_hr_bpm": setting.target_hr_bpm,
-        "hr_true_bpm": clip.hr_true_bpm,
+        "hr_true_bpm": clip.true_hr_bpm,
         "skin_coverage": float(prep.mask.mean()),
         "edit_seconds": edit_s,
         **quality,
@@ -878,7 +751,7 @@ def _finish_pair(
             "clip": clip.id,
             "setting": setting.label,
             "fps": clip.fps,
-            "hr_true_bpm": clip.hr_true_bpm,
+            "hr_true_bpm": clip.true_hr_bpm,
             "target_hr_bpm": setting.target_hr_bpm,
             "crop_before": prep.crop_s,
             "crop_after": after_s,
@@ -906,8 +779,8 @@ def _example_plots(examples: list[dict], estimators: Sequence[str], out: pathlib
     params = est.load_params() if est.input == "video" else None
     paths = []
     for i, ex in enumerate(examples):
-        before = evaluation.estimate_bvp(name, ex["crop_before"], ex["mask"], ex["fps"], params)
-        after = evaluation.estimate_bvp(name, ex["crop_after"], ex["mask"], ex["fps"], params)
+        before = readings.estimate_bvp(name, ex["crop_before"], ex["mask"], ex["fps"], params)
+        after = readings.estimate_bvp(name, ex["crop_after"], ex["mask"], ex["fps"], params)
         path = out / f"fig5_psd_{i:02d}.png"
         plots.psd_before_after(
             before,

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from rppgedit import signals
+from rppgedit import signals, tables
 from rppgedit.estimators import registry
 from rppgedit.windows import overlap_add, window_starts
 
@@ -134,13 +134,5 @@ class StreamReader:
 
 
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """A plain-text table; `columns` are (key, header, format spec) triples."""
-    header = [h for _, h, _ in columns]
-    body = [[("" if r.get(k) is None else format(r[k], f)) for k, _, f in columns] for r in rows]
-    widths = [
-        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)
-    ]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths, strict=True)) for b in body]
-    return "\n".join(lines)
+    """A plain-text table; `columns` are (key, header, format spec) triples (`tables.text_table`)."""
+    return tables.text_table(rows, columns)

@@ -1,4 +1,5 @@
-"""The deep rPPG models of the `open-rppg` package as black-box attackers (evaluation only).
+"""The deep rPPG models of the `open-rppg` package as black-box attackers (evaluation only): the
+client end, which runs them in a worker process (`rppgedit.open_rppg.worker`).
 
 An edited video should fool estimators that played no part in the edit. Besides rppgedit's own
 registry (`rppgedit.estimators`), results are checked against the pre-trained deep models shipped in
@@ -30,7 +31,7 @@ Every model is open-rppg's ``.rlap`` weights (trained on RLAP) unless the name c
 
 ``import rppg`` changes process-wide state (it sets the Keras global dtype policy to
 ``mixed_float16``, sets environment variables and silences every ``UserWarning``), so the models run
-in a separate Python process, `rppgedit._open_rppg_worker`, which receives the face crops as .npy
+in a separate Python process, `rppgedit.open_rppg.worker`, which receives the face crops as .npy
 files and answers with JSON. Nothing is cached in this process; the worker loads each requested model
 once per call and frees it before the next. See that module for how each model is run, how heart
 rate and SNR are read (with `rppgedit.signals`, the same functions as for every other estimator) and
@@ -48,11 +49,13 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from rppgedit import progress as progress_bars
 from rppgedit.errors import RppgEditError, one_line
 
 # Attackers read by `read_open_rppg` unless told otherwise (PhysMamba is slow: ask for it by name).
@@ -173,6 +176,7 @@ def read_open_rppg(
     *,
     timeout_s: float = 1800.0,
     return_bvp: bool = False,
+    progress: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Heart rate of one face clip as read by open-rppg's deep models.
 
@@ -191,6 +195,7 @@ def read_open_rppg(
         error entry.
       return_bvp: also return each model's BVP as ``"bvp"``, a float64 (N,) array at
         ``"bvp_fps"`` Hz.
+      progress: show a bar of the models read (total, ETA) on stderr.
 
     Returns:
       {name: {"hr_bpm", "snr_db", "hr_open_rppg_bpm", "sqi", "model", "precision",
@@ -204,7 +209,7 @@ def read_open_rppg(
       ValueError: frames that are not (T, H, W, 3) uint8, or fps not a positive number.
     """
     return read_open_rppg_many(
-        [(frames_uint8, fps)], models, timeout_s=timeout_s, return_bvp=return_bvp
+        [(frames_uint8, fps)], models, timeout_s=timeout_s, return_bvp=return_bvp, progress=progress
     )[0]
 
 
@@ -229,7 +234,7 @@ def _worker_env() -> dict[str, str]:
     # XLA runs the networks on its own thread pool; the BLAS work (detrending) is tiny.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(var, "1")
-    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    root = str(pathlib.Path(__file__).resolve().parents[2])  # the folder holding rppgedit/
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     return env
 
@@ -240,12 +245,60 @@ def _failure(proc_stderr: str, returncode: int) -> str:
     return one_line(f"open-rppg worker exited with code {returncode}: {last}")[:400]
 
 
+def _models_done(out_path: str) -> int:
+    """Models the worker has answered so far (it rewrites `out_path` after each model)."""
+    try:
+        with open(out_path) as f:
+            clips = json.load(f).get("clips") or [{}]
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return len(clips[0])
+
+
+def _run_worker(cmd, cwd, timeout_s: float, out_path: str, bar) -> str | None:
+    """Runs the worker (killed after `timeout_s`); advances `bar` as its models finish. Returns a
+    one-line failure, or None when it exited cleanly."""
+    poll_s = None if isinstance(bar, progress_bars.NoBar) else 0.5
+    deadline = time.monotonic() + timeout_s
+    with subprocess.Popen(
+        cmd,
+        env=_worker_env(),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            while True:
+                wait = max(0.0, deadline - time.monotonic())
+                if poll_s is not None:
+                    wait = min(poll_s, wait)
+                try:
+                    _, stderr = proc.communicate(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    if poll_s is not None:
+                        bar.update(_models_done(out_path) - bar.n)
+                    if time.monotonic() >= deadline:
+                        proc.kill()
+                        proc.communicate()
+                        return f"open-rppg worker timed out after {timeout_s:g} s"
+        except BaseException:
+            proc.kill()
+            raise
+    if poll_s is not None:
+        bar.update(_models_done(out_path) - bar.n)
+    return None if proc.returncode == 0 else _failure(stderr, proc.returncode)
+
+
 def read_open_rppg_many(
     clips: Sequence[tuple[Any, float]],
     models: Iterable[str] = OPEN_RPPG_MODELS,
     *,
     timeout_s: float = 1800.0,
     return_bvp: bool = False,
+    progress: bool = False,
 ) -> list[dict[str, dict[str, Any]]]:
     """`read_open_rppg` for several clips in one worker: each model is loaded and compiled once.
 
@@ -254,6 +307,7 @@ def read_open_rppg_many(
       models: attacker names (see `resolve`).
       timeout_s: wall-clock limit for the whole worker process.
       return_bvp: also return each BVP (see `read_open_rppg`).
+      progress: show a bar of the models read (total, ETA) on stderr.
 
     Returns:
       One dict per clip, as `read_open_rppg` returns.
@@ -291,23 +345,9 @@ def read_open_rppg_many(
         request_path = os.path.join(tmp, "request.json")
         with open(request_path, "w") as f:
             json.dump(request, f)
-        cmd = [sys.executable, "-m", "rppgedit._open_rppg_worker", "--request", request_path]
-        failure = None
-        try:
-            proc = subprocess.run(
-                cmd,
-                env=_worker_env(),
-                cwd=tmp,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                check=False,
-            )
-            if proc.returncode != 0:
-                failure = _failure(proc.stderr, proc.returncode)
-        except subprocess.TimeoutExpired:
-            failure = f"open-rppg worker timed out after {timeout_s:g} s"
+        cmd = [sys.executable, "-m", "rppgedit.open_rppg.worker", "--request", request_path]
+        with progress_bars.bar(len(known), "open-rppg models", progress, unit="model") as bar:
+            failure = _run_worker(cmd, tmp, timeout_s, out_path, bar)
         answer = {}
         if os.path.exists(out_path):
             with open(out_path) as f:

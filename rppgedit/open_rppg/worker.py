@@ -1,17 +1,18 @@
-"""Worker process that runs open-rppg's deep models on face crops (``python -m`` entry point).
+"""The worker end of the open-rppg attackers: runs open-rppg's deep models on face crops.
 
-`rppgedit.attackers` starts this module in a separate Python process because ``import rppg`` changes
-process-wide state (Keras global dtype policy ``mixed_float16``, environment variables, a global
-``UserWarning`` filter). It can also be run by hand::
+`rppgedit.open_rppg` (the client end) starts this module with ``python -m`` in a separate Python
+process because ``import rppg`` changes process-wide state (Keras global dtype policy
+``mixed_float16``, environment variables, a global ``UserWarning`` filter). It can also be run by
+hand::
 
-    python -m rppgedit._open_rppg_worker --frames crops.npy --fps 30 --models tscan,physnet_keras
-    python -m rppgedit._open_rppg_worker --request request.json
+    python -m rppgedit.open_rppg.worker --frames crops.npy --fps 30 --models tscan,physnet_keras
+    python -m rppgedit.open_rppg.worker --request request.json
 
 A request file holds ``{"clips": [{"frames": "a.npy", "fps": 30.0}, ...], "models": [...],
 "out": "result.json", "return_bvp": false}``; each .npy is a (T, H, W, 3) uint8 RGB array of face
 crops of any size. The answer (written to ``out`` after every model, atomically, or printed to
 stdout when there is no ``out``) is ``{"open_rppg_version", "backend", "clips": [{name: result}]}``
-with the fields listed in `rppgedit.attackers.RESULT_KEYS` (plus ``"bvp"`` and ``"bvp_fps"`` when
+with the fields listed in `rppgedit.open_rppg.RESULT_KEYS` (plus ``"bvp"`` and ``"bvp_fps"`` when
 asked).
 
 How a clip is read, per model (read from open-rppg 0.1.1's ``rppg/main.py`` and ``rppg/models.py``):
@@ -57,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from rppgedit import attackers, signals
+from rppgedit import open_rppg, signals
 from rppgedit.errors import one_line
 
 
@@ -167,9 +168,9 @@ def _free_models(rppg_models) -> None:
 
 def run_model(rppg, keras, name: str, clips, return_bvp: bool) -> list[dict[str, Any]]:
     """All clips through one attacker; returns one result dict per clip (never raises)."""
-    base = attackers.empty_result()
+    base = open_rppg.empty_result()
     try:
-        model_name, spec = attackers.resolve(name)
+        model_name, spec = open_rppg.resolve(name)
     except ValueError as e:
         return [{**base, "error": one_line(e)} for _ in clips]
     saved = keras.mixed_precision.global_policy()
@@ -235,7 +236,7 @@ def run(request: dict) -> dict:
         error = f"import rppg failed: {_error_text(e)}"
         for res in answer["clips"]:
             for name in names:
-                res[name] = attackers.empty_result(error)
+                res[name] = open_rppg.empty_result(error)
         _write(out, answer)
         return answer
     for name in names:
@@ -249,14 +250,14 @@ def run(request: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rppgedit._open_rppg_worker",
+        prog="python -m rppgedit.open_rppg.worker",
         description="Read heart rates of face crops with open-rppg's deep models.",
     )
     parser.add_argument("--request", help="JSON request file (see the module docstring)")
     parser.add_argument("--frames", help=".npy of face crops (T, H, W, 3) uint8 RGB")
     parser.add_argument("--fps", type=float, default=30.0, help="frame rate of --frames in Hz")
     parser.add_argument(
-        "--models", default=",".join(attackers.OPEN_RPPG_MODELS), help="comma-separated names"
+        "--models", default=",".join(open_rppg.OPEN_RPPG_MODELS), help="comma-separated names"
     )
     parser.add_argument("--out", help="result JSON path (default: print to stdout)")
     parser.add_argument("--return-bvp", action="store_true", help="include each BVP")

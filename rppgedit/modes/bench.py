@@ -1,4 +1,5 @@
-"""`--mode=bench`: frames per second of an edit, achieved GFLOP/s, and the machine's matmul peak.
+"""`rppgedit bench`: frames per second of an edit, achieved GFLOP/s, and the machine's matmul peak;
+with --input, the whole edit command on a real video, stage by stage.
 
 Times the jit-compiled editor on 128-frame windows of random face-sized crops (after compiling), at
 each working size, and compares the achieved FLOP rate (XLA's own cost analysis of the compiled
@@ -9,6 +10,7 @@ with a measured float32 matmul peak on the same devices.
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 import time
 
@@ -17,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rppgedit import editors
+from rppgedit.modes import common
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -165,3 +168,69 @@ def run_end_to_end(
                 }
             )
     return {"input": str(input_path), "devices": [str(d) for d in jax.devices()], "rows": rows}
+
+
+def run(s) -> None:
+    from rppgedit import safe_write, validate
+    from rppgedit.readings import format_table
+
+    common.check_settings(s)
+    if s.input:  # the whole command on a real video
+        _end_to_end(s)
+        return
+    for size in s.bench_sizes:
+        validate.integer("--bench_sizes", size, 8, 512)
+    result = run_bench(
+        s.method, tuple(s.bench_sizes), batch=s.batch_windows, options=common.method_options(s)
+    )
+    print(
+        f"devices: {', '.join(result['devices'])}; "
+        f"matmul peak {result['matmul_peak_gflops']:.1f} GFLOP/s"
+    )
+    print(
+        format_table(
+            result["rows"],
+            [
+                ("size", "size", "d"),
+                ("batch", "windows", "d"),
+                ("seconds_per_call", "s/call", ".2f"),
+                ("fps", "frames/s", ".1f"),
+                ("gflops", "GFLOP/s", ".1f"),
+                ("fraction_of_matmul_peak", "of peak", ".2f"),
+                ("compile_s", "compile s", ".1f"),
+            ],
+        )
+    )
+    result["config"] = s.tree()
+    out = s.json_out or "results/bench.json"
+    safe_write.write_text_atomic(out, json.dumps(result, indent=2), overwrite=True)
+    print(f"wrote {out}")
+
+
+def _end_to_end(s) -> None:
+    import importlib.util
+
+    from rppgedit import safe_write
+    from rppgedit.readings import format_table
+
+    common.check_weights(s)
+    common.check_input(s.input)
+    result = run_end_to_end(
+        s.input,
+        common.job(s),
+        face_box=common.face_box(s),
+        output=common.output_spec(s),
+        progress=s.progress,
+    )
+    stages = [k for k in result["rows"][0] if k.endswith("_s") and k != "wall_s"]
+    columns = [("run", "run", "d"), ("frames", "frames", "d"), ("wall_s", "wall s", ".1f")]
+    columns += [(k, k[:-2].replace("_", "+") + " s", ".1f") for k in stages]
+    columns += [("fps", "fps end to end", ".1f"), ("peak_rss_mb", "peak RSS MB", ".0f")]
+    print(f"{s.input} on {', '.join(result['devices'])}")
+    print(format_table(result["rows"], columns))
+    if importlib.util.find_spec("torch") is None:
+        print("PyTorch reference: torch not installed (pip install -e '.[bench]')")
+    result["config"] = s.tree()
+    out = s.json_out or "results/bench_end_to_end.json"
+    safe_write.write_text_atomic(out, json.dumps(result, indent=2), overwrite=True)
+    print(f"wrote {out}")

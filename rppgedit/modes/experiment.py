@@ -1,0 +1,49 @@
+"""`rppgedit experiment`: one of the papers' experiments (rppgedit/experiments/run.py)."""
+
+from __future__ import annotations
+
+from rppgedit.modes import common
+
+
+def run(s) -> None:
+    from rppgedit.experiments import run as experiments
+
+    common.require(s, "experiment")
+    common.check_settings(s)
+    summary = experiments.run_experiment(
+        s.experiment,
+        dataset=s.dataset,
+        data_dir=s.data_dir,
+        clip_seconds=s.clip_seconds,
+        out_dir=s.out_dir or f"results/experiments/{s.experiment}",
+        methods=tuple(s.methods) or None,
+        lambdas=tuple(s.fidelity_weights),
+        learning_rates=tuple(s.learning_rates),
+        pulseedit_lambdas=tuple(s.pulseedit_fidelity_weights),
+        target_hrs=tuple(s.target_hrs),
+        target_hr_bpm=s.target_hr,
+        # The editor's settings are Privacy-Phys's; a swept field (lambda, learning rate)
+        # overrides them.
+        method_options={"privacy_phys": common.method_options(s)},
+        work_size=s.work_size,
+        window=s.window,
+        overlap=s.overlap,
+        batch_windows=s.batch_windows,
+        clips_per_chunk=s.clips_per_chunk,
+        mask_method=s.mask_method,
+        estimators=tuple(s.estimators),
+        attackers=tuple(s.attackers),
+        attacker_models=tuple(s.attacker_models) or None,
+        max_clips=s.max_clips or None,
+        seed=s.seed,
+        synthetic_size=s.synthetic_size,
+        allow_no_face=s.allow_no_face,
+        make_plots=s.plots,
+        progress=s.progress,
+        config=s.tree(),
+    )
+    print(summary["markdown"])
+    print(
+        f"wrote {summary['records_path']}, {summary['tables_path']} and {len(summary['plots'])} "
+        f"plots ({summary['clips']} clips, {summary['seconds']['total']:.0f} s)"
+    )

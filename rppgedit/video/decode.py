@@ -1,0 +1,422 @@
+"""Decoding video sources to uint8 or uint16 RGB frames, bit-exactly.
+
+`read_video` reads a whole container file, PNG folder or ``.npy`` array into a `Video`;
+`iter_chunks` streams one as chunks of frames (one decoder for the whole file, memory of about two
+chunks however long it is). What a source holds is read first, without decoding
+(`rppgedit.video.probe`).
+
+Container files and PNG folders are decoded by the bundled ffmpeg (`rppgedit.video.ffmpeg`) to raw
+``rgb24`` (8-bit) or ``rgb48le`` (16-bit) frames on a pipe, with ``-fps_mode passthrough``, so no
+frame is resampled, re-timed, dropped or duplicated; the exact pts of every decoded frame come from
+ffmpeg's own ``-stats_enc_pre`` report. ``.npy`` arrays are memory-mapped.
+
+Policies (all refusals raise `RppgEditError` with a one-line message naming the file):
+
+* grayscale sources are returned as RGB (R = G = B);
+* sources with an alpha channel (RGBA PNGs, ``yuva``/``rgba`` videos) are accepted only when
+  every pixel is fully opaque (alpha dropped); any transparency is refused, since there is no
+  right background to composite onto;
+* sources with more than 8 bits per channel are refused unless ``allow_16bit=True``, in which case
+  frames are returned as uint16 spanning 0..65535 (ffmpeg's ``rgb48le``); reading them as 8-bit
+  would silently discard the precision an edit may need;
+* decoding that logs an ffmpeg error (truncated or corrupt file) is refused, because frames would
+  be missing or damaged;
+* display-rotation metadata is applied (ffmpeg's autorotate), so frames come out upright;
+* PNG folders and ``.npy`` files carry no frame rate: pass ``fps=``; without it 30 fps is assumed
+  and a `probe.FrameRateAssumedWarning` is emitted.
+"""
+
+import dataclasses
+import fractions
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+from rppgedit import safe_write, validate
+from rppgedit.errors import RppgEditError, path_error
+from rppgedit.video import ffmpeg, probe
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Video:
+    """Decoded frames and their timing.
+
+    Attributes:
+      frames: (T, H, W, 3) uint8 RGB, or uint16 (0..65535) for high-bit-depth sources read with
+        ``allow_16bit=True``.
+      fps: frames per second (for variable-frame-rate files the mean rate, (T-1)/duration).
+      timestamps: (T,) float64 seconds since the first frame, only for variable-frame-rate
+        containers; None when frame i is at i / fps.
+      path: the file or folder the frames came from, or None.
+    """
+
+    frames: np.ndarray
+    fps: float
+    timestamps: np.ndarray | None = None
+    path: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# One ffmpeg decoding process.
+
+
+class _FfmpegFrames:
+    """Raw frames from one ffmpeg decoding process, read into caller-owned buffers.
+
+    Args:
+      path: name used in error messages.
+      input_args: ffmpeg arguments up to and including ``-i ...``.
+      height, width: output frame size.
+      alpha: decode with an alpha channel (checked opaque, then dropped).
+      bit_depth: 8 (uint8) or 16 (uint16 little-endian).
+      max_frames: stop after this many frames, or None.
+      stats_file: where ffmpeg writes one "n pts time_base" line per decoded frame, or None.
+      feed: files whose bytes are streamed into ffmpeg's stdin (PNG folders), or None.
+    """
+
+    def __init__(
+        self,
+        path,
+        input_args,
+        height,
+        width,
+        *,
+        alpha,
+        bit_depth,
+        max_frames=None,
+        stats_file=None,
+        feed=None,
+    ):
+        self.path = path
+        self.channels = 4 if alpha else 3
+        self.dtype = np.dtype("<u2") if bit_depth == 16 else np.dtype(np.uint8)
+        self.shape = (height, width, self.channels)
+        self.frame_bytes = height * width * self.channels * self.dtype.itemsize
+        self.count = 0
+        self.feed = feed
+        self.finished = False
+        if alpha:
+            pix_fmt = "rgba64le" if bit_depth == 16 else "rgba"
+        else:
+            pix_fmt = "rgb48le" if bit_depth == 16 else "rgb24"
+        cmd = [ffmpeg.exe(), "-hide_banner", "-nostats", "-loglevel", "level+warning"]
+        cmd += ([] if feed else ["-nostdin"]) + list(input_args)
+        cmd += ["-map", "0:V:0", "-fps_mode", "passthrough", "-an", "-sn", "-dn"]
+        # The demuxer's time base for every reader (one- or many-pass): variable-rate frames keep
+        # their own timestamps instead of colliding on a coarser encoder time base.
+        cmd += ["-enc_time_base:v", "demux"]
+        if stats_file:
+            cmd += ["-stats_enc_pre:v", stats_file, "-stats_enc_pre_fmt:v", "{n} {pts} {tb}"]
+        if max_frames is not None:
+            cmd += ["-frames:v", str(max_frames)]
+        cmd += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            bufsize=0,
+            start_new_session=True,  # a terminal's Ctrl-C reaches rppgedit, which stops it
+        )
+        safe_write.register_process(self.proc)
+        ffmpeg.widen_pipe(self.proc.stdout)
+        self._feeder = None
+        if feed:
+            self._feeder = threading.Thread(target=self._feed, args=(feed,), daemon=True)
+            self._feeder.start()
+
+    def _feed(self, files):
+        try:
+            for file in files:
+                with open(file, "rb") as f:
+                    shutil.copyfileobj(f, self.proc.stdin, 1 << 20)
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+        finally:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    def readinto(self, out: np.ndarray) -> int:
+        """Fill ``out`` ((K, H, W, 3) of the output dtype) with up to K frames; returns how many."""
+        view = memoryview(self._scratch(out)).cast("B")
+        filled = 0
+        while filled < len(view):
+            n = self.proc.stdout.readinto(view[filled:])
+            if not n:
+                break
+            filled += n
+        frames = filled // self.frame_bytes
+        if filled % self.frame_bytes:
+            self.finish()
+            raise path_error(
+                self.path, "decoded a partial frame (frame size differs from the header)"
+            )
+        if self.channels == 4:
+            rgba = self._rgba[:frames]
+            top = np.iinfo(self.dtype).max
+            opaque = rgba[..., 3] == top
+            if not opaque.all():
+                bad = self.count + int(np.argmin(opaque.reshape(frames, -1).all(axis=1)))
+                self.finish(check=False)
+                name = self.feed[bad] if self.feed else f"{self.path} (frame {bad})"
+                raise path_error(
+                    name,
+                    "has transparent pixels (alpha < max); flatten it onto a background first",
+                )
+            out[:frames] = rgba[..., :3]
+        self.count += frames
+        return frames
+
+    def _scratch(self, out: np.ndarray) -> np.ndarray:
+        if self.channels == 3:
+            return out
+        rgba = getattr(self, "_rgba", None)
+        if rgba is None or rgba.shape[0] != out.shape[0]:
+            rgba = np.empty((out.shape[0], *self.shape), self.dtype)
+            self._rgba = rgba
+        return rgba
+
+    def finish(self, check: bool = True) -> None:
+        """Wait for ffmpeg; with ``check``, raise on a non-zero exit or any logged error.
+
+        Idempotent: later calls do nothing.
+        """
+        if self.finished:
+            return
+        self.finished = True
+        if self.proc.stdout and not self.proc.stdout.closed:
+            self.proc.stdout.close()
+        if self.proc.poll() is None and not check:
+            self.proc.kill()
+        rc = self.proc.wait()
+        safe_write.release_process(self.proc)
+        if self._feeder is not None:
+            self._feeder.join()
+        self._stderr.seek(0)
+        stderr = self._stderr.read().decode("utf-8", "replace")
+        self._stderr.close()
+        if check:
+            problem = ffmpeg.first_error(stderr)
+            if rc != 0 or problem:
+                detail = problem or f"exit status {rc}"
+                raise path_error(self.path, f"not a readable video (ffmpeg: {detail})")
+
+
+def _check_depth(path: str, depth: int, allow_16bit: bool, what: str) -> None:
+    if depth > 8 and not allow_16bit:
+        raise path_error(
+            path,
+            f"{what} has {depth} bits per channel; pass allow_16bit=True to read it as uint16 "
+            "(reading it as 8-bit would discard precision)",
+        )
+
+
+def _open_frames(path, allow_16bit, max_frames, stats_file=None):
+    """Start decoding ``path`` (container or PNG folder): returns (_FfmpegFrames, source info)."""
+    if os.path.isdir(path):
+        folder = probe.scan_png_folder(path)
+        _check_depth(path, folder.bit_depth, allow_16bit, "the PNG folder")
+        files = folder.files if max_frames is None else folder.files[:max_frames]
+        stream = _FfmpegFrames(
+            path,
+            ["-f", "png_pipe", "-i", "pipe:0"],
+            folder.height,
+            folder.width,
+            alpha=True,
+            bit_depth=folder.bit_depth,
+            max_frames=max_frames,
+            feed=files,
+        )
+        return stream, folder
+    container = probe.probe_container(path)
+    h = container.header
+    has_alpha, depth = ffmpeg.format_traits(h.pix_fmt)
+    _check_depth(path, depth, allow_16bit, f"pixel format {h.pix_fmt}")
+    stream = _FfmpegFrames(
+        path,
+        ffmpeg.input_args(path),
+        h.height,
+        h.width,
+        alpha=has_alpha,
+        bit_depth=16 if depth > 8 else 8,
+        max_frames=max_frames,
+        stats_file=stats_file,
+    )
+    return stream, container
+
+
+# --------------------------------------------------------------------------------------------
+# Readers.
+
+
+def read_video(
+    path, *, max_frames: int | None = None, fps: float | None = None, allow_16bit: bool = False
+) -> Video:
+    """Read every frame of a video file, PNG folder or .npy array, bit-exactly.
+
+    Args:
+      path: a file ffmpeg reads (mp4, avi, mkv, mov, webm, ...), a folder of PNG frames (files
+        ``*.png`` in natural order, so ``f2.png`` precedes ``f10.png``), or a .npy array of shape
+        (T,H,W,3) or (T,H,W), dtype uint8 or uint16.
+      max_frames: read at most this many frames from the start.
+      fps: frame rate of a PNG folder or .npy file (default 30, with a probe.FrameRateAssumedWarning);
+        not allowed for containers, which carry their own rate.
+      allow_16bit: return high-bit-depth sources as uint16 instead of refusing them.
+
+    Returns:
+      Video with frames (T, H, W, 3) uint8 (or uint16), fps, and timestamps for variable-rate
+      containers.
+
+    Raises:
+      RppgEditError: missing, empty, truncated or corrupt input, no frames, no video stream,
+        transparency, or high bit depth without ``allow_16bit``.
+    """
+    path = os.fspath(path)
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    probe.check_input_path(path)
+    if path.lower().endswith(".npy") and not os.path.isdir(path):
+        array = probe.open_npy(path)
+        _check_depth(path, 16 if array.dtype == np.uint16 else 8, allow_16bit, "the array")
+        rate = probe.assumed_fps(path, fps)
+        num = array.shape[0] if max_frames is None else min(max_frames, array.shape[0])
+        validate.check_decode_total(path, num, array.shape[2], array.shape[1], array.itemsize)
+        frames = np.array(array[:max_frames])
+        if frames.ndim == 3:
+            frames = np.repeat(frames[..., None], 3, axis=-1)
+        return Video(frames, rate, None, path)
+    if os.path.isdir(path):
+        rate = probe.assumed_fps(path, fps)
+        stream, folder = _open_frames(path, allow_16bit, max_frames)
+        expected = len(folder.files) if max_frames is None else min(max_frames, len(folder.files))
+        try:
+            frames = _read_all(stream, expected)
+        except BaseException:
+            stream.finish(check=False)
+            raise
+        stream.finish()
+        if len(frames) != expected:
+            raise path_error(path, f"decoded {len(frames)} frames from {expected} PNG files")
+        return Video(frames, rate, None, path)
+    probe.refuse_fps(path, fps)
+    with safe_write.scratch_dir() as tmp:
+        stats_file = os.path.join(tmp, "frames.txt")
+        stream, container = _open_frames(path, allow_16bit, max_frames, stats_file)
+        try:
+            probe.check_rate(path, container.fps)
+        except RppgEditError:
+            stream.finish(check=False)
+            raise
+        expected = (
+            container.num_frames if max_frames is None else min(max_frames, container.num_frames)
+        )
+        try:
+            frames = _read_all(stream, expected)
+        except BaseException:
+            stream.finish(check=False)
+            raise
+        stream.finish()
+        with open(stats_file) as f:
+            stats = [line.split() for line in f if line.strip()]
+    if len(frames) == 0:
+        raise path_error(path, "contains zero decodable video frames")
+    if len(stats) != len(frames):
+        raise path_error(path, f"ffmpeg reported {len(stats)} frames but sent {len(frames)}")
+    timestamps = None
+    if container.variable:
+        time_base = fractions.Fraction(stats[0][2])
+        pts = np.array([int(s[1]) for s in stats], dtype=np.int64)
+        timestamps = (pts - pts[0]).astype(np.float64) * float(time_base)
+    return Video(frames, container.fps, timestamps, path)
+
+
+def _read_all(stream: _FfmpegFrames, expected: int) -> np.ndarray:
+    """All frames of ``stream``, preallocating ``expected`` frames and growing if there are more
+    (never past the memory budget: a header's count is not trusted)."""
+    height, width = stream.shape[:2]
+    itemsize = stream.dtype.itemsize
+    validate.check_decode_total(stream.path, max(expected, 1), width, height, itemsize)
+    frames = np.empty((max(expected, 1), *stream.shape[:2], 3), stream.dtype)
+    count = stream.readinto(frames)
+    while count == len(frames):
+        grow = max(len(frames) // 2, 16)
+        validate.check_decode_total(stream.path, len(frames) + grow, width, height, itemsize)
+        more = np.empty((grow, *stream.shape[:2], 3), stream.dtype)
+        got = stream.readinto(more)
+        if got == 0:
+            break
+        frames = np.concatenate([frames, more[:got]])
+        count += got
+    return frames[:count] if count < len(frames) else frames
+
+
+def iter_chunks(
+    path, size: int, *, overlap: int = 0, fps: float | None = None, allow_16bit: bool = False
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Stream a video as chunks of ``size`` frames, consecutive chunks sharing ``overlap`` frames.
+
+    One decoder runs for the whole file; each step reads ``size - overlap`` new frames into a
+    fresh buffer that starts with the last ``overlap`` frames of the previous chunk, so memory
+    stays at about two chunks however long the file is. Errors of a truncated or corrupt file
+    surface before the last chunk is yielded (earlier chunks have already been yielded).
+
+    Args:
+      path: as for `read_video`.
+      size: frames per chunk, >= 1.
+      overlap: frames shared by consecutive chunks, 0 <= overlap < size.
+      fps: as for `read_video` (only checked/used for PNG folders and .npy files).
+      allow_16bit: as for `read_video`.
+
+    Yields:
+      (start, frames): index of the chunk's first frame and (C, H, W, 3) uint8 (or uint16)
+      frames, with C == size except possibly for the last chunk. Chunks start at
+      0, s, 2s, ... (s = size - overlap) and one is yielded only while it has new frames.
+    """
+    if size < 1 or not 0 <= overlap < size:
+        raise ValueError(f"need size >= 1 and 0 <= overlap < size, got {size}, {overlap}")
+    path = os.fspath(path)
+    probe.check_input_path(path)
+    step = size - overlap
+    if path.lower().endswith(".npy") and not os.path.isdir(path):
+        array = probe.open_npy(path)
+        _check_depth(path, 16 if array.dtype == np.uint16 else 8, allow_16bit, "the array")
+        probe.assumed_fps(path, fps)
+        total = array.shape[0]
+        for start in range(0, max(total - overlap, 1), step):
+            frames = np.array(array[start : start + size])
+            if frames.ndim == 3:
+                frames = np.repeat(frames[..., None], 3, axis=-1)
+            yield start, frames
+        return
+    if os.path.isdir(path):
+        probe.assumed_fps(path, fps)
+    else:
+        probe.refuse_fps(path, fps)
+    stream, _ = _open_frames(path, allow_16bit, None)
+    try:
+        previous, start = None, 0
+        while True:
+            frames = np.empty((size, *stream.shape[:2], 3), stream.dtype)
+            kept = 0 if previous is None else overlap
+            if kept:
+                frames[:kept] = previous[len(previous) - kept :]
+            got = stream.readinto(frames[kept:])
+            if got < size - kept:
+                stream.finish()
+                if got > 0 or previous is None:
+                    if got == 0:
+                        raise path_error(path, "contains zero video frames")
+                    yield start, frames[: kept + got]
+                return
+            yield start, frames
+            previous, start = frames, start + step
+    finally:
+        stream.finish(check=False)
