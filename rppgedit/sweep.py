@@ -97,7 +97,17 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from rppgedit import editors, engine, metrics, pipeline, readings, safe_write, tables, targets
+from rppgedit import (
+    editors,
+    engine,
+    metrics,
+    pipeline,
+    readings,
+    results_file,
+    safe_write,
+    tables,
+    targets,
+)
 from rppgedit import progress as progress_bars
 from rppgedit.data import clips as clip_sources
 from rppgedit.errors import RppgEditError
@@ -253,23 +263,6 @@ class Grid:
 # Keys and the grid.
 
 
-def content_key(clip_desc: dict, settings: dict) -> str:
-    """The stable key of a work item: SHA-256 of its canonical JSON (first 24 hex digits)."""
-    text = json.dumps(
-        {"schema": SCHEMA, "clip": clip_desc, "settings": settings},
-        sort_keys=True,
-        separators=(",", ":"),
-        default=_json_default,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON-able: {value!r}")
-
-
 def _editor_config(method: str, fps: float, remove: bool, options: dict):
     fields = {f.name for f in dataclasses.fields(editors.get(method).Config)}
     kept = [(k, v) for k, v in options.items() if k in fields]
@@ -277,6 +270,11 @@ def _editor_config(method: str, fps: float, remove: bool, options: dict):
         return editors.make_config(method, fps, remove, kept)
     except RppgEditError as err:
         raise RppgEditError(f"sweep: {err}") from None
+
+
+def content_key(clip_desc: dict, settings: dict) -> str:
+    """The stable key of a sweep item (`results_file.content_key` with this module's `SCHEMA`)."""
+    return results_file.content_key(SCHEMA, clip_desc, settings)
 
 
 def make_grid(spec: SweepSpec, clips: Iterable[ClipRef]) -> Grid:
@@ -534,73 +532,6 @@ def _results_path(out: pathlib.Path, process_index: int) -> pathlib.Path:
     return out / f"results.{process_index}.jsonl"
 
 
-def read_results(path) -> tuple[dict[str, list[dict]], bool]:
-    """The finished items of one results file.
-
-    A line that does not parse (a torn last line) is ignored; an item counts only when all its
-    `parts` lines are present; a key that appears twice keeps its first complete copy.
-
-    Returns:
-      ({key: records sorted by part}, clean): clean is False when anything was ignored.
-    """
-    try:
-        data = pathlib.Path(path).read_bytes()
-    except FileNotFoundError:
-        return {}, True
-    parts: dict[str, dict[int, dict]] = {}
-    clean = data.endswith(b"\n") or not data
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            key, part, total = record["key"], int(record["part"]), int(record["parts"])
-        except (ValueError, KeyError, TypeError):
-            clean = False
-            continue
-        got = parts.setdefault(key, {})
-        if part in got or not 0 <= part < total:
-            clean = False
-            continue
-        got[part] = record
-    done = {}
-    for key, got in parts.items():
-        total = next(iter(got.values()))["parts"]
-        if len(got) == total:
-            done[key] = [got[i] for i in range(total)]
-        else:
-            clean = False
-    return done, clean
-
-
-def _finished_keys(out: pathlib.Path, process_index: int) -> set[str]:
-    """Keys finished in any results file; this process's own file is first made clean."""
-    own = _results_path(out, process_index)
-    done, clean = read_results(own)
-    if not clean:  # torn line or partial item: keep only complete items (atomic rewrite)
-        lines = [_dumps(r) for key in done for r in done[key]]
-        safe_write.write_text_atomic(own, "".join(line + "\n" for line in lines))
-        _log.info("%s: dropped a torn line or partial item", own)
-    finished = set(done)
-    for path in out.glob("results.*.jsonl"):
-        if path != own:
-            finished |= set(read_results(path)[0])
-    return finished
-
-
-def _dumps(record: dict) -> str:
-    return json.dumps(safe_write.json_safe(record), sort_keys=True, allow_nan=False)
-
-
-def _append_item(path: pathlib.Path, records: list[dict]) -> None:
-    """Appends one item's lines with a single write, then flush + fsync."""
-    text = "".join(_dumps(r) + "\n" for r in records).encode()
-    with open(path, "ab") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 # --------------------------------------------------------------------------------------------
 # Editing.
 
@@ -806,7 +737,7 @@ def _run_sweep_locked(spec, out, pid, nproc, batch_per_device, progress, merge_r
             out / MANIFEST, json.dumps(safe_write.json_safe(manifest), indent=1)
         )
     mine = shard_items(grid, pid, nproc)
-    finished = _finished_keys(out, pid)
+    finished = results_file.finished_keys(_results_path(out, pid), out.glob("results.*.jsonl"))
     todo = [it for it in mine if it.key not in finished]
     results = _results_path(out, pid)
     results.touch()
@@ -833,7 +764,7 @@ def _run_sweep_locked(spec, out, pid, nproc, batch_per_device, progress, merge_r
                 clip.crop8.astype(np.float32) / 255.0, clip.mask, ref.fps, spec.estimators, params
             )
         records = _finish_item(item, residual, clip, before_cache[ref.id], params, spec, out)
-        _append_item(results, records)
+        results_file.append_item(results, records)
         bar.update(1)
         if first_item_s is None:
             first_item_s = time.perf_counter() - tic
@@ -908,7 +839,7 @@ def merge(out_dir) -> dict:
         raise RppgEditError(f"{out}: sweep folder not found")
     found: dict[str, list[dict]] = {}
     for path in sorted(out.glob("results.*.jsonl")):
-        for key, records in read_results(path)[0].items():
+        for key, records in results_file.read_results(path)[0].items():
             found.setdefault(key, records)
     manifest = out / MANIFEST
     missing = []

@@ -340,3 +340,37 @@ def test_each_kind_writes_its_grid_and_plot(kind_run):
 
 def summary_rows(out, table):
     return report.tables_from_jsonl(out / "records.jsonl")[table]
+
+
+def test_a_rerun_resumes_and_edits_only_what_is_missing(tmp_path):
+    """An interrupted run (its store cut after the first item, mid-line) is finished by running the
+    same command again: the finished item is not edited again, the records are those of a clean
+    run; a third run edits nothing; more lambdas edit only the new ones."""
+    kwargs = dict(lambdas=LAMBDAS, window=64, overlap=16, max_clips=1, seed=0, make_plots=False)
+    first = _tiny_experiment("lambda_sweep", tmp_path, **kwargs)
+    assert (first["edited"], first["skipped"]) == (2, 0)
+    clean = _records(tmp_path / "records.jsonl")
+    store = tmp_path / run.ITEMS
+    lines = store.read_text().splitlines(keepends=True)
+    parts = json.loads(lines[0])["parts"]
+    store.write_text("".join(lines[:parts]) + lines[parts][:25])  # one item and a torn line
+    second = _tiny_experiment("lambda_sweep", tmp_path, **kwargs)
+    assert (second["edited"], second["skipped"]) == (1, 1)
+
+    def key(r):
+        return (r["setting"], r["estimator"], r["hr_after_bpm"], r["psnr_db"])
+
+    resumed = _records(tmp_path / "records.jsonl")
+    assert sorted(map(key, resumed)) == sorted(map(key, clean))  # the same edits, bit for bit
+    third = _tiny_experiment("lambda_sweep", tmp_path, **kwargs)
+    assert (third["edited"], third["skipped"]) == (0, 2)
+    more = _tiny_experiment("lambda_sweep", tmp_path, **{**kwargs, "lambdas": (*LAMBDAS, 10.0)})
+    assert (more["edited"], more["skipped"]) == (1, 2)
+    assert {r["setting"] for r in _records(tmp_path / "records.jsonl")} == {
+        f"privacy_phys lambda={v:g}" for v in (*LAMBDAS, 10.0)
+    }
+    fewer = _tiny_experiment("lambda_sweep", tmp_path, **{**kwargs, "lambdas": (1.0,)})
+    assert fewer["edited"] == 0
+    assert {r["setting"] for r in _records(tmp_path / "records.jsonl")} == {
+        "privacy_phys lambda=1"
+    }  # the records are this run's grid, not everything the store holds

@@ -27,7 +27,7 @@ import time
 import numpy as np
 import pytest
 
-from rppgedit import sweep
+from rppgedit import results_file, sweep
 from rppgedit.errors import RppgEditError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -223,7 +223,7 @@ def test_kill_and_resume_equals_uninterrupted(reference, cache, tmp_path):
     proc.communicate(timeout=60)
     where = f"(killed after {kill_after} lines, seed {seed})"
     assert proc.returncode == -signal.SIGKILL, f"the sweep ended before it was killed {where}"
-    done, _ = sweep.read_results(results)
+    done, _ = results_file.read_results(results)
     assert 0 < len(done) < NUM_ITEMS, where
     # Also leave what a kill inside a write would: a partial item and a torn last line.
     keys = json.loads((tmp_path / sweep.MANIFEST).read_text())["keys"]
@@ -289,9 +289,9 @@ def test_read_results_ignores_torn_lines_and_partial_items(tmp_path):
     path = tmp_path / "results.0.jsonl"
     lines = [_record("a", 0, 2), _record("a", 1, 2), _record("b", 0, 2), _record("a", 0, 2)]
     path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"key": "c", "pa')
-    done, clean = sweep.read_results(path)
+    done, clean = results_file.read_results(path)
     assert set(done) == {"a"} and [r["part"] for r in done["a"]] == [0, 1] and not clean
-    assert sweep.read_results(tmp_path / "missing.jsonl") == ({}, True)
+    assert results_file.read_results(tmp_path / "missing.jsonl") == ({}, True)
 
 
 def test_finished_keys_rewrites_only_own_file(tmp_path):
@@ -299,7 +299,9 @@ def test_finished_keys_rewrites_only_own_file(tmp_path):
     own.write_text(json.dumps(_record("a", 0, 1)) + "\n" + json.dumps(_record("b", 0, 2)) + "\n")
     torn = json.dumps(_record("c", 0, 1)) + "\n" + '{"ke'
     other.write_text(torn)
-    assert sweep._finished_keys(tmp_path, 0) == {"a", "c"}
+    assert results_file.finished_keys(
+        tmp_path / "results.0.jsonl", tmp_path.glob("results.*.jsonl")
+    ) == {"a", "c"}
     assert _lines(own) == [_record("a", 0, 1)]
     assert other.read_text() == torn  # another process's file is never touched
 

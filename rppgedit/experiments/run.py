@@ -58,7 +58,16 @@ from typing import Any
 
 import numpy as np
 
-from rppgedit import editors, engine, metrics, pipeline, readings, safe_write, targets
+from rppgedit import (
+    editors,
+    engine,
+    metrics,
+    pipeline,
+    readings,
+    results_file,
+    safe_write,
+    targets,
+)
 from rppgedit import progress as progress_bars
 from rppgedit.data import clips as clip_sources
 from rppgedit.data.clips import Clip
@@ -70,6 +79,8 @@ from rppgedit.windows import edit_plan
 
 _log = logging.getLogger(__name__)
 
+SCHEMA = 1  # part of every item key: bump when the meaning of a record changes
+ITEMS = "items.jsonl"  # the resumable store of finished (clip, setting) items
 KINDS = ("lambda_sweep", "mae_vs_psnr", "table1_crops", "target_hrs")
 CROPS = ("full", "upper_left", "upper_right", "bottom_left", "bottom_right")
 DEFAULT_ESTIMATORS = (
@@ -339,6 +350,7 @@ class _Prepared:
     mask_full: np.ndarray  # (T,H,W) bool
     before: dict  # {crop: {estimator: reading}}
     attackers_before: list[dict] | None  # one dict per crop
+    keys: dict = dataclasses.field(default_factory=dict)  # {setting label: item key}
 
 
 def _prepare(clip: Clip, index: int, work_size: int, mask_method: str) -> _Prepared:
@@ -346,6 +358,20 @@ def _prepare(clip: Clip, index: int, work_size: int, mask_method: str) -> _Prepa
     crop_s, mask = pipeline.crop_and_mask(clip.frames, clip.boxes, job)
     mask_full = pipeline.full_frame_mask(mask, clip.boxes, clip.frames.shape[1:3])
     return _Prepared(clip, index, crop_s, mask, mask_full, {}, None)
+
+
+def _item_key(clip: Clip, setting: Setting, run_key: dict) -> str:
+    """The content key of one (clip, setting) item: a rerun skips the items already finished."""
+    desc = {
+        "id": clip.id,
+        "meta": clip.meta,
+        "shape": list(clip.frames.shape),
+        "fps": clip.fps,
+        "true_hr_bpm": clip.true_hr_bpm,
+    }
+    return results_file.content_key(
+        SCHEMA, desc, {**run_key, "setting": dataclasses.asdict(setting)}
+    )
 
 
 def _edit_job(setting: Setting, *, work_size, window, overlap, batch_windows, mask_method, seed):
@@ -454,7 +480,10 @@ def run_experiment(
       data_dir: the dataset's root folder (not for synthetic).
       clip_seconds: clip length in s (the papers: 15).
       out_dir: folder for `records.jsonl`, `tables.md`, `per_estimator.csv`, `per_family.csv`,
-        `summary.json` and the PNG plots (created; existing files of the same names are replaced).
+        `summary.json` and the PNG plots (created; existing files of the same names are replaced),
+        and `items.jsonl`, the resumable store: each finished (clip, setting) item is appended
+        as it ends, keyed by its content, so running the same command again (after an
+        interruption, or with more settings) edits only the items not yet in it.
       methods, lambdas, learning_rates, pulseedit_lambdas, target_hrs, target_hr_bpm,
         method_options: the settings grid, see `default_settings`.
       work_size: side S of the face crop the editor works on and the estimators read, in pixels.
@@ -523,7 +552,6 @@ def run_experiment(
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records_path = out / "records.jsonl"
-    partial = out / "records.jsonl.partial"
     params = {
         n: registry.get(n).load_params() for n in estimators if registry.get(n).input == "video"
     }
@@ -554,65 +582,93 @@ def run_experiment(
         None if num is None else num * len(settings), f"{kind} items", progress, unit="item"
     )
     chunks = _chunks(clip_iter, clips_per_chunk)
-    with open(partial, "w", encoding="utf-8") as sink:
-        while True:
-            tic = time.perf_counter()
-            chunk = next(chunks, None)  # loads (decodes, tracks or renders) the next clips
-            seconds["load"] += time.perf_counter() - tic
-            if chunk is None:
-                break
-            prepared = []
-            tic = time.perf_counter()
-            for clip in chunk:
-                prep = _prepare(clip, num_clips, work_size, mask_method)
-                num_clips += 1
-                prep.before = _readings(prep.crop_s, prep.mask, clip.fps, crops, estimators, params)
-                if models:
-                    prep.attackers_before = _read_attackers(
-                        _attacker_crops(clip.frames, clip.boxes, crops), clip.fps, models, progress
-                    )
-                prepared.append(prep)
-            seconds["read_before"] += time.perf_counter() - tic
+    items_path = out / ITEMS
+    finished = results_file.finished_keys(items_path)
+    run_key = {
+        "kind": kind,
+        **job_settings,
+        "estimators": list(estimators),
+        "attackers": list(models),
+        "crops": list(crops),
+    }
+    edited = skipped = 0
+    wanted: set[str] = set()  # this run's items (the store may hold other settings' too)
+    while True:
+        tic = time.perf_counter()
+        chunk = next(chunks, None)  # loads (decodes, tracks or renders) the next clips
+        seconds["load"] += time.perf_counter() - tic
+        if chunk is None:
+            break
+        prepared = []
+        tic = time.perf_counter()
+        for clip in chunk:
+            keys = {s.label: _item_key(clip, s, run_key) for s in settings}
+            wanted.update(keys.values())
+            index, num_clips = num_clips, num_clips + 1
+            if all(k in finished for k in keys.values()):  # resumed: nothing left to do
+                skipped += len(keys)
+                bar.update(len(keys))
+                continue
+            prep = _prepare(clip, index, work_size, mask_method)
+            prep.keys = keys
+            prep.before = _readings(prep.crop_s, prep.mask, clip.fps, crops, estimators, params)
+            if models:
+                prep.attackers_before = _read_attackers(
+                    _attacker_crops(clip.frames, clip.boxes, crops), clip.fps, models, progress
+                )
+            prepared.append(prep)
+        seconds["read_before"] += time.perf_counter() - tic
 
-            groups: dict[tuple, list[_Pair]] = {}
-            for prep in prepared:
-                for setting in settings:
-                    job = _edit_job(setting, **job_settings)
-                    cfg = pipeline.editor_config(job, prep.clip.fps)
-                    groups.setdefault(_group_key(prep, job, cfg), []).append((prep, setting, job))
-            for key, pairs in groups.items():
-                method, cfg = key[0], key[1]
-                if (method, cfg) not in states:
-                    states[(method, cfg)] = editors.get(method).load_state(cfg)
-                tic = time.perf_counter()
-                for (prep, setting, job), residual, edit_s in _edit_group(
-                    pairs, cfg, states[(method, cfg)]
-                ):
-                    seconds["edit"] += time.perf_counter() - tic
-                    lines, example = _finish_pair(
-                        prep,
-                        setting,
-                        job,
-                        residual,
-                        edit_s,
-                        kind=kind,
-                        crops=crops,
-                        estimators=estimators,
-                        params=params,
-                        models=models,
-                        seconds=seconds,
-                        want_example=make_plots and prep.index == 0,
-                        progress=progress,
-                    )
-                    sink.write("".join(json.dumps(r, allow_nan=False) + "\n" for r in lines))
-                    sink.flush()
-                    num_records += len(lines)
-                    if example is not None:
-                        plot_examples.append(example)
+        groups: dict[tuple, list[_Pair]] = {}
+        for prep in prepared:
+            for setting in settings:
+                if prep.keys[setting.label] in finished:
+                    skipped += 1
                     bar.update(1)
-                    tic = time.perf_counter()
+                    continue
+                job = _edit_job(setting, **job_settings)
+                cfg = pipeline.editor_config(job, prep.clip.fps)
+                groups.setdefault(_group_key(prep, job, cfg), []).append((prep, setting, job))
+        for key, pairs in groups.items():
+            method, cfg = key[0], key[1]
+            if (method, cfg) not in states:
+                states[(method, cfg)] = editors.get(method).load_state(cfg)
+            tic = time.perf_counter()
+            for (prep, setting, job), residual, edit_s in _edit_group(
+                pairs, cfg, states[(method, cfg)]
+            ):
+                seconds["edit"] += time.perf_counter() - tic
+                lines, example = _finish_pair(
+                    prep,
+                    setting,
+                    job,
+                    residual,
+                    edit_s,
+                    kind=kind,
+                    crops=crops,
+                    estimators=estimators,
+                    params=params,
+                    models=models,
+                    seconds=seconds,
+                    want_example=make_plots and prep.index == 0,
+                    progress=progress,
+                )
+                key = prep.keys[setting.label]
+                parts = len(lines)
+                lines = [{**r, "key": key, "part": i, "parts": parts} for i, r in enumerate(lines)]
+                results_file.append_item(items_path, lines)
+                edited += 1
+                if example is not None:
+                    plot_examples.append(example)
+                bar.update(1)
+                tic = time.perf_counter()
     bar.close()
-    partial.replace(records_path)
+    done, _ = results_file.read_results(items_path)
+    records = [r for key, item in done.items() if key in wanted for r in item]
+    num_records = len(records)
+    safe_write.write_text_atomic(
+        records_path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records)
+    )
 
     tic = time.perf_counter()
     written = report.write_reports(records_path, out)
@@ -632,6 +688,8 @@ def run_experiment(
         "attackers": list(models),
         "crops": list(crops),
         "records": num_records,
+        "edited": edited,
+        "skipped": skipped,
         "records_path": str(records_path),
         "tables_path": written["markdown_path"],
         "csv_paths": written["csv_paths"],

@@ -17,55 +17,21 @@ def run_evaluate(
     work_size: int = 64,
     ground_truth: str | None = None,
 ) -> dict:
-    """Reads `input_path`, finds the face, and reads every estimator's HR and SNR.
+    """`rppgedit.read_heart_rate` of `input_path`: {"table": printable text, "json": results
+    dict}. With `ground_truth`, the ground-truth HR over the video's duration and each
+    estimator's absolute error are included."""
+    from rppgedit import api
 
-    Returns {"table": printable text, "json": results dict}. With `ground_truth`, the ground-truth
-    HR over the video's duration and each estimator's absolute error are included.
-    """
-    from rppgedit.data import ground_truth as gt_files
-    from rppgedit.pipeline import find_boxes
-    from rppgedit.readings import format_table, read_heart_rates
-    from rppgedit.video import crop, decode, skin
-
-    video = decode.read_video(input_path)
-    boxes = find_boxes(video.frames, face_box=face_box, allow_no_face=allow_no_face)
-    clip = crop.crop_resize(video.frames, boxes, work_size)
-    mask = skin.skin_mask(clip, method=mask_method)
-    readings = read_heart_rates(clip, mask, video.fps, estimators)
-    gt_hr = None
-    if ground_truth:
-        gt = gt_files.load(ground_truth)
-        gt_hr = gt_files.heart_rate_of(gt, video.fps, duration_s=len(video.frames) / video.fps)
-    rows = [
-        {
-            "estimator": name,
-            "hr_bpm": r["hr_bpm"],
-            "snr_db": r["snr_db"],
-            "abs_err": None if gt_hr is None else abs(r["hr_bpm"] - gt_hr),
-        }
-        for name, r in readings.items()
-    ]
-    columns = [
-        ("estimator", "estimator", "s"),
-        ("hr_bpm", "HR bpm", ".1f"),
-        ("snr_db", "SNR dB", ".1f"),
-    ]
-    if gt_hr is not None:
-        columns.append(("abs_err", "|err| bpm", ".1f"))
-    table = format_table(rows, columns)
-    if gt_hr is not None:
-        table += f"\nground truth {gt_hr:.1f} bpm"
-    return {
-        "table": table,
-        "json": {
-            "input": str(input_path),
-            "fps": video.fps,
-            "frames": int(len(video.frames)),
-            "ground_truth_hr_bpm": gt_hr,
-            "skin_coverage": float(mask.mean()),
-            "rows": rows,
-        },
-    }
+    readings = api.read_heart_rate(
+        input_path,
+        estimators=estimators,
+        ground_truth=ground_truth,
+        face_box=face_box,
+        allow_no_face=allow_no_face,
+        mask_method=mask_method,
+        work_size=work_size,
+    )
+    return {"table": repr(readings), "json": readings.to_dict()}
 
 
 def run(s) -> None:

@@ -297,12 +297,7 @@ def read_video(
         rate = probe.assumed_fps(path, fps)
         stream, folder = _open_frames(path, allow_16bit, max_frames)
         expected = len(folder.files) if max_frames is None else min(max_frames, len(folder.files))
-        try:
-            frames = _read_all(stream, expected)
-        except BaseException:
-            stream.finish(check=False)
-            raise
-        stream.finish()
+        frames = _read_all(stream, expected)
         if len(frames) != expected:
             raise path_error(path, f"decoded {len(frames)} frames from {expected} PNG files")
         return Video(frames, rate, None, path)
@@ -318,12 +313,7 @@ def read_video(
         expected = (
             container.num_frames if max_frames is None else min(max_frames, container.num_frames)
         )
-        try:
-            frames = _read_all(stream, expected)
-        except BaseException:
-            stream.finish(check=False)
-            raise
-        stream.finish()
+        frames = _read_all(stream, expected)
         with open(stats_file) as f:
             stats = [line.split() for line in f if line.strip()]
     if len(frames) == 0:
@@ -339,6 +329,18 @@ def read_video(
 
 
 def _read_all(stream: _FfmpegFrames, expected: int) -> np.ndarray:
+    """All frames of ``stream``, which is then finished (checked; on an error, stopped without a
+    check and the error raised)."""
+    try:
+        frames = _read_frames(stream, expected)
+    except BaseException:
+        stream.finish(check=False)
+        raise
+    stream.finish()
+    return frames
+
+
+def _read_frames(stream: _FfmpegFrames, expected: int) -> np.ndarray:
     """All frames of ``stream``, preallocating ``expected`` frames and growing if there are more
     (never past the memory budget: a header's count is not trusted)."""
     height, width = stream.shape[:2]
