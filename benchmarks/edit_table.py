@@ -22,7 +22,7 @@ import sys
 import time
 
 from rppgedit import open_rppg, pipeline, safe_write, targets
-from rppgedit.experiments.run import DEFAULT_ESTIMATORS
+from rppgedit.papers.run import DEFAULT_ESTIMATORS
 from rppgedit.readings import format_table
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))

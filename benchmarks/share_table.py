@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from rppgedit import metrics, open_rppg, pipeline, safe_write, targets
-from rppgedit.experiments.run import DEFAULT_ESTIMATORS
+from rppgedit.papers.run import DEFAULT_ESTIMATORS
 from rppgedit.readings import format_table, read_heart_rates
 from rppgedit.video import crop, decode, encode
 

@@ -8,7 +8,7 @@ import pytest
 
 from rppgedit import engine, metrics, pipeline, sweep, targets
 from rppgedit.errors import RppgEditError
-from rppgedit.experiments import run
+from rppgedit.papers import run
 from rppgedit.windows import edit_plan, window_starts
 
 SURROGATES = (("pos", 1.0), ("chrom", 1.0))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rppgedit.errors import RppgEditError
-from rppgedit.experiments import plots, report, run
+from rppgedit.papers import plots, report, run
 from rppgedit.video import crop
 
 SURROGATES = (("pos", 1.0), ("chrom", 1.0))

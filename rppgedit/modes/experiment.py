@@ -1,4 +1,4 @@
-"""`rppgedit experiment`: one of the papers' experiments (rppgedit/experiments/run.py)."""
+"""`rppgedit experiment`: one of the papers' experiments (rppgedit/papers/run.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from rppgedit.modes import common
 
 
 def run(s) -> None:
-    from rppgedit.experiments import run as experiments
+    from rppgedit.papers import run as experiments
 
     common.require(s, "experiment")
     common.check_settings(s)

@@ -73,7 +73,7 @@ from rppgedit.data import clips as clip_sources
 from rppgedit.data.clips import Clip
 from rppgedit.errors import RppgEditError
 from rppgedit.estimators import registry
-from rppgedit.experiments import plots, report
+from rppgedit.papers import plots, report
 from rppgedit.video import crop
 from rppgedit.windows import edit_plan
 

@@ -1,1 +1,0 @@
-"""rppgedit.experiments."""
