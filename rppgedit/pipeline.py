@@ -19,6 +19,7 @@ import json
 import os
 import pathlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -336,6 +337,19 @@ def job_editor(job: EditJob, state, cfg) -> tuple[engine.EditBatch, int]:
     return edit_batch, job.batch_windows * mesh.devices.size
 
 
+def edit_tasks(tasks, job: EditJob, state, cfg, progress=None) -> Iterator[engine.Edited]:
+    """`engine.edit_windows` of in-memory `tasks` with `job`'s windows and editor (`job_editor`)."""
+    edit_batch, batch_size = job_editor(job, state, cfg)
+    return engine.edit_windows(
+        tasks,
+        edit_batch,
+        window=job.window,
+        overlap=job.overlap,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
 def _edit_faces(faces, target, cfg, state, job: EditJob, progress: bool) -> list[str]:
     """Edits every face long enough to carry a pulse; returns a note for each face left as is."""
     notes, tasks = _short_faces(faces), []
@@ -351,15 +365,7 @@ def _edit_faces(faces, target, cfg, state, job: EditJob, progress: bool) -> list
         raise _nothing_to_edit(notes)
     total = _num_windows([faces[t.key] for t in tasks], job)
     bar = progress_bars.bar(total, "edit windows", progress, unit="win")
-    edit_batch, batch_size = job_editor(job, state, cfg)
-    for done in engine.edit_windows(
-        tasks,
-        edit_batch,
-        window=job.window,
-        overlap=job.overlap,
-        batch_size=batch_size,
-        progress=bar.update,
-    ):
+    for done in edit_tasks(tasks, job, state, cfg, progress=bar.update):
         faces[done.task.key].residual = done.residual
         faces[done.task.key].edited = True
     bar.close()

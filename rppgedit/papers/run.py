@@ -397,18 +397,11 @@ def _edit_group(pairs: list[_Pair], cfg, state) -> Iterator[tuple[_Pair, np.ndar
     several pairs share a batch); yields (the pair, its residual (T,S,S,3), its edit seconds) as
     each pair finishes."""
     job = pairs[0][2]
-    edit_batch, batch_size = pipeline.job_editor(job, state, cfg)
     tasks = []
     for p, (prep, _, pair_job) in enumerate(pairs):
         wave = targets.make_target(pair_job.target, prep.crop_s.shape[0], prep.clip.fps)
         tasks.append(engine.task(p, prep.crop_s, prep.mask, wave))
-    for done in engine.edit_windows(
-        tasks,
-        edit_batch,
-        window=job.window,
-        overlap=job.overlap,
-        batch_size=batch_size,
-    ):
+    for done in pipeline.edit_tasks(tasks, job, state, cfg):
         yield pairs[done.task.key], done.residual, done.seconds
 
 

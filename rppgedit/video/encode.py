@@ -173,6 +173,13 @@ def check_output_path(path, *, inputs: Iterable = (), overwrite: bool = False) -
 # Encoder settings.
 
 
+def _check_container(path: str, codec: str, kind: str) -> None:
+    """A one-line error unless a `kind` container (extension) can hold `codec`."""
+    if kind not in _CODEC_CONTAINERS[codec]:
+        holds = "/".join(_CODEC_CONTAINERS[codec])
+        raise path_error(path, f"codec {codec} cannot be written to {kind} (use {holds})")
+
+
 def _check_crf(path: str, codec: str, crf) -> int | None:
     """The CRF to use: the codec's default for None; refuses a CRF out of range or for a
     lossless codec."""
@@ -440,9 +447,7 @@ class VideoWriter:
             raise path_error(
                 path, f"unknown codec {codec!r}; use one of {sorted(_CODEC_CONTAINERS)}"
             )
-        if kind not in _CODEC_CONTAINERS[codec]:
-            holds = "/".join(_CODEC_CONTAINERS[codec])
-            raise path_error(path, f"codec {codec} cannot be written to {kind} (use {holds})")
+        _check_container(path, codec, kind)
         if codec in _LOSSY_CODECS and (self.width % 2 or self.height % 2):
             raise path_error(
                 path,
@@ -829,9 +834,7 @@ def reencode(
         raise path_error(
             dst, f"reencode writes a sharing codec {sorted(_LOSSY_CODECS)}, not {codec!r}"
         )
-    if kind not in _CODEC_CONTAINERS[codec]:
-        holds = "/".join(_CODEC_CONTAINERS[codec])
-        raise path_error(dst, f"codec {codec} cannot be written to {kind} (use {holds})")
+    _check_container(dst, codec, kind)
     crf = _check_crf(dst, codec, crf)
     ffmpeg.check_encoder(dst, _LOSSY_CODECS[codec].encoder, f"codec {codec}")
     check_output_path(dst, inputs=(src,), overwrite=overwrite)
