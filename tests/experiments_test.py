@@ -350,7 +350,7 @@ def test_a_rerun_resumes_and_edits_only_what_is_missing(tmp_path):
     first = _tiny_experiment("lambda_sweep", tmp_path, **kwargs)
     assert (first["edited"], first["skipped"]) == (2, 0)
     clean = _records(tmp_path / "records.jsonl")
-    store = tmp_path / run.ITEMS
+    store = run.items_path(tmp_path)
     lines = store.read_text().splitlines(keepends=True)
     parts = json.loads(lines[0])["parts"]
     store.write_text("".join(lines[:parts]) + lines[parts][:25])  # one item and a torn line
@@ -374,3 +374,24 @@ def test_a_rerun_resumes_and_edits_only_what_is_missing(tmp_path):
     assert {r["setting"] for r in _records(tmp_path / "records.jsonl")} == {
         "privacy_phys lambda=1"
     }  # the records are this run's grid, not everything the store holds
+
+
+def test_processes_share_the_grid_and_the_last_writes_the_tables(tmp_path):
+    """Two processes (run one after the other) edit one clip each; the first returns incomplete,
+    the second finds every item and writes the records: the same edits as one process makes."""
+    kwargs = dict(lambdas=(1.0,), window=64, overlap=16, max_clips=2, seed=0, make_plots=False)
+    single = _tiny_experiment("lambda_sweep", tmp_path / "one", **kwargs)
+    first = _tiny_experiment("lambda_sweep", tmp_path / "two", process_count=2, **kwargs)
+    assert not first["complete"] and first["missing"] == 1 and first["edited"] == 1
+    assert not (tmp_path / "two" / "records.jsonl").exists()
+    second = _tiny_experiment(
+        "lambda_sweep", tmp_path / "two", process_index=1, process_count=2, **kwargs
+    )
+    assert second["complete"] and second["edited"] == 1 and single["edited"] == 2
+
+    def key(r):
+        return (r["clip"], r["estimator"], r["hr_after_bpm"], r["psnr_db"])
+
+    one = [key(r) for r in _records(tmp_path / "one" / "records.jsonl")]
+    two = [key(r) for r in _records(tmp_path / "two" / "records.jsonl")]
+    assert one == two  # same bits, same order (clip, then setting)

@@ -6,9 +6,16 @@ from rppgedit.modes import common
 
 
 def run(s) -> None:
+    from rppgedit import sweep
     from rppgedit.papers import run as experiments
 
     common.require(s, "experiment")
+    # jax.distributed (hosts sharing --out_dir) must start before any other JAX call.
+    sweep.initialize_distributed(
+        s.coordinator_address, s.num_processes, s.process_id, auto=s.distributed
+    )
+    import jax
+
     common.check_settings(s)
     summary = experiments.run_experiment(
         s.experiment,
@@ -41,7 +48,16 @@ def run(s) -> None:
         make_plots=s.plots,
         progress=s.progress,
         config=s.tree(),
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
     )
+    if not summary["complete"]:
+        print(
+            f"process {jax.process_index()}/{jax.process_count()}: edited {summary['edited']}, "
+            f"skipped {summary['skipped']} items; {summary['missing']} items of other processes "
+            "are not finished yet (the last process to finish writes the tables)"
+        )
+        return
     print(summary["markdown"])
     print(
         f"wrote {summary['records_path']}, {summary['tables_path']} and {len(summary['plots'])} "

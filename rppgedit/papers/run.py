@@ -80,7 +80,13 @@ from rppgedit.windows import edit_plan
 _log = logging.getLogger(__name__)
 
 SCHEMA = 1  # part of every item key: bump when the meaning of a record changes
-ITEMS = "items.jsonl"  # the resumable store of finished (clip, setting) items
+
+
+def items_path(out: pathlib.Path, process_index: int = 0) -> pathlib.Path:
+    """A process's resumable store of finished (clip, setting) items."""
+    return pathlib.Path(out) / f"items.{process_index}.jsonl"
+
+
 KINDS = ("lambda_sweep", "mae_vs_psnr", "table1_crops", "target_hrs")
 CROPS = ("full", "upper_left", "upper_right", "bottom_left", "bottom_right")
 DEFAULT_ESTIMATORS = (
@@ -462,6 +468,8 @@ def run_experiment(
     make_plots: bool = True,
     progress: bool = False,
     config: dict | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
 ) -> dict:
     """Runs one of the papers' experiments and writes its records, tables and plots (and the
     command line's resolved `config`, when given, into `summary.json`).
@@ -474,8 +482,8 @@ def run_experiment(
       clip_seconds: clip length in s (the papers: 15).
       out_dir: folder for `records.jsonl`, `tables.md`, `per_estimator.csv`, `per_family.csv`,
         `summary.json` and the PNG plots (created; existing files of the same names are replaced),
-        and `items.jsonl`, the resumable store: each finished (clip, setting) item is appended
-        as it ends, keyed by its content, so running the same command again (after an
+        and `items.<process>.jsonl`, the resumable store: each finished (clip, setting) item is
+        appended as it ends, keyed by its content, so running the same command again (after an
         interruption, or with more settings) edits only the items not yet in it.
       methods, lambdas, learning_rates, pulseedit_lambdas, target_hrs, target_hr_bpm,
         method_options: the settings grid, see `default_settings`.
@@ -493,6 +501,10 @@ def run_experiment(
       allow_no_face: dataset clips without a detected face get a centred box.
       make_plots: write the PNG plots.
       progress: show a bar of the finished clip x setting items (total, ETA) on stderr.
+      process_index, process_count: this process among the processes sharing `out_dir` (e.g.
+        hosts of a pod): each edits the clips whose index is its own modulo the count; the one
+        that finds every item of the grid finished writes the records, tables and plots (the
+        others return with `complete` False).
 
     Returns:
       summary dict: kind, dataset, counts, paths of the outputs, seconds spent per stage and the
@@ -575,8 +587,10 @@ def run_experiment(
         None if num is None else num * len(settings), f"{kind} items", progress, unit="item"
     )
     chunks = _chunks(clip_iter, clips_per_chunk)
-    items_path = out / ITEMS
-    finished = results_file.finished_keys(items_path)
+    if not 0 <= process_index < process_count:
+        raise RppgEditError(f"process {process_index} of {process_count}: not a process index")
+    own_items = items_path(out, process_index)
+    finished = results_file.finished_keys(own_items, out.glob("items.*.jsonl"))
     run_key = {
         "kind": kind,
         **job_settings,
@@ -586,6 +600,7 @@ def run_experiment(
     }
     edited = skipped = 0
     wanted: set[str] = set()  # this run's items (the store may hold other settings' too)
+    order: dict[str, int] = {}  # their order in the grid: clip, then setting
     while True:
         tic = time.perf_counter()
         chunk = next(chunks, None)  # loads (decodes, tracks or renders) the next clips
@@ -597,7 +612,10 @@ def run_experiment(
         for clip in chunk:
             keys = {s.label: _item_key(clip, s, run_key) for s in settings}
             wanted.update(keys.values())
+            order.update((k, len(order)) for k in keys.values() if k not in order)
             index, num_clips = num_clips, num_clips + 1
+            if index % process_count != process_index:  # another process's clip
+                continue
             if all(k in finished for k in keys.values()):  # resumed: nothing left to do
                 skipped += len(keys)
                 bar.update(len(keys))
@@ -649,15 +667,21 @@ def run_experiment(
                 key = prep.keys[setting.label]
                 parts = len(lines)
                 lines = [{**r, "key": key, "part": i, "parts": parts} for i, r in enumerate(lines)]
-                results_file.append_item(items_path, lines)
+                results_file.append_item(own_items, lines)
                 edited += 1
                 if example is not None:
                     plot_examples.append(example)
                 bar.update(1)
                 tic = time.perf_counter()
     bar.close()
-    done, _ = results_file.read_results(items_path)
-    records = [r for key, item in done.items() if key in wanted for r in item]
+    done = {}
+    for path in sorted(out.glob("items.*.jsonl")):
+        for key, item in results_file.read_results(path)[0].items():
+            done.setdefault(key, item)
+    missing = len(wanted - set(done))
+    if missing:  # other processes' items still to come: the last process writes the tables
+        return {"complete": False, "missing": missing, "edited": edited, "skipped": skipped}
+    records = [r for key in sorted(wanted, key=order.get) for r in done[key]]
     num_records = len(records)
     safe_write.write_text_atomic(
         records_path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records)
@@ -680,6 +704,7 @@ def run_experiment(
         "estimators": list(estimators),
         "attackers": list(models),
         "crops": list(crops),
+        "complete": True,
         "records": num_records,
         "edited": edited,
         "skipped": skipped,
