@@ -93,8 +93,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s("bit_depth", "output.bit_depth", ("8", "16"), "8",
        "Bits per channel of the output video.", _OUTPUT),
     _s("plots", "report.plots", "bool", True,
-       "Draw the report's figure (OUT.report.png; experiments: their PNG plots).",
-       ("edit", "demo", "experiment")),
+       "Draw the figures: OUT.report.png; evaluate: the spectra beside --json_out; experiments' plots.",
+       ("edit", "demo", "evaluate", "experiment"),
+       mode_defaults={"evaluate": False}),
     # What to embed.
     _s("target", "target.kind", ("sinusoid", "pulse", "file", "none"), "sinusoid",
        "Target: a sinusoid or pulse at --target_hr, a waveform file, or none (remove the pulse).",

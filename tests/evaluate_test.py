@@ -50,6 +50,7 @@ def test_evaluate_cli_writes_json(tmp_path):
             f"--face_box={box}",
             "--work_size=32",
             f"--json_out={out}",
+            "--plots",
         ],
         capture_output=True,
         text=True,
@@ -59,3 +60,16 @@ def test_evaluate_cli_writes_json(tmp_path):
     rows = {r["estimator"]: r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {"pos", "green"}
     assert abs(rows["pos"]["hr_bpm"] - 66.0) < 1.5
+    figure = tmp_path / "r.png"  # --plots: the input's spectra beside the JSON
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads(out.read_text())["figure"] == str(figure)
+
+
+def test_evaluate_plots_need_a_json_destination(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "rppgedit.main", "evaluate", "--input=x.mkv", "--plots"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "--plots needs --json_out" in proc.stderr

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 
+from rppgedit.errors import RppgEditError
 from rppgedit.modes import common
 
 
@@ -34,6 +36,12 @@ def run_evaluate(
     return {"table": repr(readings), "json": readings.to_dict()}
 
 
+def figure_path_for(json_out: str) -> str:
+    """Where `--plots` draws the spectra: NAME.png beside NAME.json."""
+    root, _ = os.path.splitext(json_out)
+    return root + ".png"
+
+
 def run(s) -> None:
     from rppgedit import safe_write
 
@@ -42,6 +50,14 @@ def run(s) -> None:
     face_box = common.face_box(s)
     if s.json_out:
         safe_write.check_destination(s.json_out, inputs=(s.input,), overwrite=s.overwrite)
+    figure_path = None
+    if s.plots:
+        if not s.json_out:
+            raise RppgEditError("--plots needs --json_out (the figure is written beside it)")
+        figure_path = figure_path_for(s.json_out)
+        safe_write.check_destination(
+            figure_path, inputs=(s.input, s.json_out), overwrite=s.overwrite
+        )
     common.check_weights(s)
     common.check_input(s.input)
     result = run_evaluate(
@@ -54,6 +70,23 @@ def run(s) -> None:
         ground_truth=s.ground_truth,
     )
     print(result["table"])
+    if figure_path is not None:  # the spectra of every estimator, by family
+        from rppgedit import api
+        from rppgedit import report as reporting
+
+        audit = api.audit(
+            s.input,
+            estimators=s.estimators,
+            attackers=None,
+            face_box=face_box,
+            allow_no_face=s.allow_no_face,
+            mask_method=s.mask_method,
+            work_size=s.work_size,
+            plots=True,
+        )
+        reporting.write_png(figure_path, audit.figure, overwrite=s.overwrite, inputs=(s.input,))
+        result["json"]["figure"] = figure_path
+        print(f"figure: {figure_path}")
     if s.json_out:
         payload = dict(result["json"], config=s.tree())
         safe_write.write_text_atomic(
