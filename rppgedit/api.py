@@ -309,6 +309,20 @@ def _face_clip(frames, *, face_box, allow_no_face, mask_method, work_size, name)
     return boxes, clip, skin.skin_mask(clip, method=mask_method)
 
 
+def _video_face(video, fps, face_box, allow_no_face, mask_method, work_size):
+    """(frames, fps, name, boxes, face crop, skin mask) of a path or an array."""
+    frames, fps, name = _load(video, fps)
+    boxes, clip, mask = _face_clip(
+        frames,
+        face_box=face_box,
+        allow_no_face=allow_no_face,
+        mask_method=mask_method,
+        work_size=work_size,
+        name=name,
+    )
+    return frames, fps, name, boxes, clip, mask
+
+
 def _ground_truth_hr(ground_truth, fps: float, num_frames: int) -> float | None:
     if ground_truth is None:
         return None
@@ -349,14 +363,8 @@ def read_heart_rate(
     """
     from rppgedit import readings
 
-    frames, fps, name = _load(video, fps)
-    _, clip, mask = _face_clip(
-        frames,
-        face_box=face_box,
-        allow_no_face=allow_no_face,
-        mask_method=mask_method,
-        work_size=work_size,
-        name=name,
+    frames, fps, name, _, clip, mask = _video_face(
+        video, fps, face_box, allow_no_face, mask_method, work_size
     )
     values = readings.read_heart_rates(clip, mask, fps, _estimators(estimators))
     gt_hr = _ground_truth_hr(ground_truth, fps, len(frames))
@@ -410,14 +418,8 @@ def audit(
     from rppgedit import readings
     from rppgedit import report as reporting
 
-    frames, fps, name = _load(video, fps)
-    boxes, clip, mask = _face_clip(
-        frames,
-        face_box=face_box,
-        allow_no_face=allow_no_face,
-        mask_method=mask_method,
-        work_size=work_size,
-        name=name,
+    frames, fps, name, boxes, clip, mask = _video_face(
+        video, fps, face_box, allow_no_face, mask_method, work_size
     )
     names = _estimators(estimators)
     values = readings.read_heart_rates(clip, mask, fps, names, with_bvp=True)
