@@ -374,17 +374,7 @@ def write_png(path, fig, *, overwrite: bool = True, inputs=()) -> str:
     """Writes the figure to `path` atomically (the `rppgedit.safe_write` policy)."""
     from rppgedit import safe_write
 
-    path = os.fspath(path)
-    safe_write.check_destination(path, inputs=inputs, overwrite=overwrite)
-    temp = safe_write.make_temp_file(path, suffix=".png")
-    try:
-        with open(temp, "wb") as f:
-            f.write(png_bytes(fig))
-        safe_write.move_into_place(temp, path)
-    except BaseException:
-        safe_write.remove(temp)
-        raise
-    return path
+    return safe_write.write_bytes(path, png_bytes(fig), inputs=inputs, overwrite=overwrite)
 
 
 def face_region(frame: np.ndarray, box, margin: float = 0.15) -> np.ndarray:

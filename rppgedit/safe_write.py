@@ -254,19 +254,24 @@ def clean_stale(folder, *, again: bool = False) -> list[str]:
     return removed
 
 
-def write_text(path, text: str, *, inputs: Iterable = (), overwrite: bool = False) -> str:
-    """Writes a text file under the policy: checked destination, O_EXCL temporary, rename."""
+def write_bytes(path, data: bytes, *, inputs: Iterable = (), overwrite: bool = False) -> str:
+    """Writes a file under the policy: checked destination, O_EXCL temporary, rename."""
     path = os.fspath(path)
     check_destination(path, inputs=inputs, overwrite=overwrite)
     temp = make_temp_file(path, suffix=".tmp")
     try:
-        with open(temp, "w") as f:
-            f.write(text)
+        with open(temp, "wb") as f:
+            f.write(data)
         move_into_place(temp, path)
     except BaseException:
         remove(temp)
         raise
     return path
+
+
+def write_text(path, text: str, *, inputs: Iterable = (), overwrite: bool = False) -> str:
+    """`write_bytes` of `text` in UTF-8."""
+    return write_bytes(path, text.encode("utf-8"), inputs=inputs, overwrite=overwrite)
 
 
 def write_text_atomic(path, text: str, *, overwrite: bool = True, inputs: Iterable = ()) -> str:

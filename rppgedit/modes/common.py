@@ -263,9 +263,7 @@ def output_spec(s):
     from rppgedit import pipeline
 
     codec, crf = s.codec, s.crf
-    if s.share:
-        if codec not in (None, "h264"):
-            raise RppgEditError(f"--share writes H.264; it cannot be combined with --codec={codec}")
+    if s.share:  # check_settings has refused --share with another codec
         codec, crf = "h264", 23 if crf is None else crf
     return pipeline.OutputSpec(
         codec=codec,

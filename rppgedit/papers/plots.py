@@ -25,8 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from rppgedit import signals
-
-FAMILIES = ("classical", "deep", "attacker")
+from rppgedit.report import FAMILIES
 
 
 def _save(fig: Figure, path) -> pathlib.Path:

@@ -74,6 +74,7 @@ from rppgedit.data.clips import Clip
 from rppgedit.errors import RppgEditError
 from rppgedit.estimators import registry
 from rppgedit.papers import plots, report
+from rppgedit.report import family_of
 from rppgedit.video import crop
 from rppgedit.windows import edit_plan
 
@@ -286,11 +287,6 @@ def sub_boxes(boxes: np.ndarray, name: str) -> np.ndarray:
     ys = (y0, ym) if vertical == "upper" else (ym, y1)
     xs = (x0, xm) if horizontal == "left" else (xm, x1)
     return np.stack([xs[0], ys[0], xs[1], ys[1]], axis=-1).astype(np.float32)
-
-
-def estimator_family(name: str) -> str:
-    """ "classical" for trace estimators, "deep" for rppgedit's video models."""
-    return "classical" if registry.get(name).input == "trace" else "deep"
 
 
 def _finite(value) -> float | None:
@@ -794,7 +790,7 @@ def _finish_pair(
                     **base,
                     "crop": name,
                     "estimator": est,
-                    "family": estimator_family(est),
+                    "family": family_of(est),
                     "surrogate": est in surrogates,
                     "hr_before_bpm": _finite(b["hr_bpm"]),
                     "hr_after_bpm": _finite(a["hr_bpm"]),
@@ -849,7 +845,7 @@ def _example_plots(examples: list[dict], estimators: Sequence[str], out: pathlib
     """Fig. 5 (PSD before/after) per setting and Fig. 6 (difference maps) for the first clip."""
     if not examples or not estimators:
         return []
-    deep = [e for e in estimators if estimator_family(e) == "deep"]
+    deep = [e for e in estimators if family_of(e) == "deep"]
     name = deep[0] if deep else estimators[0]
     est = registry.get(name)
     params = est.load_params() if est.input == "video" else None
