@@ -15,10 +15,12 @@ and `rppgedit.open_rppg` (the black-box attackers); the command line's modes do 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -79,12 +81,52 @@ def _surrogates(value) -> tuple[tuple[str, float], ...]:
     return tuple(pairs)
 
 
-def _job(target_hr, remove, method, target, estimators, seed, options):
+@dataclasses.dataclass(frozen=True)
+class EditOptions:
+    """The keyword arguments `edit` and `edit_frames` share (documented in `edit`): what to embed
+    (`remove`, `target`), with which editor (`method`, `seed`), read by which `estimators` for the
+    report, in which faces (`face_box`, `allow_no_face`). Both functions take them as keyword
+    arguments (their signatures list them, `_takes_edit_options`); `split` separates them from the
+    editor's, the edit's and the output's options."""
+
+    remove: bool = False
+    method: str = "privacy_phys"
+    target: str = "sinusoid"
+    estimators: Sequence[str] | None = None
+    seed: int = 0
+    face_box: Any = None
+    allow_no_face: bool = False
+
+    @classmethod
+    def split(cls, kwargs: dict) -> tuple[EditOptions, dict]:
+        """(the shared options among `kwargs`, the other keyword arguments)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        shared = cls(**{k: v for k, v in kwargs.items() if k in names})
+        return shared, {k: v for k, v in kwargs.items() if k not in names}
+
+
+def _takes_edit_options(fn):
+    """Lists `EditOptions`' fields in `fn`'s signature (help(), a notebook's completion) as
+    keyword-only parameters before its `**options`, which receives them."""
+    signature = inspect.signature(fn)
+    *own, rest = signature.parameters.values()
+    shared = [
+        inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type
+        )
+        for f in dataclasses.fields(EditOptions)
+    ]
+    fn.__signature__ = signature.replace(parameters=[*own, *shared, rest])
+    return fn
+
+
+def _job(target_hr, shared: EditOptions, options):
     """(EditJob, OutputSpec fields) from the API's arguments; the options that are neither the
     job's nor the output's go to the editor's config (`steps`, `learning_rate`,
     `fidelity_weight`, `surrogates`, `stop_pearson`, ...)."""
     from rppgedit import pipeline, targets
 
+    remove, target, seed = shared.remove, shared.target, shared.seed
     options = dict(options)
     if remove and target_hr is not None:
         raise RppgEditError("give target_hr= or remove=True, not both")
@@ -112,33 +154,27 @@ def _job(target_hr, remove, method, target, estimators, seed, options):
     if "surrogates" in options and options["surrogates"] is not None:
         options["surrogates"] = _surrogates(options["surrogates"])
     job = pipeline.EditJob(
-        method=method,
+        method=shared.method,
         target=spec,
         seed=seed,
         method_options=tuple(options.items()),
-        estimators=_estimators(estimators),
+        estimators=_estimators(shared.estimators),
         **job_fields,
     )
     pipeline.editor_config(job, 30.0)  # bad methods and options fail before any work
     return job, output_fields
 
 
+@_takes_edit_options
 def edit(
     input,
     output,
     target_hr: float | None = None,
     *,
-    remove: bool = False,
-    method: str = "privacy_phys",
-    target: str = "sinusoid",
-    estimators: Sequence[str] | None = None,
-    seed: int = 0,
     share: bool = False,
     overwrite: bool = False,
     plots: bool = True,
     progress: bool = True,
-    face_box=None,
-    allow_no_face: bool = False,
     **options,
 ) -> Report:
     """Edits every face of the video file `input` so that rPPG estimators read `target_hr` (or,
@@ -148,19 +184,21 @@ def edit(
     Args:
       input, output: video paths (any file ffmpeg reads, a PNG folder or a .npy array).
       target_hr: the heart rate to embed, in bpm (30-240).
-      remove: remove the pulse instead.
-      method: the editor: "privacy_phys" (default), "pulseedit", "physiolatent", "smooth_remove".
-      target: "sinusoid" (default) or "pulse" (a realistic beat with harmonics and variability);
-        `target_file=` embeds a waveform file.
-      estimators: the estimators read before and after for the report (default: every one).
-      seed: the seed of the stochastic rounding (and of a random target phase).
       share: write H.264 (CRF 23 unless `crf=`), read back for the report.
       overwrite: replace an existing output.
       plots: also write OUT.report.png.
-      progress: progress bars on stderr.
-      face_box: (x0, y0, x1, y1) to edit instead of tracking the faces.
-      allow_no_face: edit a centred box when no face is found.
-      **options: the editor's settings (`steps`, `learning_rate`, `fidelity_weight` (lambda),
+      progress: progress bars on stderr (one per pass: decode, edit, report).
+      **options: the arguments `edit` and `edit_frames` share (`EditOptions`):
+        `remove`: remove the pulse instead (default False);
+        `method`: the editor: "privacy_phys" (default), "pulseedit", "physiolatent",
+          "smooth_remove";
+        `target`: "sinusoid" (default) or "pulse" (a realistic beat with harmonics and
+          variability); `target_file=` embeds a waveform file;
+        `estimators`: the estimators read before and after for the report (default: every one);
+        `seed`: the seed of the stochastic rounding (and of a random target phase; default 0);
+        `face_box`: (x0, y0, x1, y1) to edit instead of tracking the faces;
+        `allow_no_face`: edit a centred box when no face is found (default False);
+        then the editor's settings (`steps`, `learning_rate`, `fidelity_weight` (lambda),
         `surrogates` ("pos:2,chrom" or pairs), `stop_pearson`, `balance`, `colour`, ...), the
         edit's (`work_size`, `window`, `overlap`, `batch_windows`, `mask_method`, `quantize`,
         `bit_depth`) and the output's (`codec`, `crf`, `verify_reencode`, `keep_streams`,
@@ -185,7 +223,8 @@ def edit(
     """
     from rppgedit import pipeline
 
-    job, output_fields = _job(target_hr, remove, method, target, estimators, seed, options)
+    shared, options = EditOptions.split(options)
+    job, output_fields = _job(target_hr, shared, options)
     if share:
         if output_fields.get("codec") not in (None, "h264"):
             raise RppgEditError(f"share=True writes H.264; not codec={output_fields['codec']!r}")
@@ -195,8 +234,8 @@ def edit(
         os.fspath(input),
         os.fspath(output),
         job,
-        face_box=face_box,
-        allow_no_face=allow_no_face,
+        face_box=shared.face_box,
+        allow_no_face=shared.allow_no_face,
         overwrite=overwrite,
         output=pipeline.OutputSpec(**output_fields),
         progress=progress,
@@ -216,19 +255,13 @@ def _check_frames(frames, fps) -> tuple[np.ndarray, float]:
     return frames, float(fps)
 
 
+@_takes_edit_options
 def edit_frames(
     frames,
     fps: float,
     target_hr: float | None = None,
     *,
-    remove: bool = False,
-    method: str = "privacy_phys",
-    target: str = "sinusoid",
-    estimators: Sequence[str] | None = None,
-    seed: int = 0,
     boxes=None,
-    face_box=None,
-    allow_no_face: bool = False,
     report: bool = True,
     plots: bool = False,
     progress: bool = False,
@@ -238,8 +271,10 @@ def edit_frames(
 
     The faces are tracked (or given: `boxes` (T, 4) of one face, or a list of
     `rppgedit.video.face.FaceTrack`; `face_box` one fixed box). With `report=False` the report is
-    None (no readings); with `plots=True` its `figure` holds the report's picture. Other arguments
-    as in `edit`.
+    None (no readings); with `plots=True` its `figure` holds the report's picture; `progress`
+    shows the edit's and the report's bars. The other arguments (`remove`, `method`, `target`,
+    `estimators`, `seed`, `face_box`, `allow_no_face` and the editor's and edit's options) are
+    `edit`'s; the output file's options do not apply.
 
     >>> import rppgedit
     >>> frames, fps = rppgedit.demo_frames(seconds=5, size=96)
@@ -258,12 +293,15 @@ def edit_frames(
     from rppgedit import report as reporting
 
     frames, fps = _check_frames(frames, fps)
-    job, output_fields = _job(target_hr, remove, method, target, estimators, seed, options)
+    shared, options = EditOptions.split(options)
+    job, output_fields = _job(target_hr, shared, options)
     if output_fields:
         raise RppgEditError(f"edit_frames writes no file: {', '.join(output_fields)} do not apply")
     tic = time.perf_counter()
     if boxes is None:
-        tracks = pipeline.find_faces(frames, face_box=face_box, allow_no_face=allow_no_face)
+        tracks = pipeline.find_faces(
+            frames, face_box=shared.face_box, allow_no_face=shared.allow_no_face
+        )
     else:
         tracks = boxes
     track_s = time.perf_counter() - tic
@@ -271,7 +309,7 @@ def edit_frames(
     if not report:
         return result.frames, None
     tic = time.perf_counter()
-    summary = pipeline.report_rows(job, result, frames, fps, plots=plots)
+    summary = pipeline.report_rows(job, result, frames, fps, plots=plots, progress=progress)
     data = summary.pop("plot_data", None)
     summary.update(
         method=job.method,
@@ -289,7 +327,7 @@ def edit_frames(
     return result.frames, Report.from_summary(summary, figure)
 
 
-def _load(video, fps, *, allow_16bit=False):
+def _load(video, fps):
     """(frames uint8, fps, name) of a path or an array."""
     if isinstance(video, str | os.PathLike):
         from rppgedit.video import decode
@@ -300,27 +338,89 @@ def _load(video, fps, *, allow_16bit=False):
     return frames, fps, "frames"
 
 
-def _face_clip(frames, *, face_box, allow_no_face, mask_method, work_size, name):
+class _Decoding:
+    """A video file decoded once, chunk by chunk (`decode.iter_chunks`), into one array
+    (`frames()`) while its frames stream on (`stream`) to the face tracker: one decode for both,
+    with a progress bar of the frames."""
+
+    def __init__(self, path, fps):
+        from rppgedit import validate
+        from rppgedit.video import probe
+
+        self.path, self.fps_given = os.fspath(path), fps
+        self.info = probe.probe(self.path, fps=fps)
+        num, width, height = max(self.info.num_frames, 1), self.info.width, self.info.height
+        validate.check_decode_total(self.path, num, width, height)
+        self.buffer = np.empty((num, height, width, 3), np.uint8)
+        self.count = 0
+
+    def stream(self, bar):
+        """The frames one by one, kept as they pass; `bar` advances per chunk."""
+        from rppgedit import pipeline, validate
+        from rppgedit.video import decode
+
+        size = pipeline.chunk_frames(self.info.height, self.info.width)
+        for _, chunk in decode.iter_chunks(self.path, size, fps=self.fps_given):
+            end = self.count + len(chunk)
+            if end > len(self.buffer):  # the header counted fewer frames than the decoder gives
+                grow = max(end - len(self.buffer), len(self.buffer) // 2)
+                h, w = self.buffer.shape[1:3]
+                validate.check_decode_total(self.path, len(self.buffer) + grow, w, h)
+                self.buffer = np.concatenate([self.buffer, np.empty((grow, h, w, 3), np.uint8)])
+            self.buffer[self.count : end] = chunk
+            self.count = end
+            yield from chunk
+            bar.update(len(chunk))
+
+    def frames(self) -> np.ndarray:
+        return self.buffer[: self.count]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Face:
+    """A video's frames and the face's crop, what the readings and the audit read."""
+
+    frames: np.ndarray  # uint8 (T, H, W, 3)
+    fps: float
+    name: str  # the path, or "frames"
+    boxes: np.ndarray  # (T, 4)
+    clip: np.ndarray  # (T, S, S, 3) in [0, 1]
+    mask: np.ndarray  # (T, S, S) skin
+
+
+def _video_face(video, fps, face_box, allow_no_face, mask_method, work_size, progress) -> _Face:
+    """The `_Face` of a path (decoded once, tracked as it decodes: the bar "decode + track face")
+    or of uint8 frames with `fps` (the bar "track face")."""
     from rppgedit import pipeline
+    from rppgedit import progress as progress_bars
     from rppgedit.video import crop, skin
 
-    boxes = pipeline.find_boxes(frames, face_box=face_box, allow_no_face=allow_no_face, name=name)
+    track = "" if face_box is not None else " + track face"
+    if isinstance(video, str | os.PathLike):
+        decoding = _Decoding(video, fps)
+        name, info = decoding.path, decoding.info
+        bar = progress_bars.bar(info.num_frames, "decode" + track, progress, unit="frame")
+        with bar:
+            boxes = pipeline.find_boxes(
+                decoding.stream(bar),
+                face_box=face_box,
+                allow_no_face=allow_no_face,
+                shape=(info.num_frames, info.height, info.width),
+                name=name,
+            )
+        frames, fps = decoding.frames(), float(info.fps)
+    else:
+        frames, fps = _check_frames(video, fps)
+        name = "frames"
+        stream, shape = frames, None
+        if track:
+            stream = progress_bars.wrap(frames, "track face", progress, unit="frame")
+            shape = frames.shape[:3]
+        boxes = pipeline.find_boxes(
+            stream, face_box=face_box, allow_no_face=allow_no_face, shape=shape, name=name
+        )
     clip = crop.crop_resize(frames, boxes, work_size)
-    return boxes, clip, skin.skin_mask(clip, method=mask_method)
-
-
-def _video_face(video, fps, face_box, allow_no_face, mask_method, work_size):
-    """(frames, fps, name, boxes, face crop, skin mask) of a path or an array."""
-    frames, fps, name = _load(video, fps)
-    boxes, clip, mask = _face_clip(
-        frames,
-        face_box=face_box,
-        allow_no_face=allow_no_face,
-        mask_method=mask_method,
-        work_size=work_size,
-        name=name,
-    )
-    return frames, fps, name, boxes, clip, mask
+    return _Face(frames, fps, name, boxes, clip, skin.skin_mask(clip, method=mask_method))
 
 
 def _ground_truth_hr(ground_truth, fps: float, num_frames: int) -> float | None:
@@ -344,11 +444,16 @@ def read_heart_rate(
     allow_no_face: bool = False,
     mask_method: str = "ycrcb_adaptive",
     work_size: int = 64,
+    plots: bool = False,
+    progress: bool = False,
 ) -> Readings:
     """The heart rate of the face in `video` (a path, or uint8 frames (T, H, W, 3) with `fps`)
     as read by each estimator (default: every one): a `Readings` table, one row per estimator
     ({"estimator", "hr_bpm", "snr_db", "abs_err"}). `ground_truth`: a rate in bpm, or a UBFC
-    ground_truth.txt / (time, BVP) CSV file; each row's |error| is then filled in.
+    ground_truth.txt / (time, BVP) CSV file; each row's |error| is then filled in. `plots=True`
+    draws the spectra per estimator family into `Readings.figure` (as `audit(plots=True)` does,
+    from the same decode and readings). `progress`: a bar per pass on stderr (decode and track,
+    readings).
 
     >>> import rppgedit
     >>> frames, fps = rppgedit.demo_frames(seconds=5, size=96)   # true rate 72 bpm
@@ -363,11 +468,13 @@ def read_heart_rate(
     """
     from rppgedit import readings
 
-    frames, fps, name, _, clip, mask = _video_face(
-        video, fps, face_box, allow_no_face, mask_method, work_size
+    names = _estimators(estimators)
+    face = _video_face(video, fps, face_box, allow_no_face, mask_method, work_size, progress)
+    fps = face.fps
+    values = readings.read_heart_rates(
+        face.clip, face.mask, fps, names, with_bvp=plots, progress=progress
     )
-    values = readings.read_heart_rates(clip, mask, fps, _estimators(estimators))
-    gt_hr = _ground_truth_hr(ground_truth, fps, len(frames))
+    gt_hr = _ground_truth_hr(ground_truth, fps, len(face.frames))
     rows = [
         {
             "estimator": n,
@@ -378,13 +485,61 @@ def read_heart_rate(
         for n, r in values.items()
     ]
     info = {
-        "input": name,
+        "input": face.name,
         "fps": fps,
-        "frames": int(len(frames)),
+        "frames": int(len(face.frames)),
         "ground_truth_hr_bpm": gt_hr,
-        "skin_coverage": float(mask.mean()),
+        "skin_coverage": float(face.mask.mean()),
     }
-    return Readings(rows, info)
+    figure = None
+    if plots:
+        readers = _reader_rows(values)
+        summary = _agreement(readers, None)
+        figure = _spectra_figure(
+            fps, readers, {n: r["bvp"] for n, r in values.items()}, {}, summary
+        )
+    return Readings(rows, info, figure)
+
+
+def _reader_rows(values: dict) -> list[dict]:
+    """The audit's rows of estimator readings ({estimator: {"hr_bpm", "snr_db", ...}})."""
+    from rppgedit import report as reporting
+
+    return [
+        {
+            "reader": n,
+            "family": reporting.family_of(n),
+            "hr_bpm": r["hr_bpm"],
+            "snr_db": r["snr_db"],
+            "error": None,
+        }
+        for n, r in values.items()
+    ]
+
+
+def _agreement(rows: list[dict], note) -> dict:
+    """`report.audit_verdict` of the readers' `rows`, each row marked with whether it "agrees"."""
+    from rppgedit import report as reporting
+
+    summary = reporting.audit_verdict(rows, note)
+    for row, agrees in zip(rows, summary.pop("agrees"), strict=True):
+        row["agrees"] = agrees
+    return summary
+
+
+def _spectra_figure(fps: float, rows: list[dict], bvps: dict, bvp_fps: dict, summary: dict):
+    """The readers' spectra per family (`report.figure`), titled with the audit's verdict."""
+    from rppgedit import report as reporting
+
+    data = reporting.PlotData(
+        fps=fps,
+        bvps={"before": bvps},
+        families={r["reader"]: r["family"] for r in rows},
+        bvp_fps=bvp_fps,
+        original_hr_bpm=summary["consensus_hr_bpm"],
+        title=summary["verdict"],
+    )
+    return reporting.figure(data)
 
 
 def audit(
@@ -405,7 +560,8 @@ def audit(
     when open-rppg is installed; a list of names; None or () for none), their readings, SNR and
     agreement, with a plain-language verdict. The pulse is called readable when at least half
     the readers (and at least two) agree on one rate within 3 bpm. `plots=True` draws the spectra
-    per family into `Audit.figure`.
+    per family into `Audit.figure`. `progress`: a bar per pass on stderr (decode and track,
+    readings, attackers).
 
     >>> import rppgedit
     >>> frames, fps = rppgedit.demo_frames(seconds=5, size=96)   # true rate 72 bpm
@@ -416,23 +572,14 @@ def audit(
     'The pulse is readable: 3 of 3 readers (3/3 estimators) agree on 7... +/- 3 bpm, median SNR ... dB'
     """
     from rppgedit import readings
-    from rppgedit import report as reporting
 
-    frames, fps, name, boxes, clip, mask = _video_face(
-        video, fps, face_box, allow_no_face, mask_method, work_size
-    )
     names = _estimators(estimators)
-    values = readings.read_heart_rates(clip, mask, fps, names, with_bvp=True)
-    rows = [
-        {
-            "reader": n,
-            "family": reporting.family_of(n),
-            "hr_bpm": r["hr_bpm"],
-            "snr_db": r["snr_db"],
-            "error": None,
-        }
-        for n, r in values.items()
-    ]
+    face = _video_face(video, fps, face_box, allow_no_face, mask_method, work_size, progress)
+    frames, fps, boxes = face.frames, face.fps, face.boxes
+    values = readings.read_heart_rates(
+        face.clip, face.mask, fps, names, with_bvp=True, progress=progress
+    )
+    rows = _reader_rows(values)
     bvps = {n: r["bvp"] for n, r in values.items()}
     bvp_fps = {}
     models, note = _attacker_models(attackers)
@@ -469,29 +616,17 @@ def audit(
             if plots and r.get("bvp") is not None:
                 bvps[f"open-rppg {model}"] = r["bvp"]
                 bvp_fps[f"open-rppg {model}"] = r.get("bvp_fps") or fps
-    summary = reporting.audit_verdict(rows, note)
-    for row, agrees in zip(rows, summary.pop("agrees"), strict=True):
-        row["agrees"] = agrees
+    summary = _agreement(rows, note)
     info = {
-        "input": name,
+        "input": face.name,
         "fps": fps,
         "frames": int(len(frames)),
-        "skin_coverage": float(mask.mean()),
+        "skin_coverage": float(face.mask.mean()),
         "readers": summary["readers"],
         "median_snr_db": summary["median_snr_db"],
         "attackers": note or "",
     }
-    figure = None
-    if plots:
-        data = reporting.PlotData(
-            fps=fps,
-            bvps={"before": bvps},
-            families={r["reader"]: r["family"] for r in rows},
-            bvp_fps=bvp_fps,
-            original_hr_bpm=summary["consensus_hr_bpm"],
-            title=summary["verdict"],
-        )
-        figure = reporting.figure(data)
+    figure = _spectra_figure(fps, rows, bvps, bvp_fps, summary) if plots else None
     return Audit(
         rows=rows,
         verdict=summary["verdict"],

@@ -709,12 +709,22 @@ class _Readers:
                 )
                 self.readers[key][i].add(clip, f.mask[a - f.first : b - f.first])
 
-    def readings(self, i: int) -> dict:
-        """{key: {estimator: reading}} of face `i` ("after" with the BVP of each reading)."""
+    def readings(self, i: int, step=None) -> dict:
+        """{key: {estimator: reading}} of face `i` ("after" with the BVP of each reading); `step`
+        is called with 1 after each estimator's reading (a progress bar's `update`)."""
         return {
-            key: readers[i].readings(with_bvp=key == "after")
+            key: readers[i].readings(with_bvp=key == "after", step=step)
             for key, readers in self.readers.items()
         }
+
+    def num_readings(self, faces) -> int:
+        """How many readings `readings` takes of the edited faces (the report's bar's total)."""
+        return sum(
+            len(readers[i].names)
+            for i, f in enumerate(faces)
+            if f.edited
+            for readers in self.readers.values()
+        )
 
     def bvps(self, i: int) -> dict:
         """{"before"/"after": {estimator: BVP (T,)}} of face `i` for `job.estimators` (the report's
@@ -817,9 +827,27 @@ def _not_fooled(entry: dict, multi_face: bool) -> str:
     )
 
 
-def _report(job: EditJob, faces, readers: _Readers, fps: float, target) -> dict:
+def _report(job: EditJob, faces, readers: _Readers, fps: float, target, progress=False) -> dict:
     """Per-face readings before and after (each face's `readers`), their rows, and the editor's
-    surrogates on "after" against the `target` waveform (None for removal)."""
+    surrogates on "after" against the `target` waveform (None for removal). `progress`: a bar
+    "report: readings" with one step per estimator, face and key (before, after, ...)."""
+    target_hr = None if job.target.kind in ("none", "file") else job.target.hr_bpm
+    bar = progress_bars.bar(readers.num_readings(faces), "report: readings", progress, unit="est")
+    with bar:
+        listed, rows, entries = _face_entries(job, faces, readers, fps, target, bar.update)
+    edited = [f for f in faces if f.edited]
+    return {
+        "rows": rows,
+        "faces": listed,
+        "surrogates": entries,
+        "warnings": [_not_fooled(e, len(faces) > 1) for e in entries if not e["fooled"]],
+        "skin_coverage": float(np.mean([f.mask.mean() for f in edited])),
+        "target_hr_bpm": target_hr,
+    }
+
+
+def _face_entries(job: EditJob, faces, readers: _Readers, fps: float, target, step):
+    """(the report's "faces" entries, its rows, its surrogate entries), reading each edited face."""
     surrogates = readers.surrogates
     target_hr = None if job.target.kind in ("none", "file") else job.target.hr_bpm
     rows, listed, entries = [], [], []
@@ -833,37 +861,46 @@ def _report(job: EditJob, faces, readers: _Readers, fps: float, target) -> dict:
             "boxes": np.round(f.boxes[f.span], 1).tolist(),
         }
         if f.edited:
-            readings = readers.readings(i)
+            readings = readers.readings(i, step)
             entry["rows"] = _face_rows(job.estimators, i, readings, target_hr)
             wave = None if target is None else np.asarray(target[f.span], np.float64)
             entry["surrogates"] = _surrogate_entries(surrogates, i, readings, wave, target_hr, fps)
             rows += entry["rows"]
             entries += entry["surrogates"]
         listed.append(entry)
-    edited = [f for f in faces if f.edited]
-    return {
-        "rows": rows,
-        "faces": listed,
-        "surrogates": entries,
-        "warnings": [_not_fooled(e, len(faces) > 1) for e in entries if not e["fooled"]],
-        "skin_coverage": float(np.mean([f.mask.mean() for f in edited])),
-        "target_hr_bpm": target_hr,
-    }
+    return listed, rows, entries
 
 
 def report_rows(
-    job: EditJob, result: EditResult, original: np.ndarray, fps: float, *, plots: bool = False
+    job: EditJob,
+    result: EditResult,
+    original: np.ndarray,
+    fps: float,
+    *,
+    plots: bool = False,
+    progress: bool = False,
 ) -> dict:
     """Before/after heart rates of `job.estimators` per face, the editor's surrogates after the
     edit (with a warning for each one not fooled), PSNR and SSIM of the full frames; with `plots`,
-    also the report's `report.PlotData` under "plot_data" (not JSON: pop it before writing)."""
+    also the report's `report.PlotData` under "plot_data" (not JSON: pop it before writing).
+    `progress`: a bar per pass, "report: read before + after" (frames: the readers take each
+    face's crops before and after, the deep estimators window by window) and "report: readings"
+    (estimators)."""
     fidelity = _Fidelity()
     fidelity.add(original, result.frames)
     readers = _Readers(job, result.faces, fps)
-    for i, f in enumerate(result.faces):
-        readers.add_crop("before", i, f.clip, f.mask)
-    readers.add_frames("after", 0, result.frames)
-    summary = _report(job, result.faces, readers, fps, result.target)
+    num = len(result.frames)
+    size = chunk_frames(*result.frames.shape[1:3])
+    with progress_bars.bar(num, "report: read before + after", progress, unit="frame") as bar:
+        for start in range(0, num, size):
+            for i, f in enumerate(result.faces):
+                a, b = _overlap(f, start, min(size, num - start))
+                if a < b:
+                    lo, hi = a - f.first, b - f.first
+                    readers.add_crop("before", i, f.clip[lo:hi], f.mask[lo:hi])
+            readers.add_frames("after", start, result.frames[start : start + size])
+            bar.update(min(size, num - start))
+    summary = _report(job, result.faces, readers, fps, result.target, progress)
     summary.update(psnr_db=fidelity.psnr_db(), ssim=fidelity.ssim())
     if plots:
         k = _pair_index(result.faces)
@@ -1138,7 +1175,7 @@ def run_edit(
                         readers.add_frames("reencoded", s0, frames)
                         bar.update(len(frames))
                 summary["reencode"] = {"codec": codec, "crf": output.verify_reencode}
-            summary.update(_report(job, faces, readers, info.fps, target))
+            summary.update(_report(job, faces, readers, info.fps, target, progress))
             summary.update(psnr_db=fidelity.psnr_db(), ssim=fidelity.ssim())
             seconds["report"] = time.perf_counter() - tic
     num = info.num_frames

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from rppgedit import progress as progress_bars
 from rppgedit import signals, tables
 from rppgedit.estimators import registry
 from rppgedit.windows import overlap_add, window_starts
@@ -37,16 +38,25 @@ def estimate_bvp(name: str, clip, mask, fps: float, params=None) -> np.ndarray:
 
 
 def read_heart_rates(
-    clip, mask, fps: float, names: Iterable[str], params: dict | None = None, *, with_bvp=False
+    clip,
+    mask,
+    fps: float,
+    names: Iterable[str],
+    params: dict | None = None,
+    *,
+    with_bvp=False,
+    progress: bool = False,
 ) -> dict[str, dict[str, float]]:
     """{estimator: {"hr_bpm", "snr_db"}} for a clip (T,H,W,3) in [0,1] and its skin mask (T,H,W);
     with `with_bvp`, also the BVP (T,) each reading was taken from, under "bvp".
 
     `params` caches the deep estimators' weights: those it lacks are loaded once and stored in it,
-    so a caller that reads several clips passes the same dict and loads each model once."""
+    so a caller that reads several clips passes the same dict and loads each model once.
+    `progress`: a bar "readings" advanced by one per estimator (`rppgedit.progress`)."""
     params = {} if params is None else params
+    names = list(names)
     out = {}
-    for name in names:
+    for name in progress_bars.wrap(names, "readings", progress, unit="est"):
         if registry.get(name).input == "video" and params.get(name) is None:
             params[name] = registry.get(name).load_params()
         out[name] = _reading(estimate_bvp(name, clip, mask, fps, params.get(name)), fps, with_bvp)
@@ -112,8 +122,9 @@ class StreamReader:
             held, self.frames_start = held[keep - self.frames_start :], keep
         self.frames = held
 
-    def readings(self, *, with_bvp: bool = False) -> dict[str, dict[str, float]]:
-        """The readings of `read_heart_rates` on the whole clip (every frame must be in)."""
+    def readings(self, *, with_bvp: bool = False, step=None) -> dict[str, dict[str, float]]:
+        """The readings of `read_heart_rates` on the whole clip (every frame must be in); `step`
+        (e.g. a progress bar's `update`) is called with 1 after each estimator's reading."""
         if self.received != self.num:
             raise ValueError(f"read {self.received} of {self.num} frames")
         trace = np.concatenate(self.traces) if self.traces else np.zeros((0, 3), np.float32)
@@ -130,6 +141,8 @@ class StreamReader:
                 windows = np.stack(self.outs[name])
                 bvp = overlap_add(windows, self.starts, self.num).astype(np.float64)
             out[name] = _reading(bvp, self.fps, with_bvp)
+            if step is not None:
+                step(1)
         return out
 
 

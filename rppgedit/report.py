@@ -526,10 +526,12 @@ READING_COLUMNS = [
 class Readings:
     """Heart-rate readings of one video: `rows` ({"estimator", "hr_bpm", "snr_db", "abs_err"}),
     indexable by estimator name or position, and `info` (fps, frames, ground truth, skin
-    coverage: the `--mode=evaluate` JSON without the rows)."""
+    coverage: the `--mode=evaluate` JSON without the rows); `figure` holds the spectra per
+    estimator family when drawn (`read_heart_rate(plots=True)`)."""
 
     rows: list[dict]
     info: dict
+    figure: Any = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -567,7 +569,10 @@ class Readings:
         return text
 
     def _repr_html_(self) -> str:
-        return _html_table(self.rows, self._columns())
+        table = _html_table(self.rows, self._columns())
+        if self.figure is None:
+            return table
+        return table + "\n" + _img_html(png_bytes(self.figure))
 
 
 AUDIT_COLUMNS = [

@@ -23,12 +23,14 @@ device, with `batch_per_device` equal to the edit's `--batch_windows`):
 Note that the PSNR/SSIM are of the face crop, not of a full frame, so they are lower (stricter) than
 the full-frame numbers `--mode=edit` prints.
 
-Batching and sharding: items whose editor config is the same (method, steps, lambda, fps, window) form
-one group; their windows are stacked on one batch axis and edited by ONE call per batch of
-`batch_per_device x local devices` windows (`engine.device_editor`: `editor.edit_batch` (vmap) inside
-`jax.shard_map` over the local devices). Every device runs the same program on `batch_per_device`
-windows, so results do not depend on which other items share a batch nor on restarts (bit-identical,
-tests/sweep_test.py). On the 24 items of
+The grid, keys, resume, sharding over devices and hosts and the merge are `rppgedit.runner`'s (the
+papers' experiments run on the same runner); this module is the sweep's plan: its clips, its
+settings, the crop-level reading and its tables. Items whose editor config is the same (method,
+steps, fps, window) form one group; their windows are stacked on one batch axis and edited by ONE
+call per batch of `batch_per_device x local devices` windows (`engine.device_editor`:
+`editor.edit_batch` (vmap) inside `jax.shard_map` over the local devices). Every device runs the
+same program on `batch_per_device` windows, so results do not depend on which other items share a
+batch nor on restarts (bit-identical, tests/sweep_test.py). On the 24 items of
 experiments/sweep_small.flags, 2 and 4 simulated devices gave bit-identical results, and 1 device
 differed from them only by float rounding of XLA's unpartitioned program: one 8-bit level on about
 1e-6 of the edited crop's values (stochastic rounding at a boundary), HR within 0.001 bpm, PSNR
@@ -36,8 +38,8 @@ within 3e-5 dB, SSIM within 2e-8: that is the stated tolerance across device cou
 that does not fill the devices is padded with copies of its last window; padded rows are dropped. The next batch is dispatched
 before the previous one is finished on the host, so devices and host overlap.
 
-Lambda is a static field of the editor config (privacy_phys), so items are grouped by it; target HR
-and clips vary freely inside a group (the target is a traced array).
+Lambda and the learning rate are traced hyperparameters (`editors.contract`): one compiled program
+serves every value; target HR and clips vary freely inside a group (the target is a traced array).
 
 Results (all under `out_dir`, which all hosts must share for cross-host skipping and the merge):
 - `results.<process>.jsonl`: one JSON line per finished item x estimator. The lines of one item are
@@ -48,18 +50,19 @@ Results (all under `out_dir`, which all hosts must share for cross-host skipping
   exactly the unfinished items: none lost, none duplicated.
 - `items/<key>.npy` (or `.mkv`): the edited 8-bit crop (T,S,S,3), written atomically before the
   item's lines (so a finished item always has its video).
-- `sweep.json`: the spec and the sorted keys of the grid (written by process 0).
+- `grid.json`: the run-level settings, the resolved command-line config and the keys of the grid
+  (written by process 0).
 - `results.csv` (every record) and `results.md` (means over clips per setting x estimator), built by
-  `merge(out_dir)`, deduplicated by key, restricted to the keys of `sweep.json`.
+  `merge(out_dir)`, deduplicated by key, restricted to the keys of `grid.json`.
 
-Multi-host: `initialize_distributed` calls `jax.distributed.initialize`; each process takes the items
-whose rank in the sorted key list is `process_index (mod process_count)`, edits them on its LOCAL
-devices (no cross-host communication while editing, so a slow or restarted host never stalls the
-others) and writes its own results file; a barrier (`multihost_utils.sync_global_devices`) ends the
-sweep and process 0 merges. Dataset clips are prepared (decoded, face-tracked, cropped) sharded the
-same way and cached in `clips/` before a barrier.
+Multi-host (`rppgedit.runner`): `initialize_distributed` calls `jax.distributed.initialize`; each
+process takes the items whose rank in the sorted key list is `process_index (mod process_count)`,
+edits them on its LOCAL devices (no cross-host communication while editing, so a slow or restarted
+host never stalls the others) and writes its own results file; a barrier ends the sweep and process 0
+merges. Dataset recordings are prepared (decoded, face-tracked, cropped) sharded the same way and
+cached in `clips/` (`rppgedit.data.clips.index_recordings`) before a barrier.
 
-Commands (flags in rppgedit/main.py; `--flagfile=experiments/sweep_small.flags` is a small grid):
+Commands (settings in rppgedit/settings.py; `--flagfile=experiments/sweep_small.flags` is a small grid):
 
     # one machine, all its GPUs (or CPU): the mesh spans jax.local_devices()
     python -m rppgedit.main --flagfile=experiments/sweep_small.flags --sweep_dir=results/sweep
@@ -80,46 +83,24 @@ Commands (flags in rppgedit/main.py; `--flagfile=experiments/sweep_small.flags` 
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import functools
-import hashlib
 import itertools
-import json
-import logging
-import os
 import pathlib
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
 
-from rppgedit import (
-    editors,
-    engine,
-    metrics,
-    pipeline,
-    readings,
-    results_file,
-    safe_write,
-    tables,
-    targets,
-)
-from rppgedit import progress as progress_bars
+from rppgedit import editors, metrics, pipeline, readings, runner, safe_write, tables, targets
 from rppgedit.data import clips as clip_sources
 from rppgedit.errors import RppgEditError
 from rppgedit.estimators import registry
+from rppgedit.runner import ClipRef
 from rppgedit.video import crop, encode, skin
-from rppgedit.windows import edit_plan
 
-_log = logging.getLogger(__name__)
-
-SCHEMA = 1  # part of every key: bump when the meaning of a record changes
 SAVE_FORMATS = ("npy", "mkv", "none")
-MANIFEST = "sweep.json"
+MANIFEST = runner.MANIFEST
 CSV_COLUMNS = (
     "key",
     "clip",
@@ -224,114 +205,30 @@ class SweepSpec:
             editors.get(name)
 
 
-@dataclasses.dataclass(frozen=True)
-class ClipRef:
-    """One clip of the grid: `desc` (JSON-able) identifies its content and goes into the keys."""
-
-    id: str
-    num_frames: int
-    fps: float
-    desc: dict = dataclasses.field(hash=False, compare=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkItem:
-    """One edit: a clip, a target and a static editor config."""
-
-    key: str
-    clip: ClipRef
-    method: str
-    cfg: Any  # the editor's frozen Config
-    target: targets.TargetSpec | None  # None: remove the pulse
-    settings: dict = dataclasses.field(hash=False, compare=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class Grid:
-    """The sweep grid as columns (one entry per unique work item, sorted by key)."""
-
-    items: tuple[WorkItem, ...]
-    keys: np.ndarray  # (N,) str
-    clip: np.ndarray  # (N,) str, clip ids
-    method: np.ndarray  # (N,) str
-    target_hr: np.ndarray  # (N,) float64 bpm, NaN for removal
-    fidelity_weight: np.ndarray  # (N,) float64, NaN when the method has none
-    steps: np.ndarray  # (N,) int64, -1 when the method has none
-
-
 # --------------------------------------------------------------------------------------------
-# Keys and the grid.
+# The grid's settings and clips.
 
 
-def _editor_config(method: str, fps: float, remove: bool, options: dict):
-    fields = {f.name for f in dataclasses.fields(editors.get(method).Config)}
-    kept = [(k, v) for k, v in options.items() if k in fields]
-    try:
-        return editors.make_config(method, fps, remove, kept)
-    except RppgEditError as err:
-        raise RppgEditError(f"sweep: {err}") from None
-
-
-def content_key(clip_desc: dict, settings: dict) -> str:
-    """The stable key of a sweep item (`results_file.content_key` with this module's `SCHEMA`)."""
-    return results_file.content_key(SCHEMA, clip_desc, settings)
-
-
-def make_grid(spec: SweepSpec, clips: Iterable[ClipRef]) -> Grid:
-    """All unique work items of `spec` over `clips`, sorted by key.
-
-    Settings a method does not have (e.g. `steps` of an editor without an optimiser) are dropped for
-    that method, so the items that differ only in them have the same key and appear once.
-    """
+def grid_settings(spec: SweepSpec) -> list[runner.Setting]:
+    """The product methods x target HRs x lambdas x steps as runner settings (settings a method does
+    not have are dropped by `runner.editor_config`, so they collapse into one item)."""
     remove = spec.target_kind == "none"
     hrs = (None,) if remove else tuple(float(h) for h in spec.target_hrs)
-    found: dict[str, WorkItem] = {}
-    for clip, method, hr, lam, steps in itertools.product(
-        clips, spec.methods, hrs, spec.fidelity_weights, spec.steps
+    out = []
+    for method, hr, lam, steps in itertools.product(
+        spec.methods, hrs, spec.fidelity_weights, spec.steps
     ):
         options = dict(spec.method_options)
         if lam is not None:
             options["fidelity_weight"] = float(lam)
         if steps is not None:
             options["steps"] = int(steps)
-        cfg = _editor_config(method, clip.fps, remove, options)
         target = None
         if not remove:
             target = targets.TargetSpec(kind=spec.target_kind, hr_bpm=hr, phase=0.0, seed=spec.seed)
-        settings = {
-            "method": method,
-            "config": dataclasses.asdict(cfg),
-            "target": None if target is None else dataclasses.asdict(target),
-            "work_size": spec.work_size,
-            "window": spec.window,
-            "overlap": spec.overlap,
-            "mask_method": spec.mask_method,
-            "quantize": spec.quantize,
-            "seed": spec.seed,
-            "estimators": list(spec.estimators),
-            "save": spec.save,
-        }
-        key = content_key(clip.desc, settings)
-        found.setdefault(key, WorkItem(key, clip, method, cfg, target, settings))
-    items = tuple(found[k] for k in sorted(found))
-    return Grid(
-        items=items,
-        keys=np.array([it.key for it in items], dtype=str),
-        clip=np.array([it.clip.id for it in items], dtype=str),
-        method=np.array([it.method for it in items], dtype=str),
-        target_hr=np.array([np.nan if it.target is None else it.target.hr_bpm for it in items]),
-        fidelity_weight=np.array([getattr(it.cfg, "fidelity_weight", np.nan) for it in items]),
-        steps=np.array([getattr(it.cfg, "steps", -1) for it in items], dtype=np.int64),
-    )
-
-
-def shard_items(grid: Grid, process_index: int, process_count: int) -> list[WorkItem]:
-    """The items of one process: round-robin on the sorted keys (the same on every process)."""
-    return list(grid.items[process_index::process_count])
-
-
-# --------------------------------------------------------------------------------------------
-# Clips.
+        label = f"{method} lambda={lam} steps={steps} target={'remove' if remove else hr}"
+        out.append(runner.Setting(label, method, tuple(options.items()), target))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,115 +285,57 @@ def _load_synthetic(ref: ClipRef, spec: SweepSpec) -> _Clip:
     return _Clip(crop8, mask, clip.true_hr_bpm)
 
 
-def _sample_hash(spec: SweepSpec, sample_id: str) -> str:
-    desc = [
-        spec.source,
-        sample_id,
-        spec.clip_seconds,
-        spec.clips_per_sample,
-        spec.work_size,
-        spec.mask_method,
-        spec.allow_no_face,
-    ]
-    return hashlib.sha256(json.dumps(desc).encode()).hexdigest()[:24]
-
-
 def _save_npy_atomic(path: pathlib.Path, array: np.ndarray) -> None:
-    """Writes `array` through an O_EXCL temporary (removed on any error) renamed over `path`."""
-    temp = safe_write.make_temp_file(path, suffix=".tmp")
-    try:
-        with open(temp, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        safe_write.move_into_place(temp, path)
-    except BaseException:
-        safe_write.remove(temp)
-        raise
+    """Writes `array` as .npy through an O_EXCL temporary renamed over `path` (`safe_write`)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    safe_write.write_bytes(path, buffer.getvalue())
 
 
-def _lock_folder(out: pathlib.Path, process_index: int):
-    """An exclusive lock on `out` for this process index (released when the process ends): a
-    second sweep started on the same folder stops at once instead of redoing all the work."""
-    import fcntl
-
-    path = out / f".sweep.{process_index}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise RppgEditError(
-            f"{out}: another sweep (process {process_index}) is running on this folder; wait for "
-            "it or use another --sweep_dir"
-        ) from None
-    return fd
-
-
-def _prepare_sample(sample, spec: SweepSpec, folder: pathlib.Path) -> None:
-    """Decodes, tracks, crops and masks every clip of one recording into `folder` (atomically)."""
-    entries = []
-    found = clip_sources.dataset_clips(
-        spec.source,
-        spec.data_dir,
-        spec.clip_seconds,
-        samples=[sample],
-        allow_no_face=spec.allow_no_face,
-    )
-    for clip in itertools.islice(found, spec.clips_per_sample):
-        start = clip.meta["start"]
-        crop8, mask = _crop_and_mask(clip.frames, _square_boxes(clip.boxes), spec)
-        name = f"{_sample_hash(spec, clip.meta['sample'])}_{start}"
-        _save_npy_atomic(folder / f"{name}.crop.npy", crop8)
-        _save_npy_atomic(folder / f"{name}.mask.npy", mask)
-        entries.append(
-            {
-                "id": f"{spec.source}/{clip.id}",
-                "name": name,
-                "start": start,
-                "num_frames": int(len(clip.frames)),
-                "fps": clip.fps,
-                "true_hr_bpm": clip.true_hr_bpm,
-            }
-        )
-    index = folder / f"{_sample_hash(spec, sample.id)}.json"
-    safe_write.write_text_atomic(index, json.dumps({"sample": sample.id, "clips": entries}))
-
-
-def _dataset_refs(
-    spec: SweepSpec, out: pathlib.Path, pid: int, nproc: int, progress: bool = False
-) -> list[ClipRef]:
-    """Dataset clips, prepared once (sharded over processes) and cached under `out/clips/`."""
+def _dataset_refs(spec: SweepSpec, out: pathlib.Path, pid: int, nproc: int, progress: bool):
+    """Dataset clips, cropped and masked once (recordings sharded over processes) and cached under
+    `out/clips/`."""
     from rppgedit.data import datasets
 
     folder = out / "clips"
     folder.mkdir(parents=True, exist_ok=True)
     samples = datasets.list_samples(spec.source, spec.data_dir)
-    mine = samples[pid::nproc]
-    for sample in progress_bars.wrap(mine, f"sweep clips {pid}/{nproc}", progress, unit="rec"):
-        if not (folder / f"{_sample_hash(spec, sample.id)}.json").exists():
-            _prepare_sample(sample, spec, folder)
-    _barrier("rppgedit_sweep_clips", nproc)
+    listing = clip_sources.Listing(
+        spec.source,
+        spec.data_dir,
+        spec.clip_seconds,
+        spec.clips_per_sample,
+        spec.allow_no_face,
+        {"work_size": spec.work_size, "mask_method": spec.mask_method, "for": "sweep crops"},
+    )
+
+    def cache(clip, name):
+        crop8, mask = _crop_and_mask(clip.frames, _square_boxes(clip.boxes), spec)
+        _save_npy_atomic(folder / f"{name}.crop.npy", crop8)
+        _save_npy_atomic(folder / f"{name}.mask.npy", mask)
+
+    mine = samples[pid::nproc] if jax.process_count() > 1 else samples
+    clip_sources.index_recordings(listing, folder, mine, on_clip=cache, progress=progress)
+    runner.barrier("rppgedit_sweep_clips")
     refs = []
-    for sample in samples:
-        index = folder / f"{_sample_hash(spec, sample.id)}.json"
-        if not index.exists():
-            raise RppgEditError(f"{index}: clip index missing (did a sweep process fail?)")
-        for entry in json.loads(index.read_text())["clips"]:
-            desc = {
-                "source": spec.source,
-                "sample": sample.id,
-                "start": entry["start"],
-                "num_frames": entry["num_frames"],
-                "fps": entry["fps"],
-                "clip_seconds": spec.clip_seconds,
-                "work_size": spec.work_size,
-                "mask_method": spec.mask_method,
-                "allow_no_face": spec.allow_no_face,
-                "cache": entry["name"],
-                "true_hr_bpm": entry["true_hr_bpm"],
-            }
-            refs.append(ClipRef(entry["id"], entry["num_frames"], entry["fps"], desc))
+    for entry in clip_sources.read_recordings(listing, folder, samples):
+        desc = {
+            "source": spec.source,
+            "sample": entry["sample"],
+            "start": entry["start"],
+            "num_frames": entry["num_frames"],
+            "fps": entry["fps"],
+            "clip_seconds": spec.clip_seconds,
+            "work_size": spec.work_size,
+            "mask_method": spec.mask_method,
+            "allow_no_face": spec.allow_no_face,
+            "cache": entry["name"],
+            "true_hr_bpm": entry["true_hr_bpm"],
+        }
+        clip_id = f"{spec.source}/{entry['id']}"
+        refs.append(ClipRef(clip_id, entry["num_frames"], entry["fps"], desc))
     return refs
 
 
@@ -505,41 +344,6 @@ def _load_cached(ref: ClipRef, out: pathlib.Path) -> _Clip:
     crop8 = np.load(f"{name}.crop.npy")
     mask = np.load(f"{name}.mask.npy")
     return _Clip(crop8, mask, ref.desc["true_hr_bpm"])
-
-
-class _ClipCache:
-    """Prepared clips by id, the most recent `capacity` kept in memory."""
-
-    def __init__(self, load: Callable[[ClipRef], _Clip], capacity: int = 64):
-        self._load, self._capacity = load, capacity
-        self._clips: collections.OrderedDict[str, _Clip] = collections.OrderedDict()
-
-    def get(self, ref: ClipRef) -> _Clip:
-        if ref.id in self._clips:
-            self._clips.move_to_end(ref.id)
-        else:
-            self._clips[ref.id] = self._load(ref)
-            if len(self._clips) > self._capacity:
-                self._clips.popitem(last=False)
-        return self._clips[ref.id]
-
-
-# --------------------------------------------------------------------------------------------
-# Results files.
-
-
-def _results_path(out: pathlib.Path, process_index: int) -> pathlib.Path:
-    return out / f"results.{process_index}.jsonl"
-
-
-# --------------------------------------------------------------------------------------------
-# Editing.
-
-
-def _target_wave(item: WorkItem, num_frames: int) -> np.ndarray:
-    if item.target is None:
-        return np.zeros(num_frames, np.float32)
-    return np.asarray(targets.make_target(item.target, num_frames, item.clip.fps), np.float32)
 
 
 def _edit_job(spec: SweepSpec) -> pipeline.EditJob:
@@ -554,124 +358,114 @@ def _edit_job(spec: SweepSpec) -> pipeline.EditJob:
     )
 
 
-def _edit_group(items, module, cfg, state, mesh, spec, batch_per_device, clips, finish):
-    """Edits all windows of `items` (one static config) with the edit engine, in batches of
-    `batch_per_device` windows per device; calls `finish(item, residual)` for each item as soon as
-    its last window is back."""
-    edit_batch = engine.device_editor(module, state, cfg, mesh)
-
-    def load(item):
-        clip = clips.get(item.clip)
-        return clip.crop8, clip.mask, _target_wave(item, item.clip.num_frames)
-
-    tasks = [
-        engine.Task(i, item.clip.num_frames, functools.partial(load, item))
-        for i, item in enumerate(items)
-    ]
-    for done in engine.edit_windows(
-        tasks,
-        edit_batch,
-        window=spec.window,
-        overlap=spec.overlap,
-        batch_size=batch_per_device * mesh.devices.size,
-    ):
-        finish(items[done.task.key], done.residual)
-
-
-def _finish_item(
-    item: WorkItem, residual, clip: _Clip, before: dict, params: dict, spec, out: pathlib.Path
-):
-    """Pastes, rounds, evaluates and saves one item; returns its records (one per estimator).
-
-    The crop is pasted and rounded as `--mode=edit` pastes a video of the crop with the whole frame
-    as the face box (same bits): inside the grown skin mask, rounding seeded by `spec.seed`."""
-    num, size = clip.crop8.shape[:2]
-    boxes = np.tile(np.array([0, 0, size, size], np.float32), (num, 1))
-    edited = pipeline.FaceEdit(boxes, 0, num, clip.crop8, clip.mask, residual)
-    edited8, _ = pipeline.paste_frames(clip.crop8, [edited], _edit_job(spec))
-    after = readings.read_heart_rates(
-        edited8.astype(np.float32) / 255.0, clip.mask, item.clip.fps, spec.estimators, params
-    )
-    output = None
-    if spec.save != "none":
-        items_dir = out / "items"
-        items_dir.mkdir(exist_ok=True)
-        output = f"items/{item.key}.{spec.save}"
-        encode.write_video(out / output, edited8, item.clip.fps, overwrite=True)
-    target_hr = None if item.target is None else float(item.target.hr_bpm)
-    common = {
-        "key": item.key,
-        "clip": item.clip.id,
-        "true_hr_bpm": clip.true_hr_bpm,
-        "method": item.method,
-        "fidelity_weight": getattr(item.cfg, "fidelity_weight", None),
-        "steps": getattr(item.cfg, "steps", None),
-        "target_kind": spec.target_kind,
-        "target_hr_bpm": target_hr,
-        "psnr_db": float(metrics.psnr(clip.crop8, edited8)),
-        "ssim": float(metrics.ssim(clip.crop8, edited8)),
-        "skin_coverage": float(clip.mask.mean()),
-        "output": output,
-        "settings": item.settings,
-    }
-    records = []
-    for part, name in enumerate(spec.estimators):
-        hr_after = after[name]["hr_bpm"]
-        records.append(
-            {
-                **common,
-                "part": part,
-                "parts": len(spec.estimators),
-                "estimator": name,
-                "hr_before": before[name]["hr_bpm"],
-                "hr_after": hr_after,
-                "snr_before": before[name]["snr_db"],
-                "snr_after": after[name]["snr_db"],
-                "abs_err_to_target": None if target_hr is None else abs(hr_after - target_hr),
-            }
-        )
-    return records
-
-
 # --------------------------------------------------------------------------------------------
-# Distributed helpers.
+# The plan.
 
 
-def initialize_distributed(
-    coordinator_address: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
-    *,
-    auto: bool = False,
-) -> tuple[int, int]:
-    """Starts `jax.distributed` when asked; returns (process_index, process_count).
+class SweepPlan:
+    """A sweep as a `runner.Plan`: edits and reads the 8-bit face crop at the working size."""
 
-    Arguments left None are read from the environment (`JAX_COORDINATOR_ADDRESS`,
-    `RPPGEDIT_NUM_PROCESSES`, `RPPGEDIT_PROCESS_ID`). Nothing is started when no coordinator is
-    known and `auto` is False (one process). `auto=True` with no arguments lets JAX detect the
-    cluster (SLURM, Open MPI, Cloud TPU pods). Must run before any other JAX call. On the CPU the
-    cross-process collectives (only the barriers here) go through gloo.
-    """
-    env = os.environ
-    coordinator_address = coordinator_address or env.get("JAX_COORDINATOR_ADDRESS")
-    if num_processes is None and env.get("RPPGEDIT_NUM_PROCESSES"):
-        num_processes = int(env["RPPGEDIT_NUM_PROCESSES"])
-    if process_id is None and env.get("RPPGEDIT_PROCESS_ID"):
-        process_id = int(env["RPPGEDIT_PROCESS_ID"])
-    if coordinator_address is None and not auto:
-        if num_processes not in (None, 1):
-            raise RppgEditError(f"{num_processes} processes need a coordinator address")
-        return 0, 1
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address, num_processes, process_id)
-    return jax.process_index(), jax.process_count()
+    name = "sweep"
 
+    def __init__(self, spec: SweepSpec, out: pathlib.Path):
+        self.spec, self.out = spec, pathlib.Path(out)
+        self.settings = grid_settings(spec)
+        self.job = _edit_job(spec)
+        self._params = None
 
-def _barrier(name: str, process_count: int) -> None:
-    if process_count > 1:
-        from jax.experimental import multihost_utils
+    def describe(self) -> dict:
+        s = self.spec
+        return {
+            "work_size": s.work_size,
+            "window": s.window,
+            "overlap": s.overlap,
+            "mask_method": s.mask_method,
+            "quantize": s.quantize,
+            "seed": s.seed,
+            "estimators": list(s.estimators),
+            "save": s.save,
+        }
 
-        multihost_utils.sync_global_devices(name)
+    def clip_refs(self, out, pid, nproc, progress) -> list[ClipRef]:
+        if self.spec.source == "synthetic":
+            return _synthetic_refs(self.spec)
+        return _dataset_refs(self.spec, out, pid, nproc, progress)
+
+    @property
+    def params(self) -> dict:
+        if self._params is None:
+            names = [n for n in self.spec.estimators if registry.get(n).input == "video"]
+            self._params = {n: registry.get(n).load_params() for n in names}
+        return self._params
+
+    def prepare(self, ref: ClipRef) -> runner.Prepared:
+        if self.spec.source == "synthetic":
+            clip = _load_synthetic(ref, self.spec)
+        else:
+            clip = _load_cached(ref, self.out)
+        before = readings.read_heart_rates(
+            clip.crop8.astype(np.float32) / 255.0,
+            clip.mask,
+            ref.fps,
+            self.spec.estimators,
+            self.params,
+        )
+        return runner.Prepared(clip.crop8, clip.mask, (clip, before))
+
+    def finish(self, item: runner.Item, prepared, residual, seconds) -> list[dict]:
+        """Pastes, rounds, reads and saves one item; one record per estimator.
+
+        The crop is pasted and rounded as `--mode=edit` pastes a video of the crop with the whole
+        frame as the face box (same bits): inside the grown skin mask, rounding seeded by the
+        spec's seed."""
+        del seconds
+        spec, (clip, before) = self.spec, prepared.data
+        num, size = clip.crop8.shape[:2]
+        boxes = np.tile(np.array([0, 0, size, size], np.float32), (num, 1))
+        edited = pipeline.FaceEdit(boxes, 0, num, clip.crop8, clip.mask, residual)
+        edited8, _ = pipeline.paste_frames(clip.crop8, [edited], self.job)
+        after = readings.read_heart_rates(
+            edited8.astype(np.float32) / 255.0, clip.mask, item.clip.fps, spec.estimators,
+            self.params,
+        )  # fmt: skip
+        output = None
+        if spec.save != "none":
+            (self.out / "items").mkdir(exist_ok=True)
+            output = f"items/{item.key}.{spec.save}"
+            encode.write_video(self.out / output, edited8, item.clip.fps, overwrite=True)
+        target_hr = item.setting.target_hr_bpm
+        common = {
+            "clip": item.clip.id,
+            "true_hr_bpm": clip.true_hr_bpm,
+            "method": item.setting.method,
+            "fidelity_weight": getattr(item.cfg, "fidelity_weight", None),
+            "steps": getattr(item.cfg, "steps", None),
+            "target_kind": spec.target_kind,
+            "target_hr_bpm": target_hr,
+            "psnr_db": float(metrics.psnr(clip.crop8, edited8)),
+            "ssim": float(metrics.ssim(clip.crop8, edited8)),
+            "skin_coverage": float(clip.mask.mean()),
+            "output": output,
+            "settings": item.content,
+        }
+        records = []
+        for name in spec.estimators:
+            hr_after = after[name]["hr_bpm"]
+            records.append(
+                {
+                    **common,
+                    "estimator": name,
+                    "hr_before": before[name]["hr_bpm"],
+                    "hr_after": hr_after,
+                    "snr_before": before[name]["snr_db"],
+                    "snr_after": after[name]["snr_db"],
+                    "abs_err_to_target": None if target_hr is None else abs(hr_after - target_hr),
+                }
+            )
+        return records
+
+    def merge(self, out, records, missing) -> dict:
+        return _write_tables(out, records, missing)
 
 
 # --------------------------------------------------------------------------------------------
@@ -685,9 +479,11 @@ def run_sweep(
     batch_per_device: int = 4,
     progress: bool = True,
     merge_results: bool = True,
+    config: dict | None = None,
     on_item: Callable[[str, list[dict]], None] | None = None,
 ) -> dict:
-    """Runs (or resumes) this process's share of a sweep; process 0 merges at the end.
+    """Runs (or resumes) this process's share of a sweep (`runner.run` of `SweepPlan`); process 0
+    merges at the end.
 
     Args:
       spec: the grid and the fixed settings.
@@ -696,112 +492,24 @@ def run_sweep(
       progress: show a bar of this process's items (done / total, ETA) and of its dataset
         recordings prepared (`rppgedit.progress`: silent when not a terminal).
       merge_results: after a barrier, process 0 writes results.csv and results.md.
+      config: the command's resolved settings, written into grid.json.
       on_item: called as `on_item(key, records)` after each item is persisted.
 
     Returns:
-      summary dict: process_index, process_count, devices, total_items (grid), process_items,
-      skipped (finished before), edited, seconds (editing, after clip preparation),
-      items_per_minute, first_item_s (includes compilation), steady_items_per_minute (after the
-      first item), results_path, and the `merge` result on process 0.
+      `runner.run`'s summary (the `merge` result on the process that merged).
     """
     if batch_per_device < 1:
         raise RppgEditError(f"sweep: batch_per_device must be >= 1, got {batch_per_device}")
-    out = pathlib.Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise RppgEditError(f"{out}: sweep folder exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RppgEditError(f"{out}: cannot create the sweep folder ({e.strerror})") from None
-    pid, nproc = jax.process_index(), jax.process_count()
-    lock = _lock_folder(out, pid)
-    try:
-        return _run_sweep_locked(
-            spec, out, pid, nproc, batch_per_device, progress, merge_results, on_item
-        )
-    finally:
-        os.close(lock)
-
-
-def _run_sweep_locked(spec, out, pid, nproc, batch_per_device, progress, merge_results, on_item):
-    if spec.source == "synthetic":
-        refs = _synthetic_refs(spec)
-        clips = _ClipCache(lambda ref: _load_synthetic(ref, spec))
-    else:
-        refs = _dataset_refs(spec, out, pid, nproc, progress)
-        clips = _ClipCache(lambda ref: _load_cached(ref, out))
-    grid = make_grid(spec, refs)
-    if pid == 0:
-        manifest = {"spec": dataclasses.asdict(spec), "keys": grid.keys.tolist()}
-        safe_write.write_text_atomic(
-            out / MANIFEST, json.dumps(safe_write.json_safe(manifest), indent=1)
-        )
-    mine = shard_items(grid, pid, nproc)
-    finished = results_file.finished_keys(_results_path(out, pid), out.glob("results.*.jsonl"))
-    todo = [it for it in mine if it.key not in finished]
-    results = _results_path(out, pid)
-    results.touch()
-    devices = jax.local_devices()
-    mesh = Mesh(np.array(devices), ("batch",))
-    params = {
-        n: registry.get(n).load_params()
-        for n in spec.estimators
-        if registry.get(n).input == "video"
-    }
-    before_cache: dict[str, dict] = {}
-    bar = progress_bars.bar(
-        len(mine), f"sweep {pid}/{nproc}", progress, unit="item", initial=len(mine) - len(todo)
+    out = runner.open_folder(out_dir)
+    return runner.run(
+        SweepPlan(spec, out),
+        out,
+        batch_per_device=batch_per_device,
+        progress=progress,
+        merge=merge_results,
+        config=config,
+        on_item=on_item,
     )
-    tic = time.perf_counter()
-    first_item_s = None
-
-    def finish(item: WorkItem, residual: np.ndarray):
-        nonlocal first_item_s
-        ref = item.clip
-        clip = clips.get(ref)
-        if ref.id not in before_cache:
-            before_cache[ref.id] = readings.read_heart_rates(
-                clip.crop8.astype(np.float32) / 255.0, clip.mask, ref.fps, spec.estimators, params
-            )
-        records = _finish_item(item, residual, clip, before_cache[ref.id], params, spec, out)
-        results_file.append_item(results, records)
-        bar.update(1)
-        if first_item_s is None:
-            first_item_s = time.perf_counter() - tic
-        if on_item is not None:
-            on_item(item.key, records)
-
-    groups: dict[tuple, list[WorkItem]] = {}
-    for item in todo:
-        shape = edit_plan(item.clip.num_frames, spec.window, spec.overlap)[0]
-        groups.setdefault((item.method, item.cfg, shape), []).append(item)
-    for (method, cfg, _), items in groups.items():
-        module = editors.get(method)
-        _edit_group(
-            items, module, cfg, module.load_state(cfg), mesh, spec, batch_per_device, clips, finish
-        )
-    seconds = time.perf_counter() - tic
-    bar.close()
-    summary = {
-        "process_index": pid,
-        "process_count": nproc,
-        "devices": [str(d) for d in devices],
-        "total_items": len(grid.items),
-        "process_items": len(mine),
-        "skipped": len(mine) - len(todo),
-        "edited": len(todo),
-        "seconds": seconds,
-        "items_per_minute": 60.0 * len(todo) / seconds if todo and seconds > 0 else None,
-        "first_item_s": first_item_s,
-        "steady_items_per_minute": (
-            60.0 * (len(todo) - 1) / (seconds - first_item_s) if len(todo) > 1 else None
-        ),
-        "results_path": str(results),
-    }
-    _barrier("rppgedit_sweep_done", nproc)
-    if merge_results and pid == 0:
-        summary["merge"] = merge(out)
-    return summary
 
 
 # --------------------------------------------------------------------------------------------
@@ -825,35 +533,26 @@ def _sort_key(record: dict):
 
 
 def merge(out_dir) -> dict:
-    """Builds `results.csv` (every record) and `results.md` (means over clips) from all results files.
-
-    Items are deduplicated by key (the first complete copy in file-name order wins) and restricted
-    to the keys of `sweep.json` when it exists.
+    """Builds `results.csv` (every record) and `results.md` (means over clips) from all results files
+    (`runner.collect`: deduplicated by key, restricted to the keys of `grid.json` when it exists).
 
     Returns:
       {"rows": records (sorted), "items": finished items, "missing": keys of the grid without a
       result, "csv_path", "md_path", "table": the Markdown text}.
     """
-    out = pathlib.Path(out_dir)
-    if not out.is_dir():
-        raise RppgEditError(f"{out}: sweep folder not found")
-    found: dict[str, list[dict]] = {}
-    for path in sorted(out.glob("results.*.jsonl")):
-        for key, records in results_file.read_results(path)[0].items():
-            found.setdefault(key, records)
-    manifest = out / MANIFEST
-    missing = []
-    if manifest.exists():
-        keys = json.loads(manifest.read_text())["keys"]
-        missing = [k for k in keys if k not in found]
-        found = {k: found[k] for k in keys if k in found}
-    rows = sorted((r for records in found.values() for r in records), key=_sort_key)
+    found, keys, missing = runner.collect(out_dir)
+    return _write_tables(pathlib.Path(out_dir), [r for k in keys for r in found[k]], missing or [])
+
+
+def _write_tables(out: pathlib.Path, records: list[dict], missing: list[str]) -> dict:
+    rows = sorted(records, key=_sort_key)
+    items = len({r["key"] for r in rows})
     csv_path = safe_write.write_text_atomic(out / "results.csv", tables.csv_text(rows, CSV_COLUMNS))
-    table = _markdown(rows, len(found), missing)
+    table = _markdown(rows, items, missing)
     md_path = safe_write.write_text_atomic(out / "results.md", table)
     return {
         "rows": rows,
-        "items": len(found),
+        "items": items,
         "missing": missing,
         "csv_path": csv_path,
         "md_path": md_path,

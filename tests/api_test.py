@@ -88,12 +88,27 @@ def test_edit_a_file_to_a_target(tmp_path, clip):
     assert result.verdict in repr(result) and "<img" in result._repr_html_()
 
 
-def test_a_removal_without_plots_writes_no_png(tmp_path):
+def test_a_removal_without_plots_writes_no_png(tmp_path, monkeypatch, capfd):
+    """... and each pass of the edit shows its bar with its total when asked (here into a log:
+    RPPGEDIT_PROGRESS=always): the decode, the edit, the report's readings (3 estimators before
+    and after)."""
+    from rppgedit import progress
+
     source = api.demo_video(tmp_path / "face.mkv", seconds=5, size=96)
     fast = {k: v for k, v in FAST.items() if k not in ("steps", "learning_rate", "surrogates")}
+    monkeypatch.setenv(progress.PROGRESS_ENV, "always")
+    capfd.readouterr()
     result = rppgedit.edit(
-        source, tmp_path / "e.mkv", remove=True, method="smooth_remove", plots=False, **fast
+        source,
+        tmp_path / "e.mkv",
+        remove=True,
+        method="smooth_remove",
+        plots=False,
+        **dict(fast, progress=True),
     )
+    err = capfd.readouterr().err
+    assert re.search(r"decode \+ track faces: .*150/150 \[", err), err
+    assert re.search(r"report: readings: .*6/6 \[", err), err
     assert not (tmp_path / "e.report.png").exists() and "report_png" not in result.paths
     assert json.loads((tmp_path / "e.report.json").read_text())["verdict"] == result.verdict
     gone = sum(
@@ -103,9 +118,15 @@ def test_a_removal_without_plots_writes_no_png(tmp_path):
     assert result.verdict.startswith(f"{gone}/3 estimators no longer read the original")
 
 
-def test_edit_frames_report_and_its_figure(clip):
+def test_edit_frames_report_and_its_figure(clip, monkeypatch, capfd):
+    from rppgedit import progress
+
     frames, fps = clip
+    monkeypatch.setenv(progress.PROGRESS_ENV, "always")  # progress=False (FAST) still silences
+    capfd.readouterr()
     edited, result = rppgedit.edit_frames(frames, fps, target_hr=TARGET, plots=True, **FAST)
+    err = capfd.readouterr().err
+    assert "report:" not in err and "edit windows" not in err, err
     assert edited.shape == frames.shape and edited.dtype == np.uint8
     assert (edited != frames).any()
     counts = result.summary["verdict_counts"][0]
@@ -118,6 +139,56 @@ def test_edit_frames_report_and_its_figure(clip):
         "target: 120 bpm waveform",
     ]
     assert result.figure._suptitle.get_text().replace("\n", " ") == result.verdict
+
+
+def test_edit_frames_report_passes_show_their_bars(clip, monkeypatch, capfd):
+    """The in-memory report's two passes each show a bar with its total: the readers take the
+    frames before and after (150 frames), then read 3 estimators before and after (6)."""
+    from rppgedit import progress
+
+    frames, fps = clip
+    monkeypatch.setenv(progress.PROGRESS_ENV, "always")
+    capfd.readouterr()
+    _, result = rppgedit.edit_frames(frames, fps, target_hr=TARGET, **dict(FAST, progress=True))
+    err = capfd.readouterr().err
+    assert re.search(r"edit windows: .*\d+/\d+ \[", err), err
+    assert re.search(r"report: read before \+ after: .*150/150 \[", err), err
+    assert re.search(r"report: readings: .*6/6 \[", err), err
+    assert _verdict_numbers(result.verdict, TARGET)[1] == 3
+
+
+def test_edit_and_edit_frames_share_their_options():
+    """One list of shared keyword arguments (`api.EditOptions`): both signatures show them with
+    the same defaults, and the calls route them (not to the editor's options)."""
+    import inspect
+
+    shared = {
+        "remove": False,
+        "method": "privacy_phys",
+        "target": "sinusoid",
+        "estimators": None,
+        "seed": 0,
+        "face_box": None,
+        "allow_no_face": False,
+    }
+    for fn, own in (
+        (rppgedit.edit, {"share": False, "overwrite": False, "plots": True, "progress": True}),
+        (rppgedit.edit_frames, {"boxes": None, "report": True, "plots": False, "progress": False}),
+    ):
+        params = inspect.signature(fn).parameters
+        assert list(params)[:3] in (
+            ["input", "output", "target_hr"],
+            ["frames", "fps", "target_hr"],
+        )
+        assert params["target_hr"].default is None
+        kinds = {n: p.kind for n, p in params.items()}
+        assert list(params)[-1] == "options" and kinds["options"] == inspect.Parameter.VAR_KEYWORD
+        for name, default in {**shared, **own}.items():
+            assert kinds[name] == inspect.Parameter.KEYWORD_ONLY, name
+            assert params[name].default == default, name
+        assert "EditOptions" in fn.__doc__ or "`edit`'s" in fn.__doc__
+    options, rest = api.EditOptions.split({"remove": True, "seed": 3, "steps": 5})
+    assert options == api.EditOptions(remove=True, seed=3) and rest == {"steps": 5}
 
 
 def test_bad_arguments_are_one_line_errors(clip):

@@ -985,14 +985,14 @@ def test_stale_temporaries_are_cleaned_and_live_ones_kept(world):
 
 
 def test_second_sweep_on_one_folder_stops_at_once(world):
-    from rppgedit import sweep
+    from rppgedit import runner
 
     folder = world.p["out"] / "locked_sweep"
     folder.mkdir()
-    lock = sweep._lock_folder(folder, 0)
+    lock = runner.lock_folder(folder, 0)
     try:
         args = ["--mode=sweep", f"--sweep_dir={folder}", "--synthetic_seeds=0", "--steps=1"]
-        expect_error(world, "second sweep on a locked folder", args, "another sweep")
+        expect_error(world, "second sweep on a locked folder", args, "another run")
     finally:
         os.close(lock)
         for path in folder.iterdir():

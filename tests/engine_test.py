@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from rppgedit import engine, metrics, pipeline, sweep, targets
+from rppgedit import engine, metrics, pipeline, runner, sweep, targets
 from rppgedit.errors import RppgEditError
 from rppgedit.papers import run
 from rppgedit.windows import edit_plan, window_starts
@@ -135,12 +135,13 @@ def test_sweep_items_have_the_bits_of_edit_frames(tmp_path):
         save="npy",
     )
     sweep.run_sweep(spec, str(tmp_path), batch_per_device=2, progress=False)
-    items = {it.key: it for it in sweep.make_grid(spec, sweep._synthetic_refs(spec)).items}
+    plan = sweep.SweepPlan(spec, tmp_path)
+    items = {it.key: it for it in runner.make_items(plan, sweep._synthetic_refs(spec))}
     assert len(items) == 2
     for key, item in items.items():
         crop8 = sweep._load_synthetic(item.clip, spec).crop8
         boxes = np.tile(np.array([0, 0, 32, 32], np.float32), (len(crop8), 1))
-        job = _job(5, target=item.target, method_options=tuple(OPTIONS))
+        job = _job(5, target=item.setting.target, method_options=tuple(OPTIONS))
         result = pipeline.edit_frames(crop8, item.clip.fps, boxes, job)
         saved = np.load(tmp_path / "items" / f"{key}.npy")
         assert np.any(saved != crop8)

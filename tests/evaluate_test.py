@@ -1,6 +1,7 @@
 """`--mode=evaluate`: heart rates of a video file, with and without a ground-truth file."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -73,3 +74,59 @@ def test_evaluate_plots_need_a_json_destination(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 1 and "--plots needs --json_out" in proc.stderr
+
+
+def _evaluate_in_process(args):
+    """`rppgedit evaluate ARGS` in this process (the mode's `run`, as `rppgedit.main` calls it)."""
+    from rppgedit import main, settings
+    from rppgedit.modes import evaluate as mode
+
+    main.FLAGS(["rppgedit", "--mode=evaluate", *args])
+    try:
+        mode.run(settings.resolve(main.FLAGS))
+    finally:
+        main.FLAGS.unparse_flags()
+
+
+def test_evaluate_plots_decode_the_video_once_and_show_each_pass(tmp_path, monkeypatch, capfd):
+    """`--plots` draws the spectra from the readings' own decode: the video is decoded once (not
+    again for the figure), the PNG is written, and with RPPGEDIT_PROGRESS=always each pass (decode
+    and track, readings) shows a bar with its total on stderr; `--noprogress` silences them."""
+    from rppgedit import progress
+    from rppgedit.video import decode
+
+    clip, path, _ = _write_clip(tmp_path, 72.0)
+    box = ",".join(str(float(v)) for v in crop.enclosing_square(clip.crop_boxes))
+    decodes = []
+    real_chunks, real_read = decode.iter_chunks, decode.read_video
+
+    def counted_chunks(*args, **kwargs):
+        decodes.append("iter_chunks")
+        return real_chunks(*args, **kwargs)
+
+    def counted_read(*args, **kwargs):
+        decodes.append("read_video")
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(decode, "iter_chunks", counted_chunks)
+    monkeypatch.setattr(decode, "read_video", counted_read)
+    monkeypatch.setenv(progress.PROGRESS_ENV, "always")
+    common = [f"--input={path}", "--estimators=pos,green", f"--face_box={box}", "--work_size=32"]
+    out = tmp_path / "r.json"
+    capfd.readouterr()
+    _evaluate_in_process([*common, f"--json_out={out}", "--plots"])
+    captured = capfd.readouterr()
+    assert decodes == ["iter_chunks"]
+    figure = tmp_path / "r.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads(out.read_text())
+    assert saved["figure"] == str(figure) and saved["frames"] == 300
+    assert "figure: " in captured.out and "pos" in captured.out
+    assert re.search(r"decode: .*300/300 \[", captured.err), captured.err
+    assert re.search(r"readings: .*2/2 \[", captured.err), captured.err
+
+    decodes.clear()
+    _evaluate_in_process([*common, f"--json_out={tmp_path / 'q.json'}", "--plots", "--noprogress"])
+    captured = capfd.readouterr()
+    assert decodes == ["iter_chunks"] and (tmp_path / "q.png").exists()
+    assert "decode" not in captured.err and "readings" not in captured.err, captured.err

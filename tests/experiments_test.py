@@ -36,9 +36,9 @@ def tiny_run(tmp_path_factory):
 
 def _tiny_experiment(kind, out, **settings):
     """`kind` on 96-frame synthetic clips at 32x32, pos/chrom surrogates, 5 steps, 2 estimators."""
+    settings = {"dataset": "synthetic", **settings}
     return run.run_experiment(
         kind,
-        dataset="synthetic",
         clip_seconds=96 / 30,
         out_dir=str(out),
         method_options={"privacy_phys": (("surrogates", SURROGATES), ("steps", 5), *PAPER_STEPS)},
@@ -377,16 +377,17 @@ def test_a_rerun_resumes_and_edits_only_what_is_missing(tmp_path):
 
 
 def test_processes_share_the_grid_and_the_last_writes_the_tables(tmp_path):
-    """Two processes (run one after the other) edit one clip each; the first returns incomplete,
-    the second finds every item and writes the records: the same edits as one process makes."""
+    """Two processes (run one after the other, process 1 first: it writes no grid.json) edit one
+    clip each; the first returns incomplete, the second finds every item and writes the records:
+    the same edits as one process makes."""
     kwargs = dict(lambdas=(1.0,), window=64, overlap=16, max_clips=2, seed=0, make_plots=False)
     single = _tiny_experiment("lambda_sweep", tmp_path / "one", **kwargs)
-    first = _tiny_experiment("lambda_sweep", tmp_path / "two", process_count=2, **kwargs)
-    assert not first["complete"] and first["missing"] == 1 and first["edited"] == 1
-    assert not (tmp_path / "two" / "records.jsonl").exists()
-    second = _tiny_experiment(
+    first = _tiny_experiment(
         "lambda_sweep", tmp_path / "two", process_index=1, process_count=2, **kwargs
     )
+    assert not first["complete"] and first["missing"] == 1 and first["edited"] == 1
+    assert not (tmp_path / "two" / "records.jsonl").exists()
+    second = _tiny_experiment("lambda_sweep", tmp_path / "two", process_count=2, **kwargs)
     assert second["complete"] and second["edited"] == 1 and single["edited"] == 2
 
     def key(r):
@@ -395,3 +396,46 @@ def test_processes_share_the_grid_and_the_last_writes_the_tables(tmp_path):
     one = [key(r) for r in _records(tmp_path / "one" / "records.jsonl")]
     two = [key(r) for r in _records(tmp_path / "two" / "records.jsonl")]
     assert one == two  # same bits, same order (clip, then setting)
+
+
+def test_the_experiment_names_are_the_settings_choices():
+    from rppgedit import settings
+
+    (declared,) = [s for s in settings.SETTINGS if s.name == "experiment"]
+    assert tuple(declared.kind) == run.KINDS == tuple(run.EXPERIMENTS)
+    for exp in run.EXPERIMENTS.values():  # every declared plot exists
+        assert callable(getattr(plots, exp.plot[0]))
+
+
+def test_a_dataset_experiment_lists_each_recording_once_and_resumes(tmp_path):
+    """A `folder` dataset: each recording is decoded and listed once under clips/, its clips edited
+    and read with the ground truth's rate; a rerun decodes no recording and edits nothing."""
+    from rppgedit.data import clips, synthetic
+    from rppgedit.video import encode
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for seed, hr in ((5, 66.0), (6, 78.0)):
+        clip = synthetic.make_clip(seed, hr_bpm=hr, num_frames=96, height=64, width=64, hrv=0.0)
+        encode.write_video(data / f"s{seed}.mkv", clip.frames, clip.fps)
+        times = np.arange(96) / clip.fps
+        np.savetxt(data / f"s{seed}_bvp.csv", np.stack([times, clip.bvp], 1), delimiter=",")
+    kwargs = dict(dataset="folder", data_dir=str(data), lambdas=(1.0,), window=64, overlap=16,
+                  make_plots=False)  # fmt: skip
+    first = _tiny_experiment("lambda_sweep", tmp_path / "out", **kwargs)
+    assert first["complete"] and first["edited"] == 2 and first["clips"] == 2
+    records = _records(tmp_path / "out" / "records.jsonl")
+    assert [r["clip"] for r in records] == ["s5.mkv@0", "s5.mkv@0", "s6.mkv@0", "s6.mkv@0"]
+    for r in records:  # the ground truth's rate, read from the CSV, within a spectral bin
+        assert abs(r["hr_true_bpm"] - (66.0 if "s5" in r["clip"] else 78.0)) < 3.0
+    assert len(list((tmp_path / "out" / "clips").glob("*.json"))) == 2
+    clips._decoded_sample.cache_clear()
+    decoded = []
+    real = clips.dataset_clips
+    clips.dataset_clips = lambda *a, **k: decoded.append(a) or real(*a, **k)
+    try:
+        again = _tiny_experiment("lambda_sweep", tmp_path / "out", **kwargs)
+    finally:
+        clips.dataset_clips = real
+    assert (again["edited"], again["skipped"], decoded) == (0, 2, [])
+    assert _records(tmp_path / "out" / "records.jsonl") == records

@@ -82,3 +82,25 @@ def test_a_long_pass_shows_its_total_only_when_asked(monkeypatch):
     assert re.search(r"synthetic clips: .*2/2 \[\d\d:\d\d<\d\d:\d\d", shown.getvalue())
     assert silent.getvalue() == ""
     assert (bank["clips"] == again["clips"]).all()
+
+
+def test_reading_a_video_shows_its_decode_and_its_readings(tmp_path, monkeypatch, capfd):
+    """`rppgedit.read_heart_rate` (what `rppgedit evaluate` runs): one bar for the decode (and the
+    face tracking it feeds) in frames, one for the readings in estimators; an array has no decode,
+    only the tracking; progress=False prints nothing even when bars are asked for."""
+    import rppgedit
+
+    monkeypatch.setenv(progress.PROGRESS_ENV, "always")
+    path = rppgedit.demo_video(tmp_path / "face.mkv", seconds=5, size=96)
+    capfd.readouterr()
+    from_file = rppgedit.read_heart_rate(path, estimators=["pos", "chrom"], progress=True)
+    err = capfd.readouterr().err
+    assert re.search(r"decode \+ track face: .*150/150 \[\d\d:\d\d<\d\d:\d\d", err), err
+    assert re.search(r"readings: .*2/2 \[", err), err
+    frames, fps = rppgedit.demo_frames(seconds=5, size=96)
+    from_frames = rppgedit.read_heart_rate(frames, fps, estimators=["pos", "chrom"], progress=True)
+    err = capfd.readouterr().err
+    assert re.search(r"track face: .*150/150 \[", err) and "decode" not in err, err
+    assert [r["hr_bpm"] for r in from_file] == [r["hr_bpm"] for r in from_frames]
+    rppgedit.read_heart_rate(path, estimators=["pos", "chrom"], progress=False)
+    assert capfd.readouterr().err == ""

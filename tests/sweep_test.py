@@ -27,7 +27,7 @@ import time
 import numpy as np
 import pytest
 
-from rppgedit import results_file, sweep
+from rppgedit import results_file, runner, sweep
 from rppgedit.errors import RppgEditError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def _driver(argv: list[str]) -> None:
     jax.config.update("jax_numpy_rank_promotion", "raise")
     out, batch, mode = argv[0], int(argv[1]), argv[2]
     if len(argv) > 3:
-        sweep.initialize_distributed(argv[3], int(argv[4]), int(argv[5]))
+        runner.initialize_distributed(argv[3], int(argv[4]), int(argv[5]))
     spec = tiny_spec()
     if mode.startswith("dataset:"):
         spec = tiny_spec(
@@ -306,30 +306,39 @@ def test_finished_keys_rewrites_only_own_file(tmp_path):
     assert other.read_text() == torn  # another process's file is never touched
 
 
+def _keys(spec, refs) -> list[str]:
+    return [it.key for it in runner.make_items(sweep.SweepPlan(spec, "unused"), refs)]
+
+
 def test_keys_follow_content_not_position():
     refs = sweep._synthetic_refs(tiny_spec())
-    grid = sweep.make_grid(tiny_spec(), refs)
-    shuffled = sweep.make_grid(tiny_spec(target_hrs=(120.0, 60.0)), refs[::-1])
-    assert grid.keys.tolist() == shuffled.keys.tolist() == sorted(grid.keys.tolist())
-    assert len(set(grid.keys.tolist())) == NUM_ITEMS
-    lam = sweep.make_grid(tiny_spec(fidelity_weights=(0.5,)), refs)
-    assert not set(lam.keys.tolist()) & set(grid.keys.tolist())
-    np.testing.assert_array_equal(np.sort(grid.target_hr), [60, 60, 60, 120, 120, 120])
+    keys = _keys(tiny_spec(), refs)
+    shuffled = _keys(tiny_spec(target_hrs=(120.0, 60.0)), refs[::-1])
+    assert sorted(keys) == sorted(shuffled) and len(set(keys)) == NUM_ITEMS
+    assert keys != shuffled  # the grid's order (clip, then setting) follows the spec
+    assert not set(_keys(tiny_spec(fidelity_weights=(0.5,)), refs)) & set(keys)
+    items = runner.make_items(sweep.SweepPlan(tiny_spec(), "unused"), refs)
+    assert sorted(it.setting.target_hr_bpm for it in items) == [60, 60, 60, 120, 120, 120]
     # A swept setting the method does not have collapses to one item per clip and target.
-    smooth = sweep.make_grid(
-        tiny_spec(methods=("smooth_remove",), steps=(5, 10), method_options=(), target_kind="none"),
+    smooth = runner.make_items(
+        sweep.SweepPlan(
+            tiny_spec(
+                methods=("smooth_remove",), steps=(5, 10), method_options=(), target_kind="none"
+            ),
+            "unused",
+        ),
         refs,
     )
-    assert len(smooth.items) == 3 and (smooth.steps == -1).all()
+    assert len(smooth) == 3 and not any(hasattr(it.cfg, "steps") for it in smooth)
 
 
 def test_shards_partition_the_grid():
-    grid = sweep.make_grid(
-        tiny_spec(fidelity_weights=(0.1, 1.0)), sweep._synthetic_refs(tiny_spec())
-    )
-    shards = [sweep.shard_items(grid, p, 5) for p in range(5)]
+    plan = sweep.SweepPlan(tiny_spec(fidelity_weights=(0.1, 1.0)), "unused")
+    items = runner.make_items(plan, sweep._synthetic_refs(tiny_spec()))
+    shards = [runner.shard_items(items, p, 5) for p in range(5)]
     keys = [it.key for shard in shards for it in shard]
-    assert sorted(keys) == grid.keys.tolist() and len(keys) == len(set(keys)) == 12
+    assert sorted(keys) == sorted(it.key for it in items) and len(keys) == len(set(keys)) == 12
+    assert all(len(shard) in (2, 3) for shard in shards)
 
 
 def test_merge_deduplicates_and_restricts_to_the_grid(tmp_path):

@@ -10,7 +10,9 @@ true heart rate and contact pulse when the source has them). The sources:
   illumination drift (`SYNTHETIC_VARIANTS`);
 * `dataset_clips`: consecutive fixed-length clips of a dataset's recordings
   (`rppgedit.data.datasets`), faces found by `pipeline.find_boxes`;
-* `source_clips`: "synthetic" or a dataset by name, at most `max_clips`.
+* `index_recordings` / `read_recordings` / `dataset_clip`: a dataset's clips listed once (each
+  recording decoded and tracked once, sharded over processes by the caller), then loaded one by
+  one (`rppgedit.runner` runs grids over them).
 
 Each runner keeps its own clip recipe (sizes, seeds, heart rates); what is shared is how a clip of
 a source is made and described.
@@ -19,8 +21,12 @@ a source is made and described.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import itertools
-from collections.abc import Iterable, Iterator
+import json
+import pathlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -28,7 +34,7 @@ from rppgedit import signals
 from rppgedit.data import synthetic
 from rppgedit.errors import RppgEditError
 
-# Synthetic clips of `source_clips` when no `max_clips` is given (the experiments' default).
+# Synthetic clips of the experiments when no `max_clips` is given.
 DEFAULT_SYNTHETIC_CLIPS = 6
 # Synthetic clip variants: (skin tone, head motion, illumination drift), cycled over clip indices.
 SYNTHETIC_VARIANTS = (
@@ -135,50 +141,62 @@ def random_synthetic_clip(
     return synthetic_clip(seed, num_frames=num_frames, fps=fps, height=size, width=size, **kwargs)
 
 
-def synthetic_variants(
-    num_clips: int, clip_seconds: float, *, size: int = 128, fps: float = 30.0, seed: int = 0
-) -> Iterator[Clip]:
-    """Seeded synthetic face clips cycling through `SYNTHETIC_VARIANTS`.
+def synthetic_variant_id(index: int) -> str:
+    """The id of synthetic variant clip `index`: "syn<i>_<tone>[_motion][_light]@0"."""
+    tone, motion, light = SYNTHETIC_VARIANTS[index % len(SYNTHETIC_VARIANTS)]
+    return f"syn{index:02d}_{tone}{'_motion' if motion else ''}{'_light' if light else ''}@0"
+
+
+def synthetic_variant(
+    index: int, clip_seconds: float, *, size: int = 128, fps: float = 30.0, seed: int = 0
+) -> Clip:
+    """Synthetic clip `index` of the experiments' set (`SYNTHETIC_VARIANTS`, cycled).
 
     Args:
-      num_clips: how many clips.
+      index: position in the set; its variant is `SYNTHETIC_VARIANTS[index % 6]`.
       clip_seconds: clip length in s (round(clip_seconds * fps) frames, at least 32).
       size: frame side in pixels.
       fps: frame rate in Hz.
-      seed: clip i is rendered from seed `seed * 1000 + i`; its heart rate is drawn uniformly in
-        55-95 bpm from the same seed.
+      seed: the clip is rendered from seed `seed * 1000 + index`; its heart rate is drawn uniformly
+        in 55-95 bpm from the same seed.
 
-    Yields:
-      `Clip` "syn<i>_<tone>[_motion][_light]@0" with the generator's own face boxes and true heart
-      rate.
+    Returns:
+      `Clip` `synthetic_variant_id(index)` with the generator's own face boxes and true rate.
     """
     num_frames = max(32, round(clip_seconds * fps))
+    clip_seed = seed * 1000 + index
+    tone, motion, light = SYNTHETIC_VARIANTS[index % len(SYNTHETIC_VARIANTS)]
+    hr = float(np.random.default_rng(clip_seed).uniform(55.0, 95.0))
+    clip_id = synthetic_variant_id(index)
+    return synthetic_clip(
+        clip_seed,
+        id=clip_id,
+        meta={
+            "dataset": "synthetic",
+            "sample": clip_id.split("@")[0],
+            "start": 0,
+            "seed": clip_seed,
+            "skin_tone": tone,
+            "motion": motion,
+            "illumination": light,
+        },
+        hr_bpm=hr,
+        num_frames=num_frames,
+        fps=fps,
+        height=size,
+        width=size,
+        skin_tone=synthetic.SKIN_TONES[tone],
+        motion=motion,
+        illumination=light,
+    )
+
+
+def synthetic_variants(
+    num_clips: int, clip_seconds: float, *, size: int = 128, fps: float = 30.0, seed: int = 0
+) -> Iterator[Clip]:
+    """The first `num_clips` clips of `synthetic_variant`, rendered as they are taken."""
     for i in range(num_clips):
-        clip_seed = seed * 1000 + i
-        tone, motion, light = SYNTHETIC_VARIANTS[i % len(SYNTHETIC_VARIANTS)]
-        hr = float(np.random.default_rng(clip_seed).uniform(55.0, 95.0))
-        name = f"syn{i:02d}_{tone}{'_motion' if motion else ''}{'_light' if light else ''}"
-        yield synthetic_clip(
-            clip_seed,
-            id=f"{name}@0",
-            meta={
-                "dataset": "synthetic",
-                "sample": name,
-                "start": 0,
-                "seed": clip_seed,
-                "skin_tone": tone,
-                "motion": motion,
-                "illumination": light,
-            },
-            hr_bpm=hr,
-            num_frames=num_frames,
-            fps=fps,
-            height=size,
-            width=size,
-            skin_tone=synthetic.SKIN_TONES[tone],
-            motion=motion,
-            illumination=light,
-        )
+        yield synthetic_variant(i, clip_seconds, size=size, fps=fps, seed=seed)
 
 
 def dataset_clips(
@@ -221,32 +239,136 @@ def dataset_clips(
         )
 
 
-def source_clips(
-    source: str,
-    data_dir,
-    clip_seconds: float,
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """How a dataset's recordings are cut into clips and listed by `index_recordings`.
+
+    Attributes:
+      dataset: a name of `rppgedit.data.datasets.DATASETS`.
+      data_dir: the dataset's root folder.
+      clip_seconds: clip length in s.
+      clips_per_sample: at most this many clips per recording (None: all).
+      allow_no_face: a clip without a detected face gets a centred box (else a one-line error).
+      recipe: what a runner caches per clip (JSON-able; part of each list's name, with the above
+        except `data_dir`).
+    """
+
+    dataset: str
+    data_dir: str
+    clip_seconds: float
+    clips_per_sample: int | None = None
+    allow_no_face: bool = False
+    recipe: dict = dataclasses.field(default_factory=dict, hash=False)
+
+    def name(self, sample_id: str) -> str:
+        """The stem of a recording's list (and of the files cached for its clips)."""
+        desc = [self.dataset, sample_id, self.clip_seconds, self.clips_per_sample,
+                self.allow_no_face, self.recipe]  # fmt: skip
+        return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def index_recordings(
+    listing: Listing,
+    folder: pathlib.Path,
+    samples: Sequence,
     *,
-    max_clips: int | None,
-    seed: int,
-    synthetic_size: int,
-    allow_no_face: bool = False,
-) -> Iterator[Clip]:
-    """The clips of a source: `synthetic_variants` (default `DEFAULT_SYNTHETIC_CLIPS`) or a
-    dataset's `dataset_clips`, at most `max_clips`."""
-    if source == "synthetic":
-        num = DEFAULT_SYNTHETIC_CLIPS if max_clips is None else max_clips
-        yield from synthetic_variants(num, clip_seconds, size=synthetic_size, seed=seed)
-        return
-    if data_dir is None:
-        raise RppgEditError(f"dataset {source!r} needs a data_dir")
-    yield from itertools.islice(
-        dataset_clips(source, data_dir, clip_seconds, allow_no_face=allow_no_face), max_clips
+    on_clip: Callable[[Clip, str], None] | None = None,
+    enough: int | None = None,
+    progress: bool = False,
+) -> None:
+    """Cuts each recording of `samples` into clips once and lists them in `folder`.
+
+    A recording not listed yet is decoded and face-tracked (`dataset_clips`); its first
+    `listing.clips_per_sample` clips are handed to `on_clip(clip, name)` (a runner caches what it
+    needs under `folder/<name>*`) and listed, atomically, in `folder/<listing.name>.json`
+    ({"sample", "clips": [{"id", "sample", "start", "num_frames", "fps", "true_hr_bpm", "name"}]});
+    listed recordings are skipped, so a rerun decodes nothing. `enough`: stop once this many clips
+    are listed.
+    """
+    from rppgedit import progress as progress_bars
+    from rppgedit import safe_write
+
+    listed = 0
+    bar = progress_bars.wrap(samples, f"{listing.dataset} recordings", progress, unit="rec")
+    for sample in bar:
+        if enough is not None and listed >= enough:
+            return
+        stem = listing.name(sample.id)
+        index = folder / f"{stem}.json"
+        if index.exists():
+            listed += len(json.loads(index.read_text())["clips"])
+            continue
+        entries = []
+        found = dataset_clips(
+            listing.dataset,
+            listing.data_dir,
+            listing.clip_seconds,
+            samples=[sample],
+            allow_no_face=listing.allow_no_face,
+        )
+        for clip in itertools.islice(found, listing.clips_per_sample):
+            name = f"{stem}_{clip.meta['start']}"
+            if on_clip is not None:
+                on_clip(clip, name)
+            entries.append(
+                {
+                    "id": clip.id,
+                    "sample": sample.id,
+                    "start": clip.meta["start"],
+                    "num_frames": int(len(clip.frames)),
+                    "fps": clip.fps,
+                    "true_hr_bpm": clip.true_hr_bpm,
+                    "name": name,
+                }
+            )
+        safe_write.write_text_atomic(index, json.dumps({"sample": sample.id, "clips": entries}))
+        listed += len(entries)
+
+
+def read_recordings(
+    listing: Listing, folder: pathlib.Path, samples: Sequence, *, max_clips: int | None = None
+) -> list[dict]:
+    """The clips `index_recordings` listed for `samples`, in order, at most `max_clips`; a one-line
+    error names a recording that is not listed."""
+    entries: list[dict] = []
+    for sample in samples:
+        if max_clips is not None and len(entries) >= max_clips:
+            break
+        index = folder / f"{listing.name(sample.id)}.json"
+        if not index.exists():
+            raise RppgEditError(f"{index}: clip list of {sample.id} missing (did a process fail?)")
+        entries += json.loads(index.read_text())["clips"]
+    return entries[:max_clips]
+
+
+@functools.lru_cache(maxsize=1)
+def _decoded_sample(dataset: str, data_dir: str, sample_id: str):
+    from rppgedit.data import datasets
+
+    for sample in datasets.list_samples(dataset, data_dir):
+        if sample.id == sample_id:
+            return datasets.load_sample(sample)
+    raise RppgEditError(f"{data_dir}: recording {sample_id!r} of {dataset} not found")
+
+
+def dataset_clip(listing: Listing, entry: dict) -> Clip:
+    """The clip of a `read_recordings` entry, decoded again (the last recording decoded is kept,
+    so consecutive clips of one recording decode it once) and face-tracked as `dataset_clips`
+    tracks it."""
+    from rppgedit import pipeline
+
+    dataset, allow_no_face = listing.dataset, listing.allow_no_face
+    video, bvp = _decoded_sample(dataset, str(listing.data_dir), entry["sample"])
+    span = slice(entry["start"], entry["start"] + entry["num_frames"])
+    frames = video.frames[span]
+    boxes = pipeline.find_boxes(frames, allow_no_face=allow_no_face).astype(np.float32)
+    bvp = None if bvp is None else bvp[span]
+    return Clip(
+        id=entry["id"],
+        frames=frames,
+        fps=float(video.fps),
+        boxes=boxes,
+        true_hr_bpm=true_heart_rate(bvp, video.fps),
+        meta={"dataset": dataset, "sample": entry["sample"], "start": int(entry["start"])},
+        bvp=bvp,
     )
-
-
-def count_clips(source: str, max_clips: int | None) -> int | None:
-    """How many clips `source_clips` yields, known without decoding: exact for synthetic, at most
-    `max_clips` for a dataset (None: unknown)."""
-    if source == "synthetic":
-        return DEFAULT_SYNTHETIC_CLIPS if max_clips is None else max_clips
-    return max_clips

@@ -18,10 +18,14 @@ def run_evaluate(
     mask_method: str = "ycrcb_adaptive",
     work_size: int = 64,
     ground_truth: str | None = None,
+    plots: bool = False,
+    progress: bool = False,
 ) -> dict:
     """`rppgedit.read_heart_rate` of `input_path`: {"table": printable text, "json": results
-    dict}. With `ground_truth`, the ground-truth HR over the video's duration and each
-    estimator's absolute error are included."""
+    dict, "figure": the spectra per estimator family with `plots`, else None}. With
+    `ground_truth`, the ground-truth HR over the video's duration and each estimator's absolute
+    error are included. The video is decoded once, for the readings and the figure both;
+    `progress` shows a bar per pass (decode and track, readings)."""
     from rppgedit import api
 
     readings = api.read_heart_rate(
@@ -32,8 +36,10 @@ def run_evaluate(
         allow_no_face=allow_no_face,
         mask_method=mask_method,
         work_size=work_size,
+        plots=plots,
+        progress=progress,
     )
-    return {"table": repr(readings), "json": readings.to_dict()}
+    return {"table": repr(readings), "json": readings.to_dict(), "figure": readings.figure}
 
 
 def figure_path_for(json_out: str) -> str:
@@ -68,23 +74,14 @@ def run(s) -> None:
         mask_method=s.mask_method,
         work_size=s.work_size,
         ground_truth=s.ground_truth,
+        plots=figure_path is not None,
+        progress=s.progress,
     )
     print(result["table"])
     if figure_path is not None:  # the spectra of every estimator, by family
-        from rppgedit import api
         from rppgedit import report as reporting
 
-        audit = api.audit(
-            s.input,
-            estimators=s.estimators,
-            attackers=None,
-            face_box=face_box,
-            allow_no_face=s.allow_no_face,
-            mask_method=s.mask_method,
-            work_size=s.work_size,
-            plots=True,
-        )
-        reporting.write_png(figure_path, audit.figure, overwrite=s.overwrite, inputs=(s.input,))
+        reporting.write_png(figure_path, result["figure"], overwrite=s.overwrite, inputs=(s.input,))
         result["json"]["figure"] = figure_path
         print(f"figure: {figure_path}")
     if s.json_out:

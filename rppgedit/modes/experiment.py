@@ -1,4 +1,5 @@
-"""`rppgedit experiment`: one of the papers' experiments (rppgedit/papers/run.py)."""
+"""`rppgedit experiment`: one of the papers' experiments (rppgedit/papers/run.py), run by the
+grid runner (rppgedit/runner.py) that runs the sweeps."""
 
 from __future__ import annotations
 
@@ -6,16 +7,14 @@ from rppgedit.modes import common
 
 
 def run(s) -> None:
-    from rppgedit import sweep
+    from rppgedit import runner
     from rppgedit.papers import run as experiments
 
     common.require(s, "experiment")
     # jax.distributed (hosts sharing --out_dir) must start before any other JAX call.
-    sweep.initialize_distributed(
+    runner.initialize_distributed(
         s.coordinator_address, s.num_processes, s.process_id, auto=s.distributed
     )
-    import jax
-
     common.check_settings(s)
     summary = experiments.run_experiment(
         s.experiment,
@@ -48,12 +47,10 @@ def run(s) -> None:
         make_plots=s.plots,
         progress=s.progress,
         config=s.tree(),
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
     )
     if not summary["complete"]:
         print(
-            f"process {jax.process_index()}/{jax.process_count()}: edited {summary['edited']}, "
+            f"edited {summary['edited']}, "
             f"skipped {summary['skipped']} items; {summary['missing']} items of other processes "
             "are not finished yet (the last process to finish writes the tables)"
         )

@@ -10,7 +10,7 @@ from rppgedit.modes import common
 
 
 def run(s) -> None:
-    from rppgedit import sweep
+    from rppgedit import runner, sweep
 
     if os.path.exists(s.sweep_dir) and not os.path.isdir(s.sweep_dir):
         raise RppgEditError(f"--sweep_dir={s.sweep_dir} exists and is not a folder")
@@ -20,7 +20,7 @@ def run(s) -> None:
         print(f"wrote {result['csv_path']} and {result['md_path']}")
         return
     # jax.distributed must start before any other JAX call.
-    sweep.initialize_distributed(
+    runner.initialize_distributed(
         s.coordinator_address, s.num_processes, s.process_id, auto=s.distributed
     )
 
@@ -68,7 +68,11 @@ def run(s) -> None:
         save=s.sweep_save,
     )
     summary = sweep.run_sweep(
-        spec, s.sweep_dir, batch_per_device=s.batch_per_device, progress=s.progress
+        spec,
+        s.sweep_dir,
+        batch_per_device=s.batch_per_device,
+        progress=s.progress,
+        config=s.tree(),
     )
     rate = summary["items_per_minute"]
     print(

@@ -307,18 +307,3 @@ def crops_bars(rows: Sequence[dict], path) -> pathlib.Path:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
-
-
-def experiment_plots(kind: str, tables: dict[str, list[dict]], out_dir) -> list[pathlib.Path]:
-    """The summary plot(s) of an experiment kind from its tables; returns the paths written."""
-    out = pathlib.Path(out_dir)
-    rows = tables["per_family"]
-    if kind == "lambda_sweep":
-        return [lambda_sweep(rows, out / "fig3_lambda_sweep.png")]
-    if kind == "mae_vs_psnr":
-        return [mae_vs_psnr(rows, out / "fig4_mae_vs_psnr.png")]
-    if kind == "table1_crops":
-        return [crops_bars(rows, out / "table1_crops.png")]
-    if kind == "target_hrs":
-        return [target_hrs(rows, out / "target_hrs.png")]
-    raise ValueError(f"unknown experiment kind {kind!r}")

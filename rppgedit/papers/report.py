@@ -41,7 +41,7 @@ TOLERANCE_BPM = 3.0
 QUARTERS = ("upper_left", "upper_right", "bottom_left", "bottom_right")
 
 RECORD_FIELDS = {
-    "experiment": "experiment kind (run.KINDS)",
+    "experiment": "experiment name (run.EXPERIMENTS)",
     "dataset": "dataset name",
     "clip": "clip id '<sample>@<start frame>'",
     "clip_meta": "dataset, sample, start frame, synthetic variant",
