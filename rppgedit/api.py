@@ -289,7 +289,7 @@ def edit_frames(
     >>> report.verdict.startswith("3/3 estimators read 120 +/- 3 bpm")
     True
     """
-    from rppgedit import pipeline
+    from rppgedit import edit_report, pipeline
     from rppgedit import report as reporting
 
     frames, fps = _check_frames(frames, fps)
@@ -309,7 +309,7 @@ def edit_frames(
     if not report:
         return result.frames, None
     tic = time.perf_counter()
-    summary = pipeline.report_rows(job, result, frames, fps, plots=plots, progress=progress)
+    summary = edit_report.report_rows(job, result, frames, fps, plots=plots, progress=progress)
     data = summary.pop("plot_data", None)
     summary.update(
         method=job.method,

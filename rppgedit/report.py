@@ -1,6 +1,6 @@
 """The report a person reads: a one-line verdict, the settings and versions, and `OUT.report.png`.
 
-`finish` adds to an edit's report dict (the rows of `pipeline.report_rows` / `run_edit`) what a
+`finish` adds to an edit's report dict (the rows of `edit_report.report_rows` / `pipeline.run_edit`) what a
 reader needs to trust and reproduce it: the verdict computed from the rows, what SNR means, the
 rppgedit / JAX versions, the resolved settings (the `EditJob` and the editor's config, seed
 included) and the devices. `figure` draws the report's picture (spectra before and after per
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 # A reading "reads" a rate when it is within this many bpm of it (the surrogates' test,
-# `pipeline.FOOLED_BPM`).
+# `edit_report.FOOLED_BPM`).
 TOLERANCE_BPM = 3.0
 
 SNR_EXPLANATION = (

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from rppgedit import editors, estimators, metrics, pipeline, signals, targets
+from rppgedit import edit_report, editors, estimators, metrics, pipeline, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.editors import pulseedit
 from rppgedit.video import quantise
@@ -142,7 +142,7 @@ def test_through_the_edit_pipeline(monkeypatch, source):
         estimators=ESTIMATORS,
     )
     result = pipeline.edit_frames(source.frames, FPS, np.tile(box, (FRAMES, 1)), job)
-    report = pipeline.report_rows(job, result, source.frames, FPS)
+    report = edit_report.report_rows(job, result, source.frames, FPS)
     for row in report["rows"]:
         assert abs(row["hr_after"] - TARGET_HR) <= 3.0, report["rows"]
     assert report["psnr_db"] >= 50.0

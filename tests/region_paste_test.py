@@ -3,14 +3,14 @@
 `pipeline.paste_chunk` works on the rectangles that the faces' boxes reach; these tests hold it to
 the bits of the whole-frame paste it replaced (`_paste_whole_frames`, kept here as the reference),
 `quantise.quantize(window=)` to the numbers the whole frames draw, and `metrics.ssim(changed=)` and the
-report's `_Fidelity` to the whole-frame PSNR and SSIM.
+report's `edit_report.Fidelity` to the whole-frame PSNR and SSIM.
 """
 
 import jax
 import numpy as np
 import pytest
 
-from rppgedit import metrics, pipeline
+from rppgedit import edit_report, metrics, pipeline
 from rppgedit.video import crop, quantise
 
 SIZE = 16  # side of the working crop
@@ -214,11 +214,11 @@ def test_fidelity_equals_whole_frame_psnr_and_ssim(rng, out_dtype):
     a, b = _changed_pair(rng, np.uint8, 10, 40, 56, (12, 30, 3, 20))
     b[7, 0, 55] += 1  # a change far from the others, in one frame only
     out = b.astype(np.uint16) * np.uint16(257) if out_dtype == np.uint16 else b
-    given, found = pipeline._Fidelity(), pipeline._Fidelity()
+    given, found = edit_report.Fidelity(), edit_report.Fidelity()
     given.add(a[:6], out[:6], (12, 30, 3, 20))
     given.add(a[6:], out[6:], (0, 40, 0, 56))
     found.add(a, out)
-    # the whole-frame `_Fidelity` it replaced: float32 differences in [0, 1] over every pixel
+    # the whole-frame `Fidelity` it replaced: float32 differences in [0, 1] over every pixel
     top = np.float32(np.iinfo(out_dtype).max)
     diff = out.astype(np.float32) / top - a.astype(np.float32) / np.float32(255)
     psnr = -10 * np.log10(np.sum(np.square(diff), dtype=np.float64) / a.size)
@@ -226,6 +226,6 @@ def test_fidelity_equals_whole_frame_psnr_and_ssim(rng, out_dtype):
     for fidelity in (given, found):
         assert fidelity.psnr_db() == pytest.approx(psnr, rel=1e-12)
         assert fidelity.ssim() == pytest.approx(ssim, abs=2e-6)
-    same = pipeline._Fidelity()
+    same = edit_report.Fidelity()
     same.add(a, a.copy())
     assert same.psnr_db() == float("inf") and same.ssim() == 1.0

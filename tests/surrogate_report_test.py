@@ -6,7 +6,7 @@ import pathlib
 
 import numpy as np
 
-from rppgedit import pipeline, targets
+from rppgedit import edit_report, pipeline, targets
 from rppgedit.data import synthetic
 from rppgedit.modes import common
 from rppgedit.video import crop, encode, face
@@ -57,7 +57,7 @@ def test_every_surrogate_is_read_after_the_edit_and_written_to_the_json(tmp_path
     for e in entries.values():
         assert math.isfinite(e["hr_after"]) and math.isfinite(e["pearson_to_target"]), e
         assert e["target_hr_bpm"] == TARGET
-        assert e["fooled"] == (abs(e["hr_after"] - TARGET) <= pipeline.FOOLED_BPM), e
+        assert e["fooled"] == (abs(e["hr_after"] - TARGET) <= edit_report.FOOLED_BPM), e
     # A surrogate that is also a report estimator gives the same reading as its row.
     (pos_row,) = [r for r in saved["rows"] if r["estimator"] == "pos"]
     assert entries["pos"]["hr_after"] == pos_row["hr_after"]
@@ -71,7 +71,7 @@ def test_a_surrogate_left_behind_gets_one_warning_line(tmp_path, capsys):
     entries = {e["surrogate"]: e for e in summary["surrogates"]}
     assert entries["green"]["fooled"], entries
     pbv = entries["pbv"]
-    assert not pbv["fooled"] and abs(pbv["hr_after"] - TARGET) > pipeline.FOOLED_BPM, pbv
+    assert not pbv["fooled"] and abs(pbv["hr_after"] - TARGET) > edit_report.FOOLED_BPM, pbv
     assert summary["warnings"] == [
         f"pbv still reads {pbv['hr_after']:.1f} bpm after the edit (target {TARGET:.1f} bpm, "
         f"Pearson {pbv['pearson_to_target']:.2f})"
@@ -94,18 +94,18 @@ def test_two_faces_name_the_face_and_removal_compares_with_the_before_rate():
     ]
     job = _job(LEFT_BEHIND, estimators=("green",))
     result = pipeline.edit_frames(two.frames, FPS, tracks, job)
-    report = pipeline.report_rows(job, result, two.frames, FPS)
+    report = edit_report.report_rows(job, result, two.frames, FPS)
     assert [e["face"] for e in report["surrogates"]] == [0, 0, 1, 1]
     assert [w.split(": ", 1)[0] for w in report["warnings"]] == ["face 0", "face 1"]
     assert all(": pbv still reads " in w for w in report["warnings"])
 
     removal = _job(LEFT_BEHIND, estimators=("green",), kind="none")
     result = pipeline.edit_frames(two.frames, FPS, tracks[:1], removal)
-    report = pipeline.report_rows(removal, result, two.frames, FPS)
+    report = edit_report.report_rows(removal, result, two.frames, FPS)
     assert len(report["surrogates"]) == 2
     for e in report["surrogates"]:
         assert e["pearson_to_target"] is None and e["target_hr_bpm"] is None
-        assert e["fooled"] == (abs(e["hr_after"] - e["hr_before"]) > pipeline.FOOLED_BPM)
+        assert e["fooled"] == (abs(e["hr_after"] - e["hr_before"]) > edit_report.FOOLED_BPM)
     expected = [
         f"{e['surrogate']} still reads {e['hr_after']:.1f} bpm after the removal "
         f"(before {e['hr_before']:.1f} bpm)"
