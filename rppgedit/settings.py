@@ -20,17 +20,17 @@ from collections.abc import Iterable, Mapping
 from rppgedit.errors import RppgEditError
 
 # The modes, in the order the help lists them.
-MODES = ("demo", "edit", "evaluate", "bench", "sweep", "experiment", "train", "convert")
+MODES = ("demo", "edit", "live", "evaluate", "bench", "sweep", "experiment", "train", "convert")
 
 # Groups of modes that share settings.
 _ALL = MODES
-_JOB = ("demo", "edit", "bench", "sweep", "experiment")  # build an edit job
+_JOB = ("demo", "edit", "live", "bench", "sweep", "experiment")  # build an edit job
 _EDITOR = _JOB  # the editor's options
 _READ = ("demo", "edit", "evaluate", "bench", "sweep", "experiment")  # read heart rates
 _GRID = ("sweep", "experiment")
 _FACES = ("edit", "evaluate", "bench", "sweep", "experiment")
 _OUTPUT = ("edit", "bench")
-_TARGET = ("demo", "edit", "bench", "experiment")
+_TARGET = ("demo", "edit", "live", "bench", "experiment")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,12 +67,15 @@ SETTINGS: tuple[Setting, ...] = (
        "Checkpoint folder (default: shipped).", _ALL),
     # Input / output.
     _s("input", "io.input", "str", None,
-       "Input video: any file ffmpeg reads, a PNG folder or a .npy.", _FACES, common=True),
+       "Input video: any file ffmpeg reads, a PNG folder or a .npy; live: - (raw rgb24 frames "
+       "on stdin), a file (paced), or a camera device (/dev/video0, or see --live_format).",
+       _FACES + ("live",), common=True),
     _s("output", "io.output", "str", None,
-       "Output video (.mkv FFV1 lossless by default, .mp4 with --share) or folder.",
-       ("edit",), common=True),
+       "Output video (.mkv FFV1 lossless by default, .mp4 with --share) or folder; live: - "
+       "(raw rgb24 frames on stdout), a file, or a v4l2loopback device (/dev/video2).",
+       ("edit", "live"), common=True),
     _s("overwrite", "io.overwrite", "bool", False,
-       "Replace an existing output (never the input).", ("edit", "evaluate")),
+       "Replace an existing output (never the input).", ("edit", "live", "evaluate")),
     _s("json_out", "io.json_out", "str", None,
        "Also write the results as JSON here.", ("evaluate", "bench")),
     _s("codec", "output.codec", "str", None,
@@ -99,13 +102,14 @@ SETTINGS: tuple[Setting, ...] = (
     # What to embed.
     _s("target", "target.kind", ("sinusoid", "pulse", "file", "none"), "sinusoid",
        "Target: a sinusoid or pulse at --target_hr, a waveform file, or none (remove the pulse).",
-       ("demo", "edit", "bench", "sweep"), common=True),
+       ("demo", "edit", "live", "bench", "sweep"), common=True),
     _s("target_hr", "target.hr_bpm", "float", 120.0,
        "Target heart rate in bpm.", _TARGET, common=True),
     _s("target_file", "target.file", "str", None,
        "Target waveform (.npy or .csv), --target=file.", ("edit", "bench")),
     _s("target_phase", "target.phase", "float", 0.0,
-       "Target phase in radians; negative draws it from --seed.", ("demo", "edit", "bench")),
+       "Target phase in radians; negative draws it from --seed.",
+       ("demo", "edit", "live", "bench")),
     # The editor.
     _s("method", "editor.method", "str", "privacy_phys",
        "Editor: privacy_phys, pulseedit, physiolatent, smooth_remove.", _EDITOR, common=True),
@@ -135,16 +139,18 @@ SETTINGS: tuple[Setting, ...] = (
     _s("mask_method", "crop.mask_method", "str", "ycrcb_adaptive",
        "Skin mask rule (ycrcb_adaptive, ycrcb, all).", _JOB + ("evaluate",)),
     _s("face_box", "crop.face_box", "list", None,
-       "Fixed face box x0,y0,x1,y1 in pixels (skips detection).", ("edit", "evaluate", "bench")),
+       "Fixed face box x0,y0,x1,y1 in pixels (skips detection).",
+       ("edit", "live", "evaluate", "bench")),
     _s("allow_no_face", "crop.allow_no_face", "bool", False,
        "Edit a centred box when no face is found.", _FACES),
     _s("window", "windows.window", "int", 128, "Frames per editing window.", _JOB),
     _s("overlap", "windows.overlap", "int", 32,
        "Minimum overlap of consecutive windows (frames).", _JOB),
     _s("batch_windows", "windows.batch_windows", "int", 2,
-       "Windows each device edits in one vmapped call.", ("demo", "edit", "bench", "experiment")),
+       "Windows each device edits in one vmapped call.",
+       ("demo", "edit", "bench", "sweep", "experiment"), mode_defaults={"sweep": 4}),
     _s("quantize", "paste.quantize", ("stochastic", "round"), "stochastic",
-       "8-bit rounding of the edit.", ("demo", "edit", "bench", "sweep")),
+       "8-bit rounding of the edit.", ("demo", "edit", "live", "bench", "sweep")),
     _s("seed", "seed", "int", 0, "Seed of stochastic rounding and random phases.", _JOB),
     # Readings.
     _s("estimators", "report.estimators", "list", ["green", "pos", "chrom", "physnet_pure"],
@@ -155,6 +161,24 @@ SETTINGS: tuple[Setting, ...] = (
        "Black-box attackers read too: open_rppg (slow, a subprocess).", ("experiment",)),
     _s("attacker_models", "report.attacker_models", "list", [],
        "open-rppg models; empty: all of open_rppg.OPEN_RPPG_MODELS.", ("experiment",)),
+    # Live.
+    _s("live_size", "live.size", "str", None,
+       "Frame size WxH of --input=- raw frames (required) or of the camera (default 640x480).",
+       ("live",), common=True),
+    _s("live_fps", "live.fps", "float", 30.0,
+       "Frame rate of --input=- raw frames or of the camera.", ("live",)),
+    _s("live_format", "live.format", "str", None,
+       "ffmpeg capture format of --input (v4l2, avfoundation, dshow); default v4l2 for /dev/video*.",
+       ("live",)),
+    _s("live_pace", "live.pace", "bool", True,
+       "Read a file --input at its frame rate (ffmpeg -re), as a camera would deliver it.",
+       ("live",)),
+    _s("live_max_lag", "live.max_lag", "int", 0,
+       "Camera/paced input: frames that may wait before the oldest is dropped; 0: one second.",
+       ("live",)),
+    _s("detect_every", "live.detect_every", "int", 5,
+       "Run the face detector every this many frames (the box is smoothed and held between).",
+       ("live",)),
     # Convert and bench.
     _s("source", "convert.source", "str", "open_rppg:pure",
        "Weights to convert: open_rppg:pure|rlap, torch:PATH.", ("convert",)),
@@ -196,12 +220,14 @@ SETTINGS: tuple[Setting, ...] = (
        "Editors; empty: --method (experiments: their own).", _GRID),
     _s("steps_grid", "grid.steps", "ints", [], "Optimiser steps; empty: --steps.", ("sweep",)),
     # Sweep.
-    _s("sweep_dir", "sweep.dir", "str", "results/sweep",
-       "Results folder (shared by all hosts).", ("sweep",)),
+    _s("out_dir", "grid.out_dir", "str", None,
+       "Results folder, shared by all hosts; default results/sweep or "
+       "results/experiments/<experiment>.", _GRID),
+    _s("clips_per_chunk", "grid.clips_per_chunk", "int", 4,
+       "Clips loaded and edited together (memory bound).", _GRID,
+       mode_defaults={"sweep": 64}),
     _s("sweep_save", "sweep.save", ("npy", "mkv", "none"), "npy",
        "Edited crop per item: format.", ("sweep",)),
-    _s("batch_per_device", "sweep.batch_per_device", "int", 4,
-       "Windows each device edits per call.", ("sweep",)),
     _s("merge_only", "sweep.merge_only", "bool", False,
        "Only rebuild results.csv/.md from the results files.", ("sweep",)),
     _s("coordinator_address", "distributed.coordinator_address", "str", None,
@@ -216,10 +242,6 @@ SETTINGS: tuple[Setting, ...] = (
     _s("experiment", "experiment.name", ("lambda_sweep", "mae_vs_psnr", "table1_crops", "target_hrs"),
        None,
        "Which of the papers' experiments to run.", ("experiment",), common=True),
-    _s("out_dir", "experiment.out_dir", "str", None,
-       "Output folder; default results/experiments/<experiment>.", ("experiment",)),
-    _s("clips_per_chunk", "experiment.clips_per_chunk", "int", 4,
-       "Clips loaded and edited together (memory bound).", ("experiment",)),
     # Training PhysioLatent.
     _s("train_stage", "train.stage", ("vae", "editor", "all"), "all", "What to train.", ("train",)),
     _s("train_dir", "train.dir", "str", "outputs/train/physiolatent",
@@ -463,6 +485,7 @@ def help_text(mode: str | None) -> str:
 _MODE_HELP = {
     "demo": "edit the embedded demo clip (no download) and print the table",
     "edit": "edit a video's pulse to a target rate, or remove it",
+    "live": "edit a stream while it plays: a pipe, a camera or a paced file, one window late",
     "evaluate": "read the heart rate of a video with every estimator",
     "bench": "time the editor (or, with --input, the whole edit command)",
     "sweep": "a grid of edits over clips, resumable, sharded over devices and hosts",

@@ -65,20 +65,20 @@ cached in `clips/` (`rppgedit.data.clips.index_recordings`) before a barrier.
 Commands (settings in rppgedit/settings.py; `--flagfile=experiments/sweep_small.flags` is a small grid):
 
     # one machine, all its GPUs (or CPU): the mesh spans jax.local_devices()
-    python -m rppgedit.main --flagfile=experiments/sweep_small.flags --sweep_dir=results/sweep
+    python -m rppgedit.main --flagfile=experiments/sweep_small.flags --out_dir=results/sweep
     # resume after a crash or kill: run the same command again
     # simulate 4 devices on a CPU
     XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m rppgedit.main \
-        --flagfile=experiments/sweep_small.flags --sweep_dir=results/sweep
-    # two hosts (sweep_dir on a shared file system), started on each host:
-    python -m rppgedit.main --flagfile=experiments/sweep_small.flags --sweep_dir=/shared/sweep \
+        --flagfile=experiments/sweep_small.flags --out_dir=results/sweep
+    # two hosts (out_dir on a shared file system), started on each host:
+    python -m rppgedit.main --flagfile=experiments/sweep_small.flags --out_dir=/shared/sweep \
         --coordinator_address=host0:12345 --num_processes=2 --process_id=0   # 1 on host 1
     # SLURM / Open MPI / TPU pods: JAX detects the cluster
     srun --nodes=4 --ntasks-per-node=1 python -m rppgedit.main \
-        --flagfile=experiments/sweep_small.flags --sweep_dir=/shared/sweep --distributed
+        --flagfile=experiments/sweep_small.flags --out_dir=/shared/sweep --distributed
     # rebuild the tables from whatever results files exist (e.g. copied from hosts without a
     # shared file system into one folder)
-    python -m rppgedit.main --mode=sweep --merge_only --sweep_dir=/shared/sweep
+    python -m rppgedit.main --mode=sweep --merge_only --out_dir=/shared/sweep
 """
 
 from __future__ import annotations
@@ -477,6 +477,7 @@ def run_sweep(
     out_dir,
     *,
     batch_per_device: int = 4,
+    clips_per_chunk: int = 64,
     progress: bool = True,
     merge_results: bool = True,
     config: dict | None = None,
@@ -488,7 +489,8 @@ def run_sweep(
     Args:
       spec: the grid and the fixed settings.
       out_dir: results folder (shared by all processes; created).
-      batch_per_device: windows each local device edits per call.
+      batch_per_device: windows each local device edits per call (`--batch_windows`).
+      clips_per_chunk: clips prepared and held in memory together.
       progress: show a bar of this process's items (done / total, ETA) and of its dataset
         recordings prepared (`rppgedit.progress`: silent when not a terminal).
       merge_results: after a barrier, process 0 writes results.csv and results.md.
@@ -505,6 +507,7 @@ def run_sweep(
         SweepPlan(spec, out),
         out,
         batch_per_device=batch_per_device,
+        clips_per_chunk=clips_per_chunk,
         progress=progress,
         merge=merge_results,
         config=config,

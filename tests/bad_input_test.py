@@ -809,25 +809,25 @@ def _file_cases(p):
             "in.mkv",
         ),
         # Sweeps.
-        ("sweep_dir is a file", ["--mode=sweep", f"--sweep_dir={p['sweep_file']}"], "sweep_file"),
+        ("out_dir is a file", ["--mode=sweep", f"--out_dir={p['sweep_file']}"], "sweep_file"),
         (
             "sweep bad seeds",
-            ["--mode=sweep", f"--sweep_dir={o}/sw", "--synthetic_seeds=a,b"],
+            ["--mode=sweep", f"--out_dir={o}/sw", "--synthetic_seeds=a,b"],
             "--synthetic_seeds",
         ),
         (
             "sweep nan target hrs",
-            ["--mode=sweep", f"--sweep_dir={o}/sw", "--target_hrs=nan"],
+            ["--mode=sweep", f"--out_dir={o}/sw", "--target_hrs=nan"],
             "--target_hrs",
         ),
         (
-            "sweep 0 batch_per_device",
-            ["--mode=sweep", f"--sweep_dir={o}/sw", "--batch_per_device=0"],
-            "--batch_per_device",
+            "sweep 0 batch_windows",
+            ["--mode=sweep", f"--out_dir={o}/sw", "--batch_windows=0"],
+            "--batch_windows",
         ),
         (
             "sweep 8 frames",
-            ["--mode=sweep", f"--sweep_dir={o}/sw", "--synthetic_frames=8"],
+            ["--mode=sweep", f"--out_dir={o}/sw", "--synthetic_frames=8"],
             "--synthetic_frames",
         ),
         ("bench bad sizes", ["--mode=bench", "--bench_sizes=0"], "--bench_sizes"),
@@ -991,7 +991,7 @@ def test_second_sweep_on_one_folder_stops_at_once(world):
     folder.mkdir()
     lock = runner.lock_folder(folder, 0)
     try:
-        args = ["--mode=sweep", f"--sweep_dir={folder}", "--synthetic_seeds=0", "--steps=1"]
+        args = ["--mode=sweep", f"--out_dir={folder}", "--synthetic_seeds=0", "--steps=1"]
         expect_error(world, "second sweep on a locked folder", args, "another run")
     finally:
         os.close(lock)

@@ -50,7 +50,7 @@ def _overrides(mode: str, tmp, clip, data) -> list[str]:
         ]
     if mode == "sweep":
         return [
-            f"--sweep_dir={tmp}",
+            f"--out_dir={tmp}",
             "--synthetic_seeds=0",
             "--synthetic_frames=64",
             "--synthetic_size=48",

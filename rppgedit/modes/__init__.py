@@ -12,6 +12,7 @@ import importlib
 RUNNERS = {
     "demo": "rppgedit.modes.demo",
     "edit": "rppgedit.modes.edit",
+    "live": "rppgedit.modes.live",
     "evaluate": "rppgedit.modes.evaluate",
     "bench": "rppgedit.modes.bench",
     "sweep": "rppgedit.modes.sweep",

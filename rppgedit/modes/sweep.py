@@ -12,10 +12,11 @@ from rppgedit.modes import common
 def run(s) -> None:
     from rppgedit import runner, sweep
 
-    if os.path.exists(s.sweep_dir) and not os.path.isdir(s.sweep_dir):
-        raise RppgEditError(f"--sweep_dir={s.sweep_dir} exists and is not a folder")
+    out_dir = s.out_dir or "results/sweep"
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise RppgEditError(f"--out_dir={out_dir} exists and is not a folder")
     if s.merge_only:
-        result = sweep.merge(s.sweep_dir)
+        result = sweep.merge(out_dir)
         print(result["table"])
         print(f"wrote {result['csv_path']} and {result['md_path']}")
         return
@@ -27,7 +28,8 @@ def run(s) -> None:
     from rppgedit import validate
 
     common.check_settings(s)
-    validate.integer("--batch_per_device", s.batch_per_device, 1, 256)
+    validate.integer("--batch_windows", s.batch_windows, 1, 256)
+    validate.integer("--clips_per_chunk", s.clips_per_chunk, 1, 100_000)
     validate.integer("--synthetic_frames", s.synthetic_frames, 32, 100_000)
     validate.integer("--synthetic_size", s.synthetic_size, 16, 2048)
     validate.finite("--synthetic_hr", s.synthetic_hr, low=30, high=240)
@@ -69,8 +71,9 @@ def run(s) -> None:
     )
     summary = sweep.run_sweep(
         spec,
-        s.sweep_dir,
-        batch_per_device=s.batch_per_device,
+        out_dir,
+        batch_per_device=s.batch_windows,
+        clips_per_chunk=s.clips_per_chunk,
         progress=s.progress,
         config=s.tree(),
     )

@@ -275,7 +275,7 @@ def detect_faces(
     return _nms(dets, iou_threshold, NMS_METHODS[nms]).astype(np.float32)
 
 
-def _face_square(det: np.ndarray, scale: float, shift: float) -> np.ndarray:
+def face_square(det: np.ndarray, scale: float, shift: float) -> np.ndarray:
     """(cx, cy, side) of the square crop for one detection (x0,y0,x1,y1,...)."""
     width, height = det[2] - det[0], det[3] - det[1]
     cx = (det[0] + det[2]) / 2
@@ -283,7 +283,7 @@ def _face_square(det: np.ndarray, scale: float, shift: float) -> np.ndarray:
     return np.array([cx, cy, scale * max(width, height)], np.float64)
 
 
-def _pick(dets: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+def pick_detection(dets: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
     """The detection to follow: the one overlapping the previous pick most, else the best score."""
     if previous is not None and dets.shape[0] > 1:
         overlap = _iou(previous[:4], dets[:, :4])
@@ -347,9 +347,9 @@ def track_face(
         if dets.shape[0] == 0:
             next_key = t + 1  # retry on the next frame
             continue
-        previous = _pick(dets, previous)
+        previous = pick_detection(dets, previous)
         key_t.append(t)
-        key_box.append(_face_square(previous, scale, shift))
+        key_box.append(face_square(previous, scale, shift))
         next_key = t + detect_every
     if not key_t:
         raise _no_face_error(name, count)
@@ -485,7 +485,7 @@ def _finish_track(
     track: _Track, count: int, scale: float, shift: float, smooth: float
 ) -> FaceTrack:
     """Boxes for every frame and the presence mask of one track (see `FaceTrack`)."""
-    key_box = np.stack([_face_square(det, scale, shift) for det in track.dets])
+    key_box = np.stack([face_square(det, scale, shift) for det in track.dets])
     start, stop = track.key_t[0], track.key_t[-1] + 1
     span = _interpolate_squares(track.key_t, key_box, np.arange(start, stop), smooth)
     boxes = np.empty((count, 4), np.float32)
