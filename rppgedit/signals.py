@@ -351,10 +351,14 @@ def welch(
 
 def _hr_spectrum(x: jax.Array, fps: float, nfft_min: int):
     """Zero-padded Hann periodogram along the last axis, nfft = max(nfft_min, next pow2 >= 2T)."""
-    n = x.shape[-1]
-    n_fft = max(int(nfft_min), 1 << max(0, math.ceil(math.log2(max(2 * n, 2)))))
+    n_fft = _nfft(x.shape[-1], nfft_min)
     freqs, psd = periodogram(x, fps, nfft=n_fft, axis=-1)
     return freqs, psd
+
+
+def _nfft(num_samples: int, nfft_min: int) -> int:
+    """The FFT length of the heart-rate spectra: max(nfft_min, next power of 2 >= 2T)."""
+    return max(int(nfft_min), 1 << max(0, math.ceil(math.log2(max(2 * num_samples, 2)))))
 
 
 def _band_indices(freqs_hz: np.ndarray, band_bpm) -> np.ndarray:
@@ -574,6 +578,15 @@ def spectral_flatness(
     p = _band_psd(bvp, fps, band_hz, nfft_min, axis)
     q = p / (jnp.mean(p, axis=-1, keepdims=True) + jnp.finfo(p.dtype).tiny)
     return jnp.exp(jnp.mean(jnp.log(q + eps), axis=-1))
+
+
+def band_frequencies(
+    num_samples: int, fps: float, *, band_hz=(0.7, 3.0), nfft_min: int = 2048
+) -> np.ndarray:
+    """The frequencies in Hz of the bins of `band_share` (and `spectral_flatness`) for signals of
+    `num_samples` samples."""
+    freqs = np.fft.rfftfreq(_nfft(num_samples, nfft_min), d=1.0 / fps)
+    return freqs[_band_indices(freqs, (60.0 * band_hz[0], 60.0 * band_hz[1]))]
 
 
 def _band_psd(x, fps: float, band_hz, nfft_min: int, axis: int) -> jax.Array:

@@ -3,6 +3,7 @@
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -214,3 +215,31 @@ def test_stop_pearson_ends_the_edit_once_every_surrogate_follows(key):
     assert "updated" not in full_aux["history"]
     moved = lambda x: float(np.abs(np.asarray(x - clip)).mean())  # noqa: E731
     assert moved(stopped) < moved(full)
+
+
+def test_the_removal_notch_can_cover_the_pulse_harmonic():
+    """`pulse_reference` with `harmonic_weight`: the original's spectrum plus a bump at twice its
+    peak carrying `harmonic_weight` times the fundamental's mass; 0 leaves the fundamental alone."""
+    from rppgedit.data import synthetic
+
+    clip = synthetic.make_clip(2, hr_bpm=66.0, num_frames=256, height=64, width=64)
+    frames = jnp.asarray(clip.frames[:, 8:56, 8:56], jnp.float32) / 255.0
+    mask = jnp.ones(frames.shape[:3], bool)
+    freqs = signals.band_frequencies(256, clip.fps) * 60.0
+    refs = {}
+    for weight in (0.0, 1.0):
+        cfg = privacy_phys.PrivacyPhysConfig(
+            fps=clip.fps, remove=True, surrogates=(("pos", 1.0),), harmonic_weight=weight
+        )
+        refs[weight] = np.asarray(
+            privacy_phys.pulse_reference(privacy_phys.load_state(cfg), frames, mask, cfg)
+        )
+    plain, both = refs[0.0], refs[1.0]
+    peak = freqs[np.argmax(plain)]
+    assert abs(peak - 66.0) < 3.0 and plain.sum() == pytest.approx(1.0, abs=1e-5)
+    below = freqs < 2 * freqs[0]  # no bin here is twice a band frequency: the fundamental alone
+    np.testing.assert_allclose(both[below], plain[below], rtol=1e-6, atol=1e-9)
+    added = both - plain
+    assert abs(freqs[np.argmax(added)] - 2 * peak) < 3.0
+    # the fundamental's mass below half the band's top, moved to twice its frequency
+    assert added.sum() == pytest.approx(plain[freqs <= freqs[-1] / 2].sum(), rel=0.05)
