@@ -509,14 +509,7 @@ class FfmpegFrames(RawFrames):
             args += (["-re"] if pace else []) + ffmpeg.input_args(url)
         args += ["-map", "0:V:0", "-fps_mode", "passthrough", "-an", "-sn", "-dn"]
         args += ["-s", f"{width}x{height}", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-        self._stderr = tempfile.TemporaryFile()
-        try:
-            self.proc = subprocess.Popen(
-                args, stdout=subprocess.PIPE, stderr=self._stderr, start_new_session=True
-            )
-        except OSError as err:
-            raise RppgEditError(f"{url}: cannot start ffmpeg ({err.strerror})") from None
-        safe_write.register_process(self.proc)
+        self.proc, self._stderr = _start_ffmpeg(args, url, stdout=subprocess.PIPE)
         ffmpeg.widen_pipe(self.proc.stdout)
         super().__init__(self.proc.stdout, width, height, name=url)
         self.url = url
@@ -592,14 +585,7 @@ class FfmpegSink(RawSink):
         args += ["-framerate", f"{fps:g}", "-i", "pipe:0", "-f", output_format]
         args += ["-pix_fmt", "yuv420p"] if output_format == "v4l2" else []
         args += [url]
-        self._stderr = tempfile.TemporaryFile()
-        try:
-            self.proc = subprocess.Popen(
-                args, stdin=subprocess.PIPE, stderr=self._stderr, start_new_session=True
-            )
-        except OSError as err:
-            raise RppgEditError(f"{url}: cannot start ffmpeg ({err.strerror})") from None
-        safe_write.register_process(self.proc)
+        self.proc, self._stderr = _start_ffmpeg(args, url, stdin=subprocess.PIPE)
         super().__init__(self.proc.stdin, name=url)
 
     def close(self) -> None:
@@ -645,6 +631,20 @@ class FileSink:
 
     def abort(self) -> None:
         self.writer.abort()
+
+
+def _start_ffmpeg(args: list[str], url: str, **pipe):
+    """ffmpeg with `pipe` (stdin= or stdout=), in its own session, stderr to a temporary file,
+    stopped with this process (`safe_write.register_process`); a one-line error naming `url` when
+    it cannot start. Returns (the process, its stderr file)."""
+    stderr = tempfile.TemporaryFile()
+    try:
+        proc = subprocess.Popen(args, stderr=stderr, start_new_session=True, **pipe)
+    except OSError as err:
+        stderr.close()
+        raise RppgEditError(f"{url}: cannot start ffmpeg ({err.strerror})") from None
+    safe_write.register_process(proc)
+    return proc, stderr
 
 
 # ------------------------------------------------------------------------------------------------
