@@ -252,6 +252,32 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+def list_dataset(
+    listing, out: pathlib.Path, pid: int, nproc: int, *, on_clip=None, max_clips=None,
+    progress: bool = False,
+) -> list[dict]:  # fmt: skip
+    """The clips of a dataset (`data.clips.Listing`), each recording decoded and listed once under
+    `out/clips/` (`on_clip(clip, name)` caches what a plan needs beside the lists): under
+    `jax.distributed` each process lists its share of the recordings and a barrier waits for the
+    others; one process lists only until it has `max_clips`. Returns the entries of
+    `clips.read_recordings`, at most `max_clips`."""
+    from rppgedit.data import clips as clip_sources
+    from rppgedit.data import datasets
+
+    folder = out / "clips"
+    folder.mkdir(parents=True, exist_ok=True)
+    samples = datasets.list_samples(listing.dataset, listing.data_dir)
+    if jax.process_count() > 1:  # each host lists its share, then all read every list
+        mine, enough = samples[pid::nproc], None
+    else:
+        mine, enough = samples, max_clips
+    clip_sources.index_recordings(
+        listing, folder, mine, on_clip=on_clip, enough=enough, progress=progress
+    )
+    barrier("rppgedit_dataset_clips")
+    return clip_sources.read_recordings(listing, folder, samples, max_clips=max_clips)
+
+
 # --------------------------------------------------------------------------------------------
 # Results.
 

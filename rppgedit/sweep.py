@@ -89,7 +89,6 @@ import pathlib
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import numpy as np
 
 from rppgedit import editors, metrics, pipeline, readings, runner, safe_write, tables, targets
@@ -297,11 +296,7 @@ def _save_npy_atomic(path: pathlib.Path, array: np.ndarray) -> None:
 def _dataset_refs(spec: SweepSpec, out: pathlib.Path, pid: int, nproc: int, progress: bool):
     """Dataset clips, cropped and masked once (recordings sharded over processes) and cached under
     `out/clips/`."""
-    from rppgedit.data import datasets
-
     folder = out / "clips"
-    folder.mkdir(parents=True, exist_ok=True)
-    samples = datasets.list_samples(spec.source, spec.data_dir)
     listing = clip_sources.Listing(
         spec.source,
         spec.data_dir,
@@ -316,11 +311,8 @@ def _dataset_refs(spec: SweepSpec, out: pathlib.Path, pid: int, nproc: int, prog
         _save_npy_atomic(folder / f"{name}.crop.npy", crop8)
         _save_npy_atomic(folder / f"{name}.mask.npy", mask)
 
-    mine = samples[pid::nproc] if jax.process_count() > 1 else samples
-    clip_sources.index_recordings(listing, folder, mine, on_clip=cache, progress=progress)
-    runner.barrier("rppgedit_sweep_clips")
     refs = []
-    for entry in clip_sources.read_recordings(listing, folder, samples):
+    for entry in runner.list_dataset(listing, out, pid, nproc, on_clip=cache, progress=progress):
         desc = {
             "source": spec.source,
             "sample": entry["sample"],
@@ -500,8 +492,6 @@ def run_sweep(
     Returns:
       `runner.run`'s summary (the `merge` result on the process that merged).
     """
-    if batch_per_device < 1:
-        raise RppgEditError(f"sweep: batch_per_device must be >= 1, got {batch_per_device}")
     out = runner.open_folder(out_dir)
     return runner.run(
         SweepPlan(spec, out),

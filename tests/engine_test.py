@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from rppgedit import engine, metrics, pipeline, runner, sweep, targets
+from rppgedit.data.clips import synthetic_variants
 from rppgedit.errors import RppgEditError
 from rppgedit.papers import run
 from rppgedit.windows import edit_plan, window_starts
@@ -109,7 +110,7 @@ def test_experiments_give_the_bits_of_edit_frames(tmp_path):
         make_plots=False,
     )
     records = {r["clip"]: r for r in map(json.loads, (tmp_path / "records.jsonl").open())}
-    clips = list(run.synthetic_clips(2, 96 / 30, size=32, seed=seed))
+    clips = list(synthetic_variants(2, 96 / 30, size=32, seed=seed))
     assert sorted(records) == sorted(c.id for c in clips)
     for clip in clips:
         result = pipeline.edit_frames(clip.frames, clip.fps, clip.boxes, _job(seed))

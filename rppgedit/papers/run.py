@@ -237,10 +237,6 @@ def default_settings(
     return out
 
 
-# The experiments' synthetic clips (`clips.synthetic_variants`).
-synthetic_clips = clip_sources.synthetic_variants
-
-
 # --------------------------------------------------------------------------------------------
 # Crops and readings.
 
@@ -409,22 +405,10 @@ class ExperimentPlan:
         return refs
 
     def _dataset_refs(self, out, pid, nproc, progress) -> list[runner.ClipRef]:
-        import jax
-
-        from rppgedit.data import datasets
-
         c = self.clips
-        folder = out / "clips"
-        folder.mkdir(exist_ok=True)
-        samples = datasets.list_samples(c["dataset"], c["data_dir"])
-        if jax.process_count() > 1:  # each host lists its share, then all read every list
-            mine, enough = samples[pid::nproc], None
-        else:
-            mine, enough = samples, c["max_clips"]
-        listing = self._listing()
-        clip_sources.index_recordings(listing, folder, mine, enough=enough, progress=progress)
-        runner.barrier("rppgedit_experiment_clips")
-        entries = clip_sources.read_recordings(listing, folder, samples, max_clips=c["max_clips"])
+        entries = runner.list_dataset(
+            self._listing(), out, pid, nproc, max_clips=c["max_clips"], progress=progress
+        )
         return [
             runner.ClipRef(
                 e["id"],
