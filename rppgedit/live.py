@@ -47,9 +47,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rppgedit import editors, engine, pipeline, safe_write
+from rppgedit import cpu_threads, editors, engine, pipeline, safe_write
 from rppgedit.errors import RppgEditError
-from rppgedit.video import crop, face, quantise
+from rppgedit.video import face
 
 # Frames cropped together (crop_resize and the skin mask cost 3x more one frame at a time).
 CROP_CHUNK = 8
@@ -428,25 +428,12 @@ class LiveEdit:
 
 
 def paste(frames, boxes, masks, residual, job, index: int) -> np.ndarray:
-    """One face's residual pasted into uint8 frames and quantised, inside the rectangle its boxes
-    reach (the rest is copied): `pipeline.paste_chunk`'s steps, with the stochastic rounding seeded
-    by the integer (job.seed, index of the first frame) instead of a JAX key, so that the loop never
-    waits behind the editor's computation on the device."""
-    out = frames.copy()
-    height, width = frames.shape[1:3]
-    rect = crop.pixel_rect(boxes, height, width)
-    if rect is None:
-        return out
-    y0, y1, x0, x1 = rect
-    window = frames[:, y0:y1, x0:x1]
-    shifted = boxes.astype(np.float64) - np.array([x0, y0, x0, y0], np.float64)
-    full = pipeline.full_frame_mask(masks, shifted, window.shape[1:3])
-    pasted = window.astype(np.float32)
-    crop.paste_residual(window, shifted, residual, full, out=pasted)
-    seed = (int(job.seed) << 40) | int(index)
-    out[:, y0:y1, x0:x1] = quantise.quantize(
-        pasted, seed, mode=job.quantize, window=((height, width, 3), rect)
-    )
+    """One face's residual pasted into consecutive uint8 frames `index ..` and quantised, inside
+    the rectangle its boxes reach (the rest is copied): `pipeline.paste_chunk` on one face, its
+    rounding seeded by (job.seed, index of the first frame)."""
+    num = len(frames)
+    face = pipeline.FaceEdit(boxes, 0, num, np.zeros((0, 0, 0, 3), np.float32), masks, residual)
+    out, _ = pipeline.paste_chunk(frames, 0, [face], job, index)
     return out
 
 
@@ -651,45 +638,6 @@ def _start_ffmpeg(args: list[str], url: str, **pipe):
 # The loop.
 
 
-@contextlib.contextmanager
-def single_thread_blas():
-    """OpenBLAS (NumPy's and SciPy's) on one thread while the loop runs, then as it was.
-
-    The loop's small matrix products (the crops' area resampling) share the cores with the
-    editor's XLA threads: with OpenBLAS's default threads they ran 10-15x slower (measured on 2
-    busy cores: 10.6 ms against 0.7 ms per 640x480 frame). Best effort: nothing changes where the
-    library or its symbols are not found."""
-    import ctypes
-
-    restore = []
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-    except OSError:
-        paths = set()
-    for path in sorted(p for p in paths if ".so" in p):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", ""):
-                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    restore.append((put, int(get())))
-                    put(ctypes.c_int(1))
-                    break
-            else:
-                continue
-            break
-    try:
-        yield
-    finally:
-        for put, threads in restore:
-            put(ctypes.c_int(threads))
-
-
 _END = object()
 
 
@@ -779,7 +727,7 @@ def run_live(
     thread = threading.Thread(target=reader, name="rppgedit-live-reader", daemon=True)
     thread.start()
     blas = contextlib.ExitStack()
-    blas.enter_context(single_thread_blas())
+    blas.enter_context(cpu_threads.single_thread_blas())
     try:
         while True:
             try:

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from scipy import ndimage
 
-from rppgedit import editors, engine, safe_write, targets, validate
+from rppgedit import cpu_threads, editors, engine, safe_write, targets, validate
 from rppgedit import progress as progress_bars
 from rppgedit.engine import MIN_FRAMES
 from rppgedit.errors import RppgEditError
@@ -248,7 +248,7 @@ def paste_chunk(frames, start: int, faces: list[FaceEdit], job: EditJob, index: 
     if frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8, got {frames.dtype}")
     num, height, width = frames.shape[:3]
-    key = jax.random.fold_in(jax.random.key(job.seed), index)
+    key = quantise.rounding_seed(job.seed, index)
     if job.bit_depth == 16:
         out = frames.astype(np.uint16) * np.uint16(257)  # 65535 / 255: exact for integers
     else:
@@ -688,6 +688,7 @@ def codec_job(job: EditJob, lossy: bool) -> EditJob:
     return dataclasses.replace(job, method_options=extra + tuple(job.method_options))
 
 
+@cpu_threads.single_thread_blas()
 def run_edit(
     input_path: str,
     output_path: str,

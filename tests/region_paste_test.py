@@ -29,7 +29,7 @@ def _paste_whole_frames(frames, start, faces, job, index):
         mask = pipeline.full_frame_mask(f.mask[rows], f.boxes[a:b], frames.shape[1:3])
         crop.paste_residual(frames[inner], f.boxes[a:b], f.residual[rows], mask, out=pasted[inner])
         mask_full[inner] |= mask
-    key = jax.random.fold_in(jax.random.key(job.seed), index)
+    key = quantise.rounding_seed(job.seed, index)
     if job.bit_depth == 16:
         out = quantise.quantize_16bit(pasted * (65535.0 / 255.0), key)
     else:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rppgedit import cpu_threads
+
 
 def _check_frames(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     frames = np.asarray(frames)
@@ -64,6 +66,7 @@ def _area_matrix(start: float, stop: float, size: int, n_in: int) -> tuple[np.nd
     return overlap / step, lo
 
 
+@cpu_threads.single_thread_blas()
 def crop_resize(frames: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     """Cut each frame's box and area-resample it to size x size.
 

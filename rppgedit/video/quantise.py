@@ -14,7 +14,8 @@
   would draw there (`_WindowDraws`), so quantising only the pasted region gives the same bits.
 
 The functions are pure and work on one window of frames at a time, so a long video can be
-quantised window by window (give each window its own PRNG key, e.g. `jax.random.fold_in(key, i)`).
+quantised window by window: chunk i of an edit seeded s draws from `rounding_seed(s, i)` (the one
+rule, used by the file edit, the sweeps, the experiments and the live mode).
 """
 
 from __future__ import annotations
@@ -26,10 +27,21 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def rounding_seed(seed: int, index: int) -> tuple[int, int]:
+    """The seed of the stochastic rounding of chunk `index` of an edit seeded `seed`.
+
+    Plain integers (a NumPy `SeedSequence` entropy pair), not a JAX key: deriving a key on the host
+    waits for every computation queued before it, so the paste would stall behind the editor."""
+    return (int(seed), int(index))
+
+
 def _rng(key_or_seed) -> np.random.Generator:
-    """A NumPy generator seeded by an int or by the bits of a JAX PRNG key (raw or typed)."""
+    """A NumPy generator seeded by an int, a tuple of ints (`rounding_seed`) or by the bits of a
+    JAX PRNG key (raw or typed)."""
     if isinstance(key_or_seed, (int, np.integer)):
         return np.random.default_rng(int(key_or_seed))
+    if isinstance(key_or_seed, tuple):
+        return np.random.default_rng([int(v) for v in key_or_seed])
     key = jnp.asarray(key_or_seed)
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
@@ -154,9 +166,9 @@ def quantize(frames_f32_255, key_or_seed, *, mode: str = "stochastic", window=No
       frames_f32_255: float (T, H, W, 3) on the 0-255 scale (any shape works; axis 0 is processed
         one slice at a time, so memory stays near one frame of temporaries, and "error_diffusion"
         carries its error along axis 0, which must be time).
-      key_or_seed: a JAX PRNG key or an int seed (used by "stochastic" only; it seeds a NumPy
-        PCG64 generator, which is ~7x faster than JAX's threefry on CPU). Use a different key per
-        window of a long video, e.g. `jax.random.fold_in(key, window_index)`.
+      key_or_seed: an int, a tuple of ints (`rounding_seed`) or a JAX PRNG key (used by
+        "stochastic" only; it seeds a NumPy PCG64 generator, which is ~7x faster than JAX's
+        threefry on CPU). Use a different seed per window of a long video, `rounding_seed`.
       mode: "stochastic" (floor with probability ceil(x) - x, else ceil: unbiased, E[out] = x),
         "round" (nearest, ties to even) or "error_diffusion" (temporal error feedback).
       window: None, or ((H, W, C), (y0, y1, x0, x1)) when `frames_f32_255` (T, y1-y0, x1-x0, C)
