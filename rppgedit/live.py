@@ -3,7 +3,7 @@ later.
 
     source ──reader thread──► queue ──track (online)──► crop + skin mask ──► window buffer
     a full window ──editor (asynchronous, one window per call)──► residual, cross-faded
-    frames no later window touches ──paste + quantise (`paste`)──► sink
+    frames no later window touches ──paste + quantise (`paste`)──► sink (+ skin trace)
 
 Windows: `window` frames, starting every `window - overlap` frames from the first frame with a face
 (the same regular grid and linear cross-fades as `windows.blend_weights`). `engine.stream_windows`
@@ -30,6 +30,11 @@ edit goes: nothing is dropped, the writer waits. A real-time source (a camera, a
 frame rate) that gets more than `max_lag` frames (one second) ahead of the edit loses its oldest
 unread frames; each one is counted (`LiveStats.dropped`, logged as it happens). Paste and write run
 in bursts of one window's hop, so `max_lag` must hold the frames that arrive during one burst.
+
+Readings (`LiveEdit.readings`): the face's skin trace (mean RGB over the crop's skin mask) is kept
+for every frame with a face, as cropped before the edit and re-cropped from the frame written
+(pasted and rounded), 24 bytes per frame; at the end the trace estimators read both, and
+`report.verdict` states what they read.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ import numpy as np
 
 from rppgedit import cpu_threads, editors, engine, pipeline, safe_write
 from rppgedit.errors import RppgEditError
-from rppgedit.video import face
+from rppgedit.estimators.roi import spatial_mean
+from rppgedit.video import crop, face
 
 # Frames cropped together (crop_resize and the skin mask cost 3x more one frame at a time).
 CROP_CHUNK = 8
@@ -229,6 +235,11 @@ class LiveEdit:
         self.final = 0  # frames before this have their final residual (or none)
         self.residual = {}  # index -> final residual, until written
         self.mask_of = {}  # index -> skin mask of the crop, until written
+        # The face's skin trace (mean RGB over the mask) of every frame with a face, before the
+        # edit and in the frames written, for the readings at the end (`readings`).
+        self.trace_of = {}  # index -> trace row before the edit, until written
+        self.traces_before: list[np.ndarray] = []
+        self.traces_after: list[np.ndarray] = []
 
     @property
     def latency_frames(self) -> int:
@@ -297,8 +308,10 @@ class LiveEdit:
         self.crops = np.concatenate([self.crops, clip])
         self.masks = np.concatenate([self.masks, mask])
         self.waves = np.concatenate([self.waves, wave])
-        for f, m in zip(self.raw, mask, strict=True):
+        before = spatial_mean(clip, mask)
+        for f, m, row in zip(self.raw, mask, before, strict=True):
             self.mask_of[f.index] = m
+            self.trace_of[f.index] = row
         self.raw = []
         self.stats.stages["crop"] += time.perf_counter() - tic
 
@@ -389,11 +402,52 @@ class LiveEdit:
                     items[0].index,
                 )
                 out += [(frames[k], f.read_at) for k, f in enumerate(items)]
+                boxes = np.stack([f.box for f in items])
+                written = crop.crop_resize(frames, boxes, self.job.work_size)
+                self.traces_after.append(spatial_mean(written, np.stack(masks)))
+                self.traces_before.append(np.stack([self.trace_of.pop(f.index) for f in items]))
                 self.stats.stages["paste"] += time.perf_counter() - tic
             else:
                 self.stats.unedited += len(items)
                 out += [(f.frame, f.read_at) for f in items]
+                rows = [self.trace_of.pop(f.index) for f in items if f.index in self.trace_of]
+                if rows:  # a face too briefly in view to edit: written as it came
+                    self.traces_before.append(np.stack(rows))
+                    self.traces_after.append(np.stack(rows))
         return out
+
+    def readings(self, estimators) -> dict:
+        """The heart rates read from the face's skin trace in the frames written, before and after
+        the edit: a report summary (`report.verdict` reads it) with one row per trace estimator
+        of `estimators` (the deep ones read video windows and are listed under "not_read")."""
+        from rppgedit import readings
+        from rppgedit.estimators import registry
+
+        names = [n for n in estimators if registry.get(n).input == "trace"]
+        frames = sum(len(t) for t in self.traces_before)
+        summary = {
+            "frames_with_face": frames,
+            "not_read": [n for n in estimators if n not in names],
+            "target": {"kind": self.job.target.kind},
+            "target_hr_bpm": self.job.target.hr_bpm if self.job.target.kind != "none" else None,
+            "rows": [],
+        }
+        if frames < engine.MIN_FRAMES or not names:
+            return summary
+        before = readings.read_trace(names, np.concatenate(self.traces_before), self.fps)
+        after = readings.read_trace(names, np.concatenate(self.traces_after), self.fps)
+        for name in names:
+            summary["rows"].append(
+                {
+                    "face": 0,
+                    "estimator": name,
+                    "hr_before": before[name]["hr_bpm"],
+                    "hr_after": after[name]["hr_bpm"],
+                    "snr_before": before[name]["snr_db"],
+                    "snr_after": after[name]["snr_db"],
+                }
+            )
+        return summary
 
     # -- the end ----------------------------------------------------------------------------------
 

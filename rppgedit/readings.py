@@ -63,6 +63,19 @@ def read_heart_rates(
     return out
 
 
+def read_trace(names: Iterable[str], trace, fps: float) -> dict[str, dict[str, float]]:
+    """{estimator: {"hr_bpm", "snr_db"}} of the trace estimators `names` (GREEN, POS, ...) on a
+    skin-masked mean trace (T,3), as `read_heart_rates` reads them from the clip it came from."""
+    trace = np.asarray(trace, np.float32)
+    out = {}
+    for name in names:
+        est = registry.get(name)
+        if est.input != "trace":
+            raise ValueError(f"estimator {name!r} reads video, not a trace")
+        out[name] = _reading(np.asarray(est.fn(trace, fps), np.float64), fps, False)
+    return out
+
+
 def _reading(bvp: np.ndarray, fps: float, with_bvp: bool) -> dict:
     hr = float(signals.heart_rate(bvp, fps))
     snr = float(signals.pulse_snr(bvp, fps, hr))

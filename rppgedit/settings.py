@@ -154,7 +154,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("seed", "seed", "int", 0, "Seed of stochastic rounding and random phases.", _JOB),
     # Readings.
     _s("estimators", "report.estimators", "list", ["green", "pos", "chrom", "physnet_pure"],
-       "Estimators that read the heart rate.", _READ),
+       "Estimators that read the heart rate (live: the trace estimators, at the end).",
+       _READ + ("live",)),
     _s("ground_truth", "report.ground_truth", "str", None,
        "Ground-truth file (UBFC ground_truth.txt or time,BVP CSV).", ("evaluate",)),
     _s("attackers", "report.attackers", "list", [],

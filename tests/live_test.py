@@ -46,6 +46,7 @@ def test_a_pipe_stream_comes_out_whole_in_order_and_reads_the_target(clip):
     """The CLI: raw rgb24 frames on stdin, edited frames on stdout, one for one."""
     cmd = [sys.executable, "-m", "rppgedit.main", "live", "--input=-", "--output=-"]
     cmd += [f"--live_size={SIZE}x{SIZE}", "--live_fps=30", "--target_hr=120", *FAST_FLAGS]
+    cmd += ["--estimators=pos,chrom,physnet_pure"]
     done = subprocess.run(cmd, input=clip.frames.tobytes(), capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
     data = done.stdout
@@ -60,8 +61,18 @@ def test_a_pipe_stream_comes_out_whole_in_order_and_reads_the_target(clip):
     before, after = _hr(clip.frames, clip.boxes, clip.fps), _hr(out, clip.boxes, clip.fps)
     assert all(abs(hr - 72.0) <= 3.0 for hr in before.values()), before
     assert all(abs(hr - 120.0) <= 3.0 for hr in after.values()), after
-    summary = done.stderr.decode().strip().splitlines()[-1]
+    lines = done.stderr.decode().strip().splitlines()
+    (summary,) = [x for x in lines if x.startswith("live: ")]
     assert "300 frames in, 300 out, 0 dropped, 0 repeated" in summary, summary
+    # The readings at the end: the skin trace of the frames written, before and after the edit.
+    at = lines.index(next(x for x in lines if x.startswith("live readings: ")))
+    assert "physnet_pure: deep readers, not read live" in lines[at], lines[at]
+    table = {x.split()[0]: [float(v) for v in x.split()[1:]] for x in lines[at + 3 : at + 5]}
+    assert set(table) == {"pos", "chrom"}, lines[at:]
+    for name, (hr_before, hr_after) in table.items():
+        assert abs(hr_before - 72.0) <= 3.0 and abs(hr_after - 120.0) <= 3.0, (name, table)
+        assert abs(hr_after - after[name]) <= 1.0, (name, table, after)  # what a reader finds
+    assert lines[at + 5].startswith("verdict: 2/2 estimators read 120 +/- 3 bpm; none reads"), lines
 
 
 class _LateTracker:

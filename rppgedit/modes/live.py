@@ -101,3 +101,30 @@ def run(s) -> None:
     print(
         stats.line(fps, edit.latency_frames, edit.latency_bound_frames), file=sys.stderr, flush=True
     )
+    print(readings_text(edit.readings(s.estimators)), file=sys.stderr, flush=True)
+
+
+def readings_text(summary: dict) -> str:
+    """The live run's readings: what the estimators read in the frames written, before and after."""
+    from rppgedit import readings, report
+
+    skipped = summary["not_read"]
+    note = f" ({', '.join(skipped)}: deep readers, not read live)" if skipped else ""
+    if not summary["rows"]:
+        return (
+            f"live readings: none ({summary['frames_with_face']} frames with a face; at least "
+            f"32 are needed{', and a trace estimator' if skipped else ''}){note}"
+        )
+    columns = [("estimator", "estimator", ">12"), ("hr_before", "HR before", "8.1f")]
+    columns += [("hr_after", "HR after", "8.1f")]
+    head = (
+        f"live readings: the face's skin trace in the {summary['frames_with_face']} frames "
+        f"written with a face{note}"
+    )
+    return "\n".join(
+        [
+            head,
+            readings.format_table(summary["rows"], columns),
+            f"verdict: {report.verdict(summary)}",
+        ]
+    )
