@@ -12,8 +12,9 @@ truth before the edit: the case where a surrogate starts far off).
 
 Per candidate the table gives: white-box success (surrogates reading the target within 3 bpm after
 the edit, of all surrogate readings), clips where every surrogate was fooled, held-back estimators
-(never surrogates) reading the target, the worst Pearson of a surrogate with the target, and the
-crop's PSNR (mean and minimum). Writes JSON.
+(never surrogates) reading the target, face regions (forehead and cheeks, POS on each,
+`readings.regional_pulses`) reading the target, the worst Pearson of a surrogate with the target,
+and the crop's PSNR (mean and minimum). Writes JSON.
 
     python benchmarks/ensemble_balance.py --seeds 0-5 --targets 60,120 --crop face
     python benchmarks/ensemble_balance.py --seeds 0-5 --crop head --candidates mean softmax:0.1
@@ -87,7 +88,9 @@ def run_one(clip, boxes, candidate: str, target_hr: float, params: dict) -> dict
         )
         for n in SURROGATES
     }
+    regions = readings.regional_pulses(after, face.mask, FPS)["hr_bpm"]
     return {
+        "regions": regions,
         "before": {n: before[n]["hr_bpm"] for n in names},
         "after": {n: read[n]["hr_bpm"] for n in names},
         "pearson": pearson,
@@ -105,6 +108,10 @@ def summarise(records: list[dict]) -> dict:
         "all_fooled": sum(all(hit(r, n) for n in SURROGATES) for r in records),
         "held_back": sum(hit(r, n) for r in records for n in HELD_BACK),
         "held_back_of": len(records) * len(HELD_BACK),
+        "regions": sum(
+            abs(v - r["target_hr"]) <= HIT_BPM for r in records for v in r["regions"].values()
+        ),
+        "regions_of": sum(len(r["regions"]) for r in records),
         "worst_pearson": min(min(r["pearson"].values()) for r in records),
         "psnr_mean_db": float(np.mean([r["psnr_db"] for r in records])),
         "psnr_min_db": float(np.min([r["psnr_db"] for r in records])),
@@ -144,7 +151,8 @@ def main():
                 print(
                     f"seed {seed} true {clip.hr_bpm:5.1f} target {target_hr:5.1f} {candidate:12s} "
                     f"PSNR {r['psnr_db']:.2f}  pure {r['before']['physnet_pure']:.1f}->"
-                    f"{r['after']['physnet_pure']:.1f}  missed {missed}",
+                    f"{r['after']['physnet_pure']:.1f}  missed {missed}  regions "
+                    + " ".join(f"{v:.0f}" for v in r["regions"].values()),
                     flush=True,
                 )
     rows = []
@@ -160,6 +168,7 @@ def main():
                     "wb": f"{r['white_box']}/{r['white_box_of']}",
                     "all": f"{r['all_fooled']}/{len(records[r['candidate']])}",
                     "hb": f"{r['held_back']}/{r['held_back_of']}",
+                    "reg": f"{r['regions']}/{r['regions_of']}",
                 }
                 for r in rows
             ],
@@ -168,6 +177,7 @@ def main():
                 ("wb", "surrogates fooled", "s"),
                 ("all", "clips all fooled", "s"),
                 ("hb", "held-back hits", "s"),
+                ("reg", "regions at target", "s"),
                 ("worst_pearson", "worst Pearson", ".2f"),
                 ("psnr_mean_db", "PSNR mean", ".2f"),
                 ("psnr_min_db", "PSNR min", ".2f"),

@@ -9,7 +9,8 @@ import numpy as np
 
 from rppgedit import progress as progress_bars
 from rppgedit import signals, tables
-from rppgedit.estimators import registry
+from rppgedit.estimators import registry, roi
+from rppgedit.estimators.roi import spatial_mean
 from rppgedit.windows import overlap_add, window_starts
 
 VIDEO_WINDOW = 128  # frames per window for deep estimators (the open-rppg PhysNet training length)
@@ -76,6 +77,43 @@ def read_trace(names: Iterable[str], trace, fps: float) -> dict[str, dict[str, f
     return out
 
 
+MAX_LAG_S = 0.2  # pulse arrival differs by tens of ms between face regions
+
+
+def regional_pulses(clip, mask, fps: float, estimator: str = "pos") -> dict:
+    """The pulse of each face region (`roi.FACE_REGIONS`) of a face crop (T,S,S,3) in [0,1] with its
+    skin mask (T,S,S), read by a trace estimator, and how the regions' pulses agree.
+
+    Returns {"hr_bpm": {region: rate}, "coherence": {"a~b": (r, lag)}}: for each pair of regions
+    the Pearson correlation r of their band-passed pulses at the lag (frames, within `MAX_LAG_S`)
+    where it is highest, the lag counted as the frames region b trails region a."""
+    clip = np.asarray(clip, np.float32)
+    bvps = {}
+    for name, region in zip(roi.FACE_REGIONS, roi.region_masks(clip.shape[1]), strict=True):
+        trace = spatial_mean(clip, np.asarray(mask, bool) & region[None])
+        bvp = np.asarray(registry.get(estimator).fn(trace, fps), np.float64)
+        bvps[name] = np.asarray(signals.bandpass(bvp, fps), np.float64)
+    hr = {name: float(signals.heart_rate(b, fps)) for name, b in bvps.items()}
+    lags = range(-int(MAX_LAG_S * fps), int(MAX_LAG_S * fps) + 1)
+    coherence = {}
+    names = list(bvps)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            ua, ub = bvps[a], bvps[b]
+            best = max((_shifted_pearson(ua, ub, lag), lag) for lag in lags)
+            coherence[f"{a}~{b}"] = (float(best[0]), int(best[1]))
+    return {"hr_bpm": hr, "coherence": coherence}
+
+
+def _shifted_pearson(a: np.ndarray, b: np.ndarray, lag: int) -> float:
+    """Pearson of a[t] and b[t + lag] over the frames both cover."""
+    if lag >= 0:
+        a, b = a[: len(a) - lag], b[lag:]
+    else:
+        a, b = a[-lag:], b[: len(b) + lag]
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def _reading(bvp: np.ndarray, fps: float, with_bvp: bool) -> dict:
     hr = float(signals.heart_rate(bvp, fps))
     snr = float(signals.pulse_snr(bvp, fps, hr))
@@ -109,8 +147,6 @@ class StreamReader:
 
     def add(self, clip, mask) -> None:
         """Appends frames (n,S,S,3) float in [0,1] and their skin mask (n,S,S)."""
-        from rppgedit.estimators.roi import spatial_mean
-
         clip = np.asarray(clip, np.float32)
         self.traces.append(np.asarray(spatial_mean(clip, mask)))
         self.received += len(clip)

@@ -1,4 +1,5 @@
-"""The shared region-of-interest step: skin-masked spatial mean of a clip -> RGB trace."""
+"""The shared region-of-interest step: skin-masked spatial mean of a clip -> RGB trace; the face
+regions (forehead, cheeks) of the face crop."""
 
 from __future__ import annotations
 
@@ -31,3 +32,32 @@ def spatial_mean(clip, mask=None):
     weights = jnp.asarray(mask).astype(clip.dtype)[..., None]
     total = jnp.sum(weights, axis=(-3, -2))
     return jnp.sum(clip * weights, axis=(-3, -2)) / jnp.maximum(total, 1.0)
+
+
+# Face regions of the tracker's square forehead-to-chin crop, as (top, bottom, left, right)
+# fractions of its side: where the pulse is strongest (forehead, cheeks), and the regions a
+# spatial-coherence detector of fakes (FakeCatcher-style) or a forehead-only estimator reads.
+FACE_REGIONS = {
+    "forehead": (0.05, 0.28, 0.30, 0.70),
+    "left_cheek": (0.48, 0.72, 0.12, 0.38),
+    "right_cheek": (0.48, 0.72, 0.62, 0.88),
+}
+
+
+def region_masks(size: int) -> np.ndarray:
+    """bool (K, size, size): the `FACE_REGIONS` of a size x size face crop, in their order."""
+    y, x = (np.mgrid[:size, :size] + 0.5) / size
+    return np.stack(
+        [(y > t) & (y < b) & (x > left) & (x < r) for t, b, left, r in FACE_REGIONS.values()]
+    )
+
+
+def region_traces(clip, mask, fallback):
+    """RGB traces "... k t c" of the face regions' skin pixels of a crop "... t h w c"; a frame
+    where a region has no skin pixel takes `fallback` "... t c" (the whole face's trace), so every
+    trace stays a skin colour (a zero trace would make the estimators' colour ratios undefined)."""
+    regions = jnp.asarray(region_masks(clip.shape[-2]))
+    masks = jnp.asarray(mask)[..., None, :, :, :] & regions[:, None]  # ... k t h w
+    traces = spatial_mean(jnp.asarray(clip)[..., None, :, :, :, :], masks)
+    present = jnp.any(masks, axis=(-2, -1))[..., None]  # ... k t 1
+    return jnp.where(present, traces, jnp.asarray(fallback)[..., None, :, :])
