@@ -80,11 +80,16 @@ def fidelity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("video")
-    parser.add_argument("--true_hr", type=float, required=True)
+    parser.add_argument(
+        "--true_hr",
+        default="median",
+        help="bpm, or 'median': the median reading of the unedited clip by the estimators",
+    )
     parser.add_argument("--targets", default="60,80,100,120,none")
     parser.add_argument("--outputs", default=",".join(OUTPUTS))
     parser.add_argument("--attackers", default="none", help="none, all, or open-rppg model names")
     parser.add_argument("--out", default="results/share")
+    parser.add_argument("--record_name", default="share_table", help="name of the .md/.json")
     parser.add_argument(
         "--strengths",
         default=f"1,{pipeline.LOSSY_STRENGTH:g}",
@@ -93,7 +98,7 @@ def main():
     args = parser.parse_args()
     out_dir = pathlib.Path(args.out) / pathlib.Path(args.video).stem
     strengths = [float(x) for x in args.strengths.split(",")]
-    record_name = "share_table"
+    record_name = args.record_name
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = args.outputs.split(",")
     models = {"all": list(open_rppg.OPEN_RPPG_MODELS), "none": []}.get(
@@ -102,7 +107,24 @@ def main():
     names = list(DEFAULT_ESTIMATORS)
     original = decode.read_video(args.video)
     boxes = pipeline.find_boxes(original.frames)
-    params, faces, record = {}, {}, {"video": args.video, "true_hr": args.true_hr, "rows": []}
+    params, faces = {}, {}
+    # the unedited clip read through the edit's crop and skin mask (target-independent)
+    _, original_mask = pipeline.crop_and_mask(original.frames, boxes, pipeline.EditJob())
+    original_hr = read_file(args.video, boxes, original_mask, original.fps, names, params)[0]
+    print(f"original: {json.dumps(safe_write.json_safe(original_hr))}", flush=True)
+    if args.true_hr == "median":
+        valid = [v for v in original_hr.values() if v is not None and np.isfinite(v)]
+        true_hr, true_hr_source = float(np.median(valid)), "median reading of the unedited clip"
+    else:
+        true_hr, true_hr_source = float(args.true_hr), "given"
+    print(f"true HR {true_hr:.2f} bpm ({true_hr_source})", flush=True)
+    record = {
+        "video": args.video,
+        "true_hr": true_hr,
+        "true_hr_source": true_hr_source,
+        "original_hr": original_hr,
+        "rows": [],
+    }
     reference = {}  # output kind -> decoded original encoded the same way
     for kind in outputs:
         if OUTPUTS[kind]:
@@ -186,7 +208,7 @@ def main():
                 "output": row["output"],
                 "strength": row["strength"],
                 "hits": None if target is None else sum(abs(v - target) <= HIT_BPM for v in values),
-                "true": sum(abs(v - args.true_hr) <= HIT_BPM for v in values),
+                "true": sum(abs(v - true_hr) <= HIT_BPM for v in values),
                 "readers": len(values),
                 "psnr_same": row["psnr_same_codec_db"],
                 "ssim_same": row["ssim_same_codec"],
