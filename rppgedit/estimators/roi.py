@@ -20,18 +20,13 @@ def spatial_mean(clip, mask=None):
       reading a clip while the editor runs does not queue behind the editor's XLA computations.
     """
     host = isinstance(clip, np.ndarray) and clip.dtype == np.float32
-    if host and (mask is None or isinstance(mask, np.ndarray)):
-        if mask is None:
-            return np.mean(clip, axis=(-3, -2))
-        weights = mask.astype(clip.dtype)[..., None]
-        total = np.sum(weights, axis=(-3, -2))
-        return np.sum(clip * weights, axis=(-3, -2)) / np.maximum(total, clip.dtype.type(1.0))
-    clip = jnp.asarray(clip)
+    xp = np if host and (mask is None or isinstance(mask, np.ndarray)) else jnp
+    clip = xp.asarray(clip)
     if mask is None:
-        return jnp.mean(clip, axis=(-3, -2))
-    weights = jnp.asarray(mask).astype(clip.dtype)[..., None]
-    total = jnp.sum(weights, axis=(-3, -2))
-    return jnp.sum(clip * weights, axis=(-3, -2)) / jnp.maximum(total, 1.0)
+        return xp.mean(clip, axis=(-3, -2))
+    weights = xp.asarray(mask).astype(clip.dtype)[..., None]
+    total = xp.sum(weights, axis=(-3, -2))
+    return xp.sum(clip * weights, axis=(-3, -2)) / xp.maximum(total, clip.dtype.type(1.0))
 
 
 # Face regions of the tracker's square forehead-to-chin crop, as (top, bottom, left, right)

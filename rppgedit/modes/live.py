@@ -106,14 +106,14 @@ def run(s) -> None:
 
 def readings_text(summary: dict) -> str:
     """The live run's readings: what the estimators read in the frames written, before and after."""
-    from rppgedit import readings, report
+    from rppgedit import engine, readings, report
 
     skipped = summary["not_read"]
     note = f" ({', '.join(skipped)}: deep readers, not read live)" if skipped else ""
     if not summary["rows"]:
         return (
             f"live readings: none ({summary['frames_with_face']} frames with a face; at least "
-            f"32 are needed{', and a trace estimator' if skipped else ''}){note}"
+            f"{engine.MIN_FRAMES} are needed{', and a trace estimator' if skipped else ''}){note}"
         )
     columns = [("estimator", "estimator", ">12"), ("hr_before", "HR before", "8.1f")]
     columns += [("hr_after", "HR after", "8.1f")]
