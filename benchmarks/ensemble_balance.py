@@ -95,6 +95,7 @@ def run_one(clip, boxes, candidate: str, target_hr: float, params: dict) -> dict
         "after": {n: read[n]["hr_bpm"] for n in names},
         "pearson": pearson,
         "psnr_db": float(metrics.psnr(face.clip, after)),
+        "edit_s": float(result.seconds["edit"]),
     }
 
 
@@ -115,6 +116,7 @@ def summarise(records: list[dict]) -> dict:
         "worst_pearson": min(min(r["pearson"].values()) for r in records),
         "psnr_mean_db": float(np.mean([r["psnr_db"] for r in records])),
         "psnr_min_db": float(np.min([r["psnr_db"] for r in records])),
+        "edit_s": float(np.sum([r["edit_s"] for r in records])),
         "misses": sorted(
             {f"{n}@{r['seed']}/{r['target_hr']:.0f}" for r in records for n in SURROGATES}
             - {
@@ -181,6 +183,7 @@ def main():
                 ("worst_pearson", "worst Pearson", ".2f"),
                 ("psnr_mean_db", "PSNR mean", ".2f"),
                 ("psnr_min_db", "PSNR min", ".2f"),
+                ("edit_s", "editor s", ".1f"),
             ],
         )
     )

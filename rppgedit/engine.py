@@ -40,6 +40,11 @@ from rppgedit.windows import blend_weights, edit_plan
 # Fewer frames than this carry no readable pulse (and no window of the deep surrogates).
 MIN_FRAMES = 32
 
+
+class FrameCountError(ValueError):
+    """A task was fed more or fewer frames than it declared (its source changed under it)."""
+
+
 EditBatch = Callable[[np.ndarray, np.ndarray, np.ndarray], Any]  # (clips, masks, waves) -> edited
 
 
@@ -159,7 +164,7 @@ class _Stream:
             )
         self.received += len(crop)
         if self.received > self.num:
-            raise ValueError(f"task {self.key!r} got {self.received} frames for {self.num}")
+            raise FrameCountError(f"task {self.key!r} got {self.received} frames for {self.num}")
         ready = []
         while (
             self.next_window < len(self.starts)
@@ -259,7 +264,7 @@ def stream_windows(
                 exhausted = True
                 short = [s for s in streams.values() if s.received != s.num]
                 if short:
-                    raise ValueError(
+                    raise FrameCountError(
                         f"task {short[0].key!r} got {short[0].received} of {short[0].num} frames"
                     )
             for key, crop, mask, wave in chunk or ():

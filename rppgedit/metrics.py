@@ -94,18 +94,30 @@ def _valid_filter(x: jax.Array, taps: np.ndarray, axis: int) -> jax.Array:
     return out
 
 
-def _ssim_map(a, b, data_range, sigma, truncate, k1, k2) -> jax.Array:
-    """SSIM map (N, H - 2r, W - 2r, C) of a, b (N, H, W, C): one value per window inside the frame."""
+def _ssim_deficit_map(a, b, data_range, sigma, truncate, k1, k2) -> jax.Array:
+    """1 - SSIM map (N, C, H - 2r, W - 2r) of a, b (N, H, W, C): one value per window inside the
+    frame.
+
+    From the sum s = a + b and difference d = a - b, four filtered maps instead of the textbook
+    five: with S, D, P, Q the windowed means of s, d, s^2, d^2, SSIM = (A - e1)(B - e2) /
+    ((A + e1)(B + e2)) where A = S^2 / 2 + C1 and e1 = D^2 / 2 (the means' terms), B = (P - S^2) / 2
+    + C2 and e2 = (Q - D^2) / 2 (the (co)variances'). Its deficit is then, without cancellation,
+    1 - SSIM = 2 (A e2 + B e1) / ((A + e1)(B + e2)): where a and b barely differ (an edit) the
+    small e1, e2 come from the differences themselves, not from subtracting nearly equal large
+    terms. Filtered channels-first, where both passes run along contiguous rows (measured: 4x less
+    CPU than channels-last on 300x280 crops)."""
     taps = _gaussian_taps(sigma, truncate)
-    stack = jnp.stack([a, b, a * a, b * b, a * b], axis=0)  # (5, N, H, W, C)
-    f = _valid_filter(_valid_filter(stack, taps, axis=2), taps, axis=3)
-    ux, uy, uxx, uyy, uxy = f[0], f[1], f[2], f[3], f[4]
-    vx = uxx - ux * ux
-    vy = uyy - uy * uy
-    vxy = uxy - ux * uy
-    c1 = (k1 * data_range) ** 2
-    c2 = (k2 * data_range) ** 2
-    return ((2.0 * ux * uy + c1) * (2.0 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    a = jnp.moveaxis(a, -1, 1)
+    b = jnp.moveaxis(b, -1, 1)
+    s, d = a + b, a - b
+    stack = jnp.stack([s, d, s * s, d * d], axis=0)  # (4, N, C, H, W)
+    f = _valid_filter(_valid_filter(stack, taps, axis=3), taps, axis=4)
+    means_s, means_d = f[0] * f[0], f[1] * f[1]
+    big_a = 0.5 * means_s + (k1 * data_range) ** 2
+    big_b = 0.5 * (f[2] - means_s) + (k2 * data_range) ** 2
+    e1 = 0.5 * means_d
+    e2 = 0.5 * (f[3] - means_d)
+    return 2.0 * (big_a * e2 + big_b * e1) / ((big_a + e1) * (big_b + e2))
 
 
 _SSIM_STATIC = ("data_range", "sigma", "truncate", "k1", "k2")
@@ -114,15 +126,38 @@ _SSIM_STATIC = ("data_range", "sigma", "truncate", "k1", "k2")
 @functools.partial(jax.jit, static_argnames=_SSIM_STATIC)
 def _ssim_frame_sums(a, b, data_range, sigma, truncate, k1, k2) -> jax.Array:
     """Sum over frames of per-frame SSIM (mean over the cropped map and channels); a, b (N,H,W,C)."""
-    s = _ssim_map(a, b, data_range, sigma, truncate, k1, k2)
-    return jnp.sum(jnp.mean(s, axis=(1, 2, 3)))
+    deficit = _ssim_deficit_map(a, b, data_range, sigma, truncate, k1, k2)
+    return jnp.sum(1.0 - jnp.mean(deficit, axis=(1, 2, 3)))
 
 
-@functools.partial(jax.jit, static_argnames=_SSIM_STATIC)
-def _ssim_frame_deficits(a, b, data_range, sigma, truncate, k1, k2) -> jax.Array:
-    """Per-frame sums (N,) of 1 - SSIM over the map of a, b (N,H,W,C)."""
-    s = _ssim_map(a, b, data_range, sigma, truncate, k1, k2)
-    return jnp.sum(1.0 - s, axis=(1, 2, 3))
+@functools.partial(jax.jit, static_argnames=_SSIM_STATIC + ("scale",))
+def _ssim_frame_deficits(a, b, scale, data_range, sigma, truncate, k1, k2) -> jax.Array:
+    """Per-frame sums (N,) of 1 - SSIM over the map of a, b (N,H,W,C), given as stored (integers
+    are scaled here, on the device: a quarter of float32's transfer)."""
+    a = a.astype(jnp.float32) * scale
+    b = b.astype(jnp.float32) * scale
+    return jnp.sum(_ssim_deficit_map(a, b, data_range, sigma, truncate, k1, k2), axis=(1, 2, 3))
+
+
+# Frame values per SSIM device call: its maps stay in cache (measured on 2 cores: 2 frames of
+# 300x280x3 took half the time of 32).
+_SSIM_CHUNK_VALUES = 1 << 19
+
+
+def _ssim_deficit(a, b, scale: float, args: tuple) -> float:
+    """Sum over frames and windows of 1 - SSIM of a, b (T, H, W, C), in chunks of equal length (the
+    last one padded with equal frames, whose deficit is exactly 0), so one program serves all."""
+    num = a.shape[0]
+    chunk = min(num, max(1, _SSIM_CHUNK_VALUES // int(np.prod(a.shape[1:]))))
+    deficit = 0.0
+    for i in range(0, num, chunk):
+        ca, cb = a[i : i + chunk], b[i : i + chunk]
+        if ca.shape[0] < chunk:
+            pad = np.zeros((chunk - ca.shape[0],) + ca.shape[1:], ca.dtype)
+            ca, cb = np.concatenate([ca, pad]), np.concatenate([cb, pad])
+        sums = _ssim_frame_deficits(jnp.asarray(ca), jnp.asarray(cb), scale, *args)
+        deficit += float(np.sum(np.asarray(sums, np.float64)))
+    return deficit
 
 
 # A changed region's sides are rounded up to multiples of this many pixels, so few shapes compile.
@@ -193,12 +228,8 @@ def ssim(
     args = (r * scale, float(sigma), truncate, k1, k2)
     if changed is not None:
         return _ssim_changed(a, b, changed, scale, args)
-    total = 0.0
-    for i in range(0, a.shape[0], _CHUNK_FRAMES):
-        ca = jnp.asarray(a[i : i + _CHUNK_FRAMES], dtype=jnp.float32) * scale
-        cb = jnp.asarray(b[i : i + _CHUNK_FRAMES], dtype=jnp.float32) * scale
-        total += float(_ssim_frame_sums(ca, cb, *args))
-    return total / a.shape[0]
+    windows = (a.shape[1] - win + 1) * (a.shape[2] - win + 1) * a.shape[3]
+    return 1.0 - _ssim_deficit(a, b, scale, args) / windows / a.shape[0]
 
 
 def _ssim_changed(a, b, changed, scale: float, args: tuple) -> float:
@@ -213,11 +244,7 @@ def _ssim_changed(a, b, changed, scale: float, args: tuple) -> float:
     y0, y1 = _ssim_support(y0, y1, height, 2 * radius)
     x0, x1 = _ssim_support(x0, x1, width, 2 * radius)
     windows = (height - 2 * radius) * (width - 2 * radius) * channels
-    deficit = 0.0
-    for i in range(0, num, _CHUNK_FRAMES):
-        ca = jnp.asarray(a[i : i + _CHUNK_FRAMES, y0:y1, x0:x1], dtype=jnp.float32) * scale
-        cb = jnp.asarray(b[i : i + _CHUNK_FRAMES, y0:y1, x0:x1], dtype=jnp.float32) * scale
-        deficit += float(np.sum(np.asarray(_ssim_frame_deficits(ca, cb, *args), np.float64)))
+    deficit = _ssim_deficit(a[:, y0:y1, x0:x1], b[:, y0:y1, x0:x1], scale, args)
     return 1.0 - deficit / windows / num
 
 

@@ -128,6 +128,10 @@ SETTINGS: tuple[Setting, ...] = (
        "Privacy-Phys: stop a window's edit once every surrogate's Pearson with the target "
        "reaches this (default 0.8); 1 runs every step, as the paper does.",
        _EDITOR),
+    _s("init_scale", "editor.init_scale", "float", None,
+       "Privacy-Phys: start the edit from the target waveform at this many times the clip's own "
+       "pulse strength (0 starts from zero, as the paper does).",
+       _EDITOR),
     _s("notch_weight", "editor.notch_weight", "float", None,
        "Privacy-Phys removal: weight of keeping the spectrum off the original pulse (default 1).",
        _EDITOR),

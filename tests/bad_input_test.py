@@ -384,6 +384,7 @@ def _flag_cases():
         "fidelity_weight": ["nan", "inf", "-1", "1e30"],
         "stop_pearson": ["nan", "inf", "-1", "1.5"],
         "notch_weight": ["nan", "inf", "-1"],
+        "init_scale": ["nan", "inf", "-0.5", "101"],
         "target_phase": ["nan", "inf", "-inf"],
         "target_hr": ["nan", "inf", "0", "-60", "1000", "29.9"],
         "lossy_strength": ["nan", "inf", "0", "-1", "11"],
@@ -1172,9 +1173,9 @@ def test_stop_pearson_and_notch_weight_reach_the_editor_config():
     from rppgedit import pipeline
 
     try:
-        main.FLAGS(["rppgedit", "--stop_pearson=1", "--notch_weight=0.5"])
+        main.FLAGS(["rppgedit", "--stop_pearson=1", "--notch_weight=0.5", "--init_scale=0"])
         cfg = pipeline.editor_config(common.job(run_settings.resolve(main.FLAGS)), 30.0)
-        assert (cfg.stop_pearson, cfg.notch_weight) == (None, 0.5)
+        assert (cfg.stop_pearson, cfg.notch_weight, cfg.init_scale) == (None, 0.5, 0.0)
         main.FLAGS.unparse_flags()
         main.FLAGS(["rppgedit", "--stop_pearson=0.6"])
         assert (
@@ -1184,6 +1185,6 @@ def test_stop_pearson_and_notch_weight_reach_the_editor_config():
         main.FLAGS.unparse_flags()
         main.FLAGS(["rppgedit"])
         cfg = pipeline.editor_config(common.job(run_settings.resolve(main.FLAGS)), 30.0)
-        assert (cfg.stop_pearson, cfg.notch_weight) == (0.8, 1.0)
+        assert (cfg.stop_pearson, cfg.notch_weight, cfg.init_scale) == (0.8, 1.0, 0.7)
     finally:
         main.FLAGS.unparse_flags()

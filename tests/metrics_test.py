@@ -90,6 +90,23 @@ def test_ssim_many_frames_in_chunks_and_identity(rng):
     assert metrics.ssim(a, a) == pytest.approx(1.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_ssim_deficit_of_a_small_edit_is_float64_accurate(seed):
+    """An edit moves a tenth of the pixels by one level: 1 - SSIM (~8e-4) must match skimage's
+    float64 value to 2e-5 of itself. The five-map form (1 - (2 ux uy + C1)(2 vxy + C2) / ...)
+    misses by 5e-5 to 1.5e-4 of it in float32; the deficit form 4e-6 to 5e-6."""
+    rng = np.random.default_rng(seed)
+    xx = np.arange(96)[None, :, None]
+    texture = 120 + 60 * np.sin(xx / 9 + seed) * np.array([1.0, 0.8, 0.6])
+    a = np.clip(texture + rng.normal(0, 3, (6, 96, 96, 3)), 0, 255).astype(np.uint8)
+    step = (rng.random(a.shape) < 0.1) * rng.choice([-1, 1], a.shape)
+    b = np.clip(a.astype(int) + step, 0, 255).astype(np.uint8)
+    deficit = 1.0 - _sk(a.astype(np.float64), b.astype(np.float64), 255.0)
+    assert 5e-4 < deficit < 2e-3
+    assert abs((1.0 - metrics.ssim(a, b)) - deficit) <= 2e-5 * deficit
+    assert abs((1.0 - metrics.ssim(a, b, changed=(0, 96, 0, 96))) - deficit) <= 2e-5 * deficit
+
+
 def test_ssim_rejects_too_small_frames():
     with pytest.raises(ValueError, match="window"):
         metrics.ssim(np.zeros((8, 8, 3)), np.zeros((8, 8, 3)))

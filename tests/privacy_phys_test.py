@@ -243,3 +243,60 @@ def test_the_removal_notch_can_cover_the_pulse_harmonic():
     assert abs(freqs[np.argmax(added)] - 2 * peak) < 3.0
     # the fundamental's mass below half the band's top, moved to twice its frequency
     assert added.sum() == pytest.approx(plain[freqs <= freqs[-1] / 2].sum(), rel=0.05)
+
+
+def test_the_initial_perturbation_is_minus_the_target_at_the_clip_own_pulse_strength():
+    """`initial_perturbation`: a clip carrying a 1.5-level (std) pulse along the pulse colour starts
+    at minus the target with init_scale times that std, whatever the target's own scale; a clip
+    twice as pulsatile starts twice as far."""
+    t = np.arange(256) / FPS
+    direction = np.array([0.6, 1.0, 0.7])
+    skin = np.array([0.6, 0.45, 0.35])
+    target = jnp.asarray(5.0 + 3.0 * targets.sinusoid(110.0, 256, FPS))
+    mask = jnp.ones((256, 8, 8), bool)
+    starts = []
+    for pulse_std in (1.5, 3.0):
+        # grey levels; 10 whole cycles in the clip (70.3 bpm): no leakage out of the band
+        pulse = pulse_std * np.sqrt(2.0) * np.sin(2 * np.pi * (10 * FPS / 256) * t)
+        trace = skin + pulse[:, None] * direction / 255.0
+        clip = jnp.asarray(np.broadcast_to(trace[:, None, None, :], (256, 8, 8, 3)), jnp.float32)
+        cfg = privacy_phys.Config(fps=FPS, init_scale=0.8)
+        start = np.asarray(
+            privacy_phys.initial_perturbation(
+                clip, mask, target, jnp.asarray(direction, jnp.float32), cfg
+            ),
+            np.float64,
+        )
+        assert np.corrcoef(start, np.asarray(target))[0, 1] == pytest.approx(-1.0, abs=1e-5)
+        # float64 reference: the smoothness-priors detrend (lambda 100) as a dense solve, then the
+        # band-pass's filtfilt gain at this frequency (scipy: 0.9995)
+        second = np.diff(np.eye(256), 2, axis=0)
+        detrended = pulse - np.linalg.solve(np.eye(256) + 100.0**2 * second.T @ second, pulse)
+        assert start.std() == pytest.approx(0.8 * 0.9995 * detrended.std(), rel=0.03)
+        assert 0.95 * pulse_std < detrended.std() < pulse_std
+        starts.append(start)
+    np.testing.assert_allclose(starts[1], 2.0 * starts[0], rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="init_scale"):
+        privacy_phys.Config(init_scale=-1.0)
+
+
+def test_starting_from_the_target_takes_fewer_steps_to_the_same_stop():
+    """The stop rule with the default `init_scale`: a window of a synthetic face (the tracker's
+    crop, its skin mask) reaches every surrogate's stop Pearson in fewer steps than from zero, and
+    each surrogate follows the target at least as closely (the benchmark behind the default:
+    `PrivacyPhysConfig.init_scale`)."""
+    clip = synthetic.grid_clip(0, num_frames=128, size=128)
+    frames, mask = pipeline.crop_and_mask(clip.frames, clip.crop_boxes, _job(work_size=64))
+    target = targets.sinusoid(TARGET_HR, 128, FPS)
+    steps, pearson = {}, {}
+    for scale in (0.0, privacy_phys.Config().init_scale):
+        cfg = privacy_phys.Config(fps=FPS, init_scale=scale)
+        _, aux = privacy_phys.edit(privacy_phys.load_state(cfg), frames, mask, target, cfg)
+        steps[scale] = int(np.asarray(aux["history"]["updated"]).sum())
+        pearson[scale] = {
+            n: float(signals.pearson(b, target)) for n, b in aux["surrogates"].items()
+        }
+    start, zero = max(steps), 0.0
+    assert start > 0 and steps[start] < steps[zero], steps
+    for name, value in pearson[start].items():
+        assert value >= min(0.8, pearson[zero][name]), (name, pearson)

@@ -165,3 +165,25 @@ def test_stream_reader_reads_what_read_heart_rates_reads(num):
         partial = readings.StreamReader(names, num, FPS)
         partial.add(crop_[:7], mask[:7])
         partial.readings()
+
+
+def test_an_editor_error_is_not_reported_as_a_second_decode_that_differed(tmp_path, monkeypatch):
+    """Only a frame-count mismatch between the passes reads as "decoded differently"; any other
+    error of the editor reaches the caller as itself, and no output is left behind."""
+    _, path, box = _source(tmp_path, 96, 48)
+    real = pipeline.job_editor
+
+    def broken_editor(job, state, cfg):
+        _, batch_size = real(job, state, cfg)
+
+        def edit_batch(clips, masks, waves):
+            raise ValueError("editor bug")
+
+        return edit_batch, batch_size
+
+    monkeypatch.setattr(pipeline, "job_editor", broken_editor)
+    out = tmp_path / "o.mkv"
+    with pytest.raises(ValueError, match="editor bug") as caught:
+        pipeline.run_edit(str(path), str(out), _job(), face_box=box, progress=False)
+    assert "decoded differently" not in str(caught.value)
+    assert not out.exists()

@@ -36,6 +36,7 @@ def method_options(s) -> tuple[tuple[str, object], ...]:
         "balance": s.balance,
         "colour": s.colour,
         "notch_weight": s.notch_weight,
+        "init_scale": s.init_scale,
         "surrogates": surrogates(s.surrogates) if s.surrogates else None,
     }
     options = {k: v for k, v in options.items() if v is not None}
@@ -105,6 +106,7 @@ def check_settings(s) -> None:
     v.finite("--fidelity_weight", s.fidelity_weight, low=0, high=1e6)
     v.finite("--stop_pearson", s.stop_pearson, low=-1, high=1, low_open=True)
     v.finite("--notch_weight", s.notch_weight, low=0, high=1e6)
+    v.finite("--init_scale", s.init_scale, low=0, high=100)
     v.finite("--target_hr", s.target_hr)
     v.finite("--target_phase", s.target_phase)
     v.finite("--lossy_strength", s.lossy_strength, low=0, high=10, low_open=True)
