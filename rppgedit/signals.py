@@ -505,6 +505,21 @@ def pulse_snr(
     return 10.0 * (jnp.log10(jnp.maximum(ps, tiny)) - jnp.log10(jnp.maximum(pn, tiny)))
 
 
+def pulse_strength(trace, fps: float, *, band_hz=(0.7, 3.0), half_width_hz: float = 0.1):
+    """Standard deviation of the pulse in a detrended trace "t": the power (Parseval, one-sided
+    spectrum) of the bins within `half_width_hz` (at least one bin) of its strongest frequency in
+    `band_hz`, so that noise, motion and lighting elsewhere in the band do not count as pulse."""
+    trace = _float_array(trace)
+    num = trace.shape[0]
+    power = jnp.square(jnp.abs(jnp.fft.rfft(trace - jnp.mean(trace))))
+    freqs = np.fft.rfftfreq(num, 1.0 / fps)
+    band = jnp.asarray((freqs >= band_hz[0]) & (freqs <= band_hz[1]))
+    peak = jnp.argmax(jnp.where(band, power, -1.0))
+    width = max(1, int(round(half_width_hz * num / fps)))
+    near = jnp.abs(jnp.arange(freqs.shape[0]) - peak) <= width
+    return jnp.sqrt(2.0 * jnp.sum(jnp.where(near, power, 0.0))) / num
+
+
 def spectral_peak_soft(
     bvp,
     fps: float,

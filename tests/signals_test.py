@@ -290,3 +290,15 @@ def test_spectral_flatness_line_vs_noise(rng):
     assert float(signals.spectral_flatness(1e-3 * noise[0], FPS)) == pytest.approx(ref, abs=1e-4)
     g = np.asarray(jax.grad(lambda v: signals.spectral_flatness(v, FPS))(jnp.asarray(sine)))
     assert np.all(np.isfinite(g)) and np.abs(g).max() > 0
+
+
+def test_pulse_strength_counts_the_peak_not_the_rest_of_the_band():
+    """`signals.pulse_strength`: a sinusoid's standard deviation exactly (on a bin), whatever else the band
+    holds away from its peak (a weaker second tone)."""
+    t = np.arange(256) / FPS
+    pulse = 1.5 * np.sqrt(2.0) * np.sin(2 * np.pi * (10 * FPS / 256) * t)
+    other = 1.5 * np.sin(2 * np.pi * (22 * FPS / 256) * t)
+    for trace in (pulse, pulse + other):
+        strength = float(signals.pulse_strength(jnp.asarray(trace, jnp.float32), FPS))
+        assert strength == pytest.approx(1.5, rel=1e-3)
+    assert np.std(pulse + other) > 1.7  # the whole band's std would count the rest

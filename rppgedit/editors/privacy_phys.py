@@ -70,7 +70,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from rppgedit import signals
@@ -144,7 +143,7 @@ class PrivacyPhysConfig:
       init_scale: target mode only: the perturbation starts as the target waveform, uniform
         over the skin along the pulse colour, instead of at zero (the paper), with this many
         times the standard deviation of the clip's own pulse along that colour
-        (`initial_perturbation`, `pulse_strength`): an edit every classical estimator already
+        (`initial_perturbation`, `signals.pulse_strength`): an edit every classical estimator already
         reads as the target, so Adam only refines what the deep surrogates and the face regions
         need, and the stop rule ends windows sooner; sized by the pulse it has to outweigh, so a
         faint pulse costs a faint start. Measured (`benchmarks/ensemble_balance.py --seeds 0-3
@@ -317,28 +316,14 @@ def _stop_rule(cfg: PrivacyPhysConfig):
     return lambda metrics: metrics["worst"] >= cfg.stop_pearson
 
 
-def pulse_strength(trace, fps: float, band_hz, half_width_hz: float = 0.1):
-    """Standard deviation of the pulse in a detrended trace "t": the power (Parseval, one-sided
-    spectrum) of the bins within `half_width_hz` (at least one bin) of its strongest frequency in
-    `band_hz`, so that noise, motion and lighting elsewhere in the band do not count as pulse."""
-    num = trace.shape[0]
-    power = jnp.square(jnp.abs(jnp.fft.rfft(trace - jnp.mean(trace))))
-    freqs = np.fft.rfftfreq(num, 1.0 / fps)
-    band = jnp.asarray((freqs >= band_hz[0]) & (freqs <= band_hz[1]))
-    peak = jnp.argmax(jnp.where(band, power, -1.0))
-    width = max(1, int(round(half_width_hz * num / fps)))
-    near = jnp.abs(jnp.arange(freqs.shape[0]) - peak) <= width
-    return jnp.sqrt(2.0 * jnp.sum(jnp.where(near, power, 0.0))) / num
-
-
 def initial_perturbation(clip, mask, target, direction, cfg: PrivacyPhysConfig):
     """The perturbation's start "t" (grey levels along `direction`, the pulse colour): minus the
     target waveform (blood absorbs: the skin darkens as the estimators' pulse rises), scaled to
-    `cfg.init_scale` times the standard deviation of the clip's own pulse (`pulse_strength` of its
+    `cfg.init_scale` times the standard deviation of the clip's own pulse (`signals.pulse_strength` of its
     skin trace projected on `direction`, detrended)."""
     trace = spatial_mean(clip, mask) * LEVELS  # t 3
     own = signals.detrend((trace @ direction) / jnp.sum(direction * direction))
-    strength = pulse_strength(own, cfg.fps, cfg.band_hz)
+    strength = signals.pulse_strength(own, cfg.fps, band_hz=cfg.band_hz)
     centred = target - jnp.mean(target)
     unit = centred / jnp.maximum(jnp.std(centred), 1e-6)
     return -cfg.init_scale * strength * unit
