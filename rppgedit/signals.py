@@ -513,8 +513,9 @@ def pulse_strength(trace, fps: float, *, band_hz=(0.7, 3.0), half_width_hz: floa
     num = trace.shape[0]
     power = jnp.square(jnp.abs(jnp.fft.rfft(trace - jnp.mean(trace))))
     freqs = np.fft.rfftfreq(num, 1.0 / fps)
-    band = jnp.asarray((freqs >= band_hz[0]) & (freqs <= band_hz[1]))
-    peak = jnp.argmax(jnp.where(band, power, -1.0))
+    band = np.zeros(freqs.shape, bool)
+    band[_band_indices(freqs, (60.0 * band_hz[0], 60.0 * band_hz[1]))] = True
+    peak = jnp.argmax(jnp.where(jnp.asarray(band), power, -1.0))
     width = max(1, int(round(half_width_hz * num / fps)))
     near = jnp.abs(jnp.arange(freqs.shape[0]) - peak) <= width
     return jnp.sqrt(2.0 * jnp.sum(jnp.where(near, power, 0.0))) / num
