@@ -21,6 +21,7 @@ parameters, and the area-resize weights are read off OpenCV itself (`cv2.resize`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -205,3 +206,137 @@ def edit(
         edited = apply(delta)
         out_bvp = bvp(weights, edited, resize)
     return edited.numpy(), out_bvp.numpy()
+
+
+def _box_rect(box, height: int, width: int) -> tuple[int, int, int, int]:
+    """Integer pixel rectangle (y0, y1, x0, x1) of a tracker box (x0, y0, x1, y1), inside the frame."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    x0, y0 = max(int(round(x0)), 0), max(int(round(y0)), 0)
+    return y0, min(int(round(y1)), height), x0, min(int(round(x1)), width)
+
+
+def edit_video(
+    input_path: str,
+    output_path: str,
+    weights,
+    target_hr: float,
+    *,
+    work_size: int = 64,
+    window: int = 128,
+    overlap: int = 32,
+) -> dict:
+    """The whole edit command as a straightforward PyTorch port does it, for end-to-end timing.
+
+    Decodes the whole video into memory (OpenCV), tracks the face and masks the skin (rppgedit's
+    tracker and skin mask: both sides use the same detector, so tracking is not what is compared),
+    crops each frame to `work_size` (OpenCV INTER_AREA), edits 128-frame windows overlapping by
+    `overlap` with `edit` (PhysNet, 20 Adam steps, a 32x32 perturbation grid), blends the windows'
+    residuals with linear cross-fades, pastes each residual back into its box (OpenCV INTER_LINEAR,
+    skin pixels only), rounds to 8 bits, writes lossless FFV1 (OpenCV's writer) and reports PSNR
+    and PhysNet's heart rate before and after. It does less than `rppgedit edit`'s defaults (one
+    surrogate instead of four, no SSIM, one reader instead of four): a lower bound on what such a
+    port costs. Returns {"frames", "seconds", "fps", "psnr_db", "hr_before", "hr_after"}.
+    """
+    from rppgedit.video import face, skin
+    from rppgedit.windows import overlap_add, window_starts
+
+    tic = time.perf_counter()
+    capture = cv2.VideoCapture(input_path)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    frames = []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    capture.release()
+    if not frames:
+        raise ValueError(f"{input_path}: no frames decoded")
+    frames = np.stack(frames)
+    num, height, width, _ = frames.shape
+    boxes = face.track_face(frames)
+    rects = [_box_rect(b, height, width) for b in boxes]
+    crops = (
+        np.stack(
+            [
+                cv2.resize(f[y0:y1, x0:x1], (work_size, work_size), interpolation=cv2.INTER_AREA)
+                for f, (y0, y1, x0, x1) in zip(frames, rects, strict=True)
+            ]
+        ).astype(np.float32)
+        / LEVELS
+    )
+    masks = skin.skin_mask(crops)
+    t = np.arange(num) / fps
+    target = np.sin(2 * np.pi * target_hr / 60.0 * t).astype(np.float32)
+    starts = window_starts(num, window, overlap)
+    residuals, bvp_before, bvp_after = [], [], []
+    for s in starts:
+        clip, mask, wave = crops[s : s + window], masks[s : s + window], target[s : s + window]
+        edited, out = edit(weights, clip, mask, wave)
+        residuals.append(edited - clip)
+        bvp_after.append(out)
+        with torch.no_grad():
+            resize = (area_matrix(work_size, 32), area_matrix(work_size, 32))
+            bvp_before.append(bvp(weights, torch.from_numpy(clip), resize).numpy())
+    residual = overlap_add(np.stack(residuals), starts, num)
+    out_frames = frames.copy()
+    for i, (y0, y1, x0, x1) in enumerate(rects):
+        size = (x1 - x0, y1 - y0)
+        up = cv2.resize(residual[i], size, interpolation=cv2.INTER_LINEAR) * LEVELS
+        keep = cv2.resize(masks[i].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+        patch = frames[i, y0:y1, x0:x1].astype(np.float32) + up * keep[..., None]
+        out_frames[i, y0:y1, x0:x1] = np.clip(np.rint(patch), 0, 255).astype(np.uint8)
+    writer = cv2.VideoWriter(output_path, cv2.VideoWriter_fourcc(*"FFV1"), fps, (width, height))
+    if not writer.isOpened():
+        raise ValueError(f"{output_path}: OpenCV cannot write FFV1 here")
+    for f in out_frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    mse = np.mean(np.square(out_frames.astype(np.float64) - frames))
+    seconds = time.perf_counter() - tic
+
+    def rate(windows) -> float:
+        trace = overlap_add(np.stack(windows)[..., None], starts, num)[:, 0]
+        freqs = np.fft.rfftfreq(num, 1.0 / fps) * 60.0
+        band = (freqs >= 40) & (freqs <= 180)
+        power = np.abs(np.fft.rfft(trace - trace.mean())) ** 2
+        return float(freqs[band][np.argmax(power[band])])
+
+    return {
+        "frames": int(num),
+        "seconds": seconds,
+        "fps": num / seconds,
+        "psnr_db": float("inf") if mse == 0 else float(10 * np.log10(LEVELS**2 / mse)),
+        "hr_before": rate(bvp_before),
+        "hr_after": rate(bvp_after),
+    }
+
+
+def main() -> None:
+    """`python benchmarks/torch_reference.py INPUT OUTPUT [--target_hr 120]`: `edit_video` on a
+    file, on two threads; prints one JSON line with its results and the process's peak RSS."""
+    import argparse
+    import json
+    import resource
+
+    from rppgedit.editors import privacy_phys
+    from rppgedit.models import physnet as rppgedit_physnet
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("input")
+    parser.add_argument("output")
+    parser.add_argument("--target_hr", type=float, default=120.0)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    tic = time.perf_counter()
+    cfg = privacy_phys.Config(fps=30.0, surrogates=(("physnet_pure", 1.0),))
+    params = privacy_phys.load_state(cfg)["physnet_pure"]
+    weights = torch_weights(rppgedit_physnet.fold_batchnorm(params)["params"])
+    result = edit_video(args.input, args.output, weights, args.target_hr)
+    result["wall_s"] = time.perf_counter() - tic  # with the weights' loading
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -79,7 +79,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("json_out", "io.json_out", "str", None,
        "Also write the results as JSON here.", ("evaluate", "bench")),
     _s("codec", "output.codec", "str", None,
-       "Output codec: default lossless by extension; h264, h265, vp9 to share.", _OUTPUT),
+       "Output codec: default lossless by extension (ffv1, or libx264rgb: lossless and the fastest at "
+       "large frame sizes); h264, h265, vp9 to share.", _OUTPUT),
     _s("share", "output.share", "bool", False,
        "Write a file that plays everywhere: H.264 High, yuv420p, BT.709, +faststart, CRF 23 "
        "unless --crf; the report reads the decoded file.",

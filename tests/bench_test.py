@@ -69,3 +69,29 @@ def test_end_to_end_bench_times_the_whole_command(tmp_path, monkeypatch):
         assert row["fps"] == pytest.approx(96 / row["wall_s"]) and row["peak_rss_mb"] > 0
         assert np.isfinite(row["psnr_db"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]  # outputs deleted
+
+
+def test_the_pytorch_reference_edits_the_same_file_end_to_end(tmp_path):
+    """`bench --input` runs benchmarks/torch_reference.py on the same file (with the `bench` extra):
+    it decodes, edits and writes every frame, and its output reads the target through PhysNet."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("cv2") is None:
+        pytest.skip("the PyTorch reference needs the bench extra (pip install -e '.[bench]')")
+    from conftest import shared_file
+
+    from rppgedit.video import decode, encode
+
+    source = shared_file("physrecorder", "v01_facecrop320_lossless_ffv1.mkv")
+    _, frames = next(decode.iter_chunks(source, 160))
+    path = encode.write_video(tmp_path / "in.mkv", frames, 30.0)
+    script = bench.torch_reference_script()
+    assert script is not None and script.name == "torch_reference.py"
+    # 160 frames at 30 fps: FFT bins 11.25 bpm apart, 112.5 bpm is bin 10
+    ref = bench.run_torch_reference(script, str(path), 112.5, str(tmp_path))
+    assert ref["frames"] == 160 and ref["wall_s"] > 0 and ref["peak_rss_mb"] > 0
+    assert ref["hr_after"] == pytest.approx(112.5, abs=1.0)
+    assert abs(ref["hr_before"] - 112.5) > 20  # the clip's own rate is about 71 bpm
+    out = decode.read_video(tmp_path / "torch_reference.mkv").frames
+    assert out.shape == frames.shape
+    assert 45 < ref["psnr_db"] < 80 and np.any(out != frames)

@@ -2,6 +2,7 @@
 refusals, atomic writes."""
 
 import os
+import pathlib
 import subprocess
 import tracemalloc
 from fractions import Fraction
@@ -74,6 +75,18 @@ def test_default_codecs_are_the_lossless_ones(tmp_path, frames8):
     assert formats == {".mkv": "bgr0", ".avi": "bgr0", ".mp4": "gbrp"}
     names = sorted(os.listdir(encode.write_video(tmp_path / "seq", frames8, 25.0)))
     assert names == [f"{i:06d}.png" for i in range(T)]
+
+
+def test_lossless_h264_uses_the_fast_preset(tmp_path, frames8):
+    """libx264rgb encodes lossless RGB with x264's ultrafast preset (at 1080p 4.5x less CPU than
+    its medium preset, for files about a quarter larger): the settings x264 writes into the
+    stream say so (no CABAC, one reference frame, no subpixel refinement)."""
+    written = encode.write_video(tmp_path / "a.mp4", frames8, 25.0)
+    data = pathlib.Path(written).read_bytes()
+    start = data.index(b"x264 - core")
+    settings = data[start : data.index(b"\x00", start)].decode("ascii", "replace")
+    for option in ("cabac=0", "ref=1", "subme=0", "qp=0"):
+        assert option in settings.split(), (option, settings)
 
 
 @pytest.mark.parametrize("name", LOSSLESS_16BIT)

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import pathlib
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -19,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rppgedit import editors
+from rppgedit.errors import RppgEditError
 from rppgedit.modes import common
 
 
@@ -207,9 +212,53 @@ def run(s) -> None:
     print(f"wrote {out}")
 
 
-def _end_to_end(s) -> None:
-    import importlib.util
+def torch_reference_script() -> pathlib.Path | None:
+    """`benchmarks/torch_reference.py` of a source checkout, or None (an installed package has no
+    benchmarks folder)."""
+    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "torch_reference.py"
+    return path if path.is_file() else None
 
+
+def run_torch_reference(script, input_path: str, target_hr: float, folder: str) -> dict:
+    """The PyTorch-eager reference (`script`: `benchmarks/torch_reference.py`) end to end on the
+    same file, in a subprocess so that its peak RSS is its own: the JSON line it prints (its
+    "wall_s" counts from after its imports, as the in-process runs of `run_end_to_end` do)."""
+    out = os.path.join(folder, "torch_reference.mkv")
+    cmd = [sys.executable, str(script), input_path, out, "--target_hr", f"{target_hr:g}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RppgEditError(f"{script.name} failed on {input_path}: {last}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _torch_line(s, result: dict) -> str:
+    """Runs the PyTorch reference when it can (adding it to `result`); the line to print."""
+    import importlib.util
+    import tempfile
+
+    script = torch_reference_script()
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("cv2") is None:
+        return "PyTorch reference: torch or cv2 not installed (pip install -e '.[bench]')"
+    if script is None:
+        return "PyTorch reference: needs a source checkout (benchmarks/torch_reference.py)"
+    if s.target != "sinusoid":
+        return "PyTorch reference: runs sinusoid targets only (--target_hr)"
+    with tempfile.TemporaryDirectory(prefix="rppgedit-bench-") as folder:
+        ref = run_torch_reference(script, s.input, s.target_hr, folder)
+    result["torch_reference"] = ref
+    last = result["rows"][-1]
+    return (
+        f"PyTorch reference ({script.name}: the paper's edit through PhysNet in eager PyTorch, end "
+        f"to end, with less work than rppgedit's defaults): {ref['wall_s']:.1f} s, "
+        f"{ref['fps']:.1f} fps, peak RSS {ref['peak_rss_mb']:.0f} MB, PSNR {ref['psnr_db']:.1f} dB, "
+        f"PhysNet {ref['hr_before']:.1f} -> {ref['hr_after']:.1f} bpm; rppgedit's last run is "
+        f"{ref['wall_s'] / last['wall_s']:.1f}x as fast with "
+        f"{ref['peak_rss_mb'] / last['peak_rss_mb']:.1f}x less memory"
+    )
+
+
+def _end_to_end(s) -> None:
     from rppgedit import safe_write
     from rppgedit.readings import format_table
 
@@ -228,8 +277,7 @@ def _end_to_end(s) -> None:
     columns += [("fps", "fps end to end", ".1f"), ("peak_rss_mb", "peak RSS MB", ".0f")]
     print(f"{s.input} on {', '.join(result['devices'])}")
     print(format_table(result["rows"], columns))
-    if importlib.util.find_spec("torch") is None:
-        print("PyTorch reference: torch not installed (pip install -e '.[bench]')")
+    print(_torch_line(s, result))
     result["config"] = s.tree()
     out = s.json_out or "results/bench_end_to_end.json"
     safe_write.write_text_atomic(out, json.dumps(result, indent=2), overwrite=True)
