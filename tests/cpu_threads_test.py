@@ -35,6 +35,21 @@ def test_blas_runs_on_one_thread_inside_and_as_before_after(two_blas_threads):
     assert set(_thread_counts()) == {2}
 
 
+def test_nested_blocks_find_the_libraries_once(two_blas_threads, monkeypatch):
+    """Only the outermost block reads /proc/self/maps (milliseconds in a JAX process): a crop
+    inside an edit costs nothing; the threads come back when the last block leaves."""
+    calls = []
+    loaded = cpu_threads._loaded_openblas
+    monkeypatch.setattr(cpu_threads, "_loaded_openblas", lambda: calls.append(1) or loaded())
+    with cpu_threads.single_thread_blas():
+        for _ in range(3):
+            crop.crop_resize(np.zeros((1, 8, 8, 3), np.uint8), np.array([[0.0, 0, 8, 8]]), 4)
+        reads = len(calls)
+        assert set(_thread_counts()) == {1}
+    assert reads == 1
+    assert set(_thread_counts()) == {2}
+
+
 def test_the_crop_resamples_on_one_thread(two_blas_threads, monkeypatch):
     seen = []
     area_matrix = crop._area_matrix
