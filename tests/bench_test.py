@@ -77,7 +77,9 @@ def test_the_pytorch_reference_edits_the_same_file_end_to_end(tmp_path):
     import importlib.util
 
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("cv2") is None:
-        pytest.skip("the PyTorch reference needs the bench extra (pip install -e '.[bench]')")
+        pytest.skip(
+            "the PyTorch reference needs torch and cv2 (pip install -e '.[bench,attackers]')"
+        )
     from conftest import shared_file
 
     from rppgedit.video import decode, encode

@@ -239,7 +239,7 @@ def _torch_line(s, result: dict) -> str:
 
     script = torch_reference_script()
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("cv2") is None:
-        return "PyTorch reference: torch or cv2 not installed (pip install -e '.[bench]')"
+        return "PyTorch reference: torch or cv2 not installed (pip install -e '.[bench,attackers]')"
     if script is None:
         return "PyTorch reference: needs a source checkout (benchmarks/torch_reference.py)"
     if s.target != "sinusoid":
