@@ -208,13 +208,6 @@ def edit(
     return edited.numpy(), out_bvp.numpy()
 
 
-def _box_rect(box, height: int, width: int) -> tuple[int, int, int, int]:
-    """Integer pixel rectangle (y0, y1, x0, x1) of a tracker box (x0, y0, x1, y1), inside the frame."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    x0, y0 = max(int(round(x0)), 0), max(int(round(y0)), 0)
-    return y0, min(int(round(y1)), height), x0, min(int(round(x1)), width)
-
-
 def edit_video(
     input_path: str,
     output_path: str,
@@ -237,7 +230,8 @@ def edit_video(
     surrogate instead of four, no SSIM, one reader instead of four): a lower bound on what such a
     port costs. Returns {"frames", "seconds", "fps", "psnr_db", "hr_before", "hr_after"}.
     """
-    from rppgedit.video import face, skin
+    from rppgedit import signals
+    from rppgedit.video import crop, face, skin
     from rppgedit.windows import overlap_add, window_starts
 
     tic = time.perf_counter()
@@ -255,7 +249,7 @@ def edit_video(
     frames = np.stack(frames)
     num, height, width, _ = frames.shape
     boxes = face.track_face(frames)
-    rects = [_box_rect(b, height, width) for b in boxes]
+    rects = [crop.pixel_rect(b[None], height, width) for b in boxes]
     crops = (
         np.stack(
             [
@@ -270,13 +264,13 @@ def edit_video(
     target = np.sin(2 * np.pi * target_hr / 60.0 * t).astype(np.float32)
     starts = window_starts(num, window, overlap)
     residuals, bvp_before, bvp_after = [], [], []
+    resize = (area_matrix(work_size, 32), area_matrix(work_size, 32))
     for s in starts:
         clip, mask, wave = crops[s : s + window], masks[s : s + window], target[s : s + window]
         edited, out = edit(weights, clip, mask, wave)
         residuals.append(edited - clip)
         bvp_after.append(out)
         with torch.no_grad():
-            resize = (area_matrix(work_size, 32), area_matrix(work_size, 32))
             bvp_before.append(bvp(weights, torch.from_numpy(clip), resize).numpy())
     residual = overlap_add(np.stack(residuals), starts, num)
     out_frames = frames.copy()
@@ -295,12 +289,9 @@ def edit_video(
     mse = np.mean(np.square(out_frames.astype(np.float64) - frames))
     seconds = time.perf_counter() - tic
 
-    def rate(windows) -> float:
+    def rate(windows) -> float:  # read as rppgedit's report reads a BVP
         trace = overlap_add(np.stack(windows)[..., None], starts, num)[:, 0]
-        freqs = np.fft.rfftfreq(num, 1.0 / fps) * 60.0
-        band = (freqs >= 40) & (freqs <= 180)
-        power = np.abs(np.fft.rfft(trace - trace.mean())) ** 2
-        return float(freqs[band][np.argmax(power[band])])
+        return float(signals.heart_rate(trace, fps))
 
     return {
         "frames": int(num),

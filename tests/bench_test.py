@@ -89,7 +89,7 @@ def test_the_pytorch_reference_edits_the_same_file_end_to_end(tmp_path):
     path = encode.write_video(tmp_path / "in.mkv", frames, 30.0)
     script = bench.torch_reference_script()
     assert script is not None and script.name == "torch_reference.py"
-    # 160 frames at 30 fps: FFT bins 11.25 bpm apart, 112.5 bpm is bin 10
+    # read with signals.heart_rate (sub-bin peak) from 160 frames (5.3 s)
     ref = bench.run_torch_reference(script, str(path), 112.5, str(tmp_path))
     assert ref["frames"] == 160 and ref["wall_s"] > 0 and ref["peak_rss_mb"] > 0
     assert ref["hr_after"] == pytest.approx(112.5, abs=1.0)
