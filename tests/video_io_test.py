@@ -253,6 +253,54 @@ def test_display_rotation_is_applied_losslessly(tmp_path, frames8):
     assert any(np.array_equal(video.frames, np.rot90(frames8, k, axes=(1, 2))) for k in (1, -1))
 
 
+def _cli_rgb24(path) -> np.ndarray:
+    """Every frame as the ffmpeg command line decodes it (autorotate on), flat."""
+    cmd = [ffmpeg.exe(), "-loglevel", "error", "-i", str(path), "-f", "rawvideo"]
+    raw = subprocess.run([*cmd, "-pix_fmt", "rgb24", "-"], capture_output=True, check=True)
+    return np.frombuffer(raw.stdout, np.uint8)
+
+
+@pytest.mark.parametrize("turn", ["0", "90", "180", "270"])
+@pytest.mark.parametrize("flip", ["", "-display_hflip:v", "-display_vflip:v"])
+def test_every_display_orientation_decodes_as_ffmpeg_shows_it(tmp_path, frames8, turn, flip):
+    plain = encode.write_video(tmp_path / "plain.mp4", frames8, 30.0)
+    tagged = tmp_path / "tagged.mp4"
+    _ffmpeg("-display_rotation:v", turn, *([flip] if flip else []), "-i", plain, "-c", "copy",
+            str(tagged))  # fmt: skip
+    video = decode.read_video(tagged)
+    expected = _cli_rgb24(tagged)
+    assert video.frames.size == expected.size
+    np.testing.assert_array_equal(video.frames.reshape(-1), expected)
+    streamed = np.concatenate([c for _, c in decode.iter_chunks(tagged, 5, overlap=1)][:1])
+    np.testing.assert_array_equal(streamed, video.frames[:5])
+    if turn in ("90", "270"):
+        assert video.frames.shape == (T, W, H, 3)
+    if turn == "0" and not flip:
+        np.testing.assert_array_equal(video.frames, frames8)
+
+
+def test_a_rotation_that_is_not_a_quarter_turn_is_refused(tmp_path, frames8):
+    plain = encode.write_video(tmp_path / "plain.mp4", frames8, 30.0)
+    tilted = tmp_path / "tilted.mp4"
+    _ffmpeg("-display_rotation:v", "45", "-i", plain, "-c", "copy", str(tilted))
+    with pytest.raises(RppgEditError, match="45 degrees is not a quarter turn") as excinfo:
+        decode.read_video(tilted)
+    _assert_user_error(excinfo, tilted)
+
+
+def test_decoding_a_damaged_file_twice_refuses_it_twice(tmp_path, frames8):
+    """FFmpeg skips a repeated log line; the second read of the same damaged file must still see
+    its error (PyAV's decoder is in-process: its log state outlives one read)."""
+    damaged = _truncated(tmp_path, frames8, ".avi")
+    for _ in range(3):
+        with pytest.raises(RppgEditError, match="not a readable video") as excinfo:
+            decode.read_video(damaged)
+        _assert_user_error(excinfo, damaged)
+    import av.logging
+
+    assert av.logging.get_level() is None  # PyAV's default (logs dropped) is restored after
+
+
 def test_png_folder_order_gray_and_alpha(tmp_path, rng):
     folder = tmp_path / "gray"
     folder.mkdir()

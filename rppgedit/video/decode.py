@@ -5,10 +5,12 @@
 chunks however long it is). What a source holds is read first, without decoding
 (`rppgedit.video.probe`).
 
-Container files and PNG folders are decoded by the bundled ffmpeg (`rppgedit.video.ffmpeg`) to raw
-``rgb24`` (8-bit) or ``rgb48le`` (16-bit) frames on a pipe, with ``-fps_mode passthrough``, so no
-frame is resampled, re-timed, dropped or duplicated; the exact pts of every decoded frame come from
-ffmpeg's own ``-stats_enc_pre`` report. ``.npy`` arrays are memory-mapped.
+Container files are decoded in-process by PyAV (the FFmpeg libraries' maintained binding): every
+decoded frame, none resampled, re-timed, dropped or duplicated, converted by swscale to ``rgb24``
+(8-bit) or ``rgb48le`` (16-bit), the same pixels the ffmpeg command line gives, with each frame's
+own pts. That is 3.5x faster than piping raw frames out of an ffmpeg process at 1080p (602 frames:
+4.1 s against 14.3 s, most of it the kernel copying 3.7 GB through the pipe). PNG folders go to
+the bundled ffmpeg (`rppgedit.video.ffmpeg`) on a pipe. ``.npy`` arrays are memory-mapped.
 
 Policies (all refusals raise `RppgEditError` with a one-line message naming the file):
 
@@ -19,22 +21,26 @@ Policies (all refusals raise `RppgEditError` with a one-line message naming the 
 * sources with more than 8 bits per channel are refused unless ``allow_16bit=True``, in which case
   frames are returned as uint16 spanning 0..65535 (ffmpeg's ``rgb48le``); reading them as 8-bit
   would silently discard the precision an edit may need;
-* decoding that logs an ffmpeg error (truncated or corrupt file) is refused, because frames would
+* decoding that logs an FFmpeg error (truncated or corrupt file) is refused, because frames would
   be missing or damaged;
-* display-rotation metadata is applied (ffmpeg's autorotate), so frames come out upright;
+* display-rotation metadata is applied (as ffmpeg's autorotate does), so frames come out upright;
+* a stream whose frame size changes part-way is refused (the command line would rescale it).
 * PNG folders and ``.npy`` files carry no frame rate: pass ``fps=``; without it 30 fps is assumed
   and a `probe.FrameRateAssumedWarning` is emitted.
 """
 
 import dataclasses
-import fractions
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
 
+import av
+import av.logging
+import av.sidedata.sidedata
 import numpy as np
 
 from rppgedit import safe_write, validate
@@ -62,11 +68,12 @@ class Video:
 
 
 # --------------------------------------------------------------------------------------------
-# One ffmpeg decoding process.
+# PNG folders: one ffmpeg decoding process.
 
 
 class _FfmpegFrames:
-    """Raw frames from one ffmpeg decoding process, read into caller-owned buffers.
+    """Raw frames from one ffmpeg decoding process (a PNG folder fed on its stdin), read into
+    caller-owned buffers.
 
     Args:
       path: name used in error messages.
@@ -75,8 +82,7 @@ class _FfmpegFrames:
       alpha: decode with an alpha channel (checked opaque, then dropped).
       bit_depth: 8 (uint8) or 16 (uint16 little-endian).
       max_frames: stop after this many frames, or None.
-      stats_file: where ffmpeg writes one "n pts time_base" line per decoded frame, or None.
-      feed: files whose bytes are streamed into ffmpeg's stdin (PNG folders), or None.
+      feed: files whose bytes are streamed into ffmpeg's stdin, or None.
     """
 
     def __init__(
@@ -89,7 +95,6 @@ class _FfmpegFrames:
         alpha,
         bit_depth,
         max_frames=None,
-        stats_file=None,
         feed=None,
     ):
         self.path = path
@@ -107,11 +112,6 @@ class _FfmpegFrames:
         cmd = [ffmpeg.exe(), "-hide_banner", "-nostats", "-loglevel", "level+warning"]
         cmd += ([] if feed else ["-nostdin"]) + list(input_args)
         cmd += ["-map", "0:V:0", "-fps_mode", "passthrough", "-an", "-sn", "-dn"]
-        # The demuxer's time base for every reader (one- or many-pass): variable-rate frames keep
-        # their own timestamps instead of colliding on a coarser encoder time base.
-        cmd += ["-enc_time_base:v", "demux"]
-        if stats_file:
-            cmd += ["-stats_enc_pre:v", stats_file, "-stats_enc_pre_fmt:v", "{n} {pts} {tb}"]
         if max_frames is not None:
             cmd += ["-frames:v", str(max_frames)]
         cmd += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
@@ -210,6 +210,200 @@ class _FfmpegFrames:
                 raise path_error(self.path, f"not a readable video (ffmpeg: {detail})")
 
 
+# --------------------------------------------------------------------------------------------
+# Container files, decoded in-process by PyAV.
+
+
+class _AvErrors:
+    """FFmpeg's error-level log lines while any PyAV decoder is open.
+
+    PyAV drops the libraries' log by default, and a decoder that meets a damaged packet logs an
+    error and goes on. While a decoder is open the level is raised to ERROR (when it was lower) and
+    the lines of every thread (the decoders' worker threads too) collect in one list; each decoder
+    reads the lines logged since it opened. The level and PyAV's routing are restored when the last
+    decoder finishes. Lines logged by another decoder open at the same time are counted too: an
+    edit's concurrent decoders read the same file.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._capture = None
+        self._lines: list = []
+        self._level_before = None
+        self._skip_before = True
+
+    def open(self) -> int:
+        with self._lock:
+            if self._users == 0:
+                self._level_before = av.logging.get_level()
+                self._skip_before = av.logging.get_skip_repeated()
+                if self._level_before is None or self._level_before < av.logging.ERROR:
+                    av.logging.set_level(av.logging.ERROR)
+                av.logging.set_skip_repeated(False)  # the same error in the next file counts
+                self._capture = av.logging.Capture(local=False)
+                self._lines = self._capture.__enter__()
+            self._users += 1
+            return len(self._lines)
+
+    def close(self, start: int) -> str | None:
+        """The first error logged since ``start`` (an `open` result), or None; ends that user."""
+        with self._lock:
+            errors = [
+                line[2].strip()
+                for line in self._lines[start:]
+                if line[0] <= av.logging.ERROR and line[2].strip()
+            ]
+            self._users -= 1
+            if self._users == 0:
+                self._capture.__exit__(None, None, None)
+                self._capture, self._lines = None, []
+                av.logging.set_level(self._level_before)
+                av.logging.set_skip_repeated(self._skip_before)
+            return errors[0] if errors else None
+
+
+_AV_ERRORS = _AvErrors()
+
+
+def _video_stream(container, path):
+    """The first video stream that is not cover art (ffmpeg's ``0:V:0``)."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    raise path_error(path, "no video stream")
+
+
+# Display matrices (the 2x2 part, rounded) -> (quarter turns counter-clockwise, mirrored first):
+# the transform that makes a frame upright, the same pixels ffmpeg's autorotate gives (measured
+# on every rotation and flip the command line can tag).
+_ORIENTATIONS = {
+    (1, 0, 0, 1): (0, False),
+    (-1, 0, 0, 1): (0, True),
+    (1, 0, 0, -1): (2, True),
+    (-1, 0, 0, -1): (2, False),
+    (0, -1, 1, 0): (1, False),
+    (0, 1, 1, 0): (1, True),
+    (0, 1, -1, 0): (3, False),
+    (0, -1, -1, 0): (3, True),
+}
+
+
+def _orientation(path, frame) -> tuple[int, bool]:
+    """How to turn ``frame``'s pixels upright, from its display matrix."""
+    for data in frame.side_data:
+        if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+            matrix = np.frombuffer(bytes(data), np.int32)[[0, 1, 3, 4]] / 65536.0
+            key = tuple(int(v) for v in np.round(matrix))
+            if key not in _ORIENTATIONS or np.abs(matrix - key).max() > 1e-3:
+                raise path_error(
+                    path, f"display rotation of {frame.rotation} degrees is not a quarter turn"
+                )
+            return _ORIENTATIONS[key]
+    return 0, False
+
+
+def _upright(pixels: np.ndarray, orientation: tuple[int, bool]) -> np.ndarray:
+    turns, mirrored = orientation
+    if mirrored:
+        pixels = pixels[:, ::-1]
+    return np.rot90(pixels, turns) if turns else pixels
+
+
+class _AvFrames:
+    """Raw frames of one container's video stream, decoded in-process by PyAV into caller-owned
+    buffers; the same reading interface as `_FfmpegFrames`, plus ``pts`` and ``time_base``."""
+
+    def __init__(self, path, height, width, *, alpha, bit_depth, max_frames=None):
+        self.path = path
+        self.channels = 4 if alpha else 3
+        self.dtype = np.dtype("<u2") if bit_depth == 16 else np.dtype(np.uint8)
+        self.shape = (height, width, self.channels)
+        if alpha:
+            self._format = "rgba64le" if bit_depth == 16 else "rgba"
+        else:
+            self._format = "rgb48le" if bit_depth == 16 else "rgb24"
+        self.count = 0
+        self.feed = None
+        self.pts: list[int | None] = []
+        self.max_frames = max_frames
+        self.finished = False
+        self._orientation = None  # from the first frame's display matrix
+        self._log_start = _AV_ERRORS.open()
+        try:
+            self._container = probe.open_av(path)
+            stream = _video_stream(self._container, path)
+            stream.thread_type = "AUTO"
+            # Decoders refuse frames over the memory budget (a size change part-way included).
+            stream.codec_context.options = {"max_pixels": str(validate.max_pixels())}
+            self.time_base = stream.time_base
+            self._frames = self._container.decode(stream)
+        except BaseException:
+            _AV_ERRORS.close(self._log_start)
+            self.finished = True
+            raise
+
+    def _next(self):
+        if self.max_frames is not None and self.count >= self.max_frames:
+            return None
+        try:
+            return next(self._frames)
+        except StopIteration:
+            return None
+        except av.error.FFmpegError as e:
+            self.finish(check=False)
+            raise path_error(self.path, f"not a readable video (ffmpeg: {e})") from None
+
+    def readinto(self, out: np.ndarray) -> int:
+        """Fill ``out`` ((K, H, W, 3) of the output dtype) with up to K frames; returns how many."""
+        filled = 0
+        while filled < len(out):
+            frame = self._next()
+            if frame is None:
+                break
+            if self._orientation is None:
+                try:
+                    self._orientation = _orientation(self.path, frame)
+                except RppgEditError:
+                    self.finish(check=False)
+                    raise
+            pixels = _upright(frame.to_ndarray(format=self._format), self._orientation)
+            if pixels.shape != self.shape:
+                self.finish(check=False)
+                raise path_error(
+                    self.path,
+                    f"frame {self.count} is {pixels.shape[1]}x{pixels.shape[0]}, the stream "
+                    f"{self.shape[1]}x{self.shape[0]} (a size that changes part-way is refused)",
+                )
+            if self.channels == 4:
+                opaque = pixels[..., 3] == np.iinfo(self.dtype).max
+                if not opaque.all():
+                    bad = self.count
+                    self.finish(check=False)
+                    raise path_error(
+                        f"{self.path} (frame {bad})",
+                        "has transparent pixels (alpha < max); flatten it onto a background first",
+                    )
+                pixels = pixels[..., :3]
+            out[filled] = pixels
+            self.pts.append(frame.pts)
+            filled += 1
+            self.count += 1
+        return filled
+
+    def finish(self, check: bool = True) -> None:
+        """Close the decoder; with ``check``, raise on any error FFmpeg logged. Idempotent."""
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            self._container.close()
+        finally:
+            problem = _AV_ERRORS.close(self._log_start)
+        if check and problem:
+            raise path_error(self.path, f"not a readable video (ffmpeg: {problem})")
+
+
 def _check_depth(path: str, depth: int, allow_16bit: bool, what: str) -> None:
     if depth > 8 and not allow_16bit:
         raise path_error(
@@ -219,8 +413,8 @@ def _check_depth(path: str, depth: int, allow_16bit: bool, what: str) -> None:
         )
 
 
-def _open_frames(path, allow_16bit, max_frames, stats_file=None):
-    """Start decoding ``path`` (container or PNG folder): returns (_FfmpegFrames, source info)."""
+def _open_frames(path, allow_16bit, max_frames):
+    """Start decoding ``path`` (container or PNG folder): returns (frames, source info)."""
     if os.path.isdir(path):
         folder = probe.scan_png_folder(path)
         _check_depth(path, folder.bit_depth, allow_16bit, "the PNG folder")
@@ -240,15 +434,13 @@ def _open_frames(path, allow_16bit, max_frames, stats_file=None):
     h = container.header
     has_alpha, depth = ffmpeg.format_traits(h.pix_fmt)
     _check_depth(path, depth, allow_16bit, f"pixel format {h.pix_fmt}")
-    stream = _FfmpegFrames(
+    stream = _AvFrames(
         path,
-        ffmpeg.input_args(path),
         h.height,
         h.width,
         alpha=has_alpha,
         bit_depth=16 if depth > 8 else 8,
         max_frames=max_frames,
-        stats_file=stats_file,
     )
     return stream, container
 
@@ -302,29 +494,22 @@ def read_video(
             raise path_error(path, f"decoded {len(frames)} frames from {expected} PNG files")
         return Video(frames, rate, None, path)
     probe.refuse_fps(path, fps)
-    with safe_write.scratch_dir() as tmp:
-        stats_file = os.path.join(tmp, "frames.txt")
-        stream, container = _open_frames(path, allow_16bit, max_frames, stats_file)
-        try:
-            probe.check_rate(path, container.fps)
-        except RppgEditError:
-            stream.finish(check=False)
-            raise
-        expected = (
-            container.num_frames if max_frames is None else min(max_frames, container.num_frames)
-        )
-        frames = _read_all(stream, expected)
-        with open(stats_file) as f:
-            stats = [line.split() for line in f if line.strip()]
+    stream, container = _open_frames(path, allow_16bit, max_frames)
+    try:
+        probe.check_rate(path, container.fps)
+    except RppgEditError:
+        stream.finish(check=False)
+        raise
+    expected = container.num_frames if max_frames is None else min(max_frames, container.num_frames)
+    frames = _read_all(stream, expected)
     if len(frames) == 0:
         raise path_error(path, "contains zero decodable video frames")
-    if len(stats) != len(frames):
-        raise path_error(path, f"ffmpeg reported {len(stats)} frames but sent {len(frames)}")
     timestamps = None
     if container.variable:
-        time_base = fractions.Fraction(stats[0][2])
-        pts = np.array([int(s[1]) for s in stats], dtype=np.int64)
-        timestamps = (pts - pts[0]).astype(np.float64) * float(time_base)
+        if any(p is None for p in stream.pts):
+            raise path_error(path, "a variable-frame-rate stream with frames that carry no time")
+        pts = np.array(stream.pts, dtype=np.int64)
+        timestamps = (pts - pts[0]).astype(np.float64) * float(stream.time_base)
     return Video(frames, container.fps, timestamps, path)
 
 
@@ -403,6 +588,11 @@ def iter_chunks(
     else:
         probe.refuse_fps(path, fps)
     stream, _ = _open_frames(path, allow_16bit, None)
+    yield from _read_ahead(_chunks(stream, path, size, overlap))
+
+
+def _chunks(stream, path: str, size: int, overlap: int) -> Iterator[tuple[int, np.ndarray]]:
+    """`iter_chunks` of an open stream: fresh arrays, consecutive ones sharing ``overlap`` frames."""
     try:
         previous, start = None, 0
         while True:
@@ -419,6 +609,55 @@ def iter_chunks(
                     yield start, frames[: kept + got]
                 return
             yield start, frames
-            previous, start = frames, start + step
+            previous, start = frames, start + size - overlap
     finally:
         stream.finish(check=False)
+
+
+_END = object()
+
+
+def _read_ahead(chunks: Iterator, depth: int = 1) -> Iterator:
+    """Run ``chunks`` on a thread, ``depth`` items ahead of the consumer.
+
+    The decoder (in-process, the GIL released while it decodes and converts) then works while the
+    caller edits, pastes or encodes the chunk before: the overlap a decoding process on a pipe
+    gave. Errors reach the consumer at the item where they happened; a consumer that stops early
+    stops the thread, which closes ``chunks`` (and so its decoder) before this returns.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for item in chunks:
+                if not put((item, None)):
+                    break
+            put((_END, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            put((_END, e))
+        finally:
+            chunks.close()
+
+    thread = threading.Thread(target=produce, name="rppgedit-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
