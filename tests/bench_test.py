@@ -97,3 +97,25 @@ def test_the_pytorch_reference_edits_the_same_file_end_to_end(tmp_path):
     out = decode.read_video(tmp_path / "torch_reference.mkv").frames
     assert out.shape == frames.shape
     assert 45 < ref["psnr_db"] < 80 and np.any(out != frames)
+
+
+def test_a_failing_pytorch_reference_is_reported_not_fatal(tmp_path, monkeypatch):
+    """The reference runs after rppgedit's own runs: when it fails (it once ran out of memory on a
+    1080p clip), bench prints why and records it, and its own measurements still stand."""
+    import importlib.util
+    import types
+
+    from rppgedit.errors import RppgEditError
+
+    def fail(script, input_path, target_hr, folder):
+        raise RppgEditError(f"{script.name} failed on {input_path}: MemoryError")
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(bench, "torch_reference_script", lambda: tmp_path / "torch_reference.py")
+    monkeypatch.setattr(bench, "run_torch_reference", fail)
+    settings = types.SimpleNamespace(target="sinusoid", input="clip.mp4", target_hr=120.0)
+    result = {"rows": [{"wall_s": 10.0, "peak_rss_mb": 900.0}]}
+    line = bench._torch_line(settings, result)
+    assert line == "PyTorch reference: failed (torch_reference.py failed on clip.mp4: MemoryError)"
+    assert result["torch_reference"] == {"error": line[len("PyTorch reference: failed (") : -1]}
+    assert result["rows"] == [{"wall_s": 10.0, "peak_rss_mb": 900.0}]

@@ -245,7 +245,11 @@ def _torch_line(s, result: dict) -> str:
     if s.target != "sinusoid":
         return "PyTorch reference: runs sinusoid targets only (--target_hr)"
     with tempfile.TemporaryDirectory(prefix="rppgedit-bench-") as folder:
-        ref = run_torch_reference(script, s.input, s.target_hr, folder)
+        try:
+            ref = run_torch_reference(script, s.input, s.target_hr, folder)
+        except RppgEditError as e:  # rppgedit's own runs above stand; say why there is no ratio
+            result["torch_reference"] = {"error": str(e)}
+            return f"PyTorch reference: failed ({e})"
     result["torch_reference"] = ref
     last = result["rows"][-1]
     return (
