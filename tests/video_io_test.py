@@ -301,6 +301,30 @@ def test_decoding_a_damaged_file_twice_refuses_it_twice(tmp_path, frames8):
     assert av.logging.get_level() is None  # PyAV's default (logs dropped) is restored after
 
 
+def test_a_consumer_that_stops_early_stops_the_decoder_thread(tmp_path, frames8):
+    """iter_chunks decodes one chunk ahead on a thread: leaving the loop (or an error in the
+    consumer) ends that thread and closes the decoder, and PyAV's log state is put back."""
+    import threading
+
+    import av.logging
+
+    path = encode.write_video(tmp_path / "clip.mp4", np.concatenate([frames8] * 4), 30.0)
+
+    def decoding():
+        return [t for t in threading.enumerate() if t.name == "rppgedit-decode"]
+
+    chunks = decode.iter_chunks(path, 4)
+    _, first = next(chunks)
+    assert len(decoding()) == 1
+    chunks.close()
+    assert decoding() == [] and av.logging.get_level() is None
+    np.testing.assert_array_equal(first, frames8[:4])
+    with pytest.raises(ZeroDivisionError):
+        for _start, _chunk in decode.iter_chunks(path, 4):
+            1 / 0  # noqa: B018 - the consumer fails on its first chunk
+    assert decoding() == [] and av.logging.get_level() is None
+
+
 def test_png_folder_order_gray_and_alpha(tmp_path, rng):
     folder = tmp_path / "gray"
     folder.mkdir()
