@@ -171,10 +171,9 @@ def test_shipped_editor_hits_targets_on_unseen_clips(shipped):
     # Held-out seeds 10000-10007 (true HR 78-121 bpm). POS and CHROM must read every target.
     # PhysNet is checked with physnet_rlap, on the clips whose unedited original it reads within
     # 3 bpm: a clip an estimator cannot read is no witness. physnet_pure (the training surrogate)
-    # reads only 4 of 12 held-out synthetic originals, like on every synthetic face (issue 4), and
-    # is checked on real video instead. Measured on seeds 10000-10011 (README): POS and CHROM 48/48;
-    # physnet_rlap 45/48 overall and 28/28 on the 7 clips it reads; physnet_pure 36/48 overall and
-    # 15/16 on its 4 readable clips (it misses 60 bpm on seed 10007, reading the true 116).
+    # reads only 6 of 12 held-out synthetic 32x32 originals, and is checked on real video instead.
+    # Measured on seeds 10000-10011 (README): POS and CHROM 48/48; physnet_rlap 45/48 overall and
+    # 28/28 on the 7 clips it reads; physnet_pure 38/48 overall and 24/24 on its 6 readable clips.
     seeds = range(train.HELD_OUT_SEED, train.HELD_OUT_SEED + 8)
     hrs = (60.0, 80.0, 100.0, 120.0)
     result = train.validate_editor(
