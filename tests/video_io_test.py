@@ -325,6 +325,35 @@ def test_a_consumer_that_stops_early_stops_the_decoder_thread(tmp_path, frames8)
     assert decoding() == [] and av.logging.get_level() is None
 
 
+@pytest.mark.parametrize("kind", ["palette", "gray16", "gray_alpha"])
+def test_png_colour_types_decode_as_pillow_reads_them(tmp_path, rng, kind):
+    """PNG frames decode in-process (FFmpeg's PNG decoder through PyAV) to the pixels Pillow
+    reads, for the colour types beside plain RGB: palette, 16-bit gray, gray with alpha."""
+    from PIL import Image
+
+    folder = tmp_path / kind
+    folder.mkdir()
+    if kind == "palette":
+        images = [
+            Image.fromarray(f).quantize(16) for f in rng.integers(0, 256, (3, H, W, 3), np.uint8)
+        ]
+        expected = np.stack([np.asarray(i.convert("RGB")) for i in images])
+    elif kind == "gray16":
+        gray = rng.integers(0, 65536, (3, H, W), np.uint16)
+        images = [Image.fromarray(g) for g in gray]
+        expected = np.repeat(gray[..., None], 3, axis=-1)
+    else:
+        la = rng.integers(0, 256, (3, H, W, 2), np.uint8)
+        la[..., 1] = 255
+        images = [Image.fromarray(f, "LA") for f in la]
+        expected = np.repeat(la[..., :1], 3, axis=-1)
+    for i, image in enumerate(images):
+        image.save(folder / f"{i}.png")
+    video = decode.read_video(folder, fps=30, allow_16bit=kind == "gray16")
+    assert video.frames.dtype == expected.dtype
+    np.testing.assert_array_equal(video.frames, expected)
+
+
 def test_png_folder_order_gray_and_alpha(tmp_path, rng):
     folder = tmp_path / "gray"
     folder.mkdir()

@@ -5,12 +5,12 @@
 chunks however long it is). What a source holds is read first, without decoding
 (`rppgedit.video.probe`).
 
-Container files are decoded in-process by PyAV (the FFmpeg libraries' maintained binding): every
-decoded frame, none resampled, re-timed, dropped or duplicated, converted by swscale to ``rgb24``
-(8-bit) or ``rgb48le`` (16-bit), the same pixels the ffmpeg command line gives, with each frame's
-own pts. That is 3.5x faster than piping raw frames out of an ffmpeg process at 1080p (602 frames:
-4.1 s against 14.3 s, most of it the kernel copying 3.7 GB through the pipe). PNG folders go to
-the bundled ffmpeg (`rppgedit.video.ffmpeg`) on a pipe. ``.npy`` arrays are memory-mapped.
+Container files and the PNG files of a folder are decoded in-process by PyAV (the FFmpeg
+libraries' maintained binding): every decoded frame, none resampled, re-timed, dropped or
+duplicated, converted by swscale to ``rgb24`` (8-bit) or ``rgb48le`` (16-bit), the same pixels the
+ffmpeg command line gives, with each frame's own pts. That is 3.5x faster than piping raw frames
+out of an ffmpeg process at 1080p (602 frames: 4.1 s against 14.3 s, most of it the kernel copying
+3.7 GB through the pipe). ``.npy`` arrays are memory-mapped.
 
 Policies (all refusals raise `RppgEditError` with a one-line message naming the file):
 
@@ -24,7 +24,7 @@ Policies (all refusals raise `RppgEditError` with a one-line message naming the 
 * decoding that logs an FFmpeg error (truncated or corrupt file) is refused, because frames would
   be missing or damaged;
 * display-rotation metadata is applied (as ffmpeg's autorotate does), so frames come out upright;
-* a stream whose frame size changes part-way is refused (the command line would rescale it).
+* a stream whose frame size changes part-way is refused (the command line would rescale it);
 * PNG folders and ``.npy`` files carry no frame rate: pass ``fps=``; without it 30 fps is assumed
   and a `probe.FrameRateAssumedWarning` is emitted.
 """
@@ -32,9 +32,6 @@ Policies (all refusals raise `RppgEditError` with a one-line message naming the 
 import dataclasses
 import os
 import queue
-import shutil
-import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 
@@ -43,7 +40,7 @@ import av.logging
 import av.sidedata.sidedata
 import numpy as np
 
-from rppgedit import safe_write, validate
+from rppgedit import validate
 from rppgedit.errors import RppgEditError, path_error
 from rppgedit.video import ffmpeg, probe
 
@@ -68,150 +65,7 @@ class Video:
 
 
 # --------------------------------------------------------------------------------------------
-# PNG folders: one ffmpeg decoding process.
-
-
-class _FfmpegFrames:
-    """Raw frames from one ffmpeg decoding process (a PNG folder fed on its stdin), read into
-    caller-owned buffers.
-
-    Args:
-      path: name used in error messages.
-      input_args: ffmpeg arguments up to and including ``-i ...``.
-      height, width: output frame size.
-      alpha: decode with an alpha channel (checked opaque, then dropped).
-      bit_depth: 8 (uint8) or 16 (uint16 little-endian).
-      max_frames: stop after this many frames, or None.
-      feed: files whose bytes are streamed into ffmpeg's stdin, or None.
-    """
-
-    def __init__(
-        self,
-        path,
-        input_args,
-        height,
-        width,
-        *,
-        alpha,
-        bit_depth,
-        max_frames=None,
-        feed=None,
-    ):
-        self.path = path
-        self.channels = 4 if alpha else 3
-        self.dtype = np.dtype("<u2") if bit_depth == 16 else np.dtype(np.uint8)
-        self.shape = (height, width, self.channels)
-        self.frame_bytes = height * width * self.channels * self.dtype.itemsize
-        self.count = 0
-        self.feed = feed
-        self.finished = False
-        if alpha:
-            pix_fmt = "rgba64le" if bit_depth == 16 else "rgba"
-        else:
-            pix_fmt = "rgb48le" if bit_depth == 16 else "rgb24"
-        cmd = [ffmpeg.exe(), "-hide_banner", "-nostats", "-loglevel", "level+warning"]
-        cmd += ([] if feed else ["-nostdin"]) + list(input_args)
-        cmd += ["-map", "0:V:0", "-fps_mode", "passthrough", "-an", "-sn", "-dn"]
-        if max_frames is not None:
-            cmd += ["-frames:v", str(max_frames)]
-        cmd += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
-        self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            bufsize=0,
-            start_new_session=True,  # a terminal's Ctrl-C reaches rppgedit, which stops it
-        )
-        safe_write.register_process(self.proc)
-        ffmpeg.widen_pipe(self.proc.stdout)
-        self._feeder = None
-        if feed:
-            self._feeder = threading.Thread(target=self._feed, args=(feed,), daemon=True)
-            self._feeder.start()
-
-    def _feed(self, files):
-        try:
-            for file in files:
-                with open(file, "rb") as f:
-                    shutil.copyfileobj(f, self.proc.stdin, 1 << 20)
-        except (BrokenPipeError, OSError, ValueError):
-            pass
-        finally:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-
-    def readinto(self, out: np.ndarray) -> int:
-        """Fill ``out`` ((K, H, W, 3) of the output dtype) with up to K frames; returns how many."""
-        view = memoryview(self._scratch(out)).cast("B")
-        filled = 0
-        while filled < len(view):
-            n = self.proc.stdout.readinto(view[filled:])
-            if not n:
-                break
-            filled += n
-        frames = filled // self.frame_bytes
-        if filled % self.frame_bytes:
-            self.finish()
-            raise path_error(
-                self.path, "decoded a partial frame (frame size differs from the header)"
-            )
-        if self.channels == 4:
-            rgba = self._rgba[:frames]
-            top = np.iinfo(self.dtype).max
-            opaque = rgba[..., 3] == top
-            if not opaque.all():
-                bad = self.count + int(np.argmin(opaque.reshape(frames, -1).all(axis=1)))
-                self.finish(check=False)
-                name = self.feed[bad] if self.feed else f"{self.path} (frame {bad})"
-                raise path_error(
-                    name,
-                    "has transparent pixels (alpha < max); flatten it onto a background first",
-                )
-            out[:frames] = rgba[..., :3]
-        self.count += frames
-        return frames
-
-    def _scratch(self, out: np.ndarray) -> np.ndarray:
-        if self.channels == 3:
-            return out
-        rgba = getattr(self, "_rgba", None)
-        if rgba is None or rgba.shape[0] != out.shape[0]:
-            rgba = np.empty((out.shape[0], *self.shape), self.dtype)
-            self._rgba = rgba
-        return rgba
-
-    def finish(self, check: bool = True) -> None:
-        """Wait for ffmpeg; with ``check``, raise on a non-zero exit or any logged error.
-
-        Idempotent: later calls do nothing.
-        """
-        if self.finished:
-            return
-        self.finished = True
-        if self.proc.stdout and not self.proc.stdout.closed:
-            self.proc.stdout.close()
-        if self.proc.poll() is None and not check:
-            self.proc.kill()
-        rc = self.proc.wait()
-        safe_write.release_process(self.proc)
-        if self._feeder is not None:
-            self._feeder.join()
-        self._stderr.seek(0)
-        stderr = self._stderr.read().decode("utf-8", "replace")
-        self._stderr.close()
-        if check:
-            problem = ffmpeg.first_error(stderr)
-            if rc != 0 or problem:
-                detail = problem or f"exit status {rc}"
-                raise path_error(self.path, f"not a readable video (ffmpeg: {detail})")
-
-
-# --------------------------------------------------------------------------------------------
-# Container files, decoded in-process by PyAV.
+# Container files and PNG folders, decoded in-process by PyAV.
 
 
 class _AvErrors:
@@ -246,21 +100,25 @@ class _AvErrors:
             self._users += 1
             return len(self._lines)
 
+    def first_since(self, start: int) -> str | None:
+        """The first error logged since ``start`` (an `open` result), or None."""
+        with self._lock:
+            for level, _, message in self._lines[start:]:
+                if level <= av.logging.ERROR and message.strip():
+                    return message.strip()
+            return None
+
     def close(self, start: int) -> str | None:
         """The first error logged since ``start`` (an `open` result), or None; ends that user."""
+        problem = self.first_since(start)
         with self._lock:
-            errors = [
-                line[2].strip()
-                for line in self._lines[start:]
-                if line[0] <= av.logging.ERROR and line[2].strip()
-            ]
             self._users -= 1
             if self._users == 0:
                 self._capture.__exit__(None, None, None)
                 self._capture, self._lines = None, []
                 av.logging.set_level(self._level_before)
                 av.logging.set_skip_repeated(self._skip_before)
-            return errors[0] if errors else None
+        return problem
 
 
 _AV_ERRORS = _AvErrors()
@@ -311,10 +169,18 @@ def _upright(pixels: np.ndarray, orientation: tuple[int, bool]) -> np.ndarray:
 
 
 class _AvFrames:
-    """Raw frames of one container's video stream, decoded in-process by PyAV into caller-owned
-    buffers; the same reading interface as `_FfmpegFrames`, plus ``pts`` and ``time_base``."""
+    """Raw frames decoded in-process by PyAV into caller-owned buffers: a container's video stream,
+    or (``files``) a folder's PNG files one after another.
 
-    def __init__(self, path, height, width, *, alpha, bit_depth, max_frames=None):
+    Attributes:
+      path: the file or folder, for error messages.
+      shape: (H, W, channels) of a decoded frame (channels 4 when decoded with alpha).
+      dtype: uint8, or little-endian uint16 for 16-bit sources.
+      count: frames handed out so far.
+      pts, time_base: each frame's presentation timestamp and its unit (containers).
+    """
+
+    def __init__(self, path, height, width, *, alpha, bit_depth, max_frames=None, files=None):
         self.path = path
         self.channels = 4 if alpha else 3
         self.dtype = np.dtype("<u2") if bit_depth == 16 else np.dtype(np.uint8)
@@ -324,12 +190,17 @@ class _AvFrames:
         else:
             self._format = "rgb48le" if bit_depth == 16 else "rgb24"
         self.count = 0
-        self.feed = None
         self.pts: list[int | None] = []
+        self.time_base = None
         self.max_frames = max_frames
         self.finished = False
         self._orientation = None  # from the first frame's display matrix
+        self._container = None
+        self._name = path  # the file a refusal names: the container, or the PNG being decoded
         self._log_start = _AV_ERRORS.open()
+        if files is not None:
+            self._frames = self._png_frames(files)
+            return
         try:
             self._container = probe.open_av(path)
             stream = _video_stream(self._container, path)
@@ -343,6 +214,27 @@ class _AvFrames:
             self.finished = True
             raise
 
+    def _png_frames(self, files):
+        """Each PNG file, whole, as one packet to a fresh FFmpeg PNG decoder (what the ``png_pipe``
+        demuxer would hand it, without opening a container per file; a decoder kept across files
+        would treat each as the next frame of an animation); an error names the file."""
+        for file in files:
+            self._name = file
+            decoder = av.CodecContext.create("png", "r")
+            decoder.options = {"max_pixels": str(validate.max_pixels())}
+            try:
+                with open(file, "rb") as f:
+                    packet = av.Packet(f.read())
+                frames = decoder.decode(packet)
+            except OSError as e:
+                raise path_error(file, f"cannot read ({e.strerror})") from None
+            except av.error.FFmpegError as e:
+                raise path_error(file, f"not a readable PNG (ffmpeg: {e})") from None
+            problem = _AV_ERRORS.first_since(self._log_start)
+            if len(frames) != 1 or problem:
+                raise path_error(file, f"not a readable PNG (ffmpeg: {problem or 'no image'})")
+            yield frames[0]
+
     def _next(self):
         if self.max_frames is not None and self.count >= self.max_frames:
             return None
@@ -350,6 +242,9 @@ class _AvFrames:
             return next(self._frames)
         except StopIteration:
             return None
+        except RppgEditError:
+            self.finish(check=False)
+            raise
         except av.error.FFmpegError as e:
             self.finish(check=False)
             raise path_error(self.path, f"not a readable video (ffmpeg: {e})") from None
@@ -371,17 +266,21 @@ class _AvFrames:
             if pixels.shape != self.shape:
                 self.finish(check=False)
                 raise path_error(
-                    self.path,
+                    self._name,
                     f"frame {self.count} is {pixels.shape[1]}x{pixels.shape[0]}, the stream "
                     f"{self.shape[1]}x{self.shape[0]} (a size that changes part-way is refused)",
                 )
             if self.channels == 4:
                 opaque = pixels[..., 3] == np.iinfo(self.dtype).max
                 if not opaque.all():
-                    bad = self.count
+                    name = (
+                        self._name
+                        if self._container is None
+                        else f"{self.path} (frame {self.count})"
+                    )
                     self.finish(check=False)
                     raise path_error(
-                        f"{self.path} (frame {bad})",
+                        name,
                         "has transparent pixels (alpha < max); flatten it onto a background first",
                     )
                 pixels = pixels[..., :3]
@@ -397,7 +296,10 @@ class _AvFrames:
             return
         self.finished = True
         try:
-            self._container.close()
+            if self._container is not None:
+                self._container.close()
+            else:
+                self._frames.close()
         finally:
             problem = _AV_ERRORS.close(self._log_start)
         if check and problem:
@@ -419,15 +321,8 @@ def _open_frames(path, allow_16bit, max_frames):
         folder = probe.scan_png_folder(path)
         _check_depth(path, folder.bit_depth, allow_16bit, "the PNG folder")
         files = folder.files if max_frames is None else folder.files[:max_frames]
-        stream = _FfmpegFrames(
-            path,
-            ["-f", "png_pipe", "-i", "pipe:0"],
-            folder.height,
-            folder.width,
-            alpha=True,
-            bit_depth=folder.bit_depth,
-            max_frames=max_frames,
-            feed=files,
+        stream = _AvFrames(
+            path, folder.height, folder.width, alpha=True, bit_depth=folder.bit_depth, files=files
         )
         return stream, folder
     container = probe.probe_container(path)
@@ -513,7 +408,7 @@ def read_video(
     return Video(frames, container.fps, timestamps, path)
 
 
-def _read_all(stream: _FfmpegFrames, expected: int) -> np.ndarray:
+def _read_all(stream: _AvFrames, expected: int) -> np.ndarray:
     """All frames of ``stream``, which is then finished (checked; on an error, stopped without a
     check and the error raised)."""
     try:
@@ -525,7 +420,7 @@ def _read_all(stream: _FfmpegFrames, expected: int) -> np.ndarray:
     return frames
 
 
-def _read_frames(stream: _FfmpegFrames, expected: int) -> np.ndarray:
+def _read_frames(stream: _AvFrames, expected: int) -> np.ndarray:
     """All frames of ``stream``, preallocating ``expected`` frames and growing if there are more
     (never past the memory budget: a header's count is not trusted)."""
     height, width = stream.shape[:2]

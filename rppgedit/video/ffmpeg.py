@@ -1,8 +1,9 @@
 """The bundled ffmpeg binary: finding it, opening inputs with it, and reading its log.
 
-Everything that decodes or encodes runs the ffmpeg binary shipped with imageio-ffmpeg (`exe`)
-through subprocess pipes (`rppgedit.video.decode`, `rppgedit.video.encode`); this module holds what
-those runs share:
+Probing, encoding and the live mode's inputs and outputs run the ffmpeg binary shipped with
+imageio-ffmpeg (`exe`) through subprocess pipes (`rppgedit.video.probe`, `rppgedit.video.encode`,
+`rppgedit.live`); decoding runs in-process through PyAV (`rppgedit.video.decode`). This module
+holds what those share:
 
 * the binary and what it can do: `exe`, `encoders` (`check_encoder` refuses a codec it lacks),
   `format_traits` (alpha and bit depth of one of its pixel formats);
