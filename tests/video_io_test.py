@@ -231,6 +231,21 @@ def test_variable_frame_rate_timestamps(tmp_path):
     assert video.fps == pytest.approx(19 / expected[-1], rel=1e-3)
 
 
+def test_packets_before_the_first_keyframe_are_not_counted_as_frames(tmp_path):
+    """A stream cut before its first keyframe (the first 10 packets of a 30-frame GOP dropped):
+    the decoder gives no frame for the 20 P-frames that come before the next keyframe, and the
+    probe's count (from packets, without decoding) says the same."""
+    whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mkv"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30:duration=4", "-c:v", "libx264",
+            "-g", "30", "-bf", "0", "-pix_fmt", "yuv420p", str(whole))  # fmt: skip
+    _ffmpeg("-i", str(whole), "-c", "copy", "-copyinkf", "-bsf:v", "noise=drop='lt(n,10)'",
+            str(cut))  # fmt: skip
+    info = probe.probe(cut)
+    video = decode.read_video(cut)
+    assert info.num_frames == video.frames.shape[0] == 90
+    assert not info.variable_frame_rate and info.fps == 30.0
+
+
 def test_ntsc_rate_is_exact(tmp_path, frames8):
     ntsc = 30000 / 1001
     mp4 = tmp_path / "ntsc.mp4"

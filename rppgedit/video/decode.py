@@ -36,13 +36,11 @@ import threading
 from collections.abc import Iterator
 
 import av
-import av.logging
-import av.sidedata.sidedata
 import numpy as np
 
 from rppgedit import validate
 from rppgedit.errors import RppgEditError, path_error
-from rppgedit.video import ffmpeg, probe
+from rppgedit.video import avlog, probe
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,99 +66,6 @@ class Video:
 # Container files and PNG folders, decoded in-process by PyAV.
 
 
-class _AvErrors:
-    """FFmpeg's error-level log lines while any PyAV decoder is open.
-
-    PyAV drops the libraries' log by default, and a decoder that meets a damaged packet logs an
-    error and goes on. While a decoder is open the level is raised to ERROR (when it was lower) and
-    the lines of every thread (the decoders' worker threads too) collect in one list; each decoder
-    reads the lines logged since it opened. The level and PyAV's routing are restored when the last
-    decoder finishes. Lines logged by another decoder open at the same time are counted too: an
-    edit's concurrent decoders read the same file.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._users = 0
-        self._capture = None
-        self._lines: list = []
-        self._level_before = None
-        self._skip_before = True
-
-    def open(self) -> int:
-        with self._lock:
-            if self._users == 0:
-                self._level_before = av.logging.get_level()
-                self._skip_before = av.logging.get_skip_repeated()
-                if self._level_before is None or self._level_before < av.logging.ERROR:
-                    av.logging.set_level(av.logging.ERROR)
-                av.logging.set_skip_repeated(False)  # the same error in the next file counts
-                self._capture = av.logging.Capture(local=False)
-                self._lines = self._capture.__enter__()
-            self._users += 1
-            return len(self._lines)
-
-    def first_since(self, start: int) -> str | None:
-        """The first error logged since ``start`` (an `open` result), or None."""
-        with self._lock:
-            for level, _, message in self._lines[start:]:
-                if level <= av.logging.ERROR and message.strip():
-                    return message.strip()
-            return None
-
-    def close(self, start: int) -> str | None:
-        """The first error logged since ``start`` (an `open` result), or None; ends that user."""
-        problem = self.first_since(start)
-        with self._lock:
-            self._users -= 1
-            if self._users == 0:
-                self._capture.__exit__(None, None, None)
-                self._capture, self._lines = None, []
-                av.logging.set_level(self._level_before)
-                av.logging.set_skip_repeated(self._skip_before)
-        return problem
-
-
-_AV_ERRORS = _AvErrors()
-
-
-def _video_stream(container, path):
-    """The first video stream that is not cover art (ffmpeg's ``0:V:0``)."""
-    for stream in container.streams.video:
-        if not stream.disposition & av.stream.Disposition.attached_pic:
-            return stream
-    raise path_error(path, "no video stream")
-
-
-# Display matrices (the 2x2 part, rounded) -> (quarter turns counter-clockwise, mirrored first):
-# the transform that makes a frame upright, the same pixels ffmpeg's autorotate gives (measured
-# on every rotation and flip the command line can tag).
-_ORIENTATIONS = {
-    (1, 0, 0, 1): (0, False),
-    (-1, 0, 0, 1): (0, True),
-    (1, 0, 0, -1): (2, True),
-    (-1, 0, 0, -1): (2, False),
-    (0, -1, 1, 0): (1, False),
-    (0, 1, 1, 0): (1, True),
-    (0, 1, -1, 0): (3, False),
-    (0, -1, -1, 0): (3, True),
-}
-
-
-def _orientation(path, frame) -> tuple[int, bool]:
-    """How to turn ``frame``'s pixels upright, from its display matrix."""
-    for data in frame.side_data:
-        if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
-            matrix = np.frombuffer(bytes(data), np.int32)[[0, 1, 3, 4]] / 65536.0
-            key = tuple(int(v) for v in np.round(matrix))
-            if key not in _ORIENTATIONS or np.abs(matrix - key).max() > 1e-3:
-                raise path_error(
-                    path, f"display rotation of {frame.rotation} degrees is not a quarter turn"
-                )
-            return _ORIENTATIONS[key]
-    return 0, False
-
-
 def _upright(pixels: np.ndarray, orientation: tuple[int, bool]) -> np.ndarray:
     turns, mirrored = orientation
     if mirrored:
@@ -177,10 +82,13 @@ class _AvFrames:
       shape: (H, W, channels) of a decoded frame (channels 4 when decoded with alpha).
       dtype: uint8, or little-endian uint16 for 16-bit sources.
       count: frames handed out so far.
-      pts, time_base: each frame's presentation timestamp and its unit (containers).
+      pts, time_base: each frame's presentation timestamp (kept only with ``keep_pts``: a stream
+        read chunk by chunk needs none) and its unit (containers).
     """
 
-    def __init__(self, path, height, width, *, alpha, bit_depth, max_frames=None, files=None):
+    def __init__(
+        self, path, height, width, *, alpha, bit_depth, max_frames=None, files=None, keep_pts=False
+    ):
         self.path = path
         self.channels = 4 if alpha else 3
         self.dtype = np.dtype("<u2") if bit_depth == 16 else np.dtype(np.uint8)
@@ -191,26 +99,27 @@ class _AvFrames:
             self._format = "rgb48le" if bit_depth == 16 else "rgb24"
         self.count = 0
         self.pts: list[int | None] = []
+        self._keep_pts = keep_pts
         self.time_base = None
         self.max_frames = max_frames
         self.finished = False
         self._orientation = None  # from the first frame's display matrix
         self._container = None
         self._name = path  # the file a refusal names: the container, or the PNG being decoded
-        self._log_start = _AV_ERRORS.open()
+        self._log_start = avlog.ERRORS.open()
         if files is not None:
             self._frames = self._png_frames(files)
             return
         try:
             self._container = probe.open_av(path)
-            stream = _video_stream(self._container, path)
+            stream = probe.video_stream(self._container, path)
             stream.thread_type = "AUTO"
             # Decoders refuse frames over the memory budget (a size change part-way included).
             stream.codec_context.options = {"max_pixels": str(validate.max_pixels())}
             self.time_base = stream.time_base
             self._frames = self._container.decode(stream)
         except BaseException:
-            _AV_ERRORS.close(self._log_start)
+            avlog.ERRORS.close(self._log_start)
             self.finished = True
             raise
 
@@ -230,7 +139,7 @@ class _AvFrames:
                 raise path_error(file, f"cannot read ({e.strerror})") from None
             except av.error.FFmpegError as e:
                 raise path_error(file, f"not a readable PNG (ffmpeg: {e})") from None
-            problem = _AV_ERRORS.first_since(self._log_start)
+            problem = avlog.ERRORS.first_since(self._log_start)
             if len(frames) != 1 or problem:
                 raise path_error(file, f"not a readable PNG (ffmpeg: {problem or 'no image'})")
             yield frames[0]
@@ -258,7 +167,7 @@ class _AvFrames:
                 break
             if self._orientation is None:
                 try:
-                    self._orientation = _orientation(self.path, frame)
+                    self._orientation = probe.orientation(self.path, frame)
                 except RppgEditError:
                     self.finish(check=False)
                     raise
@@ -285,7 +194,8 @@ class _AvFrames:
                     )
                 pixels = pixels[..., :3]
             out[filled] = pixels
-            self.pts.append(frame.pts)
+            if self._keep_pts:
+                self.pts.append(frame.pts)
             filled += 1
             self.count += 1
         return filled
@@ -301,7 +211,7 @@ class _AvFrames:
             else:
                 self._frames.close()
         finally:
-            problem = _AV_ERRORS.close(self._log_start)
+            problem = avlog.ERRORS.close(self._log_start)
         if check and problem:
             raise path_error(self.path, f"not a readable video (ffmpeg: {problem})")
 
@@ -315,7 +225,7 @@ def _check_depth(path: str, depth: int, allow_16bit: bool, what: str) -> None:
         )
 
 
-def _open_frames(path, allow_16bit, max_frames):
+def _open_frames(path, allow_16bit, max_frames, keep_pts=False):
     """Start decoding ``path`` (container or PNG folder): returns (frames, source info)."""
     if os.path.isdir(path):
         folder = probe.scan_png_folder(path)
@@ -327,7 +237,7 @@ def _open_frames(path, allow_16bit, max_frames):
         return stream, folder
     container = probe.probe_container(path)
     h = container.header
-    has_alpha, depth = ffmpeg.format_traits(h.pix_fmt)
+    has_alpha, depth = probe.format_traits(h.pix_fmt)
     _check_depth(path, depth, allow_16bit, f"pixel format {h.pix_fmt}")
     stream = _AvFrames(
         path,
@@ -336,6 +246,7 @@ def _open_frames(path, allow_16bit, max_frames):
         alpha=has_alpha,
         bit_depth=16 if depth > 8 else 8,
         max_frames=max_frames,
+        keep_pts=keep_pts,
     )
     return stream, container
 
@@ -389,7 +300,7 @@ def read_video(
             raise path_error(path, f"decoded {len(frames)} frames from {expected} PNG files")
         return Video(frames, rate, None, path)
     probe.refuse_fps(path, fps)
-    stream, container = _open_frames(path, allow_16bit, max_frames)
+    stream, container = _open_frames(path, allow_16bit, max_frames, keep_pts=True)
     try:
         probe.check_rate(path, container.fps)
     except RppgEditError:
@@ -518,25 +429,23 @@ def _read_ahead(chunks: Iterator, depth: int = 1) -> Iterator:
     The decoder (in-process, the GIL released while it decodes and converts) then works while the
     caller edits, pastes or encodes the chunk before: the overlap a decoding process on a pipe
     gave. Errors reach the consumer at the item where they happened; a consumer that stops early
-    stops the thread, which closes ``chunks`` (and so its decoder) before this returns.
+    stops the thread, which closes ``chunks`` (and so its decoder) before this returns: the
+    consumer empties the queue once after setting ``stop``, which frees a producer waiting to
+    hand an item over, and a producer hands over at most one item after ``stop`` is set.
     """
     handoff: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        """Hand ``item`` over; False when the consumer has stopped."""
+        handoff.put(item)
+        return not stop.is_set()
 
     def produce():
         try:
             for item in chunks:
                 if not put((item, None)):
-                    break
+                    return
             put((_END, None))
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
             put((_END, e))
@@ -555,4 +464,9 @@ def _read_ahead(chunks: Iterator, depth: int = 1) -> Iterator:
             yield item
     finally:
         stop.set()
+        while True:
+            try:
+                handoff.get_nowait()
+            except queue.Empty:
+                break
         thread.join()

@@ -2,11 +2,13 @@
 
 A source is a container file ffmpeg reads, a folder of PNG frames or a ``.npy`` array.
 
-* `probe` gives its `VideoInfo` (frame count, rate, size, pixel format). For a container, ffmpeg's
-  stream dump gives the header and the packet list (``-c copy -f framecrc``, `probe_container`)
-  the frame count, time base and whether the frame rate is variable; packets an edit list discards
-  are not counted as frames. Frame sizes are checked against the memory budget
-  (`rppgedit.validate`) from the header, before any decoding.
+* `probe` gives its `VideoInfo` (frame count, rate, size, pixel format). For a container
+  (`probe_container`, in-process through PyAV) the stream's parameters give the header and its
+  packets, demuxed without decoding, the frame count, time base and whether the frame rate is
+  variable; packets an edit list discards are not counted as frames. Only the first frame is
+  decoded, for its display rotation. Frame sizes are checked against the memory budget
+  (`rppgedit.validate`) from the header before that, and the probing decoders refuse frames over
+  it; a demuxer that logs an error (a damaged file) is refused.
 * PNG folders (`scan_png_folder`) and ``.npy`` arrays (`open_npy`) carry no frame rate: pass
   ``fps=``; without it 30 fps (`DEFAULT_FPS`) is assumed and a `FrameRateAssumedWarning` is
   emitted (`assumed_fps`). Rates outside `MIN_FPS`-`MAX_FPS` are refused (`check_rate`).
@@ -23,15 +25,15 @@ import fractions
 import os
 import re
 import struct
-import subprocess
 import warnings
 
 import av
+import av.sidedata.sidedata
 import numpy as np
 
 from rppgedit import validate
 from rppgedit.errors import path_error
-from rppgedit.video import ffmpeg
+from rppgedit.video import avlog, ffmpeg
 
 DEFAULT_FPS = 30.0
 
@@ -39,8 +41,6 @@ DEFAULT_FPS = 30.0
 MIN_FPS, MAX_FPS = 8.0, 1000.0
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-_NOPTS = -(2**63)
 
 
 class FrameRateAssumedWarning(UserWarning):
@@ -131,9 +131,31 @@ def check_rate(path: str, fps: float) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class StreamHeader:
+    """A video stream's frame size as displayed (after a quarter-turn rotation), pixel format and
+    average frame rate (None when the container gives none)."""
+
+    width: int
+    height: int
+    pix_fmt: str
+    fps: float | None
+
+
+def format_traits(pix_fmt: str) -> tuple[bool, int]:
+    """(may carry alpha, bits per channel) of an FFmpeg pixel format."""
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+    except (ValueError, av.error.FFmpegError):
+        return False, 8
+    components = len(fmt.components)
+    depth = max((c.bits for c in fmt.components), default=8)
+    return components in (2, 4) or fmt.has_palette, depth
+
+
+@dataclasses.dataclass(frozen=True)
 class Container:
     path: str
-    header: ffmpeg.StreamHeader
+    header: StreamHeader
     num_frames: int
     fps: float
     variable: bool
@@ -143,7 +165,8 @@ class Container:
 
 
 def _rate_candidates(header_fps: float | None) -> list[float]:
-    """Exact rates that ffmpeg's rounded header value may stand for (NTSC rates first)."""
+    """Exact rates that a header's rate may stand for when it was stored rounded (29.97 for
+    30000/1001: NTSC rates first)."""
     if not header_fps:
         return []
     candidates = []
@@ -162,7 +185,7 @@ def _frame_rate(
     Args:
       pts: (N,) int64 presentation timestamps in ``time_base`` units, any order.
       time_base: seconds per tick.
-      header_fps: the rate ffmpeg printed for the stream (rounded to 2 decimals), or None.
+      header_fps: the stream's average rate from its header (possibly stored rounded), or None.
 
     Returns:
       (fps, variable): intervals all equal -> the exact rate 1 / (interval * time_base); intervals
@@ -207,62 +230,130 @@ def probe_container(path: str) -> Container:
 _PROBED: dict[tuple, Container] = {}
 
 
+def _open_container(path: str):
+    """The file opened by PyAV as `open_av` does, its probing decoders held to the memory budget;
+    a refusal says why in one line."""
+    options = {**ffmpeg.av_options(), "max_pixels": str(validate.max_pixels())}
+    try:
+        return av.open(os.path.abspath(path), options=options)
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        return e
+
+
 def _probe_container_uncached(path: str) -> Container:
-    cmd = [ffmpeg.exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info"]
-    cmd += ffmpeg.input_args(path) + ["-map", "0:V:0", "-c", "copy", "-f", "framecrc", "pipe:1"]
-    proc = subprocess.run(cmd, capture_output=True)
-    stderr = proc.stderr.decode("utf-8", "replace")
-    header = ffmpeg.parse_header(stderr)
-    problem = ffmpeg.first_error(stderr)
-    too_big = re.search(r"Picture size (\d+)x(\d+) exceeds", stderr)
-    if too_big:  # the decoders' -max_pixels refused it while probing
+    log_start = avlog.ERRORS.open()
+    try:
+        return _read_packets(path, log_start)
+    finally:
+        avlog.ERRORS.close(log_start)
+
+
+def _refusal(path: str, problem: str) -> Exception:
+    too_big = re.search(r"Picture size (\d+)x(\d+) (is invalid|exceeds)", problem)
+    if too_big:  # a probing decoder refused a frame over the memory budget
         validate.check_frame_size(path, int(too_big.group(1)), int(too_big.group(2)))
-        raise path_error(path, f"frame size {too_big.group(1)}x{too_big.group(2)} is too large")
-    if header is not None:
-        validate.check_frame_size(path, header.width, header.height)
-    if problem and "not on whitelist" in problem:
-        raise path_error(
+        return path_error(path, f"frame size {too_big.group(1)}x{too_big.group(2)} is too large")
+    if "not on whitelist" in problem:
+        return path_error(
             path,
             "not a video container (playlists such as ffconcat, image patterns and network "
             "formats are refused as inputs)",
         )
-    if header is None:
-        if "Input #0" in stderr:
-            raise path_error(path, "no video stream")
-        raise path_error(path, f"not a readable video (ffmpeg: {problem or 'unknown error'})")
-    if proc.returncode != 0 or problem:
-        raise path_error(
-            path, f"not a readable video (ffmpeg: {problem or 'exit ' + str(proc.returncode)})"
-        )
-    time_base, pts = None, []
-    for line in proc.stdout.decode("ascii", "replace").splitlines():
-        if line.startswith("#tb 0:"):
-            time_base = fractions.Fraction(line.split(":", 1)[1].strip())
-        elif line and not line.startswith("#"):
-            fields = line.split(",")
-            flags = fields[-1].strip() if len(fields) > 6 else ""
-            if flags.startswith("F=") and int(flags[2:], 16) & 0x4:
-                continue  # AV_PKT_FLAG_DISCARD (outside an edit list): never decoded to a frame
-            pts.append(int(fields[2]))
+    return path_error(path, f"not a readable video (ffmpeg: {problem})")
+
+
+def _read_packets(path: str, log_start: int) -> Container:
+    """Header from the stream's parameters; frame count and timestamps from its packets (those an
+    edit list discards, and those before the first keyframe, which no decoder turns into frames,
+    are not counted); the display rotation from the first decoded frame."""
+    container = _open_container(path)
+    if isinstance(container, Exception):
+        raise _refusal(path, avlog.ERRORS.first_since(log_start) or str(container)) from None
+    with container:
+        stream = video_stream(container, path)
+        context = stream.codec_context
+        if context.width and context.height:
+            validate.check_frame_size(path, context.width, context.height)
+        problem = avlog.ERRORS.first_since(log_start)
+        if problem:  # e.g. a probing decoder refused a frame over the memory budget
+            raise _refusal(path, problem)
+        validate.check_frame_size(path, context.width, context.height)
+        context.options = {"max_pixels": str(validate.max_pixels())}
+        time_base = stream.time_base
+        pts, keyframe_seen, turns = [], False, None
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 and packet.pts is None and packet.dts is None:
+                    frames = packet.decode() if turns is None else ()  # the end: flush
+                elif packet.is_discard or not (keyframe_seen or packet.is_keyframe):
+                    continue
+                else:
+                    keyframe_seen = True
+                    pts.append(packet.pts)
+                    frames = packet.decode() if turns is None else ()
+                for frame in frames[:1]:
+                    turns = orientation(path, frame)[0]
+        except av.error.FFmpegError as e:
+            raise _refusal(path, avlog.ERRORS.first_since(log_start) or str(e)) from None
+        problem = avlog.ERRORS.first_since(log_start)
+        if problem:
+            raise _refusal(path, problem)
+        width, height = context.width, context.height
+        if turns is not None and turns % 2:
+            width, height = height, width
+        rate = stream.average_rate
+        header = StreamHeader(width, height, context.pix_fmt or "", float(rate) if rate else None)
     if not pts:
         raise path_error(path, "contains zero video frames")
-    pts_array = np.asarray(pts, dtype=np.int64)
-    if time_base is None or np.any(pts_array == _NOPTS):
-        fps, variable = header.fps, False
-    else:
+    known = time_base is not None and all(p is not None for p in pts)
+    pts_array = np.sort(np.asarray(pts, dtype=np.int64)) if known else None
+    if known:
         fps, variable = _frame_rate(pts_array, time_base, header.fps)
+    else:
+        fps, variable = header.fps, False
     if not fps or not np.isfinite(fps) or fps <= 0:
         raise path_error(path, "cannot determine the frame rate")
-    known = time_base is not None and not np.any(pts_array == _NOPTS)
     return Container(
-        path,
-        header,
-        len(pts),
-        float(fps),
-        variable,
-        np.sort(pts_array) if known else None,
-        time_base if known else None,
+        path, header, len(pts), float(fps), variable, pts_array, time_base if known else None
     )
+
+
+def video_stream(container, path):
+    """The first video stream that is not cover art (ffmpeg's ``0:V:0``)."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    raise path_error(path, "no video stream")
+
+
+# Display matrices (the 2x2 part, rounded) -> (quarter turns counter-clockwise, mirrored first):
+# the transform that makes a frame upright, the same pixels ffmpeg's autorotate gives (measured
+# on every rotation and flip the command line can tag).
+_ORIENTATIONS = {
+    (1, 0, 0, 1): (0, False),
+    (-1, 0, 0, 1): (0, True),
+    (1, 0, 0, -1): (2, True),
+    (-1, 0, 0, -1): (2, False),
+    (0, -1, 1, 0): (1, False),
+    (0, 1, 1, 0): (1, True),
+    (0, 1, -1, 0): (3, False),
+    (0, -1, -1, 0): (3, True),
+}
+
+
+def orientation(path, frame) -> tuple[int, bool]:
+    """How to turn a decoded ``frame``'s pixels upright, from its display matrix:
+    (quarter turns counter-clockwise, mirrored first)."""
+    for data in frame.side_data:
+        if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+            matrix = np.frombuffer(bytes(data), np.int32)[[0, 1, 3, 4]] / 65536.0
+            key = tuple(int(v) for v in np.round(matrix))
+            if key not in _ORIENTATIONS or np.abs(matrix - key).max() > 1e-3:
+                raise path_error(
+                    path, f"display rotation of {frame.rotation} degrees is not a quarter turn"
+                )
+            return _ORIENTATIONS[key]
+    return 0, False
 
 
 # --------------------------------------------------------------------------------------------
