@@ -63,10 +63,11 @@ def encode_chain(src: str, chain, stem: pathlib.Path) -> str:
     return path
 
 
-def read_file(path, boxes, mask, fps, names, params):
-    """HR per estimator of the face crop of a decoded file (the edit's skin mask)."""
+def read_file(path, boxes, fps, names, params):
+    """HR per estimator of the face crop of a decoded file, through that crop's own skin mask (as
+    an observer of the file would; the edit's mask of the original beats with the pulse)."""
     frames = decode.read_video(path).frames
-    clip = crop.crop_resize(frames, boxes, mask.shape[1])
+    clip, mask = pipeline.crop_and_mask(frames, boxes, pipeline.EditJob())
     readings = read_heart_rates(clip, mask, fps, names, params)
     face = np.round(crop.crop_resize(frames, boxes, 128) * 255).astype(np.uint8)
     return {n: r["hr_bpm"] for n, r in readings.items()}, frames, face
@@ -108,9 +109,8 @@ def main():
     original = decode.read_video(args.video)
     boxes = pipeline.find_boxes(original.frames)
     params, faces = {}, {}
-    # the unedited clip read through the edit's crop and skin mask (target-independent)
-    _, original_mask = pipeline.crop_and_mask(original.frames, boxes, pipeline.EditJob())
-    original_hr = read_file(args.video, boxes, original_mask, original.fps, names, params)[0]
+    # the unedited clip read through its own crop and skin mask (target-independent)
+    original_hr = read_file(args.video, boxes, original.fps, names, params)[0]
     print(f"original: {json.dumps(safe_write.json_safe(original_hr))}", flush=True)
     if args.true_hr == "median":
         valid = [v for v in original_hr.values() if v is not None and np.isfinite(v)]
@@ -141,7 +141,6 @@ def main():
         tic = time.perf_counter()
         result = pipeline.edit_frames(original.frames, original.fps, boxes, job)
         edit_s = time.perf_counter() - tic
-        mask = result.faces[0].mask
         lossless = out_dir / f"edit_{target}.mkv"
         encode.write_video(lossless, result.frames, original.fps, overwrite=True)
         lossy_job, lossy_result, lossy_edit_s = pipeline.codec_job(job, lossy=True), None, 0.0
@@ -167,7 +166,7 @@ def main():
                     encode.write_video(source, frames, original.fps, overwrite=True)
             stem = out_dir / f"edit_{target}_x{strength:g}_{kind}"
             path = encode_chain(str(source), OUTPUTS[kind], stem)
-            hrs, frames, face = read_file(path, boxes, mask, original.fps, names, params)
+            hrs, frames, face = read_file(path, boxes, original.fps, names, params)
             faces[(target, kind, strength)] = (face, original.fps)
             ref = reference.get(kind, original.frames)
             psnr_same, ssim_same = fidelity(ref, frames)

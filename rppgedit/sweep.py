@@ -416,9 +416,12 @@ class SweepPlan:
         boxes = np.tile(np.array([0, 0, size, size], np.float32), (num, 1))
         edited = pipeline.FaceEdit(boxes, 0, num, clip.crop8, clip.mask, residual)
         edited8, _ = pipeline.paste_frames(clip.crop8, [edited], self.job)
+        edited_crop = edited8.astype(np.float32) / 255.0
+        # Read through the output's own skin mask, as an observer of the output would
+        # (`edit_report.Readers.add_frames`).
         after = readings.read_heart_rates(
-            edited8.astype(np.float32) / 255.0, clip.mask, item.clip.fps, spec.estimators,
-            self.params,
+            edited_crop, skin.skin_mask(edited_crop, method=spec.mask_method), item.clip.fps,
+            spec.estimators, self.params,
         )  # fmt: skip
         output = None
         if spec.save != "none":

@@ -1,21 +1,30 @@
-"""Removal keeps every estimator off the true rate, losslessly and after an H.264 re-encode.
+"""Removal keeps the estimators off the true rate, losslessly and after an H.264 re-encode.
+
+The outputs are read as an observer who has only them would: through the skin mask of their own
+crops. (Through the edit's mask of the original, which the pulse modulates, clips rendered with no
+pulse at all were read at the true rate 24 times in 80 (`benchmarks/removal_codec.py`, seeds 0-7,
+10 estimators), and the removal was steered by that artefact.) Read that way a pulse-free clip is
+still read at its true rate by chance, 5 and 3 times in 80 losslessly and after CRF 23 (0.6 and 0.4
+of 10 estimators per clip), so each clip here may keep one estimator within 3 bpm of the true rate
+and no more; the unedited clips keep 9 or 10, and the removal before the coarse removal grid
+(`privacy_phys.REMOVAL_DEFAULTS`) kept 6-8 after CRF 23 on 3 of 16 clips.
 
 The clips are `benchmarks/removal_codec.py`'s seeds 0 and 1 (light skin still, medium skin moving),
 where removal without the spectral notch (`notch_weight=0`) left 4 and 8 of the 10 estimators at the
-true rate losslessly and 6 and 3 after CRF 23 (measured with that benchmark), rendered with the camera
-those numbers were measured on (`OLD_CAMERA`: 1 level of noise, 0.2% flicker, pulse amplitude 0.004;
-issue 23 made the renderer's default camera a real webcam's: 0.6, 0.03%, 0.005). On the default
-camera the removal leaves ICA (seed 0, 91.3 bpm for 91.8) and PCA (seed 1, 83.7 for 85.6) at the true
-rate losslessly: not yet handled.
+true rate losslessly and 6 and 3 after CRF 23 (measured with that benchmark, through the edit's
+mask), rendered with the camera those numbers were measured on (`OLD_CAMERA`: 1 level of noise, 0.2%
+flicker, pulse amplitude 0.004; issue 23 made the renderer's default camera a real webcam's: 0.6,
+0.03%, 0.005), and seed 2 (dark skin) on the default camera.
 """
+import dataclasses
 
 import numpy as np
 import pytest
 
-from rppgedit import pipeline, readings, signals, targets
+from rppgedit import editors, pipeline, readings, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.editors import privacy_phys
-from rppgedit.video import crop, decode, encode
+from rppgedit.video import decode, encode
 
 FPS, HIT_BPM = 30.0, 3.0
 OLD_CAMERA = dict(noise_std=1.0, flicker=0.002, pulse_amplitude=0.004)
@@ -24,8 +33,10 @@ ESTIMATORS = (
 )  # fmt: skip
 
 
-def _at_true_rate(frames, clip, mask, params, size):
-    face = crop.crop_resize(frames, clip.crop_boxes, size)
+def _at_true_rate(frames, clip, job, params):
+    """The estimators reading `frames` within 3 bpm of the true rate, through the skin mask of
+    the frames' own crop (as an observer of the output would)."""
+    face, mask = pipeline.crop_and_mask(frames, clip.crop_boxes, job)
     read = readings.read_heart_rates(face, mask, FPS, ESTIMATORS, params)
     return {
         n: round(r["hr_bpm"], 1)
@@ -35,19 +46,19 @@ def _at_true_rate(frames, clip, mask, params, size):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_removal_leaves_no_estimator_at_the_true_rate_after_h264(tmp_path, seed):
+def test_removal_leaves_at_most_one_estimator_at_the_true_rate_after_h264(tmp_path, seed):
     clip = synthetic.grid_clip(seed, **OLD_CAMERA)
     job = pipeline.EditJob(target=targets.TargetSpec(kind="none"), estimators=())
     assert pipeline.editor_config(job, FPS).notch_weight > 0  # the default removes with the notch
     result = pipeline.edit_frames(clip.frames, FPS, clip.crop_boxes, job)
-    mask, params = result.faces[0].mask, {}
-    before = _at_true_rate(clip.frames, clip, mask, params, job.work_size)
+    params = {}
+    before = _at_true_rate(clip.frames, clip, job, params)
     assert len(before) >= 9, before  # the estimators read the clip before the edit
-    assert _at_true_rate(result.frames, clip, mask, params, job.work_size) == {}
+    assert len(_at_true_rate(result.frames, clip, job, params)) <= 1
     lossless = encode.write_video(tmp_path / "removed.mkv", result.frames, FPS)
     shared = encode.reencode(lossless, tmp_path / "removed.mp4", codec="h264", crf=23)
     decoded = decode.read_video(shared).frames
-    assert _at_true_rate(decoded, clip, mask, params, job.work_size) == {}
+    assert len(_at_true_rate(decoded, clip, job, params)) <= 1
 
 
 def test_removal_overlap_is_one_for_a_flat_spectrum_and_falls_with_a_notch():
@@ -68,13 +79,24 @@ def test_removal_overlap_is_one_for_a_flat_spectrum_and_falls_with_a_notch():
     assert away < 0.1
 
 
-def test_removal_on_dark_skin_with_the_default_camera_leaves_no_estimator_at_the_true_rate():
+def test_removal_on_dark_skin_with_the_default_camera_leaves_at_most_one_at_the_true_rate():
     """Seed 2 (dark skin, still) on the default (webcam) camera: the estimators read the truth
-    before, none within 3 bpm of it after (measured with the old camera: 0/10, the nearest 10 bpm
-    away)."""
+    before, at most one within 3 bpm of it after."""
     clip = synthetic.grid_clip(2)
     job = pipeline.EditJob(target=targets.TargetSpec(kind="none"), estimators=())
     result = pipeline.edit_frames(clip.frames, FPS, clip.crop_boxes, job)
-    mask, params = result.faces[0].mask, {}
-    assert len(_at_true_rate(clip.frames, clip, mask, params, job.work_size)) >= 9
-    assert _at_true_rate(result.frames, clip, mask, params, job.work_size) == {}
+    params = {}
+    assert len(_at_true_rate(clip.frames, clip, job, params)) >= 9
+    assert len(_at_true_rate(result.frames, clip, job, params)) <= 1
+
+
+def test_a_removal_starts_from_the_editors_removal_defaults_under_the_users_options():
+    assert privacy_phys.REMOVAL_DEFAULTS == {"param_size": 8}
+    assert editors.make_config("privacy_phys", FPS, True, ()).param_size == 8
+    assert editors.make_config("privacy_phys", FPS, False, ()).param_size == 32
+    mine = editors.make_config("privacy_phys", FPS, True, (("param_size", 16),))
+    assert mine.param_size == 16
+    for name in editors.METHODS:  # every removal default names a field of its editor's Config
+        module = editors.get(name)
+        fields = {f.name for f in dataclasses.fields(module.Config)}
+        assert set(getattr(module, "REMOVAL_DEFAULTS", {})) <= fields, name

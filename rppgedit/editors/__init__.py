@@ -10,6 +10,8 @@
   (`contract.vmapped(edit)`);
 - optionally `REMOVAL_UNSUPPORTED`: a sentence saying why `remove=True` is refused (an editor whose
   removal was measured not to work); `check_removal` turns it into the user's error.
+- optionally `REMOVAL_DEFAULTS`: `Config` fields whose default differs for a removal
+  (`make_config` applies them under the user's own options).
 
 `edit` and `edit_batch` are `contract.EditFunction`s (jit-compiled, `cfg` static but for its
 `HYPERPARAMETERS`). What the editors share about skin regions and the pulse colour lives in
@@ -47,12 +49,15 @@ def check_removal(name: str) -> None:
 
 
 def make_config(name: str, fps: float, remove: bool, options) -> object:
-    """Editor `name`'s `Config` at frame rate `fps` with the (field, value) `options`; a one-line
-    error for a method that cannot remove the pulse or options the editor does not take."""
+    """Editor `name`'s `Config` at frame rate `fps` with the (field, value) `options` (a removal
+    starts from the editor's `REMOVAL_DEFAULTS`, under the options); a one-line error for a
+    method that cannot remove the pulse or options the editor does not take."""
     module = get(name)
+    fields = {}
     if remove:
         check_removal(name)
-    fields = dict(options)
+        fields.update(getattr(module, "REMOVAL_DEFAULTS", {}))
+    fields.update(dict(options))
     try:
         return module.Config(fps=float(fps), remove=remove, **fields)
     except (TypeError, ValueError) as err:

@@ -13,6 +13,7 @@ An editor module (`rppgedit.editors.METHODS`) satisfies `Editor`:
 - `edit_batch(state, clips, masks, targets, cfg)`: the same over a leading batch axis (shared
   `state` and `cfg`);
 - optionally `REMOVAL_UNSUPPORTED`: a sentence saying why `remove=True` is refused.
+- optionally `REMOVAL_DEFAULTS`: `Config` fields whose default differs for a removal.
 
 `edit` and `edit_batch` are `EditFunction`s: an editor writes its edit as a pure function of
 (state, clip, mask, target, cfg) and decorates it with `editor_function(HYPERPARAMETERS)`; `vmapped`

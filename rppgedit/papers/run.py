@@ -474,8 +474,10 @@ class ExperimentPlan:
         self.seconds["paste"] += time.perf_counter() - tic
 
         tic = time.perf_counter()
-        after_s = crop.crop_resize(output, clip.boxes, prepared.crop.shape[1])
-        after = _readings(after_s, prepared.mask, clip.fps, self.crops, self.estimators,
+        # Read through the output's own skin mask, as an observer of the output would
+        # (`edit_report.Readers.add_frames`).
+        after_s, after_mask = pipeline.crop_and_mask(output, clip.boxes, self._item_job(setting))
+        after = _readings(after_s, after_mask, clip.fps, self.crops, self.estimators,
                           self.params)  # fmt: skip
         attackers_after = None
         if self.models:
