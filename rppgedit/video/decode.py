@@ -40,7 +40,7 @@ import numpy as np
 
 from rppgedit import validate
 from rppgedit.errors import RppgEditError, path_error
-from rppgedit.video import avlog, probe
+from rppgedit.video import avlog, ffmpeg, probe
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -115,7 +115,7 @@ class _AvFrames:
             stream = probe.video_stream(self._container, path)
             stream.thread_type = "AUTO"
             # Decoders refuse frames over the memory budget (a size change part-way included).
-            stream.codec_context.options = {"max_pixels": str(validate.max_pixels())}
+            stream.codec_context.options = ffmpeg.decoder_options()
             self.time_base = stream.time_base
             self._frames = self._container.decode(stream)
         except BaseException:
@@ -130,7 +130,7 @@ class _AvFrames:
         for file in files:
             self._name = file
             decoder = av.CodecContext.create("png", "r")
-            decoder.options = {"max_pixels": str(validate.max_pixels())}
+            decoder.options = ffmpeg.decoder_options()
             try:
                 with open(file, "rb") as f:
                     packet = av.Packet(f.read())

@@ -11,7 +11,8 @@ what those share:
 * how an input is opened, by ffmpeg (`input_args`, `source_input`) or PyAV (`av_options`): as a
   plain file (the ``file`` protocol only) with a video demuxer (`INPUT_FORMATS`: no
   concat/ffconcat playlists, image patterns or HLS), so an input never pulls in other files; the
-  decoders refuse frames over the memory budget (``-max_pixels``, `rppgedit.validate`);
+  decoders refuse frames over the memory budget (``-max_pixels``, `decoder_options` for PyAV,
+  `rppgedit.validate`);
 * `widen_pipe`: a 1 MiB pipe buffer for raw frames.
 """
 
@@ -111,6 +112,11 @@ def source_input(path: str) -> list[str]:
 def av_options() -> dict[str, str]:
     """The same restrictions for PyAV's `av.open`."""
     return {"protocol_whitelist": "file", "format_whitelist": INPUT_FORMATS}
+
+
+def decoder_options() -> dict[str, str]:
+    """PyAV decoder options that refuse frames over the memory budget (``-max_pixels``)."""
+    return {"max_pixels": str(validate.max_pixels())}
 
 
 def widen_pipe(stream) -> None:

@@ -230,16 +230,6 @@ def probe_container(path: str) -> Container:
 _PROBED: dict[tuple, Container] = {}
 
 
-def _open_container(path: str):
-    """The file opened by PyAV as `open_av` does, its probing decoders held to the memory budget;
-    a refusal says why in one line."""
-    options = {**ffmpeg.av_options(), "max_pixels": str(validate.max_pixels())}
-    try:
-        return av.open(os.path.abspath(path), options=options)
-    except (av.error.FFmpegError, OSError, ValueError) as e:
-        return e
-
-
 def _probe_container_uncached(path: str) -> Container:
     log_start = avlog.ERRORS.open()
     try:
@@ -266,19 +256,19 @@ def _read_packets(path: str, log_start: int) -> Container:
     """Header from the stream's parameters; frame count and timestamps from its packets (those an
     edit list discards, and those before the first keyframe, which no decoder turns into frames,
     are not counted); the display rotation from the first decoded frame."""
-    container = _open_container(path)
-    if isinstance(container, Exception):
-        raise _refusal(path, avlog.ERRORS.first_since(log_start) or str(container)) from None
+    try:  # the probing decoders of `av.open` held to the memory budget too
+        container = _av_open(path, ffmpeg.decoder_options())
+    except _AV_OPEN_ERRORS as e:
+        raise _refusal(path, avlog.ERRORS.first_since(log_start) or str(e)) from None
     with container:
         stream = video_stream(container, path)
         context = stream.codec_context
-        if context.width and context.height:
+        problem = avlog.ERRORS.first_since(log_start)  # e.g. a frame over the memory budget
+        if (context.width and context.height) or not problem:
             validate.check_frame_size(path, context.width, context.height)
-        problem = avlog.ERRORS.first_since(log_start)
-        if problem:  # e.g. a probing decoder refused a frame over the memory budget
+        if problem:
             raise _refusal(path, problem)
-        validate.check_frame_size(path, context.width, context.height)
-        context.options = {"max_pixels": str(validate.max_pixels())}
+        context.options = ffmpeg.decoder_options()
         time_base = stream.time_base
         pts, keyframe_seen, turns = [], False, None
         try:
@@ -469,11 +459,19 @@ def probe(path, *, fps: float | None = None) -> VideoInfo:
 # Streams, read with PyAV (no frame is decoded).
 
 
+_AV_OPEN_ERRORS = (av.error.FFmpegError, OSError, ValueError)
+
+
+def _av_open(path: str, options=None):
+    """`av.open` of a plain file with a video demuxer (`ffmpeg.av_options`) and ``options``."""
+    return av.open(os.path.abspath(path), options={**ffmpeg.av_options(), **(options or {})})
+
+
 def open_av(path: str):
     """A PyAV input container (a plain file with a video demuxer), or a one-line error."""
     try:
-        return av.open(os.path.abspath(path), options=ffmpeg.av_options())
-    except (av.error.FFmpegError, OSError, ValueError) as e:
+        return _av_open(path)
+    except _AV_OPEN_ERRORS as e:
         raise path_error(path, f"cannot read its streams ({e})") from None
 
 
