@@ -12,7 +12,10 @@ pixels at the mask's edge enter and leave it with each beat, so reading through 
 true rate even from a clip with no pulse at all):
 
     true      readings within 3 bpm of the true rate (the goal: none)
-    group     the largest group of readings within 3 bpm of one another (a new common "rate")
+    harmonic  readings within 3 bpm of twice or half the true rate, which give it away as well
+    group     the largest group of readings that agree on one rate (`report.consensus`: within
+              3 bpm of the group's median), a new common "rate" an observer would read when it
+              holds half the estimators or more
     snr_max   the highest SNR at the true rate (`signals.pulse_snr`) of any estimator, dB
 
 and the same for the original clip encoded the same way ("before"). PSNR of the lossless edit.
@@ -35,7 +38,7 @@ import time
 
 import numpy as np
 
-from rppgedit import metrics, pipeline, readings, signals, targets
+from rppgedit import metrics, pipeline, readings, report, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.video import decode, encode
 
@@ -94,8 +97,11 @@ def spread(frames, boxes, edit_mask, true_hr: float, params: dict, job) -> dict:
     edit_hrs = np.array([through_edit_mask[n]["hr_bpm"] for n in ESTIMATORS])
     return {
         "true": int(np.sum(np.abs(hrs - true_hr) <= HIT_BPM)),
+        "harmonic": int(
+            np.sum((np.abs(hrs - 2 * true_hr) <= HIT_BPM) | (np.abs(hrs - true_hr / 2) <= HIT_BPM))
+        ),
         "true_edit_mask": int(np.sum(np.abs(edit_hrs - true_hr) <= HIT_BPM)),
-        "group": int(max(np.sum(np.abs(hrs - h) <= HIT_BPM) for h in hrs)),
+        "group": int(sum(report.consensus(hrs.tolist())[1])),
         "snr_max_db": max(snr),
         "hr": dict(zip(ESTIMATORS, np.round(hrs, 1).tolist(), strict=True)),
     }
@@ -157,8 +163,10 @@ def main():
 
 
 def print_summary(records, candidates, outputs) -> None:
-    """Per candidate and output: readings at the true rate (sum over clips), clips with any,
-    the largest agreeing group (max), the highest SNR at the true rate (max), mean PSNR."""
+    """Per candidate and output: readings at the true rate and at its harmonic or half (sums over
+    clips), clips with one at the true rate, the largest agreeing group (max and mean over clips,
+    and the clips where it holds half the estimators or more), the highest SNR at the true rate
+    (max), mean PSNR."""
     rows = []
     for c in candidates:
         mine = [r for r in records if r["candidate"] == c]
@@ -169,8 +177,12 @@ def print_summary(records, candidates, outputs) -> None:
                     "output": o,
                     "true": f"{sum(r[o]['true'] for r in mine)}/{len(mine) * len(ESTIMATORS)}",
                     "true_edit_mask": f"{sum(r[o]['true_edit_mask'] for r in mine)}",
+                    "harmonic": f"{sum(r[o]['harmonic'] for r in mine)}",
                     "clips": f"{sum(r[o]['true'] > 0 for r in mine)}/{len(mine)}",
                     "group": max(r[o]["group"] for r in mine),
+                    "mean_group": float(np.mean([r[o]["group"] for r in mine])),
+                    "readable": f"{sum(r[o]['group'] >= len(ESTIMATORS) // 2 for r in mine)}"
+                    f"/{len(mine)}",
                     "snr": max(r[o]["snr_max_db"] for r in mine),
                     "psnr": float(np.mean([r["psnr"] for r in mine])),
                 }
@@ -180,8 +192,11 @@ def print_summary(records, candidates, outputs) -> None:
         ("output", "output", "s"),
         ("true", "at true rate", "s"),
         ("true_edit_mask", "(edit's mask)", "s"),
+        ("harmonic", "at 2x or x/2", "s"),
         ("clips", "clips with one", "s"),
         ("group", "largest group", "d"),
+        ("mean_group", "mean group", ".1f"),
+        ("readable", "clips with a group >= 5", "s"),
         ("snr", "max SNR at true (dB)", "+.1f"),
         ("psnr", "PSNR", ".2f"),
     ]

@@ -15,11 +15,14 @@ the same way for the fidelity columns:
     h264_crf23_then28   the CRF 23 share file re-encoded at CRF 28 (a platform that re-encodes)
     h265_crf28, vp9     the other share codecs at their defaults
 
-Columns: readers within 3 bpm of the target ("hits") and of the true HR ("true"), PSNR and SSIM
+Columns: readers within 3 bpm of the target ("hits") and of the true HR ("true"), the largest group
+of readers agreeing on one rate (`report.consensus`; after a removal, a rate an observer would
+read when it holds half the readers or more), PSNR and SSIM
 against the original encoded the same way and against the original itself, file size, seconds.
 
     python benchmarks/share_table.py VIDEO --true_hr 70.7 [--targets 60,80,100,120,none]
         [--outputs lossless,h264_crf18,...] [--attackers none|all|a,b] [--out results/share]
+        [--options harmonic_weight=1]
 """
 
 from __future__ import annotations
@@ -33,10 +36,13 @@ import time
 
 import numpy as np
 
-from rppgedit import metrics, open_rppg, pipeline, safe_write, targets
+from rppgedit import metrics, open_rppg, pipeline, report, safe_write, targets
 from rppgedit.papers.run import DEFAULT_ESTIMATORS
 from rppgedit.readings import format_table, read_heart_rates
 from rppgedit.video import crop, decode, encode
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from removal_codec import options  # noqa: E402
 
 HIT_BPM = 3.0
 # name -> list of (codec, crf) encodes applied one after the other to the lossless file
@@ -96,6 +102,11 @@ def main():
         default=f"1,{pipeline.LOSSY_STRENGTH:g}",
         help="multiples of the edit in lossy outputs (1: the lossless edit re-encoded)",
     )
+    parser.add_argument(
+        "--options",
+        default="default",
+        help="editor options, `field=value[+field=value...]` (removal_codec.py's candidates)",
+    )
     args = parser.parse_args()
     out_dir = pathlib.Path(args.out) / pathlib.Path(args.video).stem
     strengths = [float(x) for x in args.strengths.split(",")]
@@ -137,7 +148,9 @@ def main():
             if target == "none"
             else targets.TargetSpec(kind="sinusoid", hr_bpm=float(target))
         )
-        job = pipeline.EditJob(target=spec, estimators=tuple(names))
+        job = pipeline.EditJob(
+            target=spec, estimators=tuple(names), method_options=options(args.options)
+        )
         tic = time.perf_counter()
         result = pipeline.edit_frames(original.frames, original.fps, boxes, job)
         edit_s = time.perf_counter() - tic
@@ -208,6 +221,7 @@ def main():
                 "strength": row["strength"],
                 "hits": None if target is None else sum(abs(v - target) <= HIT_BPM for v in values),
                 "true": sum(abs(v - true_hr) <= HIT_BPM for v in values),
+                "group": sum(report.consensus(values)[1]),
                 "readers": len(values),
                 "psnr_same": row["psnr_same_codec_db"],
                 "ssim_same": row["ssim_same_codec"],
@@ -225,6 +239,7 @@ def main():
             ("strength", "x", "g"),
             ("hits", "hit target", "d"),
             ("true", "at true HR", "d"),
+            ("group", "largest group", "d"),
             ("readers", "readers", "d"),
             ("psnr_same", "PSNR vs orig same codec", ".2f"),
             ("ssim_same", "SSIM same codec", ".5f"),

@@ -75,7 +75,8 @@ def verdict_counts(summary: Mapping) -> list[dict]:
     """Per edited face, the counts the verdict states: {"face", "remove", "estimators", "original_hr_bpm"
     (median of the readings before), "target_hr_bpm" (None: removal), "read_target" (readings after
     within `TOLERANCE_BPM` of the target; None for removal), "read_original" (readings after
-    within it of the original), "after_min_bpm", "after_max_bpm"}."""
+    within it of the original), "after_min_bpm", "after_max_bpm", "consensus_after_bpm" and
+    "agree_after" (the rate most readings after agree on, and how many: `consensus`)}."""
     rows = summary.get("rows", [])
     out = []
     for face in dict.fromkeys(r.get("face", 0) for r in rows):
@@ -85,6 +86,7 @@ def verdict_counts(summary: Mapping) -> list[dict]:
         original = float(np.median(before)) if before else None
         target = _face_target(summary, face)
         remove = (summary.get("target") or {}).get("kind") == "none"
+        rate, agrees = consensus(after)
         out.append(
             {
                 "face": face,
@@ -96,9 +98,16 @@ def verdict_counts(summary: Mapping) -> list[dict]:
                 "read_original": sum(_reads(h, original) for h in after),
                 "after_min_bpm": min(after) if after else None,
                 "after_max_bpm": max(after) if after else None,
+                "consensus_after_bpm": rate,
+                "agree_after": sum(agrees),
             }
         )
     return out
+
+
+def _readable(agreeing: int, total: int) -> bool:
+    """A pulse is readable when at least half the readers, and at least two, agree on one rate."""
+    return agreeing >= max(2, math.ceil(total / 2))
 
 
 def _face_clause(c: dict) -> str:
@@ -118,6 +127,17 @@ def _face_clause(c: dict) -> str:
             text += (
                 f"; after the edit they read {c['after_min_bpm']:.0f}-{c['after_max_bpm']:.0f} bpm"
             )
+        agree, rate = c.get("agree_after", 0), c.get("consensus_after_bpm")
+        if rate is not None and _readable(agree, n):
+            text += f", but {agree} agree on {rate:.1f} bpm, "
+            if original is not None and _reads(rate, 2.0 * original):
+                text += "twice the original rate, which gives it away"
+            elif original is not None and _reads(rate, original / 2.0):
+                text += "half the original rate, which gives it away"
+            else:
+                text += "a rate an observer would take for the pulse"
+        elif rate is not None:
+            text += f", at most {agree} of {n} on one rate"
         return text
     text = f"{c['read_target']}/{n} {noun} read {c['target_hr_bpm']:g} +/- {tol} bpm; "
     if kept == 0:
@@ -606,7 +626,7 @@ def audit_verdict(rows: Sequence[Mapping], attackers_note: str | None = None) ->
     hrs = [r.get("hr_bpm") for r in rows]
     rate, agrees = consensus(hrs)
     total, agreeing = len(rows), sum(agrees)
-    readable = rate is not None and agreeing >= max(2, math.ceil(total / 2))
+    readable = rate is not None and _readable(agreeing, total)
     snrs = [
         r["snr_db"] for r, a in zip(rows, agrees, strict=True) if a and r.get("snr_db") is not None
     ]

@@ -16,6 +16,7 @@ mask), rendered with the camera those numbers were measured on (`OLD_CAMERA`: 1 
 flicker, pulse amplitude 0.004; issue 23 made the renderer's default camera a real webcam's: 0.6,
 0.03%, 0.005), and seed 2 (dark skin) on the default camera.
 """
+
 import dataclasses
 
 import numpy as np
@@ -88,6 +89,26 @@ def test_removal_on_dark_skin_with_the_default_camera_leaves_at_most_one_at_the_
     params = {}
     assert len(_at_true_rate(clip.frames, clip, job, params)) >= 9
     assert len(_at_true_rate(result.frames, clip, job, params)) <= 1
+
+
+def test_removal_does_not_move_the_pulse_to_its_harmonic():
+    """Seed 3 (medium skin, still, true 64.3 bpm, default camera): the removal without the
+    harmonic notch (`harmonic_weight=0`) left 8 of 10 estimators at twice the true rate, which gives
+    it away as surely (`benchmarks/removal_codec.py`); the default leaves at most one at the true
+    rate, twice it or half it."""
+    clip = synthetic.grid_clip(3)
+    job = pipeline.EditJob(target=targets.TargetSpec(kind="none"), estimators=())
+    assert pipeline.editor_config(job, FPS).harmonic_weight == 1.0
+    result = pipeline.edit_frames(clip.frames, FPS, clip.crop_boxes, job)
+    face, mask = pipeline.crop_and_mask(result.frames, clip.crop_boxes, job)
+    read = readings.read_heart_rates(face, mask, FPS, ESTIMATORS, {})
+    rates = (clip.hr_bpm, 2.0 * clip.hr_bpm, clip.hr_bpm / 2.0)
+    leaks = {
+        n: round(r["hr_bpm"], 1)
+        for n, r in read.items()
+        if any(abs(r["hr_bpm"] - rate) <= HIT_BPM for rate in rates)
+    }
+    assert len(leaks) <= 1, leaks
 
 
 def test_a_removal_starts_from_the_editors_removal_defaults_under_the_users_options():

@@ -41,8 +41,19 @@ def test_verdict_of_a_removal_and_of_two_faces():
     text = report.verdict(_summary(rows, target=None, kind="none", seconds={}))
     assert text == (
         "2/3 estimators no longer read the original 72.0 bpm (+/- 3); after the edit they read "
-        "44-160 bpm; PSNR 59.2 dB"
+        "44-160 bpm, at most 1 of 3 on one rate; PSNR 59.2 dB"
     )
+    # a removal that plants a new common rate says so: an observer would read it as the pulse
+    planted = [_row(n, 72.0, h) for n, h in (("green", 121.0), ("pos", 122.5), ("ica", 60.0))]
+    text = report.verdict(_summary(planted, target=None, kind="none", seconds={}))
+    assert (
+        "read 60-122 bpm, but 2 agree on 121.8 bpm, a rate an observer would take for the " in text
+    )
+    harmonic = [_row(n, 72.0, h) for n, h in (("green", 143.0), ("pos", 144.5), ("ica", 60.0))]
+    text = report.verdict(_summary(harmonic, target=None, kind="none", seconds={}))
+    assert "but 2 agree on 143.8 bpm, twice the original rate, which gives it away;" in text
+    counts = report.verdict_counts(_summary(planted, target=None, kind="none"))[0]
+    assert counts["agree_after"] == 2 and counts["consensus_after_bpm"] == pytest.approx(121.75)
     two = [_row("pos", 66.0, 110.5, 0), _row("pos", 84.0, 84.1, 1)]
     text = report.verdict(_summary(two, target=110.0))
     assert text.startswith(
