@@ -105,7 +105,7 @@ def verdict_counts(summary: Mapping) -> list[dict]:
     return out
 
 
-def _readable(agreeing: int, total: int) -> bool:
+def agreement_is_readable(agreeing: int, total: int) -> bool:
     """A pulse is readable when at least half the readers, and at least two, agree on one rate."""
     return agreeing >= max(2, math.ceil(total / 2))
 
@@ -128,7 +128,7 @@ def _face_clause(c: dict) -> str:
                 f"; after the edit they read {c['after_min_bpm']:.0f}-{c['after_max_bpm']:.0f} bpm"
             )
         agree, rate = c.get("agree_after", 0), c.get("consensus_after_bpm")
-        if rate is not None and _readable(agree, n):
+        if rate is not None and agreement_is_readable(agree, n):
             text += f", but {agree} agree on {rate:.1f} bpm, "
             if original is not None and _reads(rate, 2.0 * original):
                 text += "twice the original rate, which gives it away"
@@ -626,7 +626,7 @@ def audit_verdict(rows: Sequence[Mapping], attackers_note: str | None = None) ->
     hrs = [r.get("hr_bpm") for r in rows]
     rate, agrees = consensus(hrs)
     total, agreeing = len(rows), sum(agrees)
-    readable = rate is not None and _readable(agreeing, total)
+    readable = rate is not None and agreement_is_readable(agreeing, total)
     snrs = [
         r["snr_db"] for r, a in zip(rows, agrees, strict=True) if a and r.get("snr_db") is not None
     ]

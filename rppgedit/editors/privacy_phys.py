@@ -146,8 +146,9 @@ class PrivacyPhysConfig:
         relative to the fundamental (`pulse_reference`); 0 notches the fundamental alone. The
         notch scores a signal's band *share* at the original rate, which falls as much when power
         is added elsewhere as when the pulse goes, so with the fundamental alone the optimiser
-        often planted the pulse's own harmonic. Measured with own-mask readings (`benchmarks/removal_codec.py
-        --seeds 0-7` and `8-15 --outputs lossless,crf23`, 10 estimators x 16 clips), readings at
+        often planted the pulse's own harmonic. Measured with own-mask readings
+        (`benchmarks/removal_codec.py --seeds 0-7` and `8-15 --outputs lossless,crf23`, 10
+        estimators x 16 clips), readings at
         the true rate / at twice or half it, lossless and after CRF 23: at 0, 3 / 25 and 10 / 10
         (160 each); at 1 (the default), 5 / 0 and 14 / 9; at 0.5 (seeds 0-7), 2 / 2 and 18 / 4;
         PSNR 59.30 / 59.05 dB; largest agreeing group 7.1 / 7.8 of 10 losslessly (clips rendered
