@@ -534,20 +534,57 @@ class RawFrames:
         pass
 
 
-class FfmpegFrames(RawFrames):
-    """rgb24 frames decoded by the bundled ffmpeg from a file (paced at its frame rate with
-    `pace`) or a capture device (`input_format` v4l2, avfoundation, dshow ...), never resampled
-    in time (``-fps_mode passthrough``)."""
+class FileFrames:
+    """uint8 frames of a video file, decoded in-process (`rppgedit.video.decode`); with `pace`,
+    handed out no faster than the file's frame rate, as a camera would (high-bit-depth files are
+    rounded to 8 bits, as a camera's frames are)."""
 
-    def __init__(self, url: str, width, height, *, fps=None, input_format=None, pace=False):
+    def __init__(self, path: str, fps: float, *, pace: bool = False):
+        from rppgedit.video import decode
+
+        self.name, self.fps, self.pace, self.count = path, fps, pace, 0
+        self._chunks = decode.iter_chunks(path, _FILE_CHUNK, allow_16bit=True)
+        self._frames, self._start = iter(()), None
+
+    def read(self) -> np.ndarray | None:
+        from rppgedit.video import quantise
+
+        frame = next(self._frames, None)
+        if frame is None:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return None
+            self._frames = iter(quantise.to_uint8(chunk[1]))
+            frame = next(self._frames)
+        if self.pace:
+            now = time.monotonic()
+            if self._start is None:
+                self._start = now
+            wait = self._start + self.count / self.fps - now
+            if wait > 0:
+                time.sleep(wait)
+        self.count += 1
+        return frame
+
+    def close(self) -> None:
+        self._chunks.close()
+
+
+# Frames decoded at a time by `FileFrames`.
+_FILE_CHUNK = 8
+
+
+class FfmpegFrames(RawFrames):
+    """rgb24 frames from a capture device (`input_format` v4l2, avfoundation, dshow ...) read by
+    an ffmpeg program (`rppgedit.video.ffmpeg.exe`: PyAV's libraries have no device input), never
+    resampled in time (``-fps_mode passthrough``)."""
+
+    def __init__(self, url: str, width, height, *, fps: float, input_format: str):
         from rppgedit.video import ffmpeg
 
         args = [ffmpeg.exe(), "-hide_banner", "-nostats", "-loglevel", "level+warning", "-nostdin"]
-        if input_format:  # a device: ask it for the size and rate
-            args += ["-f", input_format, "-framerate", f"{fps:g}"]
-            args += ["-video_size", f"{width}x{height}", "-i", url]
-        else:
-            args += (["-re"] if pace else []) + ffmpeg.input_args(url)
+        args += ["-f", input_format, "-framerate", f"{fps:g}"]  # ask the device for size and rate
+        args += ["-video_size", f"{width}x{height}", "-i", url]
         args += ["-map", "0:V:0", "-fps_mode", "passthrough", "-an", "-sn", "-dn"]
         args += ["-s", f"{width}x{height}", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
         self.proc, self._stderr = _start_ffmpeg(args, url, stdout=subprocess.PIPE)
@@ -615,7 +652,7 @@ class RawSink:
 
 
 class FfmpegSink(RawSink):
-    """Frames encoded by the bundled ffmpeg to an output URL in `output_format` (``v4l2``: a
+    """Frames encoded by an ffmpeg program (`rppgedit.video.ffmpeg.exe`) to an output URL in `output_format` (``v4l2``: a
     v4l2loopback virtual camera such as /dev/video2, as yuv420p, which video-call apps accept)."""
 
     def __init__(self, url: str, output_format: str, width: int, height: int, fps: float):

@@ -149,6 +149,17 @@ def test_torch_missing_gives_one_line_error(monkeypatch, tmp_path):
     assert "pip install torch" in _one_line(err)
 
 
+def test_h5py_missing_gives_one_line_error(monkeypatch, tmp_path):
+    import sys
+
+    h5 = checkpoints.open_rppg_weight_file("pure")
+    monkeypatch.setitem(sys.modules, "h5py", None)  # the core install has no h5py
+    with pytest.raises(RppgEditError) as err:
+        checkpoints.convert_open_rppg_physnet("pure", tmp_path / "out")
+    message = _one_line(err)
+    assert "pip install 'rppgedit[convert]'" in message and str(h5) in message
+
+
 def _torch_physnet(torch):
     """A PyTorch PhysNet with rPPG-Toolbox's attribute names (written for this test)."""
     nn = torch.nn

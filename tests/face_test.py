@@ -30,32 +30,31 @@ def detector():
     return face.load_detector()
 
 
-class _FakeSession:
-    """Stands in for the ONNX session: one confident anchor per call, from a list of outputs."""
+class _FakeModel:
+    """Stands in for `blazeface.predict`: one confident anchor per call, from a list of outputs."""
 
     def __init__(self, outputs):
         self.outputs = list(outputs)
         self.inputs = []
 
-    def run(self, names, feeds):
-        del names
-        (image,) = feeds.values()
-        self.inputs.append(image)
+    def __call__(self, params, images):
+        assert params == "fake params"
+        self.inputs.append(images)
         return self.outputs.pop(0)
 
 
 def _raw(anchor, reg, logit):
     regressors = np.zeros((1, 896, 16), np.float32)
-    logits = np.full((1, 896, 1), -20.0, np.float32)
+    logits = np.full((1, 896), -20.0, np.float32)
     if anchor is not None:
         regressors[0, anchor, :4] = reg
-        logits[0, anchor, 0] = logit
+        logits[0, anchor] = logit
     return regressors, logits
 
 
 def _fake(outputs):
     return face.FaceDetector(
-        session=_FakeSession(outputs), anchors=face.make_anchors(), input_name="x"
+        params="fake params", anchors=face.make_anchors(), predict=_FakeModel(outputs)
     )
 
 
@@ -73,9 +72,11 @@ def test_anchor_grid_layout():
     np.testing.assert_allclose(anchors[-1], [7.5 / 8, 7.5 / 8])
 
 
-def test_model_file_matches_anchor_count(detector):
-    assert detector.session.get_outputs()[0].shape[1] == 896
-    assert list(detector.session.get_inputs()[0].shape) == [1, 128, 128, 3]
+def test_model_matches_anchor_count(detector):
+    regressors, logits = detector.predict(detector.params, np.zeros((2, 128, 128, 3), np.float32))
+    assert regressors.shape == (2, 896, 16) and logits.shape == (2, 896)
+    assert regressors.dtype == logits.dtype == np.float32
+    assert detector.anchors.shape == (896, 2)
 
 
 def test_decoding_letterbox_and_scale():
@@ -88,8 +89,8 @@ def test_decoding_letterbox_and_scale():
     cx, cy = (ax + 3.0) / 0.5, (ay - 2.0 - 48.0) / 0.5
     expected = [cx - 20.0, cy - 10.0, cx + 20.0, cy + 10.0, 1.0 / (1.0 + np.exp(-4.0))]
     np.testing.assert_allclose(out, [expected], rtol=1e-5, atol=1e-4)
-    (image,) = det.session.inputs
-    assert image.shape == (1, 128, 128, 3)
+    (image,) = det.predict.inputs
+    assert image.shape == (1, 128, 128, 3) and image.dtype == np.float32
     np.testing.assert_allclose(image[0, :48], -1.0)  # black letterbox rows
     np.testing.assert_allclose(image[0, 48:80], 1.0)  # white frame, scaled to [-1, 1]
     np.testing.assert_allclose(image[0, 80:], -1.0)
@@ -131,7 +132,7 @@ def test_track_interpolates_fills_misses_and_squares():
     det = _fake(outputs)
     boxes = face.track_face(frames, detect_every=5, smooth=0, detector=det, scale=1.0, shift=0.0)
     assert boxes.shape == (14, 4)
-    assert not det.session.outputs  # exactly four detector calls: frames 0, 5, 6, 11
+    assert not det.predict.outputs  # exactly four detector calls: frames 0, 5, 6, 11
     side = boxes[:, 2] - boxes[:, 0]
     np.testing.assert_allclose(side, boxes[:, 3] - boxes[:, 1], rtol=1e-6)
     centre_x = (boxes[:, 0] + boxes[:, 2]) / 2

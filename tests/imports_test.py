@@ -18,11 +18,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "rppgedit"
 
 # module -> (extra declaring its distribution, files allowed to import it). torch is imported only
-# by `checkpoints.convert_torch_physnet`, which turns its absence into a one-line error.
+# by `checkpoints.convert_torch_physnet`, onnx only by `checkpoints.blazeface_convert` and h5py
+# only by the reader of open-rppg's Keras weights, each turning its absence into a one-line error; imageio_ffmpeg only by `video.ffmpeg.exe`, which
+# falls back to an ffmpeg on the PATH.
 OPTIONAL = {
     "rppg": ("attackers", {"open_rppg/worker.py"}),
     "keras": ("attackers", {"open_rppg/worker.py"}),
     "torch": ("bench", {"checkpoints/__init__.py"}),
+    "imageio_ffmpeg": ("live", {"video/ffmpeg.py"}),
+    "onnx": ("convert", {"checkpoints/blazeface_convert.py"}),
+    "h5py": ("convert", {"checkpoints/__init__.py"}),
 }
 
 
@@ -76,7 +81,7 @@ def test_every_import_is_stdlib_or_declared():
     core, extras = _declared()
     providers = importlib.metadata.packages_distributions()
     imports = _imports()
-    assert {"jax", "onnxruntime", "numpy"} <= set(imports)  # the scan sees lazy imports too
+    assert {"jax", "onnx", "numpy"} <= set(imports)  # the scan sees lazy imports too
     problems = []
     for module, files in sorted(imports.items()):
         if module in sys.stdlib_module_names or module == "rppgedit":
@@ -97,10 +102,10 @@ def test_every_import_is_stdlib_or_declared():
 
 def test_the_core_needs_neither_open_rppg_nor_opencv():
     core, extras = _declared()
-    assert not {"open-rppg", "opencv-python", "setuptools"} & core
+    assert not {"open-rppg", "opencv-python", "setuptools", "onnx", "onnxruntime"} & core
     assert {"open-rppg", "setuptools"} <= extras["attackers"]
     assert "rppgedit" in extras["test"]  # the test extra pulls the attackers in (never skipped)
-    assert "cv2" not in _imports()
+    assert not {"cv2", "onnxruntime"} & set(_imports())  # BlazeFace runs in JAX
 
 
 def test_pip_check_is_clean():

@@ -11,6 +11,7 @@ import pytest
 from rppgedit import live, pipeline, readings, targets
 from rppgedit.data import clips
 from rppgedit.errors import RppgEditError
+from rppgedit.video import encode
 
 SIZE = 96
 FAST_FLAGS = [
@@ -151,7 +152,7 @@ def test_frames_are_dropped_only_with_a_count_when_a_realtime_source_outruns_the
     assert len(sink.stream.getvalue()) == stats.frames_out * SIZE * SIZE * 3
 
 
-def test_a_file_through_ffmpeg_into_a_file_keeps_every_frame(clip, tmp_path):
+def test_a_file_decoded_in_process_into_a_file_keeps_every_frame(clip, tmp_path):
     from rppgedit.video import decode, encode
 
     source_path, out_path = tmp_path / "in.mkv", tmp_path / "out.mkv"
@@ -164,7 +165,7 @@ def test_a_file_through_ffmpeg_into_a_file_keeps_every_frame(clip, tmp_path):
         batch_size=1,
         tracker=_LateTracker(0, clip.boxes[0]),
     )
-    source = live.FfmpegFrames(str(source_path), SIZE, SIZE, pace=False)
+    source = live.FileFrames(str(source_path), clip.fps)
     sink = live.FileSink(out_path, SIZE, SIZE, clip.fps, inputs=(source_path,))
     stats = live.run_live(source, sink, edit)
     out = decode.read_video(out_path).frames
@@ -172,6 +173,27 @@ def test_a_file_through_ffmpeg_into_a_file_keeps_every_frame(clip, tmp_path):
     outside = _outside(clip.boxes[0])
     np.testing.assert_array_equal(out[:, outside], frames[:, outside])
     assert (out != frames).any()
+
+
+def test_a_paced_file_hands_out_frames_no_faster_than_its_rate(clip, tmp_path, monkeypatch):
+    """With pace, frame i is handed out no earlier than i / fps after the first (a clock that
+    stands still makes the wanted waits add up to exactly 9 frame intervals for 10 frames)."""
+    path = tmp_path / "in.mkv"
+    encode.write_video(path, clip.frames[:10], 25.0)
+    waits = []
+    monkeypatch.setattr(live.time, "monotonic", lambda: 100.0)
+    monkeypatch.setattr(live.time, "sleep", waits.append)
+    paced = live.FileFrames(str(path), 25.0, pace=True)
+    frames = [paced.read() for _ in range(10)]
+    assert paced.read() is None
+    np.testing.assert_array_equal(np.stack(frames), clip.frames[:10])
+    assert waits == pytest.approx([i / 25.0 for i in range(1, 10)])
+    monkeypatch.undo()
+    unpaced = live.FileFrames(str(path), 25.0)
+    count = 0
+    while unpaced.read() is not None:
+        count += 1
+    assert count == 10
 
 
 def test_a_torn_last_frame_is_a_one_line_error(clip):

@@ -171,30 +171,30 @@ def test_no_face_raises_one_line_error(detector):
 # --- track_faces logic with a scripted detector -----------------------------------------------
 
 
-class _ScriptedSession:
-    """Stands in for the ONNX session: returns the next of a list of raw outputs per call."""
+class _ScriptedModel:
+    """Stands in for `blazeface.predict`: returns the next of a list of raw outputs per call."""
 
     def __init__(self, outputs):
         self.outputs = list(outputs)
 
-    def run(self, names, feeds):
-        del names, feeds
+    def __call__(self, params, images):
+        assert params is None and images.shape == (1, 128, 128, 3)
         return self.outputs.pop(0)  # IndexError when called more often than scripted
 
 
 def _raw(*faces):
     """Raw BlazeFace outputs with one confident anchor per (anchor, (dx, dy, w, h), logit)."""
     regressors = np.zeros((1, 896, 16), np.float32)
-    logits = np.full((1, 896, 1), -20.0, np.float32)
+    logits = np.full((1, 896), -20.0, np.float32)
     for anchor, reg, logit in faces:
         regressors[0, anchor, :4] = reg
-        logits[0, anchor, 0] = logit
+        logits[0, anchor] = logit
     return regressors, logits
 
 
 def _scripted(outputs):
     return face.FaceDetector(
-        session=_ScriptedSession(outputs), anchors=face.make_anchors(), input_name="x"
+        params=None, anchors=face.make_anchors(), predict=_ScriptedModel(outputs)
     )
 
 
@@ -217,7 +217,7 @@ def test_cadence_centre_fallback_and_spurious_tracks():
     )
     frames = [np.zeros((128, 128, 3), np.uint8)] * 12
     tracks = face.track_faces(frames, detect_every=5, smooth=0, scale=1.0, shift=0.0, detector=det)
-    assert not det.session.outputs
+    assert not det.predict.outputs
     assert len(tracks) == 1  # the spurious one-detection track is dropped
     (track,) = tracks
     assert track.present.all()

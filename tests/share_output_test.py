@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rppgedit.errors import RppgEditError
-from rppgedit.video import decode, encode, ffmpeg, probe
+from rppgedit.video import decode, encode, ffmpeg, mux, probe
 
 T, H, W, FPS = 60, 48, 64, 30.0  # 2 s of video
 AUDIO_SECONDS = 2.5  # longer than the video: any -shortest would cut it
@@ -75,6 +75,24 @@ def _container(path):
 def _streams(path):
     """(type, codec) of every stream."""
     return [(s["type"], s["codec"]) for s in probe.stream_info(path)]
+
+
+def _cues(path):
+    """(start s, end s, text) of every non-empty cue of the first subtitle stream."""
+    with av.open(os.fspath(path)) as container:
+        stream = container.streams.subtitles[0]
+        cues = []
+        for packet in container.demux(stream):
+            if packet.pts is None or packet.size == 0:
+                continue
+            for cue in stream.decode(packet):
+                start = float(packet.pts * packet.time_base)
+                end = start + float(packet.duration * packet.time_base)
+                cues.append((round(start, 3), round(end, 3), cue.dialogue.decode()))
+    return cues
+
+
+CUES = [(0.2, 1.0, "hello"), (1.1, 1.8, "bye")]
 
 
 def _assert_user_error(excinfo, path):
@@ -184,6 +202,7 @@ def test_mp4_reencodes_pcm_to_aac_and_text_subtitles_to_mov_text(tmp_path, media
         ("subtitle", "mov_text"),
         ("data", "bin_data"),
     ]
+    assert _cues(out) == _cues(paths["pcm.mkv"]) == CUES
     assert abs(_seconds(out) - AUDIO_SECONDS) < 0.05
     assert _title(out) == TITLE
     assert _chapters(out) == CHAPTERS
@@ -199,6 +218,7 @@ def test_webm_vp9_reencodes_audio_to_opus_and_subtitles_to_webvtt(tmp_path, medi
     ]
     assert _streams(out) == [("video", "vp9"), ("audio", "opus"), ("subtitle", "webvtt")]
     assert abs(_seconds(out) - AUDIO_SECONDS) < 0.05
+    assert _cues(out) == CUES
     assert _container(out) == "webm"  # the EBML DocType: a WebM file, not generic Matroska
     assert len(decode.read_video(out).frames) == T
 
@@ -234,7 +254,7 @@ def test_colour_matrix_matches_the_tags(tmp_path, codec, ext):
 def test_video_starts_as_late_as_in_the_input(tmp_path, media):
     """The input's video starts 0.1 s after its audio; so does the output's, keeping sync."""
     paths, frames = media
-    out = tmp_path / "late.mkv"
+    out = tmp_path / "late.mp4"
     _writer_notes(out, frames, streams_from=paths["late.mp4"])
     with av.open(out) as container:
         starts = {s.type: float(s.start_time * s.time_base) for s in container.streams}
@@ -258,16 +278,13 @@ def _side(type_, codec, number=0, **kw):
 
 def test_plan_drops_bitmap_subtitles_and_picks_audio_per_container():
     pgs = _side("subtitle", "hdmv_pgs_subtitle", bitmap=True)
-    plan = encode._plan_side_streams([_side("audio", "pcm_s16le"), pgs], ".mp4", 1, "x.mp4")
+    plan = encode._plan_side_streams([_side("audio", "pcm_s16le"), pgs], ".mp4", "x.mp4")
     assert plan.notes == (
         "audio #0 pcm_s16le: re-encoded to aac (mp4 cannot hold pcm_s16le)",
         "subtitle #0 hdmv_pgs_subtitle: dropped (mp4 cannot hold bitmap subtitles)",
     )
-    assert plan.args == ("-map", "1:1", "-c:a:0", "aac", "-b:a:0", "192k")  # pgs not mapped
-    assert plan.encodes_audio
-    mkv = encode._plan_side_streams(
-        [pgs, _side("subtitle", "mov_text", 1, text=True)], ".mkv", 1, "x"
-    )
+    assert plan.actions == (mux.SideAction(1, "audio", "aac", 192_000),)  # pgs not kept
+    mkv = encode._plan_side_streams([pgs, _side("subtitle", "mov_text", 1, text=True)], ".mkv", "x")
     assert mkv.notes == (
         "subtitle #0 hdmv_pgs_subtitle: copied",
         "subtitle #1 mov_text: converted to subrip (mkv cannot hold mov_text)",
@@ -279,23 +296,22 @@ def test_plan_drops_bitmap_subtitles_and_picks_audio_per_container():
             _side("subtitle", "ass", text=True),
         ],
         ".avi",
-        1,
         "x.avi",
     )
-    lame = "mp3" if "libmp3lame" in ffmpeg.encoders() else "pcm_s16le"
+    lame = "mp3" if ffmpeg.has_encoder("libmp3lame") else "pcm_s16le"
     assert avi.notes == (
         "audio #0 pcm_s24le: copied",
         f"audio #1 aac: re-encoded to {lame} (avi cannot hold aac)",
         "subtitle #0 ass: dropped (avi cannot hold subtitles)",
     )
     webm = encode._plan_side_streams(
-        [_side("audio", "opus"), _side("audio", "ac3", 1)], ".webm", 0, ""
+        [_side("audio", "opus"), _side("audio", "ac3", 1)], ".webm", ""
     )
     assert webm.notes == (
         "audio #0 opus: copied",
         "audio #1 ac3: re-encoded to opus (webm cannot hold ac3)",
     )
-    assert not encode._plan_side_streams([], ".mp4", 1, "x.mp4").notes  # no audio, no notes
+    assert not encode._plan_side_streams([], ".mp4", "x.mp4").notes  # no audio, no notes
 
 
 def test_is_faststart_reads_top_level_boxes(tmp_path):

@@ -579,8 +579,11 @@ def test_writer_cleans_up_after_failures(tmp_path, frames8):
     assert _listing(tmp_path) == []
     with pytest.raises(RppgEditError, match="ffmpeg") as excinfo:
         with encode.VideoWriter(out, 30.0, W, H) as writer:
-            writer._proc.kill()  # the encoder dies mid-stream
-            writer._proc.wait()
+
+            def disk_full(*_):
+                raise OSError(28, "No space left on device")
+
+            writer._output._encode = disk_full  # the encoder fails mid-stream
             for _ in range(50):
                 writer.write(frames8)
     _assert_user_error(excinfo, out)

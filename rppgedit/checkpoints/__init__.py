@@ -55,7 +55,14 @@ _DECODER_BLOCKS = ("upsample", "upsample2")
 # The shipped weights live beside this module; SHA256SUMS records every weight file among them.
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 RECORDS_NAME = "SHA256SUMS"
-_UNRECORDED = ("__init__.py", "README.md", RECORDS_NAME, "LICENSES", "__pycache__")
+_UNRECORDED = (
+    "__init__.py",
+    "blazeface_convert.py",
+    "README.md",
+    RECORDS_NAME,
+    "LICENSES",
+    "__pycache__",
+)
 
 
 def cache_checkpoint_dir() -> pathlib.Path:
@@ -305,7 +312,12 @@ def _check_shapes(variables: Any, source: str) -> dict[str, Any]:
 
 def _read_open_rppg_h5(path: pathlib.Path) -> dict[str, Any]:
     """Flax variables from a Keras-3 `.weights.h5` of open-rppg's PhysNet (float16 -> float32)."""
-    import h5py
+    try:
+        import h5py
+    except ImportError:
+        raise RppgEditError(
+            f"{path}: reading Keras weights needs h5py: pip install 'rppgedit[convert]'"
+        ) from None
 
     def arr(f, key):
         if key not in f:

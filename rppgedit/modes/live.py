@@ -48,7 +48,7 @@ def open_source(s):
 
     common.check_input(s.input)
     info = probe.probe(s.input)
-    source = live.FfmpegFrames(s.input, info.width, info.height, pace=s.live_pace)
+    source = live.FileFrames(s.input, info.fps, pace=s.live_pace)
     return source, info.width, info.height, info.fps, s.live_pace
 
 

@@ -2,8 +2,9 @@
 
 `VideoWriter` writes frames as they come, `write_video` a whole array, and `reencode` decodes a
 file and encodes it again as a sharing platform would (same lossy settings, audio copied where
-possible), to measure what survives a second compression. Frames go to the bundled ffmpeg
-(`rppgedit.video.ffmpeg`) as raw ``rgb24`` (8-bit) or ``rgb48le`` (16-bit) on a pipe.
+possible), to measure what survives a second compression. Containers and PNG folders are written
+in-process through PyAV (`rppgedit.video.mux`, encoding on a thread of its own); this module
+chooses the codec, its settings and what happens to each side stream, and keeps the writes safe.
 
 * Encoding is lossless by default: FFV1 (Niedermayer, RFC 9043) in ``.mkv``/``.avi``, H.264 in
   RGB with ``-qp 0`` (libx264rgb) in ``.mp4``/``.mov``, a ``%06d.png`` folder, or a ``.npy``
@@ -24,7 +25,10 @@ possible), to measure what survives a second compression. Frames go to the bundl
   its codec, else re-encoded (AAC 192k in MP4/MOV, Opus 128k in WebM, MP3 or PCM in AVI);
   text subtitles are converted to the container's text format and bitmap ones dropped where
   the container cannot hold them. `VideoWriter.stream_notes` says what happened to each stream.
-  A variable-frame-rate input's frame timestamps are kept.
+  A variable-frame-rate input's frame timestamps are kept. An AAC track whose priming samples
+  an MP4 edit list hides keeps them at their negative timestamps in Matroska (PyAV cannot set the
+  track's CodecDelay), so decoding that track gives the priming samples too; MP4 and MOV
+  outputs keep the edit list.
 * Encodes are reproducible: ``+bitexact`` muxing and coding, so the same frames (and side
   streams) give the same file bytes; frames are written without rotation metadata.
 * Writes follow `rppgedit.safe_write`: a temporary file (or folder) in the destination directory,
@@ -39,7 +43,6 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 import tempfile
 import warnings
 from collections.abc import Iterable
@@ -48,12 +51,15 @@ import av
 import numpy as np
 
 from rppgedit import safe_write
-from rppgedit.errors import RppgEditError, path_error
-from rppgedit.video import ffmpeg, probe
+from rppgedit.errors import path_error
+from rppgedit.video import decode, ffmpeg, mux, probe
 
 _FRAME_NAME = re.compile(r"^\d{6,}\.png$")
 
 _NPY_HEADER_BYTES = 128
+
+# Frames decoded at a time by `reencode`.
+_REENCODE_CHUNK = 32
 
 _CONTAINER_FORMATS = {
     ".mkv": "matroska",
@@ -203,34 +209,19 @@ def _check_crf(path: str, codec: str, crf) -> int | None:
     return int(crf)
 
 
-def _lossy_video_args(codec: str, crf: int, kind: str) -> list[str]:
-    """ffmpeg output options of a sharing codec: yuv420p, BT.709 matrix and tags, at ``crf``."""
-    # The scaler converts with the BT.709 matrix to limited range; setparams tags the frames,
-    # since encoders take their colour tags from the frames (output options alone are ignored).
-    tags = "colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"
-    chain = f"scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setparams={tags}"
-    args = ["-vf", chain, "-pix_fmt", "yuv420p"]
+def _lossy_video(codec: str, crf: int, kind: str) -> mux.VideoCodec:
+    """The encoder settings of a sharing codec: yuv420p converted with the BT.709 matrix to
+    limited range and tagged so, at ``crf``."""
     if codec == "h264":
-        args += ["-c:v", "libx264", "-profile:v", "high", "-preset", "medium", "-crf", str(crf)]
-    elif codec == "h265":
-        args += ["-c:v", "libx265", "-preset", "medium", "-crf", str(crf)]
-        args += ["-x265-params", "log-level=error"]
-        if kind in (".mp4", ".mov"):
-            args += ["-tag:v", "hvc1"]  # Apple players refuse the default hev1 tag
-    else:  # vp9: constant quality needs -b:v 0
-        args += ["-c:v", "libvpx-vp9", "-crf", str(crf), "-b:v", "0", "-row-mt", "1"]
-    args += ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"]
-    return args + ["-color_range", "tv"]
-
-
-def _container_args(kind: str, encodes_audio: bool) -> list[str]:
-    """Reproducible-bytes flags, MP4/MOV fast start, and the muxer name."""
-    args = ["-fflags", "+bitexact", "-flags:v", "+bitexact"]
-    if encodes_audio:
-        args += ["-flags:a", "+bitexact"]
-    if kind in (".mp4", ".mov"):
-        args += ["-movflags", "+faststart"]
-    return args + ["-f", _CONTAINER_FORMATS[kind]]
+        options = {"profile": "high", "preset": "medium", "crf": str(crf)}
+        return mux.VideoCodec("libx264", "yuv420p", tuple(options.items()), bt709=True)
+    if codec == "h265":
+        options = {"preset": "medium", "crf": str(crf), "x265-params": "log-level=error"}
+        tag = "hvc1" if kind in (".mp4", ".mov") else None  # Apple players refuse hev1
+        return mux.VideoCodec("libx265", "yuv420p", tuple(options.items()), True, tag)
+    # vp9: constant quality needs a bit rate of 0
+    options = {"crf": str(crf), "b": "0", "row-mt": "1"}
+    return mux.VideoCodec("libvpx-vp9", "yuv420p", tuple(options.items()), bt709=True)
 
 
 def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
@@ -251,11 +242,10 @@ def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
 
 @dataclasses.dataclass(frozen=True)
 class _StreamPlan:
-    """How the side streams go into the output: ffmpeg arguments, notes, audio encoded or not."""
+    """How the side streams go into the output: one action per stream kept, and the notes."""
 
-    args: tuple[str, ...]
+    actions: tuple[mux.SideAction, ...]
     notes: tuple[str, ...]
-    encodes_audio: bool
 
 
 _AUDIO_ENCODER_NAMES = {
@@ -266,44 +256,44 @@ _AUDIO_ENCODER_NAMES = {
 }
 
 
-def _audio_encoder(codec: str, kind: str) -> tuple[str, str] | None:
-    """None when ``kind`` holds the audio ``codec`` as it is, else (encoder, bitrate or '')."""
+def _audio_encoder(codec: str, kind: str) -> tuple[str, int] | None:
+    """None when ``kind`` holds the audio ``codec`` as it is, else (encoder, bit rate or 0)."""
     if kind == ".mkv" or codec in _AUDIO_HELD[kind]:
         return None
     if kind in _PCM_HELD and codec.startswith("pcm_"):
         return None
     if kind in (".mp4", ".mov"):
-        return "aac", "192k"
+        return "aac", 192_000
     if kind == ".webm":
-        return "libopus", "128k"
-    return ("libmp3lame", "192k") if "libmp3lame" in ffmpeg.encoders() else ("pcm_s16le", "")
+        return "libopus", 128_000
+    return ("libmp3lame", 192_000) if ffmpeg.has_encoder("libmp3lame") else ("pcm_s16le", 0)
 
 
-def _audio_plan(stream: probe.SideStream, kind: str, out: int, path: str) -> tuple[list, str, bool]:
-    """(ffmpeg codec options, note, encoded) for audio stream ``stream`` as output audio ``out``."""
+def _audio_plan(stream: probe.SideStream, kind: str, path: str) -> tuple[mux.SideAction, str]:
+    """(action, note) for audio stream ``stream``."""
     label = f"audio #{stream.number} {stream.codec}"
     target = _audio_encoder(stream.codec, kind)
     if target is None:
-        return [f"-c:a:{out}", "copy"], f"{label}: copied", False
-    encoder, bitrate = target
+        return mux.SideAction(stream.index, "audio"), f"{label}: copied"
+    encoder, bit_rate = target
     ffmpeg.check_encoder(path, encoder, f"{label} in {kind[1:]}")
     name = _AUDIO_ENCODER_NAMES[encoder]
-    args = [f"-c:a:{out}", encoder] + ([f"-b:a:{out}", bitrate] if bitrate else [])
     note = f"{label}: re-encoded to {name} ({kind[1:]} cannot hold {stream.codec})"
-    if encoder == "libmp3lame" and stream.channels > 2:
-        args += [f"-ac:a:{out}", "2"]
+    stereo = encoder == "libmp3lame" and stream.channels > 2
+    if stereo:
         note += ", downmixed to stereo (mp3 holds at most 2 channels)"
-    return args, note, True
+    return mux.SideAction(stream.index, "audio", encoder, bit_rate, stereo), note
 
 
-def _subtitle_plan(stream: probe.SideStream, kind: str, out: int) -> tuple[list | None, str]:
-    """(ffmpeg codec options or None to drop it, note) for a subtitle stream as output ``out``."""
+def _subtitle_plan(stream: probe.SideStream, kind: str) -> tuple[mux.SideAction | None, str]:
+    """(action, or None to drop it; note) for a subtitle stream."""
     label, container = f"subtitle #{stream.number} {stream.codec}", kind[1:]
+    copy = mux.SideAction(stream.index, "subtitle")
     if kind == ".mkv":
         if stream.codec == "mov_text":  # the one text format Matroska lacks
             note = f"{label}: converted to subrip (mkv cannot hold mov_text)"
-            return [f"-c:s:{out}", "srt"], note
-        return [f"-c:s:{out}", "copy"], f"{label}: copied"
+            return mux.SideAction(stream.index, "subtitle", "srt"), note
+        return copy, f"{label}: copied"
     target = _SUBTITLE_TEXT_FORMAT[kind]
     if target is None:
         return None, f"{label}: dropped ({container} cannot hold subtitles)"
@@ -312,33 +302,26 @@ def _subtitle_plan(stream: probe.SideStream, kind: str, out: int) -> tuple[list 
     if not stream.text:
         return None, f"{label}: dropped ({container} holds only text subtitles)"
     if stream.codec == target:
-        return [f"-c:s:{out}", "copy"], f"{label}: copied"
-    return [f"-c:s:{out}", target], f"{label}: converted to {target}"
+        return copy, f"{label}: copied"
+    return mux.SideAction(stream.index, "subtitle", target), f"{label}: converted to {target}"
 
 
-def _plan_side_streams(
-    streams: Iterable[probe.SideStream], kind: str, input_index: int, path: str
-) -> _StreamPlan:
-    """Maps each audio and subtitle stream of input ``input_index`` into a ``kind`` container.
+def _plan_side_streams(streams: Iterable[probe.SideStream], kind: str, path: str) -> _StreamPlan:
+    """Maps each audio and subtitle stream into a ``kind`` container.
 
     Audio is copied when the container holds its codec, else re-encoded; subtitles are copied,
     converted to the container's text format, or dropped. ``path`` names the output in errors.
     """
-    args, notes, encodes = [], [], False
-    out_audio = out_subtitle = 0
+    actions, notes = [], []
     for stream in streams:
         if stream.type == "audio":
-            codec_args, note, encoded = _audio_plan(stream, kind, out_audio, path)
-            out_audio += 1
-            encodes = encodes or encoded
+            action, note = _audio_plan(stream, kind, path)
         else:
-            codec_args, note = _subtitle_plan(stream, kind, out_subtitle)
-            if codec_args is not None:
-                out_subtitle += 1
+            action, note = _subtitle_plan(stream, kind)
         notes.append(note)
-        if codec_args is not None:
-            args += ["-map", f"{input_index}:{stream.index}", *codec_args]
-    return _StreamPlan(tuple(args), tuple(notes), encodes)
+        if action is not None:
+            actions.append(action)
+    return _StreamPlan(tuple(actions), tuple(notes))
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,7 +403,7 @@ class VideoWriter:
         self._check_destination(overwrite, [*inputs, *sources])
         self.stream_notes: list[str] = []
         self._source, self._plan = None, None
-        self._timing, self._nut = None, None
+        self._timing = None
         if sources:
             self._plan_streams(sources[0])
             self._timing = self._source_timing(sources[0])
@@ -431,8 +414,7 @@ class VideoWriter:
                 stacklevel=2,
             )
         self.num_frames = 0
-        self._proc = None
-        self._stderr = None
+        self._output = None
         self._file = None
         self._temp = None
         self._closed = False
@@ -478,7 +460,7 @@ class VideoWriter:
         if os.path.isdir(source) or source.lower().endswith(".npy"):
             return  # a PNG folder or an array has no audio, subtitles or metadata
         self._source = probe.side_streams(source)
-        self._plan = _plan_side_streams(self._source.streams, self.kind, 1, self.path)
+        self._plan = _plan_side_streams(self._source.streams, self.kind, self.path)
         self.stream_notes.extend(self._plan.notes)
 
     def _source_timing(self, source: str):
@@ -503,106 +485,55 @@ class VideoWriter:
                 self._file = open(self._temp, "wb")
                 self._file.write(_npy_header(self.dtype, (0, self.height, self.width, 3)))
             else:
-                self._start_ffmpeg()
+                self._open_output()
         except BaseException:
             self.abort()
             raise
 
-    def _pipe_input(self) -> list[str]:
-        """ffmpeg options of the raw-frame input on stdin (input 0)."""
-        rate = fractions.Fraction(self.fps).limit_denominator(1_000_000)
-        in_fmt = "rgb48le" if self.bit_depth == 16 else "rgb24"
-        args = []
-        if self._plan is not None and self._plan.args and self._source.video_delay > 5e-4:
-            # The input's video starts after its audio: start ours as late, to stay in sync.
-            args += ["-itsoffset", f"{self._source.video_delay:.6f}"]
-        if self._timing is not None:  # frames with their own timestamps, in NUT (see `write`)
-            return args + ["-f", "nut", "-i", "pipe:0"]
-        args += ["-f", "rawvideo", "-pix_fmt", in_fmt, "-s", f"{self.width}x{self.height}"]
-        return args + ["-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0"]
-
-    def _video_args(self) -> list[str]:
-        """ffmpeg output options of the video stream for a container output."""
-        if self.codec == "ffv1":
-            out_fmt = "gbrp16le" if self.bit_depth == 16 else "bgr0"
-            return ["-c:v", "ffv1", "-level", "3", "-slicecrc", "1", "-pix_fmt", out_fmt]
-        if self.codec == "libx264rgb":
-            return ["-c:v", "libx264rgb", "-qp", "0", "-preset", "ultrafast", "-pix_fmt", "rgb24"]
-        return _lossy_video_args(self.codec, self.crf, self.kind)
-
-    def _encode_command(self) -> list[str]:
-        """The whole ffmpeg command that encodes stdin's frames (and side streams) to the temp."""
-        cmd = [ffmpeg.exe(), "-hide_banner", "-nostats", "-loglevel", "level+error", "-y"]
-        cmd += self._pipe_input()
-        side = self._plan is not None
-        if side:
-            cmd += ffmpeg.source_input(self._source.path)
-        cmd += ["-map", "0:v:0", "-fps_mode", "passthrough"]
-        if self._timing is not None:
-            cmd += ["-enc_time_base:v", "demux"]
-        if side:
-            cmd += ["-map_metadata", "1", "-map_chapters", "1", *self._plan.args]
-        else:
-            cmd += ["-map_metadata", "-1"]
+    def _video_codec(self) -> mux.VideoCodec:
+        """The video encoder settings of this output."""
         if self.kind == "png":
-            out_fmt = "rgb48be" if self.bit_depth == 16 else "rgb24"
-            cmd += ["-c:v", "png", "-pix_fmt", out_fmt, "-fflags", "+bitexact"]
-            cmd += ["-flags:v", "+bitexact", "-f", "image2", "-start_number", "0"]
-            return cmd + [os.path.join(self._temp, "%06d.png")]
-        cmd += self._video_args()
-        cmd += _container_args(self.kind, side and self._plan.encodes_audio)
-        return cmd + [self._temp]
+            return mux.VideoCodec("png", "rgb48be" if self.bit_depth == 16 else "rgb24")
+        if self.codec == "ffv1":
+            pix_fmt = "gbrp16le" if self.bit_depth == 16 else "bgr0"
+            return mux.VideoCodec("ffv1", pix_fmt, (("level", "3"), ("slicecrc", "1")))
+        if self.codec == "libx264rgb":
+            options = (("qp", "0"), ("preset", "ultrafast"))
+            return mux.VideoCodec("libx264rgb", "rgb24", options)
+        return _lossy_video(self.codec, self.crf, self.kind)
 
-    def _start_ffmpeg(self) -> None:
-        cmd = self._encode_command()
-        self._stderr = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=self._stderr,
-            start_new_session=True,  # a terminal's Ctrl-C reaches rppgedit, which stops it
-        )
-        safe_write.register_process(self._proc)
-        ffmpeg.widen_pipe(self._proc.stdin)
-        if self._timing is not None:
-            self._nut = av.open(self._proc.stdin, mode="w", format="nut")
-            stream = self._nut.add_stream("rawvideo", rate=round(self.fps))
-            stream.width, stream.height = self.width, self.height
-            stream.pix_fmt = "rgb48le" if self.bit_depth == 16 else "rgb24"
-            stream.time_base = self._timing[1]
-            stream.codec_context.time_base = self._timing[1]
-            self._nut_stream = stream
-
-    def _write_timed(self, data: np.ndarray) -> None:
-        """Frames as NUT packets carrying the source's timestamps."""
-        pts, time_base = self._timing
-        if self.num_frames + len(data) > len(pts):
-            raise path_error(
-                self.path, f"more frames than the {len(pts)} timestamps of the variable-rate input"
-            )
-        fmt = "rgb48le" if self.bit_depth == 16 else "rgb24"
-        for i, frame in enumerate(data):
-            video_frame = av.VideoFrame.from_ndarray(frame, format=fmt)
-            video_frame.pts = int(pts[self.num_frames + i])
-            video_frame.time_base = time_base
-            for packet in self._nut_stream.encode(video_frame):
-                self._nut.mux(packet)
-
-    def _close_nut(self, flush: bool) -> None:
-        if self._nut is None:
-            return
-        nut, self._nut = self._nut, None
+    def _open_output(self) -> None:
+        """Opens the temporary container (or PNG pattern) with its side streams."""
+        rate = fractions.Fraction(self.fps).limit_denominator(1_000_000)
+        pts, time_base = self._timing if self._timing is not None else (None, None)
+        if self.kind == "png":
+            target, format = os.path.join(self._temp, "%06d.png"), "image2"
+        else:
+            target, format = self._temp, _CONTAINER_FORMATS[self.kind]
+        source, actions, delay = None, (), 0.0
+        if self._plan is not None:
+            source, actions = probe.open_av(self._source.path), self._plan.actions
+            delay = self._source.video_delay if self._source.video_delay > 5e-4 else 0.0
         try:
-            if flush:
-                for packet in self._nut_stream.encode():
-                    nut.mux(packet)
-        finally:
-            try:
-                nut.close()
-            except Exception:  # noqa: BLE001 - ffmpeg may already be gone; its error is reported
-                if flush:
-                    raise
+            self._output = mux.Output(
+                target,
+                format,
+                self._video_codec(),
+                self.width,
+                self.height,
+                bit_depth=self.bit_depth,
+                rate=rate,
+                pts=pts,
+                time_base=time_base,
+                source=source,
+                actions=actions,
+                video_delay=delay,
+            )
+        except (av.error.FFmpegError, ValueError, OSError) as e:
+            if source is not None:
+                source.close()
+            raise path_error(self.path, f"ffmpeg cannot start the encode ({e})") from None
+        self._side_source = source
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -621,41 +552,26 @@ class VideoWriter:
                 f"frames must be (T,{self.height},{self.width},3) {self.dtype.name}, got "
                 f"{frames.shape} {frames.dtype}",
             )
-        data = np.ascontiguousarray(frames, dtype=self.dtype)
+        if self._timing is not None and self.num_frames + len(frames) > len(self._timing[0]):
+            self.abort()
+            raise path_error(
+                self.path,
+                f"more frames than the {len(self._timing[0])} timestamps of the variable-rate "
+                "input",
+            )
         try:
             if self._file is not None:
+                data = np.ascontiguousarray(frames, dtype=self.dtype)
                 self._file.write(memoryview(data).cast("B"))
-            elif self._nut is not None:
-                self._write_timed(data)
             else:
-                self._proc.stdin.write(memoryview(data).cast("B"))
-        except RppgEditError:
+                self._output.write(frames, self.num_frames)
+        except mux.EncodeError as e:
             self.abort()
-            raise
-        except (BrokenPipeError, av.error.FFmpegError):
-            problem = self._stop_ffmpeg()
-            self.abort()
-            raise path_error(self.path, f"ffmpeg stopped while writing ({problem})") from None
+            raise path_error(self.path, f"ffmpeg stopped while writing ({e})") from None
         except OSError as e:
             self.abort()
             raise path_error(self.path, f"cannot write ({e.strerror})") from None
         self.num_frames += len(frames)
-
-    def _stop_ffmpeg(self) -> str:
-        """Close ffmpeg's input, wait, and return its first error (or '' when it succeeded)."""
-        try:
-            self._proc.stdin.close()
-        except OSError:
-            pass
-        rc = self._proc.wait()
-        safe_write.release_process(self._proc)
-        self._stderr.seek(0)
-        stderr = self._stderr.read().decode("utf-8", "replace")
-        self._stderr.close()
-        problem = ffmpeg.first_error(stderr)
-        if rc != 0 or problem:
-            return problem or f"exit status {rc}"
-        return ""
 
     def close(self) -> None:
         """Finish the file, check it, and move it into place."""
@@ -673,19 +589,25 @@ class VideoWriter:
                 if np.load(self._temp, mmap_mode="r").shape[0] != self.num_frames:
                     raise path_error(self.path, "the written array has the wrong length")
             else:
+                output, self._output = self._output, None
                 try:
-                    self._close_nut(flush=True)
-                except (OSError, av.error.FFmpegError):
-                    pass  # ffmpeg stopped: its own error follows
-                problem = self._stop_ffmpeg()
-                if problem:
-                    raise path_error(self.path, f"ffmpeg failed ({problem})")
+                    output.close()
+                except mux.EncodeError as e:
+                    output.abort()
+                    raise path_error(self.path, f"ffmpeg failed ({e})") from None
+                finally:
+                    self._close_side_source()
                 self._verify_count()
             self._move_into_place()
         except BaseException:
             self.abort()
             raise
         self._closed = True
+
+    def _close_side_source(self) -> None:
+        source, self._side_source = getattr(self, "_side_source", None), None
+        if source is not None:
+            source.close()
 
     def _verify_count(self) -> None:
         if self.kind == "png":
@@ -721,21 +643,10 @@ class VideoWriter:
     def abort(self) -> None:
         """Stop writing and remove the temporary output; the destination is left untouched."""
         self._closed = True
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        self._close_nut(flush=False)
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        if self._proc is not None:
-            safe_write.release_process(self._proc)
-            for stream in (self._proc.stdin, self._stderr):
-                try:
-                    if stream is not None:
-                        stream.close()
-                except OSError:
-                    pass
+        output, self._output = self._output, None
+        if output is not None:
+            output.abort()
+        self._close_side_source()
         if self._file is not None and not self._file.closed:
             self._file.close()
         if self._temp is not None:
@@ -840,31 +751,29 @@ def reencode(
         )
     _check_container(dst, codec, kind)
     crf = _check_crf(dst, codec, crf)
-    ffmpeg.check_encoder(dst, _LOSSY_CODECS[codec].encoder, f"codec {codec}")
     check_output_path(dst, inputs=(src,), overwrite=overwrite)
-    source = probe.side_streams(src)
     video = probe.probe_container(src)
-    if video.header.width % 2 or video.header.height % 2:
-        size = f"{video.header.width}x{video.header.height}"
-        raise path_error(src, f"{codec} with yuv420p needs even frame sizes, got {size}")
-    plan = _plan_side_streams(source.streams, kind, 0, dst)
-    temp = safe_write.make_temp_file(dst)
-    try:
-        cmd = [ffmpeg.exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+error"]
-        cmd += ["-y", *ffmpeg.input_args(src), "-map", "0:V:0", "-fps_mode", "passthrough"]
-        cmd += ["-map_metadata", "0", "-map_chapters", "0", *plan.args]
-        cmd += _lossy_video_args(codec, crf, kind) + _container_args(kind, plan.encodes_audio)
-        proc = subprocess.run(cmd + [temp], capture_output=True)
-        problem = ffmpeg.first_error(proc.stderr.decode("utf-8", "replace"))
-        if proc.returncode != 0 or problem:
-            raise path_error(
-                dst, f"ffmpeg failed ({problem or 'exit status ' + str(proc.returncode)})"
-            )
-        written = probe.probe_container(temp).num_frames
-        if written != video.num_frames:
-            raise path_error(dst, f"wrote {written} frames instead of {video.num_frames}")
-        safe_write.move_into_place(temp, dst)
-    except BaseException:
-        safe_write.remove(temp)
-        raise
-    return dst
+    width, height = video.header.width, video.header.height
+    if width % 2 or height % 2:
+        raise path_error(src, f"{codec} with yuv420p needs even frame sizes, got {width}x{height}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LossyOutputWarning)  # asked for by name
+        writer = VideoWriter(
+            dst,
+            video.fps,
+            width,
+            height,
+            codec=codec,
+            crf=crf,
+            overwrite=overwrite,
+            inputs=(src,),
+            streams_from=src,
+        )
+    from rppgedit.video import quantise  # imports JAX: only when re-encoding
+
+    with writer:
+        for _, frames in decode.iter_chunks(src, _REENCODE_CHUNK, allow_16bit=True):
+            writer.write(quantise.to_uint8(frames))  # the sharing codecs are 8-bit
+    if writer.num_frames != video.num_frames:
+        raise path_error(dst, f"wrote {writer.num_frames} frames instead of {video.num_frames}")
+    return writer.path

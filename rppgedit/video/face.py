@@ -1,13 +1,15 @@
 """Face detection and tracking: BlazeFace (short range) boxes, smoothed into a steady square crop.
 
 The detector is the BlazeFace short-range model (Bazarevsky et al., "BlazeFace: Sub-millisecond
-Neural Face Detection on Mobile GPUs", CVPR-W 2019), run with ONNX Runtime from the file shipped in
-rppgedit's package data (`rppgedit/checkpoints/blaze_face.onnx`, checked against its sha256 record;
-a tf2onnx conversion of MediaPipe's short-range model, taken from the open-rppg 0.1.1 wheel: see
-`rppgedit/checkpoints/README.md` for its origin and licence). The frame is letterboxed into the
+Neural Face Detection on Mobile GPUs", CVPR-W 2019), run in JAX (`rppgedit.video.blazeface`, the
+network of the shipped `rppgedit/checkpoints/blaze_face.onnx` rebuilt in Flax) with the weights of
+`rppgedit/checkpoints/blaze_face.npz` (converted from that .onnx file, checked against its sha256
+record; the .onnx is a tf2onnx conversion of MediaPipe's short-range model, taken from the open-rppg
+0.1.1 wheel: see `rppgedit/checkpoints/README.md` for its origin and licence). It gives ONNX
+Runtime's outputs to float32 rounding (`tests/blazeface_test.py`). The frame is letterboxed into the
 input with OpenCV's INTER_AREA resize rebuilt in NumPy (`area_resize_uint8`, the same per-axis
 weights as `rppgedit.models.physnet.area_resize`). The network maps a 128x128 RGB image scaled to
-[-1, 1] (NHWC float32) to two raw tensors: `regressors` (1, 896, 16) and `classificators` (1, 896, 1). The
+[-1, 1] (NHWC float32) to two raw tensors: `regressors` (N, 896, 16) and logits (N, 896). The
 anchor-relative decoding and the anchor grid are written here from the published model description
 (MediaPipe's short-range anchor configuration): strides 8 and 16 on a 128x128 input, i.e. a 16x16
 grid with 2 anchors per cell followed by an 8x8 grid with 6 anchors per cell (512 + 384 = 896
@@ -35,41 +37,43 @@ import dataclasses
 import functools
 import pathlib
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from rppgedit.errors import RppgEditError
+from rppgedit.video import blazeface
 
-INPUT_SIZE = 128
+INPUT_SIZE = blazeface.INPUT_SIZE
 # (stride, anchors per cell) of the short-range model; 16*16*2 + 8*8*6 = 896 anchors.
 _ANCHOR_LAYERS = ((8, 2), (16, 6))
 
 
 @dataclasses.dataclass(frozen=True)
 class FaceDetector:
-    """A loaded BlazeFace model: the ONNX Runtime session and its anchor centres.
+    """A loaded BlazeFace model: its parameters, the function that runs it, its anchor centres.
 
     Attributes:
-      session: `onnxruntime.InferenceSession` of the 128x128 short-range model.
+      params: the network's parameters (`blazeface.load_params()`).
       anchors: float32 (896, 2) anchor centres (x, y) in [0, 1] input-image units.
-      input_name: name of the session's image input.
+      predict: `predict(params, images)` maps float32 (N, 128, 128, 3) letterboxed images in
+        [-1, 1] to (regressors (N, 896, 16), logits (N, 896)); the jitted `blazeface.predict`.
     """
 
-    session: object
+    params: Any
     anchors: np.ndarray
-    input_name: str
+    predict: Callable[[Any, np.ndarray], tuple[Any, Any]] = blazeface.predict
 
 
 def blazeface_path() -> pathlib.Path:
-    """Path of the shipped `blaze_face.onnx` (rppgedit's package data), checked against its sha256.
+    """Path of the shipped `blaze_face.npz` (the detector's weights, rppgedit's package data),
+    checked against its sha256 record.
 
     Raises:
       RppgEditError: the file is missing or differs from its record.
     """
-    from rppgedit import checkpoints  # lazy: imports jax and flax
-
-    return checkpoints.shipped_file("blaze_face.onnx")
+    return blazeface.params_path()
 
 
 def make_anchors() -> np.ndarray:
@@ -89,35 +93,33 @@ def make_anchors() -> np.ndarray:
 
 
 def load_detector(path: str | pathlib.Path | None = None, *, threads: int = 1) -> FaceDetector:
-    """Load the BlazeFace ONNX model on the CPU.
+    """Load the BlazeFace short-range detector (a JAX model, on JAX's default device).
 
     Args:
-      path: the .onnx file; None uses the shipped one (`blazeface_path()`).
-      threads: ONNX Runtime intra-op threads (1-2 is right for this tiny model).
+      path: its weights: a converted .npz (`blazeface.load_params`), or a BlazeFace short-range
+        .onnx file, converted on loading (needs the `onnx` package, the `[convert]` extra); None
+        uses the shipped `blaze_face.npz` (`blazeface_path()`).
+      threads: accepted for compatibility and ignored: the detector was run by ONNX Runtime with
+        this many threads; XLA's CPU threads are set for the whole process (`XLA_FLAGS`).
 
     Returns:
       A `FaceDetector` to pass to `detect_faces` / `track_face`.
-    """
-    import onnxruntime as ort  # lazy: only face detection needs it
 
-    path = pathlib.Path(path) if path is not None else blazeface_path()
-    if not path.is_file():
-        raise RppgEditError(f"{path}: face detector model file not found")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads)
-    options.inter_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own exception types
-        raise RppgEditError(f"{path}: cannot load face detector model ({err})") from err
-    n_anchors = session.get_outputs()[0].shape[1]
-    anchors = make_anchors()
-    if n_anchors != anchors.shape[0]:
-        raise RppgEditError(
-            f"{path}: expected a BlazeFace short-range model with {anchors.shape[0]} anchors, "
-            f"got {n_anchors}"
-        )
-    return FaceDetector(session=session, anchors=anchors, input_name=session.get_inputs()[0].name)
+    Raises:
+      RppgEditError: the file is missing, unreadable or not BlazeFace short-range weights.
+    """
+    del threads
+    path = pathlib.Path(path) if path is not None else None
+    if path is not None and path.suffix.lower() == ".onnx":
+        if not path.is_file():
+            raise RppgEditError(f"{path}: face detector model file not found")
+        from rppgedit.checkpoints import blazeface_convert  # lazy: it needs onnx
+
+        arrays = blazeface_convert.onnx_to_arrays(path)
+        params = blazeface.params_from_arrays(arrays, str(path))
+    else:
+        params = blazeface.load_params(path)
+    return FaceDetector(params=params, anchors=make_anchors())
 
 
 @functools.lru_cache(maxsize=32)
@@ -259,8 +261,9 @@ def detect_faces(
         raise ValueError(f"unknown nms {nms!r}; choose from {sorted(NMS_METHODS)}")
     detector = detector if detector is not None else load_detector()
     image, scale, off_x, off_y = _letterbox(frame)
-    regressors, logits = detector.session.run(None, {detector.input_name: image[None]})
-    regressors, logits = regressors[0].astype(np.float64), logits[0, :, 0].astype(np.float64)
+    regressors, logits = detector.predict(detector.params, image[None])
+    regressors = np.asarray(regressors, np.float64)[0]
+    logits = np.asarray(logits, np.float64)[0]
     scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
     keep = scores >= min_score
     if not np.any(keep):

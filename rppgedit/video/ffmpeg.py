@@ -1,56 +1,62 @@
-"""The bundled ffmpeg binary: finding it, opening inputs with it, and reading its log.
+"""The ffmpeg libraries: what they can encode, how inputs are opened, and the ffmpeg program.
 
-Encoding and the live mode's inputs and outputs run the ffmpeg binary shipped with imageio-ffmpeg
-(`exe`) through subprocess pipes (`rppgedit.video.encode`, `rppgedit.live`); probing and decoding
-run in-process through PyAV (`rppgedit.video.probe`, `rppgedit.video.decode`). This module holds
+Probing, decoding and encoding run in-process through PyAV, whose wheels ship the ffmpeg
+libraries (`rppgedit.video.probe`, `decode`, `mux`). PyAV's libraries have no capture-device
+or virtual-camera I/O, so the live mode runs an ffmpeg program for those (`exe`: imageio-ffmpeg's,
+the ``live`` extra, else ``ffmpeg`` on the PATH) through pipes (`rppgedit.live`). This module holds
 what those share:
 
-* the binary and what it can do: `exe`, `encoders` (`check_encoder` refuses a codec it lacks);
-* its log, run with ``-loglevel level+...``: `first_error` (an encode that logs an error is
-  refused);
-* how an input is opened, by ffmpeg (`input_args`, `source_input`) or PyAV (`av_options`): as a
-  plain file (the ``file`` protocol only) with a video demuxer (`INPUT_FORMATS`: no
-  concat/ffconcat playlists, image patterns or HLS), so an input never pulls in other files; the
-  decoders refuse frames over the memory budget (``-max_pixels``, `decoder_options` for PyAV,
-  `rppgedit.validate`);
+* what the libraries can encode: `has_encoder` (`check_encoder` refuses a codec they lack);
+* the program's log, run with ``-loglevel level+...``: `first_error`;
+* how an input is opened (`av_options`): as a plain file (the ``file`` protocol only) with a
+  video demuxer (`INPUT_FORMATS`: no concat/ffconcat playlists, image patterns or HLS), so an
+  input never pulls in other files; the decoders refuse frames over the memory budget
+  (`decoder_options`, `rppgedit.validate`);
 * `widen_pipe`: a 1 MiB pipe buffer for raw frames.
 """
 
 import functools
-import os
 import re
-import subprocess
+import shutil
 
-import imageio_ffmpeg
+import av
 
 from rppgedit import validate
-from rppgedit.errors import path_error
+from rppgedit.errors import RppgEditError, path_error
 
 
 @functools.cache
 def exe() -> str:
-    """Path of the ffmpeg binary shipped with imageio-ffmpeg."""
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    """Path of an ffmpeg program, for capture devices and virtual cameras: imageio-ffmpeg's
+    (``pip install 'rppgedit[live]'``), else ``ffmpeg`` on the PATH; a one-line error without."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        found = shutil.which("ffmpeg")
+        if found:
+            return found
+    raise RppgEditError(
+        "capture devices and virtual cameras need an ffmpeg program: "
+        "pip install 'rppgedit[live]', or put ffmpeg on the PATH"
+    )
 
 
 @functools.cache
-def encoders() -> frozenset[str]:
-    """Names of the encoders the bundled ffmpeg has (``ffmpeg -encoders``)."""
-    out = subprocess.run(
-        [exe(), "-hide_banner", "-encoders"], capture_output=True, text=True, check=True
-    ).stdout
-    names = set()
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS":
-            names.add(parts[1])
-    return frozenset(names)
+def has_encoder(name: str) -> bool:
+    """Whether the ffmpeg libraries PyAV ships have the encoder ``name``."""
+    try:
+        av.Codec(name, "w")
+    except (av.error.FFmpegError, ValueError):
+        return False
+    return True
 
 
 def check_encoder(path: str, encoder: str, what: str) -> None:
-    """Refuses a codec whose encoder the bundled ffmpeg lacks."""
-    if encoder not in encoders():
-        raise path_error(path, f"the bundled ffmpeg has no {encoder} encoder (needed for {what})")
+    """Refuses a codec whose encoder the ffmpeg libraries lack."""
+    if not has_encoder(encoder):
+        raise path_error(path, f"ffmpeg has no {encoder} encoder (needed for {what})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,23 +100,9 @@ INPUT_FORMATS = (
 )
 
 
-def input_args(path: str) -> list[str]:
-    """ffmpeg options that open ``path`` as a plain file with a video demuxer, never as stdin, a
-    device, a network URL or a playlist, and whose decoders refuse frames over the memory budget."""
-    args = ["-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS]
-    args += ["-max_pixels", str(validate.max_pixels())]
-    return args + ["-i", "file:" + os.path.abspath(path)]
-
-
-def source_input(path: str) -> list[str]:
-    """ffmpeg input options for a side-stream source: read as a plain file, never as stdin, a
-    device, a network protocol or a playlist, whatever its name looks like."""
-    args = ["-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS]
-    return args + ["-i", "file:" + os.path.abspath(path)]
-
-
 def av_options() -> dict[str, str]:
-    """The same restrictions for PyAV's `av.open`."""
+    """`av.open` options that open a path as a plain file with a video demuxer, never as stdin, a
+    device, a network URL or a playlist, whatever its name looks like."""
     return {"protocol_whitelist": "file", "format_whitelist": INPUT_FORMATS}
 
 

@@ -187,3 +187,10 @@ def quantize_16bit(
 ) -> np.ndarray:
     """`quantize` for 16-bit output: float frames on the 0-65535 scale to uint16."""
     return _quantize(frames_f32_65535, key_or_seed, mode, np.uint16, window)
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """uint16 frames (0-65535) rounded to the nearest 8-bit level; uint8 frames as they are."""
+    if frames.dtype == np.uint8:
+        return frames
+    return ((frames.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
