@@ -173,20 +173,21 @@ def edit(
     *,
     share: bool = False,
     overwrite: bool = False,
-    plots: bool = True,
+    plots: bool | None = None,
     progress: bool = True,
     **options,
 ) -> Report:
     """Edits every face of the video file `input` so that rPPG estimators read `target_hr` (or,
     with `remove=True`, no pulse), writes `output` (lossless FFV1 for .mkv; `share=True` writes
-    H.264 that plays everywhere) with OUT.report.json and, unless `plots=False`, OUT.report.png.
+    H.264 that plays everywhere) with OUT.report.json and OUT.report.png (`plots`).
 
     Args:
       input, output: video paths (any file ffmpeg reads, a PNG folder or a .npy array).
       target_hr: the heart rate to embed, in bpm (30-240).
       share: write H.264 (CRF 23 unless `crf=`), read back for the report.
       overwrite: replace an existing output.
-      plots: also write OUT.report.png.
+      plots: also write OUT.report.png; None (default): when matplotlib is installed (the
+        ``plots`` extra); True without it is a one-line error.
       progress: progress bars on stderr (one per pass: decode, edit, report).
       **options: the arguments `edit` and `edit_frames` share (`EditOptions`):
         `remove`: remove the pulse instead (default False);
@@ -222,7 +223,9 @@ def edit(
     ['output', 'report_json', 'report_png']
     """
     from rppgedit import pipeline
+    from rppgedit import report as reporting
 
+    plots = reporting.plots_wanted(plots)
     shared, options = EditOptions.split(options)
     job, output_fields = _job(target_hr, shared, options)
     if share:
@@ -292,6 +295,7 @@ def edit_frames(
     from rppgedit import edit_report, pipeline
     from rppgedit import report as reporting
 
+    plots = reporting.plots_wanted(plots)
     frames, fps = _check_frames(frames, fps)
     shared, options = EditOptions.split(options)
     job, output_fields = _job(target_hr, shared, options)
@@ -467,6 +471,9 @@ def read_heart_rate(
     ground truth 72.0 bpm
     """
     from rppgedit import readings
+    from rppgedit import report as reporting
+
+    plots = reporting.plots_wanted(plots)
 
     names = _estimators(estimators)
     face = _video_face(video, fps, face_box, allow_no_face, mask_method, work_size, progress)
@@ -572,6 +579,9 @@ def audit(
     'The pulse is readable: 3 of 3 readers (3/3 estimators) agree on 7... +/- 3 bpm, median SNR ... dB'
     """
     from rppgedit import readings
+    from rppgedit import report as reporting
+
+    plots = reporting.plots_wanted(plots)
 
     names = _estimators(estimators)
     face = _video_face(video, fps, face_box, allow_no_face, mask_method, work_size, progress)

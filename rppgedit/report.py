@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import importlib.util
 import io as _bytes_io
 import math
 import os
@@ -214,6 +215,26 @@ def finish(summary: dict, job=None, cfg=None) -> dict:
         summary["settings"] = settings(job, cfg)
     summary.setdefault("devices", [str(d) for d in jax.devices()])
     return summary
+
+
+PLOTS_INSTALL = "pip install 'rppgedit[plots]'"
+
+
+def can_plot() -> bool:
+    """Whether matplotlib (the ``plots`` extra) is installed."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def plots_wanted(plots: bool | None) -> bool:
+    """Whether to draw the figures: None means "when matplotlib is installed"; True without it
+    is a one-line error saying what to install."""
+    from rppgedit.errors import RppgEditError
+
+    if plots is None:
+        return can_plot()
+    if plots and not can_plot():
+        raise RppgEditError(f"plots need matplotlib: {PLOTS_INSTALL} (or turn plots off)")
+    return bool(plots)
 
 
 def png_path_for(report_path) -> str:

@@ -13,6 +13,7 @@ import pytest
 
 import rppgedit
 from rppgedit import api, report
+from rppgedit.errors import RppgEditError
 
 # A small, fast edit: 3 classical estimators read, 2 classical surrogates (no PhysNet to compile),
 # 30 steps at a high learning rate, 32 px crops.
@@ -86,6 +87,45 @@ def test_edit_a_file_to_a_target(tmp_path, clip):
     }
     assert result.to_dict()["verdict"] == result.verdict
     assert result.verdict in repr(result) and "<img" in result._repr_html_()
+
+
+def test_without_matplotlib_plots_are_skipped_by_default_and_refused_when_asked(
+    tmp_path, monkeypatch
+):
+    """The core install has no matplotlib (the plots extra): `edit` then writes the report
+    without its picture, and an explicit plots=True is a one-line error before any work."""
+    source = api.demo_video(tmp_path / "face.mkv", seconds=5, size=96)
+    monkeypatch.setattr(report, "can_plot", lambda: False)
+    fast = {k: v for k, v in FAST.items() if k not in ("steps", "learning_rate", "surrogates")}
+    kw = dict(fast, remove=True, method="smooth_remove", progress=False)
+    with pytest.raises(RppgEditError, match=r"pip install 'rppgedit\[plots\]'"):
+        rppgedit.edit(source, tmp_path / "asked.mkv", plots=True, **kw)
+    assert not (tmp_path / "asked.mkv").exists()
+    result = rppgedit.edit(source, tmp_path / "e.mkv", **kw)
+    assert "report_png" not in result.paths and not (tmp_path / "e.report.png").exists()
+    assert (tmp_path / "e.report.json").exists()
+    with pytest.raises(RppgEditError, match="matplotlib"):
+        rppgedit.audit(source, estimators=["pos", "chrom"], attackers=None, plots=True)
+
+
+def test_the_command_line_notes_skipped_plots_and_refuses_asked_ones(monkeypatch, capsys):
+    from rppgedit.modes import common
+
+    class Settings:
+        def __init__(self, plots, given):
+            self.plots, self.given = plots, given
+
+        def present(self, name):
+            return name in self.given
+
+    monkeypatch.setattr(report, "can_plot", lambda: False)
+    assert common.plots(Settings(True, ())) is False
+    assert "plots skipped: matplotlib is not installed" in capsys.readouterr().err
+    with pytest.raises(RppgEditError, match="plots need matplotlib"):
+        common.plots(Settings(True, ("plots",)))
+    assert common.plots(Settings(False, ("plots",))) is False
+    monkeypatch.setattr(report, "can_plot", lambda: True)
+    assert common.plots(Settings(True, ())) is True
 
 
 def test_a_removal_without_plots_writes_no_png(tmp_path, monkeypatch, capfd):
@@ -172,7 +212,7 @@ def test_edit_and_edit_frames_share_their_options():
         "allow_no_face": False,
     }
     for fn, own in (
-        (rppgedit.edit, {"share": False, "overwrite": False, "plots": True, "progress": True}),
+        (rppgedit.edit, {"share": False, "overwrite": False, "plots": None, "progress": True}),
         (rppgedit.edit_frames, {"boxes": None, "report": True, "plots": False, "progress": False}),
     ):
         params = inspect.signature(fn).parameters

@@ -28,6 +28,7 @@ OPTIONAL = {
     "imageio_ffmpeg": ("live", {"video/ffmpeg.py"}),
     "onnx": ("convert", {"checkpoints/blazeface_convert.py"}),
     "h5py": ("convert", {"checkpoints/__init__.py"}),
+    "matplotlib": ("plots", {"report.py", "papers/plots.py"}),
 }
 
 

@@ -3,6 +3,8 @@ checks every setting gets before any file is decoded, and the printed report."""
 
 from __future__ import annotations
 
+import sys
+
 from rppgedit.errors import RppgEditError
 
 
@@ -93,6 +95,20 @@ def face_box(s):
             f"got {','.join(s.face_box)}"
         )
     return box
+
+
+def plots(s) -> bool:
+    """--plots resolved: when not given, on if matplotlib is installed (else a one-line note on
+    stderr); given without matplotlib, a one-line error (`report.plots_wanted`)."""
+    from rppgedit import report
+
+    if s.present("plots"):
+        return report.plots_wanted(s.plots)
+    if s.plots and not report.can_plot():
+        print(f"rppgedit: plots skipped: matplotlib is not installed ({report.PLOTS_INSTALL})",
+              file=sys.stderr)  # fmt: skip
+        return False
+    return bool(s.plots)
 
 
 def check_settings(s) -> None:

@@ -47,6 +47,6 @@ def run_demo(
 def run(s) -> None:
     common.check_settings(s)
     summary = run_demo(
-        s.demo_dir, common.job(s), progress=s.progress, plots=s.plots, config=s.tree()
+        s.demo_dir, common.job(s), progress=s.progress, plots=common.plots(s), config=s.tree()
     )
     common.print_report(summary)

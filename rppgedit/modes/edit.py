@@ -27,7 +27,7 @@ def run(s) -> None:
         overwrite=s.overwrite,
         output=common.output_spec(s),
         progress=s.progress,
-        plots=s.plots,
+        plots=common.plots(s),
         config=s.tree(),
     )
     common.print_report(summary)

@@ -57,7 +57,7 @@ def run(s) -> None:
     if s.json_out:
         safe_write.check_destination(s.json_out, inputs=(s.input,), overwrite=s.overwrite)
     figure_path = None
-    if s.plots:
+    if common.plots(s):
         if not s.json_out:
             raise RppgEditError("--plots needs --json_out (the figure is written beside it)")
         figure_path = figure_path_for(s.json_out)

@@ -44,7 +44,7 @@ def run(s) -> None:
         seed=s.seed,
         synthetic_size=s.synthetic_size,
         allow_no_face=s.allow_no_face,
-        make_plots=s.plots,
+        make_plots=common.plots(s),
         progress=s.progress,
         config=s.tree(),
     )

@@ -62,7 +62,7 @@ from rppgedit import editors, metrics, pipeline, readings, runner, safe_write, t
 from rppgedit.data import clips as clip_sources
 from rppgedit.errors import RppgEditError
 from rppgedit.estimators import registry
-from rppgedit.papers import plots, report
+from rppgedit.papers import report
 from rppgedit.report import family_of
 from rppgedit.runner import Setting
 from rppgedit.video import crop
@@ -603,6 +603,8 @@ class ExperimentPlan:
         written = report.write_reports(records_path, out)
         plot_paths = []
         if self.plots_on:
+            from rppgedit.papers import plots  # matplotlib: the plots extra
+
             function, file_name = self.exp.plot
             draw = getattr(plots, function)
             plot_paths.append(draw(written["tables"]["per_family"], out / file_name))
@@ -622,6 +624,8 @@ class ExperimentPlan:
 def _example_plots(out: pathlib.Path, keys: Sequence[str]) -> list[pathlib.Path]:
     """Fig. 5 (PSD before/after) per setting and Fig. 6 (difference maps) of the first clip, from
     the examples of the grid's `keys` saved by `ExperimentPlan._save_example`."""
+    from rppgedit.papers import plots  # matplotlib: the plots extra
+
     examples = []
     for key in keys:
         path = out / "examples" / f"{key}.npz"
