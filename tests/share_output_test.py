@@ -223,6 +223,29 @@ def test_webm_vp9_reencodes_audio_to_opus_and_subtitles_to_webvtt(tmp_path, medi
     assert len(decode.read_video(out).frames) == T
 
 
+def test_audio_is_resampled_to_a_rate_the_encoder_takes_and_avi_gets_mp3(tmp_path, media):
+    """An 11025 Hz track into WebM: libopus takes 8-48 kHz at fixed steps (and refuses 11025), so
+    it is resampled to the nearest (12000 Hz), with its length kept; AAC into AVI is re-encoded to
+    MP3 (or PCM)."""
+    paths, frames = media
+    source = tmp_path / "low.mkv"
+    tone = ["-f", "lavfi", "-t", str(AUDIO_SECONDS), "-i", "sine=frequency=440:sample_rate=11025"]
+    video = ["-f", "lavfi", "-t", "2", "-i", f"testsrc2=size={W}x{H}:rate=30"]
+    _ffmpeg(*video, *tone, "-c:v", "ffv1", "-c:a", "pcm_s16le", source)
+    out = tmp_path / "low.webm"
+    notes = _writer_notes(out, frames, codec="vp9", streams_from=source)
+    assert notes == ["audio #0 pcm_s16le: re-encoded to opus (webm cannot hold pcm_s16le)"]
+    assert _streams(out) == [("video", "vp9"), ("audio", "opus")]
+    assert abs(_seconds(out) - AUDIO_SECONDS) < 0.05
+    avi = tmp_path / "a.avi"
+    notes = _writer_notes(avi, frames, streams_from=paths["aac.mp4"])
+    lame = "mp3" if ffmpeg.has_encoder("libmp3lame") else "pcm_s16le"
+    assert notes == [f"audio #0 aac: re-encoded to {lame} (avi cannot hold aac)"]
+    assert _streams(avi) == [("video", "ffv1"), ("audio", lame)]
+    assert abs(_seconds(avi) - AUDIO_SECONDS) < 0.06
+    np.testing.assert_array_equal(decode.read_video(avi).frames, frames)
+
+
 @pytest.mark.parametrize(
     ("name", "codec", "stored"),
     [("a.mp4", "h265", "hevc"), ("a.mkv", "h265", "hevc"), ("a.webm", "vp9", "vp9")],

@@ -363,7 +363,7 @@ class VideoWriter:
         copied", "audio #0 pcm_s16le: re-encoded to aac (mp4 cannot hold pcm_s16le)", ...).
 
     Raises:
-      RppgEditError: unsupported type or codec, CRF out of range, codec missing from the bundled
+      RppgEditError: unsupported type or codec, CRF out of range, codec missing from PyAV's
         ffmpeg, output equal to an input, existing output without ``overwrite``, missing or
         unwritable directory, unreadable ``streams_from``, wrong frames, or an ffmpeg failure.
     """

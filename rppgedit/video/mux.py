@@ -22,12 +22,6 @@ import threading
 import av
 import numpy as np
 
-# Samples per encoded audio frame of the encoders that need a fixed size (libopus at 48 kHz).
-_AUDIO_FRAME_SIZES = {"aac": 1024, "libopus": 960, "libmp3lame": 1152}
-
-# Sample rates an encoder is given when it cannot take the source's (libopus: 48 kHz).
-_AUDIO_RATES = {"libopus": 48000}
-
 _BITEXACT = {"flags": "+bitexact"}
 
 # ffmpeg's default channel layout for each channel count (av_channel_layout_default).
@@ -87,6 +81,11 @@ class EncodeError(Exception):
     """The ffmpeg libraries refused to encode or mux (message: their error)."""
 
 
+def _audio_frame_size(encoder: str, rate: int) -> int | None:
+    """Samples per encoded frame of the encoders that need a fixed size (libopus: 20 ms)."""
+    return {"aac": 1024, "libmp3lame": 1152, "libopus": rate // 50}.get(encoder)
+
+
 def _named_layout(decoder) -> str:
     """The decoder's channel layout, or the default one for its channel count when the source
     leaves the order unspecified ("1 channels"), which encoders refuse."""
@@ -122,7 +121,9 @@ class _SideStream:
     def _add_audio_encoder(self, out, action: SideAction) -> None:
         decoder = self.input.codec_context
         codec = av.Codec(action.encoder, "w")
-        rate = _AUDIO_RATES.get(action.encoder, decoder.sample_rate)
+        rate = decoder.sample_rate
+        if codec.audio_rates and rate not in codec.audio_rates:  # the nearest it takes
+            rate = min(codec.audio_rates, key=lambda r: (abs(r - rate), -r))
         layout = "stereo" if action.stereo else _named_layout(decoder)
         self.output = out.add_stream(action.encoder, rate=rate, options=dict(_BITEXACT))
         context = self.output.codec_context
@@ -135,7 +136,7 @@ class _SideStream:
             format=context.format.name,
             layout=layout,
             rate=rate,
-            frame_size=_AUDIO_FRAME_SIZES.get(action.encoder),
+            frame_size=_audio_frame_size(action.encoder, rate),
         )
 
     def seconds(self, packet) -> float:
