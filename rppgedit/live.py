@@ -652,8 +652,9 @@ class RawSink:
 
 
 class FfmpegSink(RawSink):
-    """Frames encoded by an ffmpeg program (`rppgedit.video.ffmpeg.exe`) to an output URL in `output_format` (``v4l2``: a
-    v4l2loopback virtual camera such as /dev/video2, as yuv420p, which video-call apps accept)."""
+    """Frames encoded by an ffmpeg program (`rppgedit.video.ffmpeg.exe`) to an output URL in
+    `output_format` (``v4l2``: a v4l2loopback virtual camera such as /dev/video2, as yuv420p,
+    which video-call apps accept)."""
 
     def __init__(self, url: str, output_format: str, width: int, height: int, fps: float):
         from rppgedit.video import ffmpeg

@@ -5,11 +5,12 @@ with pip's usual isolated build, which fetches setuptools), then installed with 
 new venv created without pip. That venv reaches the dependencies already installed for this test run
 through a `.pth` file naming this interpreter's site-packages: a plain path entry, so the `.pth`
 files there (the editable install's finder among them) are not run and `rppgedit` can only come
-from the wheel. A second `.pth` blocks `rppg`, `cv2` and `keras`, so the runs see what a core-only
-install (no extras) sees. From a temporary working folder, the test runs `--help`, the demo flagfile
-with one optimiser step (Privacy-Phys on the generated demo clip) and PulseEdit and PhysioLatent on
-a tiny generated clip, and checks each output, that the checkpoints resolve inside the installed
-package, and that no weights were converted into the user's cache.
+from the wheel. A second `.pth` blocks the extras' modules (`_EXTRA_MODULES`), so the runs see
+what a core-only install (no extras) sees. From a temporary working folder, the test runs
+`--help`, the demo flagfile with one optimiser step (Privacy-Phys on the generated demo clip; its
+figure skipped, with its note, for want of matplotlib) and PulseEdit and PhysioLatent on a tiny
+generated clip, and checks each output, that the checkpoints resolve inside the installed package,
+and that no weights were converted into the user's cache.
 """
 
 import json
@@ -29,7 +30,19 @@ from rppgedit.video.encode import write_video
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
-_BLOCK_EXTRAS = "import sys; sys.modules.update(dict.fromkeys(('rppg', 'cv2', 'keras'), None))\n"
+# What the extras bring: attackers (rppg, cv2, keras), live (imageio_ffmpeg), convert (onnx,
+# h5py), plots (matplotlib), and the tests' onnxruntime.
+_EXTRA_MODULES = (
+    "rppg",
+    "cv2",
+    "keras",
+    "imageio_ffmpeg",
+    "onnx",
+    "h5py",
+    "matplotlib",
+    "onnxruntime",
+)
+_BLOCK_EXTRAS = f"import sys; sys.modules.update(dict.fromkeys({_EXTRA_MODULES!r}, None))\n"
 
 
 def _run(cmd, cwd, env, timeout=600):
@@ -121,6 +134,8 @@ def test_demo_and_every_method_run_from_the_wheel(installed):
     cmd += [f"--demo_dir={demo}", "--steps=1", "--estimators=green", "--noprogress"]
     proc = _run(cmd, run_dir, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "plots skipped: matplotlib is not installed" in proc.stderr  # no [plots] extra
+    assert not (demo / "demo_edited.report.png").exists()
     report = json.loads((demo / "demo_edited.report.json").read_text())
     assert [row["estimator"] for row in report["rows"]] == ["green"]
     assert read_video(demo / "demo_edited.mkv").frames.shape[0] == 300
