@@ -113,7 +113,7 @@ class OnlineTracker:
             return self.fixed
         if t >= self.next_detect:
             if self.detector is None:
-                self.detector = face.load_detector()
+                self.detector = face.load_detector(beside_jax=True)  # edits are in flight
             dets = face.detect_faces(frame, detector=self.detector)
             if dets.shape[0]:
                 self.picked = face.pick_detection(dets, self.picked)

@@ -85,13 +85,19 @@ def _letterboxed(frames):
     return np.stack([face._letterbox(frame)[0] for frame in frames])
 
 
+# The jitted Flax network and its NumPy twin (`predict_numpy`, the live mode's) are held to the
+# same reference.
+PREDICTS = (blazeface.predict, blazeface.predict_numpy)
+
+
 def _assert_raw_parity(params, session, images):
     want_reg, want_logits = _onnx(session, images)
-    reg, logits = (np.asarray(out) for out in blazeface.predict(params, images))
-    assert reg.shape == (len(images), 896, 16) and logits.shape == (len(images), 896)
-    assert reg.dtype == logits.dtype == np.float32
-    np.testing.assert_allclose(reg, want_reg, rtol=RAW_TOL, atol=RAW_TOL)
-    np.testing.assert_allclose(logits, want_logits, rtol=RAW_TOL, atol=RAW_TOL)
+    for predict in PREDICTS:
+        reg, logits = (np.asarray(out) for out in predict(params, images))
+        assert reg.shape == (len(images), 896, 16) and logits.shape == (len(images), 896)
+        assert reg.dtype == logits.dtype == np.float32
+        np.testing.assert_allclose(reg, want_reg, rtol=RAW_TOL, atol=RAW_TOL)
+        np.testing.assert_allclose(logits, want_logits, rtol=RAW_TOL, atol=RAW_TOL)
     return want_reg, want_logits
 
 
@@ -110,15 +116,16 @@ def _onnx_detector(session):
 
 
 def _assert_detection_parity(params, session, frames):
-    ours = face.FaceDetector(params=params, anchors=face.make_anchors())
     reference = _onnx_detector(session)
-    for frame in frames:
-        got = face.detect_faces(frame, detector=ours)
-        want = face.detect_faces(frame, detector=reference)
-        assert len(want) >= 1  # a face in every frame: the comparison is not vacuous
-        assert got.shape == want.shape
-        np.testing.assert_allclose(got[:, :4], want[:, :4], rtol=0, atol=BOX_ATOL)
-        np.testing.assert_allclose(got[:, 4], want[:, 4], rtol=0, atol=SCORE_ATOL)
+    for ours in (face.FaceDetector(params=params, anchors=face.make_anchors()),
+                 face.load_detector(beside_jax=True)):  # fmt: skip
+        for frame in frames:
+            got = face.detect_faces(frame, detector=ours)
+            want = face.detect_faces(frame, detector=reference)
+            assert len(want) >= 1  # a face in every frame: the comparison is not vacuous
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got[:, :4], want[:, :4], rtol=0, atol=BOX_ATOL)
+            np.testing.assert_allclose(got[:, 4], want[:, 4], rtol=0, atol=SCORE_ATOL)
 
 
 # --- the network --------------------------------------------------------------------------------
@@ -166,9 +173,10 @@ def test_tolerance_catches_a_wrong_layer(params, session):
         flat = traverse_util.flatten_dict(params["params"], sep="/")
         flat[name] = flat[name] * 1.01
         wrong = {"params": traverse_util.unflatten_dict(flat, sep="/")}
-        reg, logits = (np.asarray(out) for out in blazeface.predict(wrong, images))
-        worst = max(_error(reg, want_reg), _error(logits, want_logits))
-        assert worst > 10 * RAW_TOL, (name, worst)
+        for predict in PREDICTS:
+            reg, logits = (np.asarray(out) for out in predict(wrong, images))
+            worst = max(_error(reg, want_reg), _error(logits, want_logits))
+            assert worst > 10 * RAW_TOL, (name, predict.__name__, worst)
 
 
 def test_uint8_input_is_normalised_like_the_letterbox(params):

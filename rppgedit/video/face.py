@@ -39,6 +39,7 @@ import pathlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import jax
 import numpy as np
 from scipy import ndimage
 
@@ -92,7 +93,9 @@ def make_anchors() -> np.ndarray:
     return np.concatenate(centres, axis=0).astype(np.float32)
 
 
-def load_detector(path: str | pathlib.Path | None = None, *, threads: int = 1) -> FaceDetector:
+def load_detector(
+    path: str | pathlib.Path | None = None, *, threads: int = 1, beside_jax: bool = False
+) -> FaceDetector:
     """Load the BlazeFace short-range detector (a JAX model, on JAX's default device).
 
     Args:
@@ -101,6 +104,9 @@ def load_detector(path: str | pathlib.Path | None = None, *, threads: int = 1) -
         uses the shipped `blaze_face.npz` (`blazeface_path()`).
       threads: accepted for compatibility and ignored: the detector was run by ONNX Runtime with
         this many threads; XLA's CPU threads are set for the whole process (`XLA_FLAGS`).
+      beside_jax: run the network in NumPy (`blazeface.predict_numpy`), for detection while JAX
+        programs are in flight on the same device (the live mode), which a jitted detection
+        would wait behind.
 
     Returns:
       A `FaceDetector` to pass to `detect_faces` / `track_face`.
@@ -119,6 +125,9 @@ def load_detector(path: str | pathlib.Path | None = None, *, threads: int = 1) -
         params = blazeface.params_from_arrays(arrays, str(path))
     else:
         params = blazeface.load_params(path)
+    if beside_jax:  # host arrays, read by NumPy without a device transfer per call
+        params = jax.tree.map(np.asarray, params)
+        return FaceDetector(params=params, anchors=make_anchors(), predict=blazeface.predict_numpy)
     return FaceDetector(params=params, anchors=make_anchors())
 
 
