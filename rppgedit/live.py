@@ -540,21 +540,20 @@ class FileFrames:
     rounded to 8 bits, as a camera's frames are)."""
 
     def __init__(self, path: str, fps: float, *, pace: bool = False):
-        from rppgedit.video import decode
+        from rppgedit.video import decode, quantise
 
         self.name, self.fps, self.pace, self.count = path, fps, pace, 0
         self._chunks = decode.iter_chunks(path, _FILE_CHUNK, allow_16bit=True)
+        self._to_uint8 = quantise.to_uint8
         self._frames, self._start = iter(()), None
 
     def read(self) -> np.ndarray | None:
-        from rppgedit.video import quantise
-
         frame = next(self._frames, None)
         if frame is None:
             chunk = next(self._chunks, None)
             if chunk is None:
                 return None
-            self._frames = iter(quantise.to_uint8(chunk[1]))
+            self._frames = iter(self._to_uint8(chunk[1]))
             frame = next(self._frames)
         if self.pace:
             now = time.monotonic()

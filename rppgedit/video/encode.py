@@ -415,6 +415,7 @@ class VideoWriter:
             )
         self.num_frames = 0
         self._output = None
+        self._side_source = None  # the open `streams_from` input the output's side streams read
         self._file = None
         self._temp = None
         self._closed = False
@@ -605,7 +606,7 @@ class VideoWriter:
         self._closed = True
 
     def _close_side_source(self) -> None:
-        source, self._side_source = getattr(self, "_side_source", None), None
+        source, self._side_source = self._side_source, None
         if source is not None:
             source.close()
 
@@ -774,6 +775,6 @@ def reencode(
     with writer:
         for _, frames in decode.iter_chunks(src, _REENCODE_CHUNK, allow_16bit=True):
             writer.write(quantise.to_uint8(frames))  # the sharing codecs are 8-bit
-    if writer.num_frames != video.num_frames:
-        raise path_error(dst, f"wrote {writer.num_frames} frames instead of {video.num_frames}")
+        if writer.num_frames != video.num_frames:  # checked before the output is moved in place
+            raise path_error(dst, f"wrote {writer.num_frames} frames instead of {video.num_frames}")
     return writer.path

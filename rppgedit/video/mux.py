@@ -247,7 +247,7 @@ class Output:
         actions: tuple[SideAction, ...] = (),
         video_delay: float = 0.0,
     ):
-        self.video, self.bit_depth = video, bit_depth
+        self.video = video
         self.in_format = "rgb48le" if bit_depth == 16 else "rgb24"
         self.pts = pts
         self.time_base = time_base or 1 / rate
@@ -266,9 +266,7 @@ class Output:
         self._thread = None
         try:
             self._add_video(width, height, rate)
-            self._source = source
-            self._sides = []
-            self._by_input = {}
+            self._sides = {}  # input stream index -> its side stream
             self._pending = None
             self._packets = iter(())
             if source is not None:
@@ -300,7 +298,7 @@ class Output:
     def _add_sides(self, source, actions, video_delay: float) -> None:
         offset = (source.start_time or 0) / 1_000_000
         for action in actions:
-            self._sides.append(_SideStream(self.container, source, action, offset))
+            self._sides[action.index] = _SideStream(self.container, source, action, offset)
         metadata = dict(source.metadata)
         metadata.pop("encoder", None)
         self.container.metadata.update(metadata)
@@ -312,9 +310,8 @@ class Output:
             )
         if chapters:
             self.container.set_chapters(chapters)
-        self._by_input = {side.input.index: side for side in self._sides}
-        if self._by_input:
-            self._packets = source.demux(*(side.input for side in self._sides))
+        if self._sides:
+            self._packets = source.demux(*(side.input for side in self._sides.values()))
 
     # -- the side streams, muxed as the video advances -----------------------------------------
 
@@ -327,7 +324,7 @@ class Output:
                 if packet is None:
                     self._packets = iter(())
                     return
-            side = self._by_input[packet.stream.index]
+            side = self._sides[packet.stream.index]
             if seconds is not None and side.seconds(packet) > seconds:
                 self._pending = packet
                 return
@@ -337,7 +334,7 @@ class Output:
 
     def _mux_video(self, packets) -> None:
         for packet in packets:
-            if self._by_input and packet.dts is not None:
+            if self._sides and packet.dts is not None:
                 self._mux_sides_until(float(packet.dts * packet.time_base))
             self.container.mux(packet)
 
@@ -357,9 +354,9 @@ class Output:
 
     def _finish(self) -> None:
         self._mux_video(self.stream.encode(None))
-        if self._by_input:
+        if self._sides:
             self._mux_sides_until(None)
-            for side in self._sides:
+            for side in self._sides.values():
                 if side.action.encoder is not None:
                     for packet in side.packets(None):
                         self.container.mux(packet)
