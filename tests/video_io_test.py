@@ -4,7 +4,9 @@ refusals, atomic writes."""
 import os
 import pathlib
 import subprocess
+import sys
 import tracemalloc
+import warnings
 from fractions import Fraction
 
 import imageio.v3 as iio
@@ -338,6 +340,37 @@ def test_a_consumer_that_stops_early_stops_the_decoder_thread(tmp_path, frames8)
         for _start, _chunk in decode.iter_chunks(path, 4):
             1 / 0  # noqa: B018 - the consumer fails on its first chunk
     assert decoding() == [] and av.logging.get_level() is None
+
+
+_PARTIAL_READS = """
+import sys
+from rppgedit.video import avlog, decode
+avlog.ERRORS.open()  # another reader open: FFmpeg's error lines go through Python
+for i in range(300):
+    assert len(decode.read_video(sys.argv[1], max_frames=3 + i % 7).frames) == 3 + i % 7
+print("done")
+"""
+
+
+@pytest.mark.parametrize("codec", [None, "h264"])
+def test_reads_stopped_part_way_free_their_decoder(tmp_path, rng, codec):
+    """A read stopped part-way leaves frames in the decoder's frame threads; PyAV frees the
+    decoder holding the GIL, so a thread logging meanwhile (its line needs the GIL while any
+    reader is open) deadlocked the process (before the fix: hung within 300 reads of such a
+    clip, as it hung the test suite once). Run in a child so that a hang fails, not stalls."""
+    base = rng.integers(0, 256, (1, 96, 128, 3)).astype(np.float64)
+    t = np.arange(60)[:, None, None, None]
+    frames = np.clip(base + 20 * np.sin(t / 5 + base / 40), 0, 255).astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", encode.LossyOutputWarning)
+        clip = encode.write_video(tmp_path / "clip.mp4", frames, 30.0, codec=codec)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PARTIAL_READS, clip], capture_output=True, timeout=240
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("300 partial reads did not finish in 240 s (decoder teardown deadlock)")
+    assert done.returncode == 0 and done.stdout.strip() == b"done", done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("kind", ["palette", "gray16", "gray_alpha"])

@@ -105,6 +105,7 @@ class _AvFrames:
         self.finished = False
         self._orientation = None  # from the first frame's display matrix
         self._container = None
+        self._stream = None  # the container's video stream being decoded
         self._name = path  # the file a refusal names: the container, or the PNG being decoded
         self._log_start = avlog.ERRORS.open()
         if files is not None:
@@ -117,6 +118,7 @@ class _AvFrames:
             # Decoders refuse frames over the memory budget (a size change part-way included).
             stream.codec_context.options = ffmpeg.decoder_options()
             self.time_base = stream.time_base
+            self._stream = stream
             self._frames = self._container.decode(stream)
         except BaseException:
             avlog.ERRORS.close(self._log_start)
@@ -200,6 +202,19 @@ class _AvFrames:
             self.count += 1
         return filled
 
+    def _idle_decoder(self) -> None:
+        """Let the decoder's frame threads finish the packets they hold, the GIL released.
+
+        PyAV frees a decoder with the GIL held, and freeing waits for its frame threads; a
+        thread that logs an error meanwhile waits for the GIL to hand the line to `avlog` (whose
+        level calls into Python while any reader is open): a deadlock, met when a read stopped
+        part-way (``max_frames``) left frames in flight. Flushed here, the threads are idle
+        and the decoder is freed without them.
+        """
+        self._frames = iter(())  # the demux-and-decode generator, which holds the decoder
+        if self._stream is not None:
+            self._stream.codec_context.flush_buffers()
+
     def finish(self, check: bool = True) -> None:
         """Close the decoder; with ``check``, raise on any error FFmpeg logged. Idempotent."""
         if self.finished:
@@ -207,6 +222,7 @@ class _AvFrames:
         self.finished = True
         try:
             if self._container is not None:
+                self._idle_decoder()
                 self._container.close()
             else:
                 self._frames.close()
