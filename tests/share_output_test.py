@@ -412,12 +412,14 @@ def test_lossy_needs_no_permission_and_warns_with_the_measurement(tmp_path, medi
     ("name", "kw"),
     [
         ("a.mkv", {}),
-        ("a.mp4", {"codec": "h264"}),
+        ("a.mp4", {}),
         ("b.mkv", {"streams_from": "flac.mkv"}),
-        ("b.mp4", {"codec": "h264", "streams_from": "pcm.mkv"}),  # audio encoded to AAC too
+        ("b.mp4", {"streams_from": "pcm.mkv"}),  # audio encoded to AAC too
     ],
 )
 def test_same_frames_give_the_same_bytes(tmp_path, media, name, kw):
+    """The lossless codecs (the sharing codecs' threaded encoders are not held to it, `encode`:
+    libx264 at the medium preset made different bitstreams of the same frames, once in CI)."""
     paths, frames = media
     if "streams_from" in kw:
         kw = {**kw, "streams_from": paths[kw["streams_from"]]}

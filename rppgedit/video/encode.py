@@ -29,8 +29,13 @@ chooses the codec, its settings and what happens to each side stream, and keeps 
   an MP4 edit list hides keeps them at their negative timestamps in Matroska (PyAV cannot set the
   track's CodecDelay), so decoding that track gives the priming samples too; MP4 and MOV
   outputs keep the edit list.
-* Encodes are reproducible: ``+bitexact`` muxing and coding, so the same frames (and side
-  streams) give the same file bytes; frames are written without rotation metadata.
+* Lossless encodes are reproducible: ``+bitexact`` muxing and coding, so the same frames (and
+  side streams) give the same file bytes with FFV1, libx264rgb and PNG; frames are written without
+  rotation metadata. The sharing codecs' multi-threaded encoders are not held to this: libx264 at
+  the medium preset (threaded look-ahead, MB-tree rate control) made different bitstreams of the
+  same frames (measured: 602 frames of the shared clip at CRF 23, encoded five times in one
+  process, gave two different files, the first packets equal; the PSNR of the edit after it
+  varied in the fourth decimal).
 * Writes follow `rppgedit.safe_write`: a temporary file (or folder) in the destination directory,
   created with O_EXCL, is filled, checked (frame count) and renamed over the destination with
   `os.replace`; on any failure or signal it is removed and nothing is left behind. An input of the
