@@ -14,6 +14,7 @@ padding (a border of 5 pixels is excluded), then over channels and frames.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -144,20 +145,20 @@ def _ssim_frame_deficits(a, b, scale, data_range, sigma, truncate, k1, k2) -> ja
 _SSIM_CHUNK_VALUES = 1 << 19
 
 
-def _ssim_deficit(a, b, scale: float, args: tuple) -> float:
-    """Sum over frames and windows of 1 - SSIM of a, b (T, H, W, C), in chunks of equal length (the
-    last one padded with equal frames, whose deficit is exactly 0), so one program serves all."""
+def _ssim_deficit(a, b, scale: float, args: tuple) -> list[jax.Array]:
+    """Per-frame sums over windows of 1 - SSIM of a, b (T, H, W, C), one device array per chunk
+    of equal length (the last one padded with equal frames, whose deficit is exactly 0), so one
+    program serves all. Not waited for: XLA runs them after what it has queued (an edit)."""
     num = a.shape[0]
     chunk = min(num, max(1, _SSIM_CHUNK_VALUES // int(np.prod(a.shape[1:]))))
-    deficit = 0.0
+    sums = []
     for i in range(0, num, chunk):
         ca, cb = a[i : i + chunk], b[i : i + chunk]
         if ca.shape[0] < chunk:
             pad = np.zeros((chunk - ca.shape[0],) + ca.shape[1:], ca.dtype)
             ca, cb = np.concatenate([ca, pad]), np.concatenate([cb, pad])
-        sums = _ssim_frame_deficits(jnp.asarray(ca), jnp.asarray(cb), scale, *args)
-        deficit += float(np.sum(np.asarray(sums, np.float64)))
-    return deficit
+        sums.append(_ssim_frame_deficits(jnp.asarray(ca), jnp.asarray(cb), scale, *args))
+    return sums
 
 
 # A changed region's sides are rounded up to multiples of this many pixels, so few shapes compile.
@@ -210,6 +211,45 @@ def ssim(
     Returns:
       Mean SSIM (1.0 for identical inputs).
     """
+    return ssim_terms(
+        a, b, data_range=data_range, sigma=sigma, k1=k1, k2=k2, changed=changed
+    ).value()
+
+
+@dataclasses.dataclass
+class SsimTerms:
+    """`ssim`'s parts, dispatched to the device and not waited for: SSIM = 1 - (the sum of
+    `deficits`) / `windows`. Terms of the chunks of a video add up (`+`) to the video's.
+
+    Attributes:
+      deficits: device arrays of per-frame sums of 1 - SSIM over windows (summed in float64).
+      windows: the number of SSIM windows in all (per frame times frames).
+    """
+
+    deficits: list
+    windows: int
+
+    def __add__(self, other: SsimTerms) -> SsimTerms:
+        return SsimTerms(self.deficits + other.deficits, self.windows + other.windows)
+
+    def value(self) -> float:
+        """The mean SSIM (waits for the device)."""
+        deficit = sum(float(np.sum(np.asarray(d, np.float64))) for d in self.deficits)
+        return 1.0 - deficit / self.windows if self.windows else 1.0
+
+
+def ssim_terms(
+    a,
+    b,
+    *,
+    data_range: float | None = None,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+    changed: tuple[int, int, int, int] | None = None,
+) -> SsimTerms:
+    """`ssim` (same arguments) as terms computed on the device without waiting for them: a caller
+    that reads a video chunk by chunk while XLA runs an edit goes on with its next chunk."""
     a = np.asarray(a)
     b = np.asarray(b)
     _check_pair(a, b, "ssim")
@@ -226,26 +266,26 @@ def ssim(
     if a.dtype in _PEAKS:
         scale = 1.0 / _PEAKS[a.dtype]
     args = (r * scale, float(sigma), truncate, k1, k2)
-    if changed is not None:
-        return _ssim_changed(a, b, changed, scale, args)
-    windows = (a.shape[1] - win + 1) * (a.shape[2] - win + 1) * a.shape[3]
-    return 1.0 - _ssim_deficit(a, b, scale, args) / windows / a.shape[0]
+    if changed is None:
+        windows = (a.shape[1] - win + 1) * (a.shape[2] - win + 1) * a.shape[3]
+        return SsimTerms(_ssim_deficit(a, b, scale, args), windows * a.shape[0])
+    return _ssim_changed(a, b, changed, scale, args)
 
 
-def _ssim_changed(a, b, changed, scale: float, args: tuple) -> float:
-    """`ssim` of a, b (T, H, W, C) that are equal outside the rectangle `changed` (see `ssim`)."""
+def _ssim_changed(a, b, changed, scale: float, args: tuple) -> SsimTerms:
+    """`ssim_terms` of a, b (T, H, W, C) that are equal outside the rectangle `changed`."""
     num, height, width, channels = a.shape
     radius = (_gaussian_taps(*args[1:3]).shape[0] - 1) // 2
     y0, y1, x0, x1 = (int(v) for v in changed)
     if not (0 <= y0 <= y1 <= height and 0 <= x0 <= x1 <= width):
         raise ValueError(f"ssim: changed rectangle {changed} is not inside {height}x{width}")
+    windows = (height - 2 * radius) * (width - 2 * radius) * channels * num
     if y0 == y1 or x0 == x1:
-        return 1.0
+        return SsimTerms([], windows)
     y0, y1 = _ssim_support(y0, y1, height, 2 * radius)
     x0, x1 = _ssim_support(x0, x1, width, 2 * radius)
-    windows = (height - 2 * radius) * (width - 2 * radius) * channels
-    deficit = _ssim_deficit(a[:, y0:y1, x0:x1], b[:, y0:y1, x0:x1], scale, args)
-    return 1.0 - deficit / windows / num
+    deficits = _ssim_deficit(a[:, y0:y1, x0:x1], b[:, y0:y1, x0:x1], scale, args)
+    return SsimTerms(deficits, windows)
 
 
 def _hr_pair(pred, true, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Iterable
 
@@ -14,6 +15,8 @@ from rppgedit.estimators.roi import spatial_mean
 from rppgedit.windows import overlap_add, window_starts
 
 VIDEO_WINDOW = 128  # frames per window for deep estimators (the open-rppg PhysNet training length)
+# Deep-estimator windows a `StreamReader` leaves running on the device before it waits for one.
+_IN_FLIGHT = 4
 
 
 def estimate_bvp(name: str, clip, mask, fps: float, params=None) -> np.ndarray:
@@ -143,6 +146,7 @@ class StreamReader:
             [] if self.whole else window_starts(num_frames, VIDEO_WINDOW, VIDEO_WINDOW // 4)
         )
         self.traces, self.outs = [], {n: [] for n in self.video}
+        self._in_flight: collections.deque = collections.deque()  # outs not yet on the host
         self.frames, self.frames_start, self.received, self.next_window = None, 0, 0, 0
 
     def add(self, clip, mask) -> None:
@@ -161,7 +165,11 @@ class StreamReader:
             a = self.starts[self.next_window] - self.frames_start
             for name in self.video:
                 out = registry.get(name).fn(self.params[name], held[a : a + VIDEO_WINDOW], self.fps)
-                self.outs[name].append(np.asarray(out))
+                self.outs[name].append(out)  # not waited for: XLA may be busy with an edit
+                self._in_flight.append((name, len(self.outs[name]) - 1))
+            while len(self._in_flight) > _IN_FLIGHT:  # each holds its window of frames
+                name, k = self._in_flight.popleft()
+                self.outs[name][k] = np.asarray(self.outs[name][k])
             self.next_window += 1
             keep = (
                 self.starts[self.next_window]
@@ -187,7 +195,7 @@ class StreamReader:
                 clip = np.concatenate([self.frames, pad])
                 bvp = np.asarray(est.fn(self.params[name], clip, self.fps), np.float64)[: self.num]
             else:
-                windows = np.stack(self.outs[name])
+                windows = np.stack([np.asarray(w) for w in self.outs[name]])
                 bvp = overlap_add(windows, self.starts, self.num).astype(np.float64)
             out[name] = _reading(bvp, self.fps, with_bvp)
             if step is not None:

@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -130,3 +131,18 @@ def test_hr_pearson_matches_corrcoef(rng):
     pred = true + rng.normal(0, 8, size=30)
     assert metrics.hr_pearson(pred, true) == pytest.approx(np.corrcoef(pred, true)[0, 1], abs=1e-5)
     assert metrics.hr_pearson(true, true) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_ssim_terms_of_chunks_add_up_to_the_video_ssim(rng):
+    """`ssim_terms` leaves the work on the device; the terms of a video's chunks (whole frames or
+    a changed rectangle) add up to the SSIM of the whole video."""
+    a = rng.integers(0, 256, (9, 40, 48, 3), dtype=np.uint8)
+    b = a.copy()
+    b[:, 10:25, 5:30] = rng.integers(0, 256, (9, 15, 25, 3), dtype=np.uint8)
+    terms = metrics.ssim_terms(a[:4], b[:4]) + metrics.ssim_terms(
+        a[4:], b[4:], changed=(10, 25, 5, 30)
+    )
+    assert isinstance(terms.deficits[0], jax.Array)
+    assert terms.value() == pytest.approx(metrics.ssim(a, b), abs=1e-6)
+    assert terms.value() < 0.9
+    assert metrics.ssim_terms(a, a, changed=(3, 3, 0, 48)).value() == 1.0

@@ -210,7 +210,9 @@ def test_ssim_changed_edge_cases(rng):
 
 
 @pytest.mark.parametrize("out_dtype", [np.uint8, np.uint16])
-def test_fidelity_equals_whole_frame_psnr_and_ssim(rng, out_dtype):
+@pytest.mark.parametrize("pending", [1 << 26, 1])  # SSIM terms left running, or waited for at once
+def test_fidelity_equals_whole_frame_psnr_and_ssim(rng, out_dtype, pending, monkeypatch):
+    monkeypatch.setattr(edit_report.Fidelity, "_PENDING_VALUES", pending)
     a, b = _changed_pair(rng, np.uint8, 10, 40, 56, (12, 30, 3, 20))
     b[7, 0, 55] += 1  # a change far from the others, in one frame only
     out = b.astype(np.uint16) * np.uint16(257) if out_dtype == np.uint16 else b
@@ -218,6 +220,7 @@ def test_fidelity_equals_whole_frame_psnr_and_ssim(rng, out_dtype):
     given.add(a[:6], out[:6], (12, 30, 3, 20))
     given.add(a[6:], out[6:], (0, 40, 0, 56))
     found.add(a, out)
+    assert len(found._pending) == (3 if pending > 1 else 0)  # 10 frames: 3 calls of 4 frames
     # the whole-frame `Fidelity` it replaced: float32 differences in [0, 1] over every pixel
     top = np.float32(np.iinfo(out_dtype).max)
     diff = out.astype(np.float32) / top - a.astype(np.float32) / np.float32(255)

@@ -147,9 +147,11 @@ def test_a_header_that_lies_about_the_frame_count_edits_the_decoded_frames(
 
 
 @pytest.mark.parametrize("num", [300, 100])  # several deep-model windows; shorter than one
-def test_stream_reader_reads_what_read_heart_rates_reads(num):
+@pytest.mark.parametrize("in_flight", [0, 4])  # each window waited for at once, or left running
+def test_stream_reader_reads_what_read_heart_rates_reads(num, in_flight, monkeypatch):
     from rppgedit import readings
 
+    monkeypatch.setattr(readings, "_IN_FLIGHT", in_flight)
     names = ("green", "pos", "physnet_pure")
     clip = synthetic.make_clip(2, num_frames=num, height=96, width=96)
     crop_, mask = pipeline.crop_and_mask(clip.frames, clip.crop_boxes, pipeline.EditJob())
@@ -157,6 +159,7 @@ def test_stream_reader_reads_what_read_heart_rates_reads(num):
     reader = readings.StreamReader(names, num, FPS)
     for start in range(0, num, 7):  # chunks that do not line up with the windows
         reader.add(crop_[start : start + 7], mask[start : start + 7])
+    assert len(reader._in_flight) <= in_flight
     got = reader.readings(with_bvp=True)
     for name in names:
         np.testing.assert_array_equal(got[name]["bvp"], whole[name]["bvp"])
