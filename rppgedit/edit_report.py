@@ -57,6 +57,9 @@ class Fidelity:
     """
 
     _PENDING_VALUES = 1 << 26
+    # Frame values per SSIM computation (a 54-frame chunk at 320x320): the device keeps few in
+    # flight (`metrics._ssim_deficit`).
+    _GROUP_VALUES = 1 << 24
 
     def __init__(self):
         self.sse, self.count, self.values = 0.0, 0, 0
@@ -67,18 +70,27 @@ class Fidelity:
     def add(self, reference: np.ndarray, output: np.ndarray, changed: Rect | None = None) -> None:
         """Adds frames (T, H, W, 3); `changed`: a rectangle (y0, y1, x0, x1) outside which they
         are equal, or None to find the one that holds every differing pixel."""
-        for i in range(0, len(reference), 4):  # 4 frames at a time bound the temporaries
-            ref, out = _same_scale(reference[i : i + 4], output[i : i + 4])
+        group = max(4, self._GROUP_VALUES // max(reference[0].size, 1))
+        for g in range(0, len(reference), group):  # one SSIM computation per group
+            ref, out = _same_scale(reference[g : g + group], output[g : g + group])
+            rects = [] if changed is None else [changed]
+            for i in range(0, len(ref), 4):  # 4 frames at a time bound the temporaries
+                r4, o4 = ref[i : i + 4], out[i : i + 4]
+                rect = changed if changed is not None else _differing_rect(r4, o4)
+                if rect is None:
+                    continue
+                if changed is None:
+                    rects.append(rect)
+                y0, y1, x0, x1 = rect
+                a, b = _unit(r4[:, y0:y1, x0:x1]), _unit(o4[:, y0:y1, x0:x1])
+                self.sse += float(np.sum(np.square(b - a), dtype=np.float64))
             self.count += len(ref)
             self.values += ref.size
-            rect = changed if changed is not None else _differing_rect(ref, out)
-            if rect is None:
-                rect = (0, 0, 0, 0)  # equal frames: every window counts 1
-            y0, y1, x0, x1 = rect
-            a, b = _unit(ref[:, y0:y1, x0:x1]), _unit(out[:, y0:y1, x0:x1])
-            self.sse += float(np.sum(np.square(b - a), dtype=np.float64))
-            self._pending.append((metrics.ssim_terms(ref, out, changed=rect), a.size))
-            self._pending_values += a.size
+            rect = pipeline.bounding_rect(rects) or (0, 0, 0, 0)  # equal: every window counts 1
+            terms = metrics.ssim_terms(ref, out, changed=rect)
+            compared = len(ref) * (rect[1] - rect[0]) * (rect[3] - rect[2]) * ref.shape[-1]
+            self._pending.append((terms, compared))
+            self._pending_values += compared
             while self._pending_values > self._PENDING_VALUES:
                 self._settle_oldest()
 

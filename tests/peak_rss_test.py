@@ -14,6 +14,8 @@ FPS = 30.0
 # Runs the command line and prints the process's peak RSS (KiB on Linux) as it exits.
 _MEASURE = """
 import atexit, resource, sys
+import rppgedit.pipeline
+rppgedit.pipeline.HOLD_BYTES = 0  # longer videos than the replay of a small input holds
 atexit.register(lambda: print("MAXRSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                               file=sys.stderr))
 from rppgedit.main import entry_point

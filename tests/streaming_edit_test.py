@@ -76,6 +76,7 @@ def test_rounding_does_not_depend_on_the_chunking(tmp_path, monkeypatch):
 def test_host_memory_stays_below_the_decoded_video(tmp_path, monkeypatch):
     num, size = 600, 256
     monkeypatch.setattr(pipeline, "chunk_frames", lambda h, w: 8)
+    monkeypatch.setattr(pipeline, "HOLD_BYTES", 0)  # a longer video than the replay holds
     clip, path, box = _source(tmp_path, num, size)
     video_bytes = clip.frames.nbytes  # 118 MB as uint8; edit_frames holds 4x that as float32
     del clip
@@ -110,11 +111,69 @@ def test_the_edit_holds_a_window_not_the_video(tmp_path, monkeypatch):
     per frame of float32 32x32 crops, 28 MB for the 768 more frames; what may grow is each face's
     skin mask (1 KB per frame), boxes, target and RGB traces."""
     monkeypatch.setattr(pipeline, "chunk_frames", lambda h, w: 8)
+    monkeypatch.setattr(pipeline, "HOLD_BYTES", 0)  # longer videos than the replay holds
     _peak_bytes(tmp_path / "warm", 256)  # one-time allocations (weights, compiled programs)
     short = _peak_bytes(tmp_path / "short", 256)
     long = _peak_bytes(tmp_path / "long", 1024)
     # Measured: 9.3 MB short and long (the code that held the crops: 26 and 59 MB).
     assert long < short + 4 * 2**20, (short, long)
+
+
+def _counted_decodes(monkeypatch) -> list:
+    """Paths that `decode.iter_chunks` is asked to decode from now on."""
+    calls, real = [], decode.iter_chunks
+
+    def counted(path, *args, **kw):
+        calls.append(str(path))
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(decode, "iter_chunks", counted)
+    return calls
+
+
+def test_a_small_video_is_decoded_once_and_edited_to_the_same_bits(tmp_path, monkeypatch):
+    """Tracking, the edit's crops and the paste each pass over the input; a video that fits in
+    `HOLD_BYTES` is decoded by the first and replayed to the others, with the bits of decoding it
+    three times (lossless output; with a lossy one, the report decodes the input once more)."""
+    _, path, box = _source(tmp_path, 96, 48)
+    monkeypatch.setattr(pipeline, "chunk_frames", lambda h, w: 16)
+    outputs, real = {}, decode.iter_chunks
+    for hold in (0, pipeline.HOLD_BYTES):
+        monkeypatch.setattr(pipeline, "HOLD_BYTES", hold)
+        calls = _counted_decodes(monkeypatch)
+        out = tmp_path / f"o{hold}.mkv"
+        pipeline.run_edit(str(path), str(out), _job(), face_box=box, progress=False)
+        assert calls.count(str(path)) == (3 if hold == 0 else 1)
+        outputs[hold] = decode.read_video(out).frames
+        monkeypatch.setattr(decode, "iter_chunks", real)
+    assert np.array_equal(*outputs.values())
+
+
+def test_replay_holds_a_whole_first_pass_within_its_limit():
+    chunk = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    passes = []
+
+    def decode_chunks():
+        passes.append(1)
+        for start in (0, 2, 4):
+            yield start, chunk + start
+
+    within = pipeline.Replay(decode_chunks, 3 * chunk.nbytes)
+    first = list(within())
+    assert len(passes) == 1 and [s for s, _ in first] == [0, 2, 4]
+    again = list(within())
+    assert len(passes) == 1  # replayed, not decoded
+    assert all(a[0] == b[0] and a[1] is b[1] for a, b in zip(first, again, strict=True))
+    with pytest.raises(ValueError, match="read-only"):
+        again[0][1][0, 0, 0, 0] = 7  # one pass cannot change the frames the next one reads
+    over = pipeline.Replay(decode_chunks, 3 * chunk.nbytes - 1)
+    list(over()), list(over())
+    assert len(passes) == 3  # too large: decoded on every pass, in O(chunk) memory
+    partial = pipeline.Replay(decode_chunks, 3 * chunk.nbytes)
+    next(partial())  # a pass left part-way holds nothing
+    list(partial())
+    list(partial())
+    assert len(passes) == 5
 
 
 @pytest.mark.parametrize("claimed", [-7, 9])

@@ -81,11 +81,6 @@ def _disc(radius: int) -> np.ndarray:
     return (r[:, None] ** 2 + r[None, :] ** 2) <= radius * radius + radius  # a rounded disc
 
 
-def _per_image(mask: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    flat = mask.reshape((-1,) + mask.shape[-2:])
-    return np.stack([fn(m) for m in flat]).reshape(mask.shape)
-
-
 def _nanmedian(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Median over the last axis of the valid entries (NaN-free result: rows with none give NaN)."""
     return np.nanmedian(np.where(valid, x, np.nan), axis=-1)
@@ -171,29 +166,36 @@ def _mask_ycrcb_adaptive(
 
     radius = int(round(cleanup_frac * min(height, width)))
     if radius >= 1:
-        disc = _disc(radius)
-
-        def clean(m):
-            m = ndimage.binary_opening(m, disc)
-            return ndimage.binary_closing(np.pad(m, radius, mode="edge"), disc)[
-                radius:-radius, radius:-radius
-            ]
-
-        mask = _per_image(mask, clean)
+        mask = _clean(mask, _disc(radius))
     min_size = int(min_component_frac * height * width)
     if min_size > 1:
-
-        def drop_small(m):
-            labels, count = ndimage.label(m)
-            if count == 0:
-                return m
-            sizes = np.bincount(labels.ravel(), minlength=count + 1)
-            keep = sizes >= min_size
-            keep[0] = False
-            return keep[labels]
-
-        mask = _per_image(mask, drop_small)
+        mask = _drop_small(mask, min_size)
     return mask
+
+
+def _clean(mask: np.ndarray, disc: np.ndarray) -> np.ndarray:
+    """Each image of `mask` ("... h w") opened, then closed with `disc` (edges extended), all
+    images in one call (the same result as one image at a time: the element spans one image)."""
+    radius = disc.shape[0] // 2
+    structure = disc.reshape((1,) * (mask.ndim - 2) + disc.shape)  # one image at a time
+    opened = ndimage.binary_opening(mask, structure)
+    pad = ((0, 0),) * (mask.ndim - 2) + ((radius, radius), (radius, radius))
+    closed = ndimage.binary_closing(np.pad(opened, pad, mode="edge"), structure)
+    return closed[..., radius:-radius, radius:-radius]
+
+
+def _drop_small(mask: np.ndarray, min_size: int) -> np.ndarray:
+    """`mask` ("... h w") without its 4-connected components of fewer than `min_size` pixels,
+    labelled in one call (the structure joins pixels of one image only)."""
+    structure = np.zeros((3,) * mask.ndim, bool)  # `label` needs a side of 3 on every axis
+    structure[(1,) * (mask.ndim - 2)] = ndimage.generate_binary_structure(2, 1)
+    labels, count = ndimage.label(mask, structure)
+    if count == 0:
+        return mask
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    keep = sizes >= min_size
+    keep[0] = False
+    return keep[labels]
 
 
 SKIN_METHODS: dict[str, Callable[..., np.ndarray]] = {
