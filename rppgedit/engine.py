@@ -33,6 +33,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from rppgedit import program_cache
 from rppgedit.editors import contract
 from rppgedit.errors import RppgEditError
 from rppgedit.windows import blend_weights, edit_plan
@@ -94,10 +95,11 @@ def device_editor(module, state, cfg, mesh: Mesh) -> EditBatch:
     The compiled program is shared by every `cfg` that differs only in the editor's traced
     hyperparameters (learning rate, lambda: `editors.contract`), so a sweep over them compiles
     once. The batch size must be a multiple of the mesh's devices. The result is a JAX array
-    computed asynchronously."""
+    computed asynchronously. With a compilation cache, the traced program is kept on disk too
+    (`program_cache`): a later run loads it instead of tracing the editor again."""
     edit = module.edit_batch
     static = contract.strip(cfg, edit.hyperparameter_names)
-    editor = _sharded_editor(edit, static, mesh)
+    editor = _sharded_editor(edit, static, mesh, f"{module.__name__}.edit_batch")
     sharding = NamedSharding(mesh, P("batch"))
     replicated = NamedSharding(mesh, P())
     state = jax.device_put(state, replicated)
@@ -110,9 +112,10 @@ def device_editor(module, state, cfg, mesh: Mesh) -> EditBatch:
 
 
 @functools.lru_cache(maxsize=64)
-def _sharded_editor(edit, static_cfg, mesh: Mesh):
-    """jit(shard_map) of `edit.apply` with the static part `static_cfg` of a setting; its
-    hyperparameters are a replicated argument."""
+def _sharded_editor(edit, static_cfg, mesh: Mesh, name: str):
+    """jit(shard_map) of `edit.apply` (the editor `name`) with the static part `static_cfg` of a
+    setting, through its stored program (`program_cache`); its hyperparameters are a replicated
+    argument."""
     rows = P("batch")
 
     def local(state, hyper, clips, masks, waves):
@@ -125,10 +128,13 @@ def _sharded_editor(edit, static_cfg, mesh: Mesh):
     # editor's zero initial perturbation is created inside the body, so it is device-invariant,
     # and the transpose of its implicit `pvary` is a psum. Without the check each device's program
     # is exactly the single-device one (bit-identical results).
-    return jax.jit(
+    program = jax.jit(
         jax.shard_map(
             local, mesh=mesh, in_specs=(P(), P(), rows, rows, rows), out_specs=rows, check_vma=False
         )
+    )
+    return program_cache.cached_program(
+        program, name, (static_cfg, mesh.axis_names, mesh.devices.shape)
     )
 
 

@@ -8,9 +8,12 @@ mode (`rppgedit.modes`). Values in a flagfile can be overridden by flags given a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pathlib
 import sys
 import threading
+import time
 
 from absl import app, flags, logging
 
@@ -77,10 +80,23 @@ def enable_compilation_cache(path: str | None) -> None:
     import jax
 
     os.makedirs(path, mode=0o700, exist_ok=True)  # the cache runs what it holds: keep it private
+    _give_entries_access_times(path)
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     jax.config.update("jax_compilation_cache_max_size", JAX_CACHE_MAX_BYTES)  # needs filelock
+
+
+def _give_entries_access_times(path: str) -> None:
+    """Writes the access-time file of every cache entry that has none. JAX's size-limited cache
+    reads them all before each write, and one missing (a process killed between writing an
+    entry and its time) made every later write fail with a warning: nothing new was cached, and
+    every run compiled again (measured: 4 s more per run of the shared clip)."""
+    for entry in pathlib.Path(path).glob("*-cache"):
+        stamp = entry.with_name(entry.name.removesuffix("-cache") + "-atime")
+        if not stamp.exists():
+            with contextlib.suppress(OSError):
+                stamp.write_bytes(time.time_ns().to_bytes(8, "little"))
 
 
 def _mode_in(argv: list[str]) -> str | None:

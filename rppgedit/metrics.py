@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rppgedit import signals
+from rppgedit import program_cache, signals
 
 _CHUNK_FRAMES = 32  # frames per device call in ssim/psnr, bounds memory on long videos
 
@@ -131,7 +131,6 @@ def _ssim_frame_sums(a, b, data_range, sigma, truncate, k1, k2) -> jax.Array:
     return jnp.sum(1.0 - jnp.mean(deficit, axis=(1, 2, 3)))
 
 
-@functools.partial(jax.jit, static_argnames=_SSIM_STATIC + ("scale",))
 def _ssim_frame_deficits(a, b, scale, data_range, sigma, truncate, k1, k2) -> jax.Array:
     """Per-frame sums (S*F,) of 1 - SSIM over the map of a, b (S, F, H, W, C), given as stored
     (integers are scaled here, on the device: a quarter of float32's transfer), F frames at a
@@ -143,6 +142,14 @@ def _ssim_frame_deficits(a, b, scale, data_range, sigma, truncate, k1, k2) -> ja
         return jnp.sum(_ssim_deficit_map(x, y, data_range, sigma, truncate, k1, k2), axis=(1, 2, 3))
 
     return jax.lax.map(frames, (a, b)).reshape(-1)
+
+
+@functools.cache
+def _ssim_program(scale, data_range, sigma, truncate, k1, k2):
+    """`_ssim_frame_deficits(a, b)` with these settings, jitted (and stored: `program_cache`)."""
+    statics = (scale, data_range, sigma, truncate, k1, k2)
+    fn = jax.jit(lambda a, b: _ssim_frame_deficits(a, b, *statics))
+    return program_cache.cached_program(fn, "metrics.ssim_frame_deficits", statics)
 
 
 # Frame values per step of the SSIM program: its maps stay in cache (measured on 2 cores: 2 frames
@@ -165,7 +172,7 @@ def _ssim_deficit(a, b, scale: float, args: tuple) -> list[jax.Array]:
         a, b = np.concatenate([a, pad]), np.concatenate([b, pad])
     shape = (steps, step) + a.shape[1:]
     a, b = np.ascontiguousarray(a).reshape(shape), np.ascontiguousarray(b).reshape(shape)
-    return [_ssim_frame_deficits(a, b, scale, *args)]
+    return [_ssim_program(scale, *args)(a, b)]
 
 
 # A changed region's sides are rounded up to multiples of this many pixels, so few shapes compile.

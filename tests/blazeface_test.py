@@ -139,6 +139,9 @@ def test_parameter_count_and_layout(params):
     assert shapes["regressor_16/kernel"] == (1, 1, 96, 96)
     leaves = jax.tree.leaves(params)
     assert len(leaves) == len(shapes) == 74 and all(x.dtype == np.float32 for x in leaves)
+    # the shipped weights, loaded without the shape check (their sha256 is checked instead)
+    flat = traverse_util.flatten_dict(params["params"], sep="/")
+    assert {name: tuple(x.shape) for name, x in flat.items()} == shapes
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])

@@ -46,3 +46,26 @@ def test_second_process_loads_what_the_first_compiled(tmp_path):
         text=True,
     )
     assert off.returncode == 0 and "hits 0" in off.stdout
+
+
+def test_an_entry_without_its_access_time_does_not_stop_the_cache(tmp_path):
+    """JAX's size-limited cache reads every entry's access time before it writes; one missing (a
+    process killed between the two writes) made every later write fail, so nothing new was
+    cached. The command line gives such entries a time before it enables the cache."""
+    cache = tmp_path / "jax"
+    cache.mkdir()
+    orphan = cache / "jit_old-0123-cache"
+    orphan.write_bytes(b"an entry whose time was never written")
+    code = (
+        "import jax, jax.numpy as jnp\n"
+        "from rppgedit import main\n"
+        "main.enable_compilation_cache(main.jax_cache_dir())\n"
+        "print(float(jax.jit(lambda x: jnp.cos(x) * 5 - 2)(jnp.arange(3.0)).sum()))\n"
+    )
+    env = {"RPPGEDIT_JAX_CACHE": str(cache), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (cache / "jit_old-0123-atime").exists()
+    written = [p.name for p in cache.glob("*-cache") if p != orphan]
+    assert written, run.stderr  # the new program was cached
+    assert "Error writing persistent compilation cache" not in run.stderr

@@ -67,7 +67,8 @@ def test_paste_outside_mask_is_bit_exact_and_constant_has_no_blocks(rng):
 def test_paste_smooth_residual_matches_bilinear_reference(rng):
     yy, xx = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
     field = 0.01 * np.sin(0.5 * xx + 0.3 * yy)
-    residual = np.repeat(field[None, :, :, None], 3, axis=-1).astype(np.float32)[:1]
+    gains = np.array([1.0, -0.5, 2.0])  # each channel its own field
+    residual = (field[None, :, :, None] * gains).astype(np.float32)
     frames, boxes, mask, out = _paste_case(rng, residual)
     x0, y0, x1, y1 = boxes[0]
     rows, cols = np.nonzero(mask[0])
@@ -75,8 +76,9 @@ def test_paste_smooth_residual_matches_bilinear_reference(rng):
     ry = np.clip((rows + 0.5 - y0) / ((y1 - y0) / 8) - 0.5, 0, 7)
     rx = np.clip((cols + 0.5 - x0) / ((x1 - x0) / 8) - 0.5, 0, 7)
     ref = ndimage.map_coordinates(field, [ry, rx], order=1, mode="nearest") * 255.0
-    got = out[0, rows, cols, 1] - frames[0, rows, cols, 1]
-    np.testing.assert_allclose(got, ref, atol=1e-4)
+    for c, gain in enumerate(gains):
+        got = out[0, rows, cols, c] - frames[0, rows, cols, c]
+        np.testing.assert_allclose(got, gain * ref, atol=1e-4)
     # Smooth: neighbouring pixels differ by at most the field's slope over a quarter cell.
     change = (out - frames.astype(np.float32))[0, 8:30, 10:34, 0]
     assert np.abs(np.diff(change, axis=1)).max() < 255 * 0.01 * 0.5 / 4 * 1.01

@@ -172,6 +172,9 @@ def test_a_lambda_and_learning_rate_grid_compiles_the_device_program_once():
     info = engine._sharded_editor.cache_info()
     assert (info.misses, info.hits) == (1, 2)
     static = contract.strip(cfg, module.edit_batch.hyperparameter_names)
-    assert engine._sharded_editor(module.edit_batch, static, mesh)._cache_size() == 1
+    name = "rppgedit.editors.pulseedit.edit_batch"
+    assert (
+        engine._sharded_editor(module.edit_batch, static, mesh, name).__wrapped__._cache_size() == 1
+    )
     for a, b in ((0, 1), (0, 2), (1, 2)):
         assert np.abs(results[a] - results[b]).max() > 1e-4  # each setting edits its own way

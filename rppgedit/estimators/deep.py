@@ -22,7 +22,7 @@ import functools
 
 import jax
 
-from rppgedit import checkpoints
+from rppgedit import checkpoints, program_cache
 from rppgedit.estimators.registry import Estimator, register
 from rppgedit.models import physnet
 
@@ -33,6 +33,7 @@ _PHYSNET_CITATION = (
 )
 
 
+@functools.partial(program_cache.cached_program, name="physnet_bvp")
 @jax.jit
 def physnet_bvp(variables, clip, fps=None):
     """PhysNet BVP "... t" of face clips "... t h w 3" in [0, 1]; see `physnet.estimate_bvp`."""
