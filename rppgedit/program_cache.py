@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import os
 import pathlib
 import tempfile
 from collections.abc import Callable
 
 import jax
-import jaxlib
 
 _FOLDER = "exported"
 _KEEP = 64  # stored programs; the least recently used go first (a program is ~0.2 MB)
@@ -40,6 +40,14 @@ def _package_source_hash() -> str:
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+@functools.cache
+def _jaxlib_version() -> str:
+    try:
+        return importlib.metadata.version("jaxlib")
+    except importlib.metadata.PackageNotFoundError:  # not installed as a distribution
+        return "unknown"
 
 
 def _spec(leaf) -> str:
@@ -59,7 +67,7 @@ def program_key(name: str, static, args: tuple) -> str:
         ";".join(_spec(leaf) for leaf in leaves),
         f"{devices[0].platform}:{devices[0].device_kind}:{len(devices)}",
         jax.__version__,
-        jaxlib.__version__,
+        _jaxlib_version(),
         repr(sorted((k, repr(v)) for k, v in jax.config.values.items())),
         _package_source_hash(),
     ]
@@ -118,7 +126,11 @@ def cached_program(fn: Callable, name: str, static=None) -> Callable:
             if exported is not None:
                 path.touch()  # recently used
             else:
-                exported = jax.export.export(fn)(*args, **kwargs)
+                try:
+                    exported = jax.export.export(fn)(*args, **kwargs)
+                except Exception:  # noqa: BLE001 - not exportable (e.g. a host callback): as jit
+                    programs[key] = fn
+                    return fn(*args, **kwargs)
                 _store(path, exported)
             program = programs[key] = jax.jit(exported.call)
         return program(*args, **kwargs)

@@ -158,3 +158,20 @@ def test_the_command_gives_the_same_output_and_report_from_stored_programs(tmp_p
     assert outputs[0] == outputs[1] == outputs[2]
     assert reports[0] == reports[1] == reports[2]
     assert reports[0][1] < 1.0  # the SSIM saw the edit
+
+
+def test_a_function_that_cannot_be_exported_runs_as_it_is(folder):
+    """A host callback cannot be serialised: the call goes to the function, nothing is stored."""
+    seen = []
+
+    @jax.jit
+    def fn(x):
+        jax.debug.callback(lambda v: seen.append(float(v)), x.sum())
+        return x * 2
+
+    wrapped = program_cache.cached_program(fn, "callback", None)
+    x = np.arange(3, dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(wrapped(x)), x * 2)
+    np.testing.assert_array_equal(np.asarray(wrapped(x)), x * 2)
+    jax.effects_barrier()
+    assert seen == [3.0, 3.0] and not list(folder.glob("*.jaxexport"))
