@@ -11,8 +11,9 @@ compilation cache).
 A stored program is named by a hash of everything it is built from: the caller's name for the
 function and its static settings, the arguments' tree, shapes, dtypes and shardings, the devices,
 JAX's and jaxlib's versions and configuration, and the source of this package. A change to any of
-them names another file. A file that cannot be read or called is traced again and replaced; files
-are written atomically. No folder (the compilation cache off): every process traces, as before.
+them names another file. A file that cannot be read is traced again and replaced; files are
+written atomically; a function that cannot be exported (a host callback) runs as it is. No folder
+(the compilation cache off): every process traces, as before.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def cached_program(fn: Callable, name: str, static=None) -> Callable:
     A call looks for the program of its arguments' shapes (`program_key(name, static, args)`);
     when there is none it traces `fn` once more to export it and stores it. Calls with other
     shapes get theirs the same way. `static`: what `fn` closes over that decides its program
-    (its static settings), so that two such functions never share a name. The folder is looked
+    (its static settings), so that two such functions never share a name. `fn` must have no
+    static arguments (`static_argnames`): the key sees only its arguments' shapes and dtypes. The folder is looked
     up at the first call (the command line enables the cache after modules are imported); calls
     inside another trace (tracers for arguments) and calls with no folder go to `fn` itself.
     """
