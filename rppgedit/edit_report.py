@@ -51,9 +51,10 @@ class Fidelity:
 
     Both are computed where the frames differ, exactly: the other pixels add no error to the PSNR,
     and an SSIM of 1 wherever the window sees no difference (`metrics.ssim(changed=)`). The SSIM
-    runs on the device without the caller waiting (`metrics.ssim_terms`): behind an edit in XLA's
-    queue it waited for the edit, the main thread's largest wait (9 of 28 s on the shared clip).
-    At most `_PENDING_VALUES` compared values are in flight; past that, the oldest are waited for.
+    runs on the device without the caller waiting (`metrics.ssim_terms`), one computation per
+    group of frames: the device holds few computations in flight, and a caller that sends more
+    waits behind the edit (`metrics._ssim_deficit`). At most `_PENDING_VALUES` compared values are
+    in flight; past that, the oldest are waited for.
     """
 
     _PENDING_VALUES = 1 << 26
@@ -73,14 +74,13 @@ class Fidelity:
         group = max(4, self._GROUP_VALUES // max(reference[0].size, 1))
         for g in range(0, len(reference), group):  # one SSIM computation per group
             ref, out = _same_scale(reference[g : g + group], output[g : g + group])
-            rects = [] if changed is None else [changed]
+            rects = []
             for i in range(0, len(ref), 4):  # 4 frames at a time bound the temporaries
                 r4, o4 = ref[i : i + 4], out[i : i + 4]
                 rect = changed if changed is not None else _differing_rect(r4, o4)
                 if rect is None:
                     continue
-                if changed is None:
-                    rects.append(rect)
+                rects.append(rect)
                 y0, y1, x0, x1 = rect
                 a, b = _unit(r4[:, y0:y1, x0:x1]), _unit(o4[:, y0:y1, x0:x1])
                 self.sse += float(np.sum(np.square(b - a), dtype=np.float64))

@@ -63,12 +63,12 @@ class Replay:
     def _first_pass(self) -> Iterator[tuple[int, np.ndarray]]:
         held, size = [], 0
         for start, frames in self._decode():
-            if held is not None:
-                size += frames.nbytes
-                held = held if size <= self._limit else None
-            if held is not None:
+            size += frames.nbytes
+            if held is not None and size <= self._limit:
                 frames.flags.writeable = False  # shared by every pass
                 held.append((start, frames))
+            else:
+                held = None
             yield start, frames
         if held is not None:
             self._held = held

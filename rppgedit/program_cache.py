@@ -52,9 +52,9 @@ def _jaxlib_version() -> str:
 
 
 def _spec(leaf) -> str:
-    sharding = getattr(leaf, "sharding", None)
-    spec = getattr(sharding, "spec", None)
-    return f"{jax.numpy.shape(leaf)}:{jax.numpy.result_type(leaf)}:{spec}"
+    """Shape, dtype and weak type (a Python scalar traces unlike a NumPy one), and sharding."""
+    spec = getattr(getattr(leaf, "sharding", None), "spec", None)
+    return f"{jax.typeof(leaf)}:{spec}"
 
 
 def program_key(name: str, static, args: tuple) -> str:
@@ -108,9 +108,10 @@ def cached_program(fn: Callable, name: str, static=None) -> Callable:
     when there is none it traces `fn` once more to export it and stores it. Calls with other
     shapes get theirs the same way. `static`: what `fn` closes over that decides its program
     (its static settings), so that two such functions never share a name. `fn` must have no
-    static arguments (`static_argnames`): the key sees only its arguments' shapes and dtypes. The folder is looked
-    up at the first call (the command line enables the cache after modules are imported); calls
-    inside another trace (tracers for arguments) and calls with no folder go to `fn` itself.
+    static arguments (`static_argnames`): the key sees only its arguments' shapes and dtypes.
+    The folder is looked up at each call (the command line enables the cache after modules are
+    imported); calls inside another trace (tracers for arguments) and calls with no folder go to
+    `fn` itself.
     """
     programs: dict[str, Callable] = {}
 

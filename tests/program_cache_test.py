@@ -58,10 +58,11 @@ def test_other_settings_shapes_or_source_name_other_programs(folder, monkeypatch
         program_cache.program_key("f", 2.0, (np.zeros(6, np.float32), extra)),
         program_cache.program_key("f", 2.0, (x.astype(np.int32), extra)),
         program_cache.program_key("f", 2.0, (x, {"c": np.float32(0)})),
+        program_cache.program_key("f", 2.0, (x, {"b": 0.0})),  # a weak-typed Python float
     }
     monkeypatch.setattr(program_cache, "_package_source_hash", lambda: "edited source")
     others.add(program_cache.program_key("f", 2.0, (x, extra)))
-    assert key not in others and len(others) == 6
+    assert key not in others and len(others) == 7
     traces = []
     program_cache.cached_program(_traced_function(traces, 2.0), "f", 2.0)(x, extra)
     program_cache.cached_program(_traced_function(traces, 3.0), "f", 3.0)(x, extra)
