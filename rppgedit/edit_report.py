@@ -10,6 +10,7 @@ the report's rows and picture (`run_edit` and `report_rows` build the report fro
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 
 import jax
 import numpy as np
@@ -114,7 +115,11 @@ class Readers:
     """Each face's heart-rate readers, fed chunk by chunk (`readings.StreamReader`): "before" (the
     input's crops), "after" (the output's) and "reencoded" (the output re-encoded once more).
     "before" and "after" read `job.estimators` and the editor's surrogates, "reencoded" the
-    estimators. Faces too short to edit get none."""
+    estimators. Faces too short to edit get none.
+
+    Once every face of a key has all its frames (the input's crops are in well before the edit's
+    last windows are back), that key's readings are taken on a thread, while the caller waits
+    for the edit, instead of after the paste (0.4-0.5 s of the shared 320x320 clip's command)."""
 
     def __init__(
         self,
@@ -137,10 +142,21 @@ class Readers:
             }
             for key in keys
         }
+        self._early: dict[str, concurrent.futures.Future] = {}  # readings of complete keys
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, "rppgedit-readings")
 
     def add_crop(self, key: str, i: int, clip: np.ndarray, mask: np.ndarray) -> None:
         if i in self.readers[key]:
             self.readers[key][i].add(clip, mask)
+            self._read_if_complete(key)
+
+    def _read_if_complete(self, key: str) -> None:
+        readers = self.readers[key]
+        if key not in self._early and all(r.received == r.num for r in readers.values()):
+            self._early[key] = self._pool.submit(
+                lambda: {i: r.readings(with_bvp=True) for i, r in readers.items()}
+            )
+            self._pool.shutdown(wait=False)  # one key at most gets read early
 
     def add_frames(self, key: str, start: int, frames: np.ndarray) -> None:
         """Crops each face out of full frames `start`.. of an output and reads them through the
@@ -161,10 +177,20 @@ class Readers:
     def readings(self, i: int, step=None) -> dict:
         """{key: {estimator: reading}} of face `i` ("after" with the BVP of each reading); `step`
         is called with 1 after each estimator's reading (a progress bar's `update`)."""
-        return {
-            key: readers[i].readings(with_bvp=key == "after", step=step)
-            for key, readers in self.readers.items()
-        }
+        out = {}
+        for key, readers in self.readers.items():
+            if key not in self._early:
+                out[key] = readers[i].readings(with_bvp=key == "after", step=step)
+                continue
+            read = self._early[key].result()[i]
+            out[key] = {
+                name: r if key == "after" else {k: v for k, v in r.items() if k != "bvp"}
+                for name, r in read.items()
+            }
+            if step is not None:
+                for _ in read:
+                    step(1)
+        return out
 
     def num_readings(self, faces) -> int:
         """How many readings `readings` takes of the edited faces (the report's bar's total)."""

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from scipy import ndimage
 
-from rppgedit import cpu_threads, editors, engine, safe_write, targets, validate
+from rppgedit import background, cpu_threads, editors, engine, safe_write, targets, validate
 from rppgedit import progress as progress_bars
 from rppgedit.engine import MIN_FRAMES
 from rppgedit.errors import RppgEditError
@@ -412,14 +412,26 @@ class _StreamedEdit:
     """The faces' residuals for the paste, chunk by chunk: a second decode of the video is cropped
     and streamed through the edit engine as the paste asks for frames, so memory holds about a
     window of each face's crop and residual, and each face's skin mask; each crop chunk also goes
-    to `on_crop(face, crop, mask)` (the report's readers) when given.
+    to `on_crop(face, crop, mask)` (the report's readers) when given, and `on_cropped()` is called
+    once the last chunk is cropped.
 
     The residuals are those of `_edit_faces` on the whole crops (`engine.stream_windows`)."""
 
     def __init__(
-        self, faces, target, cfg, state, job: EditJob, strength, chunks, progress, on_crop
+        self,
+        faces,
+        target,
+        cfg,
+        state,
+        job: EditJob,
+        strength,
+        chunks,
+        progress,
+        on_crop,
+        on_cropped=None,
     ):
         self.faces, self.job, self.strength, self.on_crop = faces, job, strength, on_crop
+        self.on_cropped = on_cropped
         self.editable = [i for i, f in enumerate(faces) if f.stop - f.first >= MIN_FRAMES]
         if not self.editable:
             raise _nothing_to_edit(_short_faces(faces))
@@ -464,6 +476,8 @@ class _StreamedEdit:
             self.decoded = start + len(frames)
             self.seconds["crop_mask"] += time.perf_counter() - tic
             yield items
+        if self.on_cropped is not None:
+            self.on_cropped()
 
     def _pull(self) -> None:
         tic, crop_s = time.perf_counter(), self.seconds["crop_mask"]
@@ -779,8 +793,10 @@ def run_edit(
     cfg = editor_config(job, info.fps)  # bad options fail before any decoding
     seconds = {}
 
+    chunk = chunk_frames(info.height, info.width)
+
     def decoded(path):
-        return decode.iter_chunks(path, chunk_frames(info.height, info.width))
+        return decode.iter_chunks(path, chunk)
 
     input_chunks = Replay(functools.partial(decoded, input_path), HOLD_BYTES)
 
@@ -816,8 +832,14 @@ def run_edit(
         tic = time.perf_counter()
         shape = (info.num_frames, info.height, info.width)
         with frame_bar("decode + track faces") as bar:
+            if info.num_frames * info.height * info.width * 3 > HOLD_BYTES:
+                # not held for replay: the tracker gets RGB only where it looks
+                sparse = decode.iter_sparse(input_path, face.DETECT_EVERY, chunk)
+                stream = ((None, frames) for frames in sparse)
+            else:
+                stream = chunks()
             tracks = find_faces(
-                frames_of(chunks(), bar),
+                frames_of(stream, bar),
                 face_box=face_box,
                 allow_no_face=allow_no_face,
                 shape=shape,
@@ -857,23 +879,30 @@ def run_edit(
                 chunks(),
                 progress,
                 None if readers is None else functools.partial(readers.add_crop, "before"),
+                # once the input is cropped, the edit's last windows leave the main thread idle
+                reporting.import_plotting_soon if report and plots else None,
             )
         except RppgEditError as err:
             raise RppgEditError(f"{name}: {err}") from None
         fidelity = edit_report.Fidelity()
         pair, pair_at = None, edit_report.pair_index(faces) if report and plots else -1
-        for index, (start, frames) in enumerate(chunks()):
-            out, changed = paste_chunk(
-                frames, start, stream.faces_of(start, len(frames)), job, index
-            )
-            writer.write(out)
-            if start <= pair_at < start + len(frames):  # the report's difference map
-                pair = (pair_at, frames[pair_at - start].copy(), out[pair_at - start].copy())
-            if reference is not None:
-                reference.write(frames)
-            elif report:
-                fidelity.add(frames, out, changed.bounds())
-                readers.add_frames("after", start, out)
+
+        def measure(start, frames, out, bounds):
+            fidelity.add(frames, out, bounds)
+            readers.add_frames("after", start, out)
+
+        with background.InOrder("rppgedit-measure") as measuring:
+            for index, (start, frames) in enumerate(chunks()):
+                out, changed = paste_chunk(
+                    frames, start, stream.faces_of(start, len(frames)), job, index
+                )
+                writer.write(out)
+                if start <= pair_at < start + len(frames):  # the report's difference map
+                    pair = (pair_at, frames[pair_at - start].copy(), out[pair_at - start].copy())
+                if reference is not None:
+                    reference.write(frames)
+                elif report:  # on a thread: the next chunk's paste need not wait for it
+                    measuring.submit(measure, start, frames, out, changed.bounds())
         try:
             notes += stream.finish(info.num_frames)
         except RppgEditError as err:  # name the input in the one-line error

@@ -75,6 +75,33 @@ def program_key(name: str, static, args: tuple) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+def _signature(args: tuple) -> tuple:
+    """What a call's program depends on besides the function, cheap enough to take at each call
+    (a few microseconds a leaf; `program_key` hashes much more): the folder, the tree, each
+    leaf's type, shape, dtype, weak type and sharding, and JAX's configuration."""
+    leaves, tree = jax.tree.flatten(args)
+    specs = tuple(
+        (
+            type(leaf),
+            getattr(leaf, "shape", None),
+            getattr(leaf, "dtype", None),
+            getattr(leaf, "weak_type", None),
+            getattr(leaf, "sharding", None),
+        )
+        for leaf in leaves
+    )
+    return _folder(), tree, specs, _config_fingerprint()
+
+
+def _config_fingerprint():
+    values = tuple(jax.config.values.items())
+    try:
+        hash(values)
+    except TypeError:  # an unhashable setting: compare by its text
+        return repr(values)
+    return values
+
+
 def _folder() -> pathlib.Path | None:
     cache = jax.config.jax_compilation_cache_dir
     return pathlib.Path(cache) / _FOLDER if cache else None
@@ -113,7 +140,7 @@ def cached_program(fn: Callable, name: str, static=None) -> Callable:
     imported); calls inside another trace (tracers for arguments) and calls with no folder go to
     `fn` itself.
     """
-    programs: dict[str, Callable] = {}
+    programs: dict[tuple, Callable] = {}  # by `_signature`: a key is hashed once per signature
 
     @functools.wraps(fn)  # `call.__wrapped__` is `fn`, e.g. for `.lower`
     def call(*args, **kwargs):
@@ -121,9 +148,10 @@ def cached_program(fn: Callable, name: str, static=None) -> Callable:
         traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs)))
         if folder is None or traced:
             return fn(*args, **kwargs)
-        key = program_key(name, static, (args, kwargs))
-        program = programs.get(key)
+        signature = _signature((args, kwargs))
+        program = programs.get(signature)
         if program is None:
+            key = program_key(name, static, (args, kwargs))
             path = folder / f"{key}.jaxexport"
             exported = _load(path) if path.is_file() else None
             if exported is not None:
@@ -132,10 +160,10 @@ def cached_program(fn: Callable, name: str, static=None) -> Callable:
                 try:
                     exported = jax.export.export(fn)(*args, **kwargs)
                 except Exception:  # noqa: BLE001 - not exportable (e.g. a host callback): as jit
-                    programs[key] = fn
+                    programs[signature] = fn
                     return fn(*args, **kwargs)
                 _store(path, exported)
-            program = programs[key] = jax.jit(exported.call)
+            program = programs[signature] = jax.jit(exported.call)
         return program(*args, **kwargs)
 
     return call

@@ -42,6 +42,31 @@ def test_crop_past_the_border_replicates_edges(rng):
     np.testing.assert_allclose(crop.crop_resize(frames, box, 8), expected, atol=1e-6)
 
 
+def test_crop_of_large_boxes_matches_the_dense_area_product(rng):
+    """The resampling multiplies a few output rows at a time over only the input rows they touch
+    (`_banded_matmul`): the dense float64 product of the same area weights, for boxes 1-15x the
+    output side, inside and past the frame."""
+    frames = _frames(rng, t=6, h=300, w=340)
+    boxes = np.array(
+        [
+            [10.3, 7.9, 290.6, 288.2],  # 280 px onto 20: 14 px a cell
+            [-30.5, -12.25, 230.0, 247.75],  # past the top-left edges
+            [100.0, 40.0, 360.5, 300.5],  # past the right and bottom edges
+            [50.0, 60.0, 70.0, 80.0],  # 20 px: one pixel a cell
+            [0.0, 0.0, 340.0, 300.0],  # the whole frame, not square
+            [120.7, 130.1, 157.9, 167.3],  # under 2 px a cell
+        ]
+    )
+    size = 20
+    got = crop.crop_resize(frames, boxes, size)
+    for t, (x0, y0, x1, y1) in enumerate(boxes):
+        wy, fy = crop._area_matrix(y0, y1, size, 300)
+        wx, fx = crop._area_matrix(x0, x1, size, 340)
+        region = frames[t, fy : fy + wy.shape[1], fx : fx + wx.shape[1]].astype(np.float64)
+        want = np.einsum("yi,xj,ijc->yxc", wy, wx, region) / 255.0
+        np.testing.assert_allclose(got[t], want, rtol=0, atol=2e-6)
+
+
 def _paste_case(rng, residual):
     t, size = residual.shape[:2]
     frames = _frames(rng, t=t, h=40, w=48)

@@ -96,6 +96,24 @@ def test_two_faces_side_by_side(two_faces, detector):
     assert np.all(_centres(tracks[1].boxes)[:, 0] > PANEL)
 
 
+def test_tracking_a_sparse_decode_gives_the_same_tracks(tmp_path, two_faces, detector):
+    """The edit tracks a large input on `decode.iter_sparse` (only key frames and the last
+    converted to RGB): the same tracks as on every frame; a missing key frame is refused."""
+    from rppgedit.video import decode, encode
+
+    path = encode.write_video(tmp_path / "two.mkv", two_faces.frames[:88], 30.0)  # 87 % 5 != 0
+    sparse = [f for chunk in decode.iter_sparse(path, face.DETECT_EVERY, 16) for f in chunk]
+    assert sum(f is not None for f in sparse) == 18 + 1
+    want = face.track_faces(two_faces.frames[:88], detector=detector)
+    got = face.track_faces(sparse, detector=detector)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.present, b.present)
+    sparse[10] = None
+    with pytest.raises(ValueError, match="key frame 10 was not decoded"):
+        face.track_faces(sparse, detector=detector)
+
+
 def test_entering_and_leaving_faces(two_faces, detector):
     # The left face enters at frame 40; the right one leaves after frame 59 (blank 60..89).
     frames = _blank(_blank(two_faces.frames, 0, 0, 40), 1, 60, 90)

@@ -69,6 +69,26 @@ def test_other_settings_shapes_or_source_name_other_programs(folder, monkeypatch
     assert len(traces) == 2 and len(list(folder.glob("*.jaxexport"))) == 2
 
 
+def test_a_program_is_looked_up_by_its_call_signature_once(folder, monkeypatch):
+    """`program_key` hashes JAX's whole configuration (about a millisecond); a call whose tree,
+    shapes, dtypes and configuration were seen before finds its program without it, and a change
+    of any of them looks again."""
+    keys = []
+    real = program_cache.program_key
+    monkeypatch.setattr(program_cache, "program_key", lambda *a: keys.append(1) or real(*a))
+    fn = program_cache.cached_program(_traced_function([], 2.0), "f", 2.0)
+    x, extra = np.zeros(5, np.float32), {"b": np.float32(0)}
+    for _ in range(3):
+        fn(x, extra)
+    assert len(keys) == 1
+    fn(x, {"b": 0.0})  # a weak-typed Python float: another signature
+    fn(np.zeros(6, np.float32), extra)
+    assert len(keys) == 3
+    with jax.numpy_dtype_promotion("strict"):  # another configuration
+        fn(x, extra)
+    assert len(keys) == 4
+
+
 def test_an_unreadable_program_is_traced_again_and_replaced(folder):
     x, extra = np.arange(4, dtype=np.float32), {"b": np.float32(1)}
     traces = []

@@ -120,21 +120,28 @@ def test_the_edit_holds_a_window_not_the_video(tmp_path, monkeypatch):
 
 
 def _counted_decodes(monkeypatch) -> list:
-    """Paths that `decode.iter_chunks` is asked to decode from now on."""
-    calls, real = [], decode.iter_chunks
+    """Paths that `decode.iter_chunks` is asked to decode from now on; "sparse:" + path for
+    `decode.iter_sparse` (decoded, key frames converted)."""
+    calls, real, real_sparse = [], decode.iter_chunks, decode.iter_sparse
 
     def counted(path, *args, **kw):
         calls.append(str(path))
         return real(path, *args, **kw)
 
+    def counted_sparse(path, *args, **kw):
+        calls.append(f"sparse:{path}")
+        return real_sparse(path, *args, **kw)
+
     monkeypatch.setattr(decode, "iter_chunks", counted)
+    monkeypatch.setattr(decode, "iter_sparse", counted_sparse)
     return calls
 
 
 def test_a_small_video_is_decoded_once_and_edited_to_the_same_bits(tmp_path, monkeypatch):
     """Tracking, the edit's crops and the paste each pass over the input; a video that fits in
     `HOLD_BYTES` is decoded by the first and replayed to the others, with the bits of decoding it
-    three times (lossless output; with a lossy one, the report decodes the input once more)."""
+    three times (lossless output; with a lossy one, the report decodes the input once more). A
+    larger one is tracked on a decode that converts only the tracker's frames to RGB."""
     _, path, box = _source(tmp_path, 96, 48)
     monkeypatch.setattr(pipeline, "chunk_frames", lambda h, w: 16)
     outputs, real = {}, decode.iter_chunks
@@ -143,7 +150,8 @@ def test_a_small_video_is_decoded_once_and_edited_to_the_same_bits(tmp_path, mon
         calls = _counted_decodes(monkeypatch)
         out = tmp_path / f"o{hold}.mkv"
         pipeline.run_edit(str(path), str(out), _job(), face_box=box, progress=False)
-        assert calls.count(str(path)) == (3 if hold == 0 else 1)
+        assert calls.count(str(path)) == (2 if hold == 0 else 1)
+        assert calls.count(f"sparse:{path}") == (1 if hold == 0 else 0)
         outputs[hold] = decode.read_video(out).frames
         monkeypatch.setattr(decode, "iter_chunks", real)
     assert np.array_equal(*outputs.values())

@@ -3,6 +3,7 @@
 import json
 import math
 import pathlib
+import threading
 
 import numpy as np
 
@@ -113,3 +114,38 @@ def test_two_faces_name_the_face_and_removal_compares_with_the_before_rate():
         if not e["fooled"]
     ]
     assert report["warnings"] == expected
+
+
+def test_the_inputs_readings_are_taken_on_a_thread_once_its_crops_are_in(monkeypatch):
+    """`Readers` reads "before" as soon as every face's input crops are in (while an edit would
+    still run), on its own thread, and gives the readings a reader fed the same crops gives."""
+    from rppgedit import readings
+
+    threads = []
+    real = readings.StreamReader.readings
+
+    def recorded(self, **kw):
+        threads.append(threading.current_thread().name)
+        return real(self, **kw)
+
+    monkeypatch.setattr(readings.StreamReader, "readings", recorded)
+    clip = synthetic.make_clip(1, num_frames=150, height=64, width=64)
+    job = _job(LEFT_BEHIND)
+    boxes = np.tile(crop.enclosing_square(clip.crop_boxes), (150, 1))
+    empty = np.zeros((0, 32, 32, 3), np.float32)
+    faces = [pipeline.FaceEdit(boxes, 0, 150, empty, empty[..., 0] > 0)]
+    readers = edit_report.Readers(job, faces, FPS)
+    reference = readings.StreamReader(readers.readers["before"][0].names, 150, FPS)
+    for start in range(0, 150, 50):
+        assert not threads  # nothing is read before the last crop
+        crops, mask = pipeline.crop_and_mask(
+            clip.frames[start : start + 50], boxes[start : start + 50], job
+        )
+        readers.add_crop("before", 0, crops, mask)
+        reference.add(crops, mask)
+        readers.add_frames("after", start, clip.frames[start : start + 50])
+    got = readers.readings(0)
+    assert threads[0].startswith("rppgedit-readings") and threads[1:] == ["MainThread"]
+    assert got["before"] == real(reference)
+    assert got["before"].keys() == got["after"].keys() == {"pos", "green", "pbv"}
+    assert all("bvp" in r for r in got["after"].values())

