@@ -117,9 +117,9 @@ class Readers:
     "before" and "after" read `job.estimators` and the editor's surrogates, "reencoded" the
     estimators. Faces too short to edit get none.
 
-    Once every face of a key has all its frames (the input's crops are in well before the edit's
-    last windows are back), that key's readings are taken on a thread, while the caller waits
-    for the edit, instead of after the paste (0.4-0.5 s of the shared 320x320 clip's command)."""
+    Once every face's input crops are in (`add_crop`: "before"; in well before the edit's last
+    windows are back), their readings are taken on a thread, while the caller waits for the edit,
+    instead of after the paste (0.4-0.5 s of the shared 320x320 clip's command)."""
 
     def __init__(
         self,
@@ -143,7 +143,6 @@ class Readers:
             for key in keys
         }
         self._early: dict[str, concurrent.futures.Future] = {}  # readings of complete keys
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, "rppgedit-readings")
 
     def add_crop(self, key: str, i: int, clip: np.ndarray, mask: np.ndarray) -> None:
         if i in self.readers[key]:
@@ -153,10 +152,11 @@ class Readers:
     def _read_if_complete(self, key: str) -> None:
         readers = self.readers[key]
         if key not in self._early and all(r.received == r.num for r in readers.values()):
-            self._early[key] = self._pool.submit(
+            pool = concurrent.futures.ThreadPoolExecutor(1, "rppgedit-readings")
+            self._early[key] = pool.submit(
                 lambda: {i: r.readings(with_bvp=True) for i, r in readers.items()}
             )
-            self._pool.shutdown(wait=False)  # one key at most gets read early
+            pool.shutdown(wait=False)  # its one task: the thread ends after it
 
     def add_frames(self, key: str, start: int, frames: np.ndarray) -> None:
         """Crops each face out of full frames `start`.. of an output and reads them through the
