@@ -57,6 +57,14 @@ def boxes_for(clip: synthetic.SyntheticClip, kind: str) -> np.ndarray:
     return np.tile(crop.enclosing_square(clip.face_boxes), (len(clip.frames), 1))
 
 
+def _number(text: str) -> int | float:
+    """An option's value: an int where it reads as one (e.g. `steps=40`), else a float."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def _job(candidate: str, target_hr: float) -> pipeline.EditJob:
     name, *extras = candidate.split("+")
     balance, _, temperature = name.partition(":")
@@ -64,7 +72,7 @@ def _job(candidate: str, target_hr: float) -> pipeline.EditJob:
     options += [("temperature", float(temperature))] if temperature else []
     for extra in extras:  # key=value: any other `PrivacyPhysConfig` field
         key, _, value = extra.partition("=")
-        options.append((key, value if key == "colour" else float(value)))
+        options.append((key, value if key == "colour" else _number(value)))
     return pipeline.EditJob(
         target=targets.TargetSpec(kind="sinusoid", hr_bpm=target_hr),
         method_options=tuple(options),

@@ -129,6 +129,10 @@ SETTINGS: tuple[Setting, ...] = (
        "Privacy-Phys: stop a window's edit once every surrogate's Pearson with the target "
        "reaches this (default 0.8); 1 runs every step, as the paper does.",
        _EDITOR),
+    _s("extra_steps", "editor.extra_steps", "int", None,
+       "Privacy-Phys: with --stop_pearson, up to this many more steps for a window whose "
+       "surrogates have not all reached it (default 20; 0: --steps at most).",
+       _EDITOR),
     _s("init_scale", "editor.init_scale", "float", None,
        "Privacy-Phys: start the edit from the target waveform at this many times the clip's own "
        "pulse strength (0 starts from zero, as the paper does).",

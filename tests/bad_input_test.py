@@ -394,6 +394,7 @@ def _flag_cases():
         "work_size": ["0", "-8", "4", "100000"],
         "param_size": ["-2", "65", "1000000000"],
         "steps": ["0", "-5", "10000000000"],
+        "extra_steps": ["-1", "10000000000"],
         "seed": ["-1", "99999999999"],
         "mask_method": ["foo", "", "YCRCB"],
         "estimators": ["foo", "pos,nosuch", "''"],
@@ -1173,9 +1174,13 @@ def test_stop_pearson_and_notch_weight_reach_the_editor_config():
     from rppgedit import pipeline
 
     try:
-        main.FLAGS(["rppgedit", "--stop_pearson=1", "--notch_weight=0.5", "--init_scale=0"])
+        main.FLAGS(
+            ["rppgedit", "--stop_pearson=1", "--notch_weight=0.5", "--init_scale=0",
+             "--extra_steps=5"]
+        )  # fmt: skip
         cfg = pipeline.editor_config(common.job(run_settings.resolve(main.FLAGS)), 30.0)
         assert (cfg.stop_pearson, cfg.notch_weight, cfg.init_scale) == (None, 0.5, 0.0)
+        assert cfg.extra_steps == 5
         main.FLAGS.unparse_flags()
         main.FLAGS(["rppgedit", "--stop_pearson=0.6"])
         assert (
@@ -1186,5 +1191,6 @@ def test_stop_pearson_and_notch_weight_reach_the_editor_config():
         main.FLAGS(["rppgedit"])
         cfg = pipeline.editor_config(common.job(run_settings.resolve(main.FLAGS)), 30.0)
         assert (cfg.stop_pearson, cfg.notch_weight, cfg.init_scale) == (0.8, 1.0, 0.7)
+        assert cfg.extra_steps == 20
     finally:
         main.FLAGS.unparse_flags()

@@ -217,6 +217,34 @@ def test_stop_pearson_ends_the_edit_once_every_surrogate_follows(key):
     assert moved(stopped) < moved(full)
 
 
+def test_extra_steps_let_a_window_that_lags_reach_the_stop(key):
+    """With `stop_pearson`, a window whose surrogates have not all reached it after `steps` steps
+    gets up to `extra_steps` more: the same first steps, then on to the stop; without the stop
+    rule `steps` is the count."""
+    skin = np.broadcast_to(np.array([0.6, 0.45, 0.35], np.float32), (128, 32, 32, 3))
+    clip = jax.random.uniform(key, skin.shape, minval=-0.1, maxval=0.1) + skin
+    mask = np.ones((128, 32, 32), bool)
+    target = targets.sinusoid(100.0, 128, FPS)
+    cfg = privacy_phys.Config(
+        fps=FPS, surrogates=(("pos", 1.0), ("chrom", 1.0)), steps=2, extra_steps=0, init_scale=0
+    )
+    state = privacy_phys.load_state(cfg)
+    _, short = privacy_phys.edit(state, clip, mask, target, cfg)
+    _, longer = privacy_phys.edit(
+        state, clip, mask, target, dataclasses.replace(cfg, extra_steps=30)
+    )
+    short, longer = short["history"], longer["history"]
+    assert short["worst"].shape == (2,) and float(short["worst"][-1]) < 0.8  # lags at step 2
+    assert longer["worst"].shape == (32,)
+    np.testing.assert_allclose(longer["worst"][:2], short["worst"], rtol=1e-6)
+    ran = int(np.asarray(longer["updated"]).sum())
+    assert 2 < ran < 32 and float(longer["worst"][ran]) >= 0.8
+    _, free = privacy_phys.edit(
+        state, clip, mask, target, dataclasses.replace(cfg, extra_steps=30, stop_pearson=None)
+    )
+    assert free["history"]["worst"].shape == (2,)
+
+
 def test_the_removal_notch_can_cover_the_pulse_harmonic():
     """`pulse_reference` with `harmonic_weight`: the original's spectrum plus a bump at twice its
     peak carrying `harmonic_weight` times the fundamental's mass; 0 leaves the fundamental alone."""

@@ -39,6 +39,7 @@ def method_options(s) -> tuple[tuple[str, object], ...]:
         "colour": s.colour,
         "notch_weight": s.notch_weight,
         "init_scale": s.init_scale,
+        "extra_steps": s.extra_steps,
         "surrogates": surrogates(s.surrogates) if s.surrogates else None,
     }
     options = {k: v for k, v in options.items() if v is not None}
@@ -127,6 +128,7 @@ def check_settings(s) -> None:
     v.finite("--target_phase", s.target_phase)
     v.finite("--lossy_strength", s.lossy_strength, low=0, high=10, low_open=True)
     v.integer("--steps", s.steps, 1, v.MAX_STEPS)
+    v.integer("--extra_steps", s.extra_steps, 0, v.MAX_STEPS)
     v.integer("--seed", s.seed, 0, 2**31 - 1)
     v.windows(s.window, s.overlap, s.batch_windows, s.work_size)
     v.integer("--param_size", s.param_size, -1, s.work_size)
