@@ -92,7 +92,8 @@ def test_edit_leaves_unmasked_crop_pixels_bit_exact(key):
     out, aux = privacy_phys.edit(privacy_phys.load_state(cfg), clip, mask, target, cfg)
     np.testing.assert_array_equal(np.asarray(out)[~mask], np.asarray(clip)[~mask])
     assert np.abs(np.asarray(out - clip)[mask]).max() > 0
-    assert aux["history"]["loss"].shape == (5,)
+    # the stop rule is on (the default): up to `extra_steps` more for a window that lags
+    assert aux["history"]["loss"].shape == (5 + cfg.extra_steps,)
     assert aux["history"]["loss"][-1] < aux["history"]["loss"][0]
 
 
@@ -100,7 +101,11 @@ def test_batch_equals_one_by_one_and_compiles_once(key):
     clips = jax.random.uniform(key, (2, 64, 32, 32, 3), minval=0.2, maxval=0.8)
     masks = np.ones((2, 64, 32, 32), bool)
     waves = np.stack([targets.sinusoid(hr, 64, FPS) for hr in (90.0, 130.0)])
-    cfg = privacy_phys.Config(fps=FPS, surrogates=(("physnet_pure", 1.0), ("pos", 0.5)), steps=3)
+    # Three steps at most (no `extra_steps`): batched and single PhysNet convolutions round
+    # differently, and the difference grows with the steps (7.5e-5 after up to 23).
+    cfg = privacy_phys.Config(
+        fps=FPS, surrogates=(("physnet_pure", 1.0), ("pos", 0.5)), steps=3, extra_steps=0
+    )
     state = privacy_phys.load_state(cfg)
     batched, _ = privacy_phys.edit_batch(state, clips, masks, waves, cfg)
     for i in range(2):
