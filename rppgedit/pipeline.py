@@ -60,11 +60,15 @@ class Replay:
     def __call__(self) -> Iterator[tuple[int, np.ndarray]]:
         return iter(self._held) if self._held is not None else self._first_pass()
 
+    def holds(self, nbytes: int) -> bool:
+        """Whether a first pass of `nbytes` decoded bytes would be kept."""
+        return nbytes <= self._limit
+
     def _first_pass(self) -> Iterator[tuple[int, np.ndarray]]:
         held, size = [], 0
         for start, frames in self._decode():
             size += frames.nbytes
-            if held is not None and size <= self._limit:
+            if held is not None and self.holds(size):
                 frames.flags.writeable = False  # shared by every pass
                 held.append((start, frames))
             else:
@@ -832,7 +836,7 @@ def run_edit(
         tic = time.perf_counter()
         shape = (info.num_frames, info.height, info.width)
         with frame_bar("decode + track faces") as bar:
-            if info.num_frames * info.height * info.width * 3 > HOLD_BYTES:
+            if not input_chunks.holds(info.num_frames * info.height * info.width * 3):
                 # not held for replay: the tracker gets RGB only where it looks
                 sparse = decode.iter_sparse(input_path, face.DETECT_EVERY, chunk)
                 stream = ((None, frames) for frames in sparse)

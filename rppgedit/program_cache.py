@@ -75,11 +75,10 @@ def program_key(name: str, static, args: tuple) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _signature(args: tuple) -> tuple:
+def _signature(leaves: list, tree) -> tuple:
     """What a call's program depends on besides the function, cheap enough to take at each call
     (a few microseconds a leaf; `program_key` hashes much more): the folder, the tree, each
     leaf's type, shape, dtype, weak type and sharding, and JAX's configuration."""
-    leaves, tree = jax.tree.flatten(args)
     specs = tuple(
         (
             type(leaf),
@@ -145,10 +144,10 @@ def cached_program(fn: Callable, name: str, static=None) -> Callable:
     @functools.wraps(fn)  # `call.__wrapped__` is `fn`, e.g. for `.lower`
     def call(*args, **kwargs):
         folder = _folder()
-        traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs)))
-        if folder is None or traced:
+        leaves, tree = jax.tree.flatten((args, kwargs))
+        if folder is None or any(isinstance(x, jax.core.Tracer) for x in leaves):
             return fn(*args, **kwargs)
-        signature = _signature((args, kwargs))
+        signature = _signature(leaves, tree)
         program = programs.get(signature)
         if program is None:
             key = program_key(name, static, (args, kwargs))

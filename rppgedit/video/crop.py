@@ -106,7 +106,8 @@ def _banded_matmul(weights: np.ndarray, x: np.ndarray, block: int = 4) -> np.nda
     for r0 in range(0, weights.shape[0], block):
         used = np.flatnonzero(touched[r0 : r0 + block].any(axis=0))
         c0, c1 = used[0], used[-1] + 1
-        out[r0 : r0 + block] = weights[r0 : r0 + block, c0:c1] @ x[c0:c1].astype(np.float32)
+        block_in = x[c0:c1].astype(np.float32, copy=False)
+        out[r0 : r0 + block] = weights[r0 : r0 + block, c0:c1] @ block_in
     return out
 
 
