@@ -21,9 +21,13 @@ from rppgedit.engine import MIN_FRAMES
 from rppgedit.pipeline import Rect
 
 
-def _unit(frames: np.ndarray) -> np.ndarray:
-    """uint8 or uint16 frames as float32 in [0, 1] (16-bit output is compared at full precision)."""
-    return frames.astype(np.float32) / np.float32(np.iinfo(frames.dtype).max)
+def _squared_error(reference: np.ndarray, output: np.ndarray) -> float:
+    """The sum of squared differences of two uint8 or uint16 arrays of one dtype, on the [0, 1]
+    scale (16-bit output is compared at full precision). The squares are summed exactly, as
+    integers in float64 (below 2^53 for fewer than 2^21 16-bit frames of 1080p), then scaled."""
+    signed = np.int16 if reference.dtype == np.uint8 else np.int32
+    diff = np.subtract(output, reference, dtype=signed).ravel().astype(np.float64)
+    return float(np.dot(diff, diff)) / float(np.iinfo(reference.dtype).max) ** 2
 
 
 def _differing_rect(a: np.ndarray, b: np.ndarray) -> Rect | None:
@@ -83,8 +87,7 @@ class Fidelity:
                     continue
                 rects.append(rect)
                 y0, y1, x0, x1 = rect
-                a, b = _unit(r4[:, y0:y1, x0:x1]), _unit(o4[:, y0:y1, x0:x1])
-                self.sse += float(np.sum(np.square(b - a), dtype=np.float64))
+                self.sse += _squared_error(r4[:, y0:y1, x0:x1], o4[:, y0:y1, x0:x1])
             self.count += len(ref)
             self.values += ref.size
             rect = pipeline.bounding_rect(rects) or (0, 0, 0, 0)  # equal: every window counts 1

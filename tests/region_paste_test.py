@@ -226,10 +226,10 @@ def test_fidelity_equals_whole_frame_psnr_and_ssim(rng, out_dtype, pending, grou
     # or one per 4 frames
     assert len(found._pending) == (0 if pending == 1 else 1 if group > 1 else 3)
     assert all(len(terms.deficits) == 1 for terms, _ in found._pending)
-    # the whole-frame `Fidelity` it replaced: float32 differences in [0, 1] over every pixel
-    top = np.float32(np.iinfo(out_dtype).max)
-    diff = out.astype(np.float32) / top - a.astype(np.float32) / np.float32(255)
-    psnr = -10 * np.log10(np.sum(np.square(diff), dtype=np.float64) / a.size)
+    # the whole frames' PSNR in float64: differences in [0, 1] over every pixel (8-bit input
+    # lifted to 16 bits against 16-bit output, x 257: exact)
+    diff = out.astype(np.float64) / np.iinfo(out_dtype).max - a.astype(np.float64) / 255
+    psnr = -10 * np.log10(np.sum(np.square(diff)) / a.size)
     ssim = metrics.ssim(a, b)
     for fidelity in (given, found):
         assert fidelity.psnr_db() == pytest.approx(psnr, rel=1e-12)

@@ -97,8 +97,15 @@ def test_two_faces_name_the_face_and_removal_compares_with_the_before_rate():
     result = pipeline.edit_frames(two.frames, FPS, tracks, job)
     report = edit_report.report_rows(job, result, two.frames, FPS)
     assert [e["face"] for e in report["surrogates"]] == [0, 0, 1, 1]
-    assert [w.split(": ", 1)[0] for w in report["warnings"]] == ["face 0", "face 1"]
-    assert all(": pbv still reads " in w for w in report["warnings"])
+    # each warning names the face of a surrogate left behind (face 1's PBV stays at its rate on
+    # every rounding seed; face 0's reaches the target on some and not on others)
+    behind = [e for e in report["surrogates"] if not e["fooled"]]
+    assert [(e["face"], e["surrogate"]) for e in behind][-1:] == [(1, "pbv")]
+    assert report["warnings"] == [
+        f"face {e['face']}: {e['surrogate']} still reads {e['hr_after']:.1f} bpm after the edit"
+        f" (target {TARGET:.1f} bpm, Pearson {e['pearson_to_target']:.2f})"
+        for e in behind
+    ]
 
     removal = _job(LEFT_BEHIND, estimators=("green",), kind="none")
     result = pipeline.edit_frames(two.frames, FPS, tracks[:1], removal)

@@ -144,20 +144,24 @@ def upsample_residual(residual: np.ndarray, box: np.ndarray, height: int, width:
     x0, y0, x1, y1 = (float(v) for v in box)
     ya, yb = _pixel_span(y0, y1, height)
     xa, xb = _pixel_span(x0, x1, width)
-    r0, r1, fy = _bilinear_taps(y0, y1, size, ya, yb)
+    r0, _, fy = _bilinear_taps(y0, y1, size, ya, yb)
     c0, c1, fx = _bilinear_taps(x0, x1, size, xa, xb)
-    # Columns first, on the S rows; then rows, each a contiguous copy of a whole row of those
-    # (`np.take` on rows of a 2D view): 4.3 ms for a 691x691 box, 16.5 ms gathering frame-sized
-    # arrays along the columns. Sums in another order than rows first: within 3e-9.
+    # Columns first, on the S rows (`np.take`); then rows, in runs of output rows that share their
+    # upper input row i: each run is row i + f (row i+1 - row i), written once into the output
+    # (0.67 ms for a 557x557 box, against 4.0 gathering both input rows of every output row).
     left = np.take(residual, c0, axis=1)
     cols = left + fx[None, :, None] * (np.take(residual, c1, axis=1) - left)
     flat = cols.reshape(size, -1)
-    values = np.take(flat, r1, axis=0)
-    above = np.take(flat, r0, axis=0)
-    values -= above
-    values *= fy[:, None]
-    values += above
-    return values.reshape(yb - ya, xb - xa, -1), (ya, yb, xa, xb)
+    steps = np.zeros_like(flat)  # row i+1 - row i; 0 after the last row (its taps are i, i)
+    np.subtract(flat[1:], flat[:-1], out=steps[:-1])
+    values = np.empty((yb - ya, flat.shape[1]), np.float32)
+    cuts = (np.flatnonzero(np.diff(r0)) + 1).tolist()
+    starts = [0, *cuts] if len(r0) else []
+    for a, b in zip(starts, [*cuts, len(r0)][: len(starts)], strict=True):
+        run = values[a:b]
+        np.multiply(fy[a:b, None], steps[r0[a]], out=run)
+        run += flat[r0[a]]
+    return values.reshape(yb - ya, xb - xa, residual.shape[-1]), (ya, yb, xa, xb)
 
 
 def paste_residual(
@@ -250,7 +254,8 @@ def mask_to_frame(mask: np.ndarray, boxes: np.ndarray, height: int, width: int) 
         xa, xb = _pixel_span(x0, x1, width)
         rows = np.clip(((np.arange(ya, yb) + 0.5 - y0) * size / (y1 - y0)).astype(int), 0, size - 1)
         cols = np.clip(((np.arange(xa, xb) + 0.5 - x0) * size / (x1 - x0)).astype(int), 0, size - 1)
-        out[t, ya:yb, xa:xb] = mask[t][np.ix_(rows, cols)]
+        # columns on the S rows, then whole rows: 5x faster than indexing with np.ix_
+        np.take(np.take(mask[t], cols, axis=1), rows, axis=0, out=out[t, ya:yb, xa:xb])
     return out
 
 
