@@ -640,6 +640,11 @@ class RawSink:
             ) from None
         self.count += 1
 
+    def write_all(self, frames: list[np.ndarray]) -> None:
+        """Writes the frames of one burst, in order."""
+        for frame in frames:
+            self.write(frame)
+
     def close(self) -> None:
         try:
             self.stream.flush()
@@ -701,8 +706,18 @@ class FileSink:
             path, fps, width, height, overwrite=overwrite, inputs=inputs
         )
 
-    def write(self, frame: np.ndarray) -> None:
-        self.writer.write(frame)
+    # Frames per encoder item are bounded by this many bytes (145 frames of 640x480).
+    BURST_BYTES = 128 * 2**20
+
+    def write_all(self, frames: list[np.ndarray]) -> None:
+        """Hands the frames of one burst to the encoder's thread in a few large items: its queue
+        holds two, and a burst handed over frame by frame kept the loop waiting on the encoder
+        (FFV1 at 640x480, paced at 30 frames/s: 7.3 of 42.9 s, and 2 frames dropped)."""
+        if not frames:
+            return
+        step = max(1, self.BURST_BYTES // frames[0].nbytes)
+        for i in range(0, len(frames), step):
+            self.writer.write(np.stack(frames[i : i + step]))
 
     def close(self) -> None:
         self.writer.close()
@@ -806,14 +821,16 @@ def run_live(
     start = None
 
     def write(ready):
-        for frame, read_at in ready:
-            tic = time.perf_counter()
-            sink.write(frame)
-            now = time.perf_counter()
-            stats.stages["write"] += now - tic
-            latencies.append(now - read_at)
-            stats.frames_out += 1
-            stats.latency_frames_max = max(stats.latency_frames_max, edit.count - stats.frames_out)
+        if not ready:
+            return
+        tic = time.perf_counter()
+        sink.write_all([frame for frame, _ in ready])
+        now = time.perf_counter()
+        stats.stages["write"] += now - tic
+        latencies.extend(now - read_at for _, read_at in ready)
+        # the burst's first frame is the one furthest behind the edit
+        stats.latency_frames_max = max(stats.latency_frames_max, edit.count - stats.frames_out - 1)
+        stats.frames_out += len(ready)
 
     thread = threading.Thread(target=reader, name="rppgedit-live-reader", daemon=True)
     thread.start()

@@ -175,6 +175,21 @@ def test_a_file_decoded_in_process_into_a_file_keeps_every_frame(clip, tmp_path)
     assert (out != frames).any()
 
 
+def test_a_file_sink_hands_each_burst_to_the_encoder_in_few_items(clip, tmp_path, monkeypatch):
+    from rppgedit.video import decode
+
+    frames = list(clip.frames[:20])
+    monkeypatch.setattr(live.FileSink, "BURST_BYTES", 8 * frames[0].nbytes)
+    sink = live.FileSink(tmp_path / "out.mkv", SIZE, SIZE, clip.fps)
+    items, write = [], sink.writer.write
+    monkeypatch.setattr(sink.writer, "write", lambda f: (items.append(len(f)), write(f)))
+    for burst in (frames[:12], [], frames[12:]):
+        sink.write_all(burst)
+    sink.close()
+    assert items == [8, 4, 8]  # at most 8 frames' bytes per item, never an empty one
+    np.testing.assert_array_equal(decode.read_video(tmp_path / "out.mkv").frames, clip.frames[:20])
+
+
 def test_a_paced_file_hands_out_frames_no_faster_than_its_rate(clip, tmp_path, monkeypatch):
     """With pace, frame i is handed out no earlier than i / fps after the first (a clock that
     stands still makes the wanted waits add up to exactly 9 frame intervals for 10 frames)."""
