@@ -52,7 +52,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rppgedit import cpu_threads, editors, engine, pipeline, safe_write
+from rppgedit import cpu_threads, editors, engine, heap, pipeline, safe_write
 from rppgedit.errors import RppgEditError
 from rppgedit.estimators.roi import spatial_mean
 from rppgedit.video import crop, face
@@ -820,9 +820,12 @@ def run_live(
     latencies = []
     start = None
 
+    trimmer = heap.Trimmer()  # a stream that runs for hours: its heap would creep
+
     def write(ready):
         if not ready:
             return
+        trimmer.maybe()
         tic = time.perf_counter()
         sink.write_all([frame for frame, _ in ready])
         now = time.perf_counter()

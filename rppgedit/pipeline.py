@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from scipy import ndimage
 
-from rppgedit import background, cpu_threads, editors, engine, safe_write, targets, validate
+from rppgedit import background, cpu_threads, editors, engine, heap, safe_write, targets, validate
 from rppgedit import progress as progress_bars
 from rppgedit.engine import MIN_FRAMES
 from rppgedit.errors import RppgEditError
@@ -895,8 +895,10 @@ def run_edit(
             fidelity.add(frames, out, bounds)
             readers.add_frames("after", start, out)
 
+        trimmer = heap.Trimmer()  # a long video's heap would creep (`rppgedit.heap`)
         with background.InOrder("rppgedit-measure") as measuring:
             for index, (start, frames) in enumerate(chunks()):
+                trimmer.maybe()
                 out, changed = paste_chunk(
                     frames, start, stream.faces_of(start, len(frames)), job, index
                 )
