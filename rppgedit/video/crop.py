@@ -18,6 +18,8 @@ pasted window by window.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from rppgedit import cpu_threads
@@ -156,8 +158,7 @@ def upsample_residual(residual: np.ndarray, box: np.ndarray, height: int, width:
     np.subtract(flat[1:], flat[:-1], out=steps[:-1])
     values = np.empty((yb - ya, flat.shape[1]), np.float32)
     cuts = (np.flatnonzero(np.diff(r0)) + 1).tolist()
-    starts = [0, *cuts] if len(r0) else []
-    for a, b in zip(starts, [*cuts, len(r0)][: len(starts)], strict=True):
+    for a, b in itertools.pairwise([0, *cuts, len(r0)] if len(r0) else []):
         run = values[a:b]
         np.multiply(fy[a:b, None], steps[r0[a]], out=run)
         run += flat[r0[a]]
