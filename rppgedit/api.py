@@ -53,11 +53,11 @@ _OUTPUT_FIELDS = ("codec", "crf", "verify_reencode", "keep_streams", "lossy_stre
 
 
 def _estimators(names) -> tuple[str, ...]:
-    """Estimator names (None: every registered estimator), checked."""
+    """Estimator names (None: every registered estimator that ships with rppgedit), checked."""
     from rppgedit.estimators import registry
 
     if names is None:
-        return tuple(registry.names())
+        return tuple(registry.names(shipped=True))
     if isinstance(names, str):
         names = [n for n in names.split(",") if n.strip()]
     names = tuple(registry.get(n).name for n in names)  # an unknown name is a one-line error
@@ -563,12 +563,12 @@ def audit(
     progress: bool = False,
 ) -> Audit:
     """How readable the pulse of `video` is (a path, or uint8 frames with `fps`): every estimator
-    (default: every registered one) and, with `attackers` ("auto": the default open-rppg models
-    when open-rppg is installed; a list of names; None or () for none), their readings, SNR and
-    agreement, with a plain-language verdict. The pulse is called readable when at least half
-    the readers (and at least two) agree on one rate within 3 bpm. `plots=True` draws the spectra
-    per family into `Audit.figure`. `progress`: a bar per pass on stderr (decode and track,
-    readings, attackers).
+    (default: every registered one that ships with rppgedit) and, with `attackers` ("auto": the
+    default open-rppg models when open-rppg is installed; a list of names; None or () for none),
+    their readings, SNR and agreement, with a plain-language verdict. The pulse is called readable
+    when at least half the readers (and at least two) agree on one rate within 3 bpm.
+    `plots=True` draws the spectra per family into `Audit.figure`. `progress`: a bar per pass on
+    stderr (decode and track, readings, attackers).
 
     >>> import rppgedit
     >>> frames, fps = rppgedit.demo_frames(seconds=5, size=96)   # true rate 72 bpm

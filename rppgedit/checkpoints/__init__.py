@@ -19,6 +19,11 @@ Sources of PhysNet weights (Yu et al., BMVC 2019):
   `physnet_pure/` and `physnet_rlap/` were made so). open-rppg is the optional `[attackers]` extra.
 - rPPG-Toolbox-style PyTorch state dicts (`PhysNet_padding_Encoder_Decoder_MAX`), if torch is
   installed. Their BatchNorm epsilon is 1e-5 (`TORCH_BN_EPSILON`), stored in the checkpoint's metadata.
+
+EfficientPhys weights (Liu et al., WACV 2023) come from the same wheel,
+`rppg/weights/EfficientPhys.{pure,rlap}.weights.h5`, read the same way (h5py, float16 -> float32)
+onto `rppgedit.models.efficientphys.EfficientPhys` and saved as `efficientphys_<variant>`
+(`load_efficientphys`, converted on first use like PhysNet's).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import jax
 import numpy as np
 
 from rppgedit.errors import RppgEditError, one_line
-from rppgedit.models import physnet
+from rppgedit.models import efficientphys, physnet
 
 _log = logging.getLogger(__name__)
 
@@ -273,9 +278,23 @@ def pytree_metadata(directory: str | os.PathLike) -> dict[str, Any]:
     return dict(meta.custom_metadata or {})
 
 
-def _check_variant(variant: str) -> None:
+def _check_variant(variant: str, model: str = "PhysNet") -> None:
     if variant not in VARIANTS:
-        raise RppgEditError(f"unknown PhysNet variant {variant!r}; known: {', '.join(VARIANTS)}")
+        raise RppgEditError(f"unknown {model} variant {variant!r}; known: {', '.join(VARIANTS)}")
+
+
+def _open_rppg_file(name: str, model: str) -> pathlib.Path:
+    """Path of `rppg/weights/<name>` in the open-rppg install, found without importing `rppg`."""
+    spec = _find_spec("rppg")
+    if spec is None or not spec.submodule_search_locations:
+        raise RppgEditError(
+            f"{model} weights {name} not found: open-rppg is not installed; "
+            "`pip install open-rppg` (or rppgedit[attackers]) and rerun"
+        )
+    path = pathlib.Path(next(iter(spec.submodule_search_locations))) / "weights" / name
+    if not path.is_file():
+        raise RppgEditError(f"{path}: {model} weight file missing from the open-rppg install")
+    return path
 
 
 def open_rppg_weight_file(variant: Variant) -> pathlib.Path:
@@ -285,29 +304,34 @@ def open_rppg_weight_file(variant: Variant) -> pathlib.Path:
       RppgEditError: open-rppg is not installed or the file is missing.
     """
     _check_variant(variant)
-    spec = _find_spec("rppg")
-    name = f"physnet.{variant}.weights.h5"
-    if spec is None or not spec.submodule_search_locations:
-        raise RppgEditError(
-            f"PhysNet weights {name} not found: open-rppg is not installed; "
-            "`pip install open-rppg` (or rppgedit[attackers]) and rerun"
-        )
-    path = pathlib.Path(next(iter(spec.submodule_search_locations))) / "weights" / name
-    if not path.is_file():
-        raise RppgEditError(f"{path}: PhysNet weight file missing from the open-rppg install")
-    return path
+    return _open_rppg_file(f"physnet.{variant}.weights.h5", "PhysNet")
 
 
-def _check_shapes(variables: Any, source: str) -> dict[str, Any]:
-    """Float32 jax arrays; raises if the tree or any shape differs from `PhysNet`'s."""
-    expected = jax.eval_shape(physnet.init_variables, jax.random.PRNGKey(0))
+def open_rppg_efficientphys_file(variant: Variant) -> pathlib.Path:
+    """Path of open-rppg's `EfficientPhys.<variant>.weights.h5`, found without importing `rppg`.
+
+    Raises:
+      RppgEditError: open-rppg is not installed or the file is missing.
+    """
+    _check_variant(variant, "EfficientPhys")
+    return _open_rppg_file(f"EfficientPhys.{variant}.weights.h5", "EfficientPhys")
+
+
+def _check_layout(variables: Any, expected: Any, source: str, model: str) -> dict[str, Any]:
+    """Float32 jax arrays; raises if the tree or any shape differs from `expected`'s."""
     got = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.float32), variables)
     want = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, np.float32), expected)
     if jax.tree.structure(got) != jax.tree.structure(want) or jax.tree.leaves(got) != (
         jax.tree.leaves(want)
     ):
-        raise RppgEditError(f"{source}: weights do not match the PhysNet layout")
+        raise RppgEditError(f"{source}: weights do not match the {model} layout")
     return jax.tree.map(lambda a: jax.numpy.asarray(a, np.float32), variables)
+
+
+def _check_shapes(variables: Any, source: str) -> dict[str, Any]:
+    """Float32 jax arrays; raises if the tree or any shape differs from `PhysNet`'s."""
+    expected = jax.eval_shape(physnet.init_variables, jax.random.PRNGKey(0))
+    return _check_layout(variables, expected, source, "PhysNet")
 
 
 def _read_open_rppg_h5(path: pathlib.Path) -> dict[str, Any]:
@@ -382,6 +406,85 @@ def convert_open_rppg_physnet(variant: Variant, out_dir: str | os.PathLike) -> d
         "license": "MIT (open-rppg, Kegang Wang)",
         "trained_on": variant.upper(),
         "bn_epsilon": physnet.KERAS_BN_EPSILON,
+    }
+    save_pytree(out_dir, variables, metadata=metadata, force=True)
+    return variables
+
+
+# Keras layer of each EfficientPhys parameter group in the .weights.h5 files. Keras named the four
+# 3x3 convolutions in creation order (mc1..mc4 = conv2d, conv2d_1, conv2d_2, conv2d_3; shapes and
+# the parity with open-rppg's model confirm it); the other layers keep their attribute names.
+_EFFICIENTPHYS_H5 = {
+    "mc1": "layers/conv2d",
+    "mc2": "layers/conv2d_1",
+    "mc3": "layers/conv2d_2",
+    "mc4": "layers/conv2d_3",
+    "attc1": "attc1",
+    "attc2": "attc2",
+    "dense1": "dense1",
+    "dense2": "dense2",
+}
+
+
+def _read_open_rppg_efficientphys_h5(path: pathlib.Path) -> dict[str, Any]:
+    """Flax variables from a Keras-3 `.weights.h5` of open-rppg's EfficientPhys (float16 -> f32).
+
+    Kernels keep their Keras layout (Conv2D (kh, kw, in, out), Dense (in, out)), which is Flax's.
+    The BatchNorm over the 72*72 pixel positions stores gamma, beta, moving mean, moving variance.
+    """
+    try:
+        import h5py
+    except ImportError:
+        raise RppgEditError(
+            f"{path}: reading Keras weights needs h5py: pip install 'rppgedit[convert]'"
+        ) from None
+
+    def arr(f, key):
+        if key not in f:
+            raise RppgEditError(
+                f"{path}: no dataset {key!r}; not an open-rppg EfficientPhys weight file"
+            )
+        return np.asarray(f[key], np.float32)
+
+    try:
+        with h5py.File(path, "r") as f:
+            params: dict[str, Any] = {
+                name: {"kernel": arr(f, f"{layer}/vars/0"), "bias": arr(f, f"{layer}/vars/1")}
+                for name, layer in _EFFICIENTPHYS_H5.items()
+            }
+            params["bn"] = {"scale": arr(f, "bn/vars/0"), "bias": arr(f, "bn/vars/1")}
+            stats = {"bn": {"mean": arr(f, "bn/vars/2"), "var": arr(f, "bn/vars/3")}}
+    except OSError as e:
+        raise RppgEditError(f"{path}: cannot read HDF5 weights ({e})") from None
+    expected = jax.eval_shape(efficientphys.init_variables, jax.random.PRNGKey(0))
+    return _check_layout(
+        {"params": params, "batch_stats": stats}, expected, str(path), "EfficientPhys"
+    )
+
+
+def convert_open_rppg_efficientphys(variant: Variant, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Converts open-rppg's EfficientPhys weights to Flax variables and saves them at `out_dir`.
+
+    Args:
+      variant: "pure" (trained on PURE) or "rlap" (trained on RLAP).
+      out_dir: the orbax checkpoint folder to write (overwritten if present).
+
+    Returns:
+      `{'params', 'batch_stats'}` float32, for `EfficientPhys(bn_epsilon=KERAS_BN_EPSILON)`.
+    """
+    path = open_rppg_efficientphys_file(variant)
+    variables = _read_open_rppg_efficientphys_h5(path)
+    try:
+        version = importlib.metadata.version("open-rppg")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    metadata = {
+        "model": "EfficientPhys",
+        "source": f"open-rppg {version}: rppg/weights/{path.name}",
+        "sha256": _sha256(path),
+        "license": "MIT (open-rppg, Kegang Wang)",
+        "trained_on": variant.upper(),
+        "bn_epsilon": efficientphys.KERAS_BN_EPSILON,
     }
     save_pytree(out_dir, variables, metadata=metadata, force=True)
     return variables
@@ -508,6 +611,48 @@ def _load_physnet_cached(variant: str, root: str, named: bool = True) -> dict[st
         )
     _log.info("converting open-rppg PhysNet (%s) weights to %s", variant, path)
     convert_open_rppg_physnet(variant, path)
+    return restore_pytree(path)
+
+
+def load_efficientphys(
+    variant: Variant, checkpoint_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """EfficientPhys `{'params', 'batch_stats'}` from `checkpoint_dir/efficientphys_<variant>`.
+
+    As `load_physnet`: without a named folder the shipped checkpoint is read if there is one
+    (checked against `SHA256SUMS`); a missing checkpoint is looked for in the user's cache and,
+    failing that, converted there from open-rppg's weights when open-rppg is installed (logged).
+    Cached per process.
+
+    Args:
+      variant: "pure" or "rlap".
+      checkpoint_dir: folder of checkpoints; `default_checkpoint_dir()` when None.
+
+    Raises:
+      RppgEditError: the checkpoint is missing (and open-rppg is not installed), or a shipped one
+        differs from its record.
+    """
+    _check_variant(variant, "EfficientPhys")
+    named = checkpoint_dir is not None or bool(os.environ.get("RPPGEDIT_CHECKPOINTS"))
+    return _load_efficientphys_cached(variant, str(_checkpoint_root(checkpoint_dir)), named)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_efficientphys_cached(variant: str, root: str, named: bool = True) -> dict[str, Any]:
+    path = pathlib.Path(root) / f"efficientphys_{variant}"
+    if path.exists():
+        return restore_pytree(path)
+    if not named:  # convert into the user's cache, never into the installed package
+        path = cache_checkpoint_dir().expanduser().resolve() / f"efficientphys_{variant}"
+        if path.exists():
+            return restore_pytree(path)
+    if _find_spec("rppg") is None:
+        raise RppgEditError(
+            f"EfficientPhys weights not found at {path}; they are converted from open-rppg's on "
+            "first use: `pip install open-rppg` (or rppgedit[attackers]) and rerun"
+        )
+    _log.info("converting open-rppg EfficientPhys (%s) weights to %s", variant, path)
+    convert_open_rppg_efficientphys(variant, path)
     return restore_pytree(path)
 
 

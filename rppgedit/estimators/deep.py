@@ -1,9 +1,11 @@
-"""Deep rPPG estimators (PhysNet) registered by name.
+"""Deep rPPG estimators (PhysNet, EfficientPhys) registered by name.
 
 | name         | model and weights | differentiable |
 |--------------|-------------------|----------------|
 | physnet_pure | PhysNet (Yu, Li & Zhao, "Remote Photoplethysmograph Signal Measurement from Facial Videos Using Spatio-Temporal Networks", BMVC 2019) trained on PURE, weights from open-rppg 0.1.1 (Kegang Wang, MIT) | yes |
 | physnet_rlap | the same network trained on RLAP, weights from open-rppg 0.1.1 | yes |
+| efficientphys_pure | EfficientPhys (Liu, Hill, Jiang, Patel & McDuff, "EfficientPhys: Enabling Simple, Fast and Accurate Camera-Based Cardiac Measurement", WACV 2023) trained on PURE, weights from open-rppg 0.1.1 | yes |
+| efficientphys_rlap | the same network trained on RLAP, weights from open-rppg 0.1.1 | yes |
 
 Both are video estimators: `fn(variables, clip "t h w 3" float in [0, 1], fps) -> bvp "t"` (leading
 batch axes allowed). The clip is the face crop; it is area-resized to 32x32 (OpenCV INTER_AREA, as
@@ -14,6 +16,14 @@ trained at 30 fps. Weights come from `rppgedit.checkpoints.load_physnet` (conver
 
 Sign: on `rppgedit.data.synthetic` clips the output is positively correlated with the ground-truth
 `bvp` (checked for physnet_rlap), matching the project's convention.
+
+The EfficientPhys estimators take the same clips: area-resized to 72x72 (INTER_AREA), any T (the
+network takes 8-frame temporal-shift segments: a partial last segment is padded with the last frame;
+open-rppg uses 160-frame windows at 30 fps). The network predicts
+the pulse's derivative; `fn` integrates and detrends it as open-rppg does and standardises it along
+T (`efficientphys.estimate_bvp`). Weights come from `rppgedit.checkpoints.load_efficientphys`
+(converted from open-rppg's on first use, not shipped). Their output is positively correlated
+with the synthetic clips' `bvp` too (r 0.76-0.92 on grid seeds 0-2, both variants).
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import jax
 
 from rppgedit import checkpoints, program_cache
 from rppgedit.estimators.registry import Estimator, register
-from rppgedit.models import physnet
+from rppgedit.models import efficientphys, physnet
 
 _PHYSNET_CITATION = (
     "Yu, Li & Zhao, Remote Photoplethysmograph Signal Measurement from Facial Videos Using "
@@ -49,5 +59,32 @@ for _variant, _dataset in (("pure", "PURE"), ("rlap", "RLAP")):
             differentiable=True,
             citation=_PHYSNET_CITATION.format(dataset=_dataset),
             load_params=functools.partial(checkpoints.load_physnet, _variant),
+        )
+    )
+
+_EFFICIENTPHYS_CITATION = (
+    "Liu, Hill, Jiang, Patel & McDuff, EfficientPhys: Enabling Simple, Fast and Accurate "
+    "Camera-Based Cardiac Measurement, WACV 2023; weights trained on {dataset} from open-rppg 0.1.1 "
+    "(Kegang Wang, MIT)"
+)
+
+
+@functools.partial(program_cache.cached_program, name="efficientphys_bvp")
+@jax.jit
+def efficientphys_bvp(variables, clip, fps=None):
+    """EfficientPhys BVP "... t" of face clips "... t h w 3" in [0, 1] (`efficientphys.estimate_bvp`)."""
+    return efficientphys.estimate_bvp(variables, clip, fps)
+
+
+for _variant, _dataset in (("pure", "PURE"), ("rlap", "RLAP")):
+    register(
+        Estimator(
+            name=f"efficientphys_{_variant}",
+            fn=efficientphys_bvp,
+            input="video",
+            differentiable=True,
+            citation=_EFFICIENTPHYS_CITATION.format(dataset=_dataset),
+            load_params=functools.partial(checkpoints.load_efficientphys, _variant),
+            shipped=False,
         )
     )

@@ -28,6 +28,9 @@ class Estimator:
         a surrogate).
       citation: the paper the method comes from.
       load_params: for video methods, a zero-argument function returning the weights pytree.
+      shipped: everything it needs comes with rppgedit; False for estimators whose weights are
+        converted from an optional install on first use (EfficientPhys: open-rppg), which a
+        default set of readers (`names(shipped=True)`) leaves out.
     """
 
     name: str
@@ -36,6 +39,7 @@ class Estimator:
     differentiable: bool
     citation: str
     load_params: Callable[[], Any] | None = None
+    shipped: bool = True
 
     def bvp(self, clip, fps: float, mask=None, params=None):
         """BVP (T,) of a clip (T,H,W,3) float in [0,1]; trace methods average over `mask` first."""
@@ -71,11 +75,14 @@ def get(name: str) -> Estimator:
         ) from None
 
 
-def names(*, differentiable: bool | None = None, input: str | None = None) -> list[str]:
-    """Registered names, optionally filtered by differentiability or input kind."""
+def names(
+    *, differentiable: bool | None = None, input: str | None = None, shipped: bool | None = None
+) -> list[str]:
+    """Registered names, optionally filtered by differentiability, input kind or `shipped`."""
     return sorted(
         n
         for n, e in _REGISTRY.items()
         if (differentiable is None or e.differentiable == differentiable)
         and (input is None or e.input == input)
+        and (shipped is None or e.shipped == shipped)
     )
