@@ -1,7 +1,7 @@
 """Pulse removal, read losslessly and after the re-encodes a platform applies.
 
 Each candidate (`--candidates`: `default`, or `field=value[+field=value...]` overriding fields of
-the editor's config (`--method`, default Privacy-Phys), e.g. `notch_weight=1`) removes the pulse
+the editor's config (`--method`, default Privacy-Phys), e.g. `removal_loss=flatness`) removes the pulse
 (`--target=none`) from the synthetic clips of `benchmarks/ensemble_balance.py` (seeds x
 light/medium/dark skin x still/moving, true rate 60-110 bpm, the tracker's crop). The edit is then
 decoded as written losslessly and after H.264 (yuv420p, `encode.reencode`) at CRF 23, CRF 28, and CRF
@@ -23,7 +23,7 @@ The candidate `no_pulse` is the same clip rendered without a pulse (`pulse_ampli
 perfect removal that adds nothing would leave), read the same way: the chance level of `true` and
 `group` for these estimators. Writes JSON.
 
-    python benchmarks/removal_codec.py --seeds 0-5 --candidates default notch_weight=1
+    python benchmarks/removal_codec.py --seeds 0-15 --outputs lossless,crf23 --candidates default removal_loss=flatness
     python benchmarks/removal_codec.py --seeds 0-7 --outputs lossless --candidates no_pulse default
 """
 
@@ -57,17 +57,28 @@ OUTPUTS = {
 }
 
 
+JOB_FIELDS = ("window", "overlap")  # candidate fields that set the edit job's, not the editor's
+
+
 def options(candidate: str) -> tuple[tuple[str, object], ...]:
-    """`field=value+...` -> method options (`default` -> none)."""
+    """`field=value+...` -> method options (`default` -> none; `JOB_FIELDS` left out)."""
     if candidate == "default":
         return ()
     pairs = (item.partition("=") for item in candidate.split("+"))
-    return tuple((k, _value(k, v)) for k, _, v in pairs)
+    return tuple((k, _value(k, v)) for k, _, v in pairs if k not in JOB_FIELDS)
+
+
+def job_fields(candidate: str) -> dict[str, int]:
+    """The candidate's `JOB_FIELDS` (e.g. `window=256+overlap=0`), as `pipeline.EditJob` fields."""
+    if candidate == "default":
+        return {}
+    pairs = (item.partition("=") for item in candidate.split("+"))
+    return {k: int(v) for k, _, v in pairs if k in JOB_FIELDS}
 
 
 def _value(field: str, text: str):
     """A field's value from its text: names stay strings, counts and sizes are ints."""
-    if field in ("colour", "balance"):
+    if field in ("colour", "balance", "removal_loss"):
         return text
     return int(text) if field in ("param_size", "steps", "unroll") else float(text)
 
@@ -135,6 +146,7 @@ def main():
                         target=targets.TargetSpec(kind="none"),
                         method_options=options(candidate),
                         estimators=(),
+                        **job_fields(candidate),
                     )
                     result = pipeline.edit_frames(clip.frames, FPS, boxes, job)
                     frames, mask = result.frames, result.faces[0].mask

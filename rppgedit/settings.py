@@ -137,8 +137,10 @@ SETTINGS: tuple[Setting, ...] = (
        "Privacy-Phys: start the edit from the target waveform at this many times the clip's own "
        "pulse strength (0 starts from zero, as the paper does).",
        _EDITOR),
-    _s("notch_weight", "editor.notch_weight", "float", None,
-       "Privacy-Phys removal: weight of keeping the spectrum off the original pulse (default 1).",
+    _s("removal_loss", "editor.removal_loss", ("notched_flat", "flatness"), None,
+       "Privacy-Phys removal: notched_flat (default: a flat pulse band notched at the original "
+       "rate, its double and half) or flatness (the older objective: flatness plus an overlap "
+       "with the original pulse).",
        _EDITOR),
     _s("param_size", "editor.param_size", "int", -1,
        "Perturbation grid side; 0 optimises every pixel; -1 the method default.", _EDITOR),

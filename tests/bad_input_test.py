@@ -383,7 +383,7 @@ def _flag_cases():
         "learning_rate": ["nan", "inf", "-inf", "0", "-0.1", "1e9"],
         "fidelity_weight": ["nan", "inf", "-1", "1e30"],
         "stop_pearson": ["nan", "inf", "-1", "1.5"],
-        "notch_weight": ["nan", "inf", "-1"],
+        "removal_loss": ["kl", ""],
         "init_scale": ["nan", "inf", "-0.5", "101"],
         "target_phase": ["nan", "inf", "-inf"],
         "target_hr": ["nan", "inf", "0", "-60", "1000", "29.9"],
@@ -1168,19 +1168,19 @@ def test_write_table():
         assert passed == len(TABLE)
 
 
-def test_stop_pearson_and_notch_weight_reach_the_editor_config():
-    """`--stop_pearson=1` runs every step (None in the config); other values and `--notch_weight`
+def test_stop_pearson_and_removal_loss_reach_the_editor_config():
+    """`--stop_pearson=1` runs every step (None in the config); other values and `--removal_loss`
     pass through; unset, the editor's defaults hold."""
     from rppgedit import pipeline
 
     try:
         main.FLAGS(
-            ["rppgedit", "--stop_pearson=1", "--notch_weight=0.5", "--init_scale=0",
-             "--extra_steps=5"]
+            ["rppgedit", "--stop_pearson=1", "--init_scale=0",
+             "--extra_steps=5", "--removal_loss=flatness"]
         )  # fmt: skip
         cfg = pipeline.editor_config(common.job(run_settings.resolve(main.FLAGS)), 30.0)
-        assert (cfg.stop_pearson, cfg.notch_weight, cfg.init_scale) == (None, 0.5, 0.0)
-        assert cfg.extra_steps == 5
+        assert (cfg.stop_pearson, cfg.init_scale) == (None, 0.0)
+        assert (cfg.extra_steps, cfg.removal_loss) == (5, "flatness")
         main.FLAGS.unparse_flags()
         main.FLAGS(["rppgedit", "--stop_pearson=0.6"])
         assert (
@@ -1191,6 +1191,6 @@ def test_stop_pearson_and_notch_weight_reach_the_editor_config():
         main.FLAGS(["rppgedit"])
         cfg = pipeline.editor_config(common.job(run_settings.resolve(main.FLAGS)), 30.0)
         assert (cfg.stop_pearson, cfg.notch_weight, cfg.init_scale) == (0.8, 1.0, 0.7)
-        assert cfg.extra_steps == 20
+        assert (cfg.extra_steps, cfg.removal_loss) == (20, "notched_flat")
     finally:
         main.FLAGS.unparse_flags()

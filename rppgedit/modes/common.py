@@ -37,7 +37,7 @@ def method_options(s) -> tuple[tuple[str, object], ...]:
         "fidelity_weight": s.fidelity_weight,
         "balance": s.balance,
         "colour": s.colour,
-        "notch_weight": s.notch_weight,
+        "removal_loss": s.removal_loss,
         "init_scale": s.init_scale,
         "extra_steps": s.extra_steps,
         "surrogates": surrogates(s.surrogates) if s.surrogates else None,
@@ -122,7 +122,6 @@ def check_settings(s) -> None:
     v.finite("--learning_rate", s.learning_rate, low=0, high=255, low_open=True)
     v.finite("--fidelity_weight", s.fidelity_weight, low=0, high=1e6)
     v.finite("--stop_pearson", s.stop_pearson, low=-1, high=1, low_open=True)
-    v.finite("--notch_weight", s.notch_weight, low=0, high=1e6)
     v.finite("--init_scale", s.init_scale, low=0, high=100)
     v.finite("--target_hr", s.target_hr)
     v.finite("--target_phase", s.target_phase)
