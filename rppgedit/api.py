@@ -53,11 +53,11 @@ _OUTPUT_FIELDS = ("codec", "crf", "verify_reencode", "keep_streams", "lossy_stre
 
 
 def _estimators(names) -> tuple[str, ...]:
-    """Estimator names (None: every registered estimator that ships with rppgedit), checked."""
+    """Estimator names (None: `registry.DEFAULT_READERS`), checked."""
     from rppgedit.estimators import registry
 
     if names is None:
-        return tuple(registry.names(shipped=True))
+        return registry.DEFAULT_READERS
     if isinstance(names, str):
         names = [n for n in names.split(",") if n.strip()]
     names = tuple(registry.get(n).name for n in names)  # an unknown name is a one-line error
@@ -195,7 +195,8 @@ def edit(
           "smooth_remove";
         `target`: "sinusoid" (default) or "pulse" (a realistic beat with harmonics and
           variability); `target_file=` embeds a waveform file;
-        `estimators`: the estimators read before and after for the report (default: every one);
+        `estimators`: the estimators read before and after for the report (default: the ten
+          in-house ones, `registry.DEFAULT_READERS`);
         `seed`: the seed of the stochastic rounding (and of a random target phase; default 0);
         `face_box`: (x0, y0, x1, y1) to edit instead of tracking the faces;
         `allow_no_face`: edit a centred box when no face is found (default False);
@@ -563,9 +564,9 @@ def audit(
     progress: bool = False,
 ) -> Audit:
     """How readable the pulse of `video` is (a path, or uint8 frames with `fps`): every estimator
-    (default: every registered one that ships with rppgedit) and, with `attackers` ("auto": the
-    default open-rppg models when open-rppg is installed; a list of names; None or () for none),
-    their readings, SNR and agreement, with a plain-language verdict. The pulse is called readable
+    (default: the ten in-house ones, `rppgedit.estimators.registry.DEFAULT_READERS`) and, with
+    `attackers` ("auto": the default open-rppg models when open-rppg is installed; a list of names;
+    None or () for none), their readings, SNR and agreement, with a plain-language verdict. The pulse is called readable
     when at least half the readers (and at least two) agree on one rate within 3 bpm.
     `plots=True` draws the spectra per family into `Audit.figure`. `progress`: a bar per pass on
     stderr (decode and track, readings, attackers).

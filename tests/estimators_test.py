@@ -22,8 +22,8 @@ from rppgedit.estimators import classical, registry, spatial_mean
 
 FPS = 30.0
 NUM_FRAMES = 600  # 20 s
-METHODS = ("chrom", "green", "ica", "lgi", "omit", "pbv", "pca", "pos")
-DIFFERENTIABLE = ("chrom", "green", "lgi", "omit", "pbv", "pca", "pos")
+METHODS = ("chrom", "green", "ica", "lgi", "omit", "pbv", "pbv_raw", "pca", "pos")
+DIFFERENTIABLE = ("chrom", "green", "lgi", "omit", "pbv", "pbv_raw", "pca", "pos")
 TONES = {"light": synthetic.SKIN_TONES["light"], "dark": synthetic.SKIN_TONES["dark"]}
 EDGE = int(2 * FPS)  # samples ignored at each end where band-pass edge handling differs
 
@@ -191,6 +191,13 @@ def ref_pbv(c):
     return -(w @ cn) / (w @ pbv)
 
 
+def ref_pbv_raw(c):
+    cn = (c / c.mean(axis=0)).T  # neither band-passed nor centred
+    k = cn.std(axis=1) / np.sqrt(np.sum(cn.var(axis=1)))
+    w = np.linalg.inv(cn @ cn.T) @ k
+    return -_np_bandpass((w @ cn) / (k @ w))
+
+
 def ref_pca(c):
     x = _np_bandpass((c / c.mean(axis=0) - 1.0).T)
     x -= x.mean(axis=1, keepdims=True)
@@ -251,6 +258,7 @@ REFERENCES = {
     "lgi": (ref_lgi, 0.9999),
     "omit": (ref_omit, 0.9999),
     "pbv": (ref_pbv, 0.9999),
+    "pbv_raw": (ref_pbv_raw, 0.9999),
     "pca": (ref_pca, 0.9999),
     "ica": (ref_ica, 0.9999),
 }

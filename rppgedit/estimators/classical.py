@@ -17,6 +17,9 @@ axes allowed), jit-compiled with `fps` and the other settings static, and regist
   rate estimation from face videos in the wild", CVPR Workshops 2018.
 - pbv (differentiable): de Haan & van Leest, "Improved motion robustness of remote-PPG by using
   the blood volume pulse signature", Physiological Measurement 35(9), 2014.
+- pbv_raw (differentiable): the same method as pyVHR (Boccignone et al., "An open framework for
+  remote-PPG methods and their assessment", IEEE Access 8, 2020) and rPPG-Toolbox (Liu et al.,
+  "rPPG-Toolbox: deep remote PPG toolbox", NeurIPS 2023) formulate it: a second PBV reader.
 - omit (differentiable): Casado & Bordallo Lopez, "Face2PPG: an unsupervised pipeline for blood
   volume pulse extraction from faces", IEEE JBHI 27(11), 2023.
 
@@ -519,6 +522,53 @@ def pbv(
     return _per_trace(_pbv_core)(rgb_trace, fps, signature, ridge, low_hz, high_hz, order)
 
 
+def _pbv_raw_core(trace, fps, low_hz, high_hz, order):
+    cn = _normalise(trace).T  # 3 t, unfiltered and not centred
+    var = jnp.var(cn, axis=-1)
+    k = jnp.sqrt(var + _EPS) / jnp.sqrt(jnp.sum(var) + _EPS)
+    # Q = Cn Cn^T = A + t m m^T with A the centred scatter and m the channel means (about 1): its
+    # condition number is too large for float32, so Q^-1 k is taken exactly by Sherman-Morrison.
+    m = jnp.mean(cn, axis=-1)
+    centred = cn - m[:, None]
+    a = centred @ centred.T
+    a = a + (1e-6 * jnp.trace(a) / 3.0 + 1e-8) * jnp.eye(3, dtype=a.dtype)  # floor: constant traces
+    solved = jnp.linalg.solve(a, jnp.stack([k, m], axis=-1))  # A^-1 [k m]
+    ak, am = solved[:, 0], solved[:, 1]
+    t = cn.shape[-1]
+    w = ak - am * (t * (m @ ak) / (1.0 + t * (m @ am)))
+    w = w / jnp.sqrt(jnp.sum(w * w) + _EPS)  # the scale cancels below; this keeps it finite
+    norm = k @ w  # W . k = 1 after dividing; guarded for a degenerate (e.g. constant) trace
+    s = (w @ cn) / jnp.where(jnp.abs(norm) > 1e-6, norm, 1e-6)
+    return -_bandpass(s, fps, low_hz, high_hz, order)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def pbv_raw(rgb_trace, fps: float, *, low_hz: float = 0.7, high_hz: float = 3.0, order: int = 3):
+    """PBV as the common open re-implementations formulate it (the pyVHR and rPPG-Toolbox
+    descriptions of de Haan & van Leest 2014): a second minimum-variance reader, independent of
+    `pbv`'s choices.
+
+    The traces are only mean-normalised (Cn = C / mu(C), neither band-passed nor centred); the
+    signature is estimated from them, k = std(Cn) / sqrt(sum var(Cn)) per channel (trend and motion
+    included); Q = Cn Cn^T is the uncentred correlation, so its dominant direction is the grey
+    (1, 1, 1) of the unit means, and the weights W = Q^-1 k are nearly orthogonal to it; the
+    pulse is W Cn / (k . W), negated (so it rises with blood volume) and band-passed afterwards.
+    A minimum-variance projection implemented this way weights the colour channels differently
+    from `pbv` (fixed signature, band-passed and centred traces), so an edit that moves one need
+    not move the other.
+
+    Args:
+      rgb_trace: float "... t 3", mean skin RGB per frame.
+      fps: frame rate in Hz (static under jit).
+      low_hz, high_hz: pass band in Hz of the post-filter.
+      order: Butterworth order of the band-pass.
+
+    Returns:
+      bvp "... t" (relative colour units), rising with blood volume.
+    """
+    return _per_trace(_pbv_raw_core)(rgb_trace, fps, low_hz, high_hz, order)
+
+
 # --------------------------------------------------------------------------------------------------
 # OMIT
 
@@ -565,6 +615,12 @@ for _fn, _diff, _cite in (
     (pca, True, "Lewandowska et al., FedCSIS 2011"),
     (lgi, True, "Pilz et al., CVPR Workshops 2018"),
     (pbv, True, "de Haan & van Leest, Physiological Measurement 35(9), 2014"),
+    (
+        pbv_raw,
+        True,
+        "de Haan & van Leest, Physiological Measurement 35(9), 2014, as formulated in pyVHR "
+        "(Boccignone et al., IEEE Access 8, 2020) and rPPG-Toolbox (Liu et al., NeurIPS 2023)",
+    ),
     (omit, True, "Casado & Bordallo Lopez, IEEE JBHI 27(11), 2023"),
 ):
     register(

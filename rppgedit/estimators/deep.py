@@ -85,6 +85,5 @@ for _variant, _dataset in (("pure", "PURE"), ("rlap", "RLAP")):
             differentiable=True,
             citation=_EFFICIENTPHYS_CITATION.format(dataset=_dataset),
             load_params=functools.partial(checkpoints.load_efficientphys, _variant),
-            shipped=False,
         )
     )

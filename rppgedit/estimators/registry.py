@@ -28,9 +28,6 @@ class Estimator:
         a surrogate).
       citation: the paper the method comes from.
       load_params: for video methods, a zero-argument function returning the weights pytree.
-      shipped: everything it needs comes with rppgedit; False for estimators whose weights are
-        converted from an optional install on first use (EfficientPhys: open-rppg), which a
-        default set of readers (`names(shipped=True)`) leaves out.
     """
 
     name: str
@@ -39,7 +36,6 @@ class Estimator:
     differentiable: bool
     citation: str
     load_params: Callable[[], Any] | None = None
-    shipped: bool = True
 
     def bvp(self, clip, fps: float, mask=None, params=None):
         """BVP (T,) of a clip (T,H,W,3) float in [0,1]; trace methods average over `mask` first."""
@@ -53,6 +49,14 @@ class Estimator:
             params = self.load_params()
         return self.fn(params, clip, fps)
 
+
+# The readers an audit, a report or an experiment uses unless told otherwise: the eight classical
+# methods and PhysNet with both weight sets, all shipped with rppgedit. Estimators registered beside
+# them (EfficientPhys: weights converted from the optional open-rppg on first use) are read when
+# named.
+DEFAULT_READERS = (
+    "green", "pos", "chrom", "lgi", "pbv", "omit", "ica", "pca", "physnet_pure", "physnet_rlap",
+)  # fmt: skip
 
 _REGISTRY: dict[str, Estimator] = {}
 
@@ -75,14 +79,11 @@ def get(name: str) -> Estimator:
         ) from None
 
 
-def names(
-    *, differentiable: bool | None = None, input: str | None = None, shipped: bool | None = None
-) -> list[str]:
-    """Registered names, optionally filtered by differentiability, input kind or `shipped`."""
+def names(*, differentiable: bool | None = None, input: str | None = None) -> list[str]:
+    """Registered names, optionally filtered by differentiability or input kind."""
     return sorted(
         n
         for n, e in _REGISTRY.items()
         if (differentiable is None or e.differentiable == differentiable)
         and (input is None or e.input == input)
-        and (shipped is None or e.shipped == shipped)
     )

@@ -68,18 +68,7 @@ from rppgedit.runner import Setting
 from rppgedit.video import crop
 
 CROPS = ("full", "upper_left", "upper_right", "bottom_left", "bottom_right")
-DEFAULT_ESTIMATORS = (
-    "green",
-    "pos",
-    "chrom",
-    "lgi",
-    "pbv",
-    "omit",
-    "ica",
-    "pca",
-    "physnet_pure",
-    "physnet_rlap",
-)
+DEFAULT_ESTIMATORS = registry.DEFAULT_READERS
 # lambda of Privacy-Phys (Fig. 3); the paper picks 0.1.
 DEFAULT_LAMBDAS = (0.01, 0.1, 1.0, 10.0, 100.0)
 # Edit strengths for Fig. 4: face PSNR measured 54-48 dB (Privacy-Phys), 58-48 dB (PulseEdit) on
