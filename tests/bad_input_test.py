@@ -1010,11 +1010,11 @@ def test_first_use_conversion_writes_to_the_user_cache_not_the_checkout(tmp_path
     monkeypatch.setattr(checkpoints, "default_checkpoint_dir", lambda: checkout)
     monkeypatch.delenv("RPPGEDIT_CHECKPOINTS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    checkpoints._load_physnet_cached.cache_clear()
+    checkpoints._load_cached.cache_clear()
     try:
         variables = checkpoints.load_physnet("rlap")
     finally:
-        checkpoints._load_physnet_cached.cache_clear()
+        checkpoints._load_cached.cache_clear()
     assert "params" in variables
     assert list(checkout.iterdir()) == []  # the source checkout is never written
     cached = tmp_path / "cache" / "rppgedit" / "checkpoints" / "physnet_rlap"

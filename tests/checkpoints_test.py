@@ -123,7 +123,7 @@ def test_load_physnet_converts_once_and_caches(tmp_path, caplog):
     assert (tmp_path / "physnet_rlap" / "_CHECKPOINT_METADATA").is_file()
     assert sum("converting open-rppg PhysNet" in r.getMessage() for r in caplog.records) == 1
     assert checkpoints.load_physnet("rlap", tmp_path) is first  # per-process cache
-    checkpoints._load_physnet_cached.cache_clear()
+    checkpoints._load_cached.cache_clear()
     again = checkpoints.load_physnet("rlap", str(tmp_path))  # restored from disk, not converted
     assert sum("converting" in r.getMessage() for r in caplog.records) == 1
     for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again), strict=True):

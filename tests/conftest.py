@@ -1,7 +1,10 @@
 """Shared test settings: strict JAX promotion, a key fixture, and the shared real-data folder."""
 
+import importlib.util
 import os
 import pathlib
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -34,3 +37,30 @@ def shared_file(*parts: str) -> pathlib.Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path}")
     return path
+
+
+def run_keras_script(tmp_path: pathlib.Path, script: str, inputs: dict) -> dict:
+    """Runs `script` (which imports open-rppg's Keras models: never in this process, as importing
+    rppg changes Keras and XLA settings process-wide) in a subprocess on `inputs` saved as
+    in.npz, and returns the arrays it saved in out.npz."""
+    np.savez(tmp_path / "in.npz", **inputs)
+    path = tmp_path / "keras_script.py"
+    path.write_text(script)
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, str(path), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(np.load(tmp_path / "out.npz"))
+
+
+def require_open_rppg() -> None:
+    """open-rppg (the attackers extra, part of the test extra) supplies the deep models' weights
+    and Keras references: without it those tests fail, never skip. Found, not imported."""
+    for package in ("rppg", "keras"):  # keras: a dependency of open-rppg
+        if importlib.util.find_spec(package) is None:
+            raise ImportError(f"{package} is not installed: pip install -e '.[test]'")

@@ -1,10 +1,6 @@
 """Tests of rppgedit.models.efficientphys: the temporal shift, the frames-per-call rule, parity
 with open-rppg's Keras EfficientPhys, the converted weights, gradients and synthetic heart rates."""
 
-import importlib.util
-import os
-import subprocess
-import sys
 import textwrap
 
 import h5py
@@ -12,19 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import require_open_rppg, run_keras_script
 
 from rppgedit import checkpoints, signals
 from rppgedit.data.synthetic import grid_clip, make_clip
 from rppgedit.estimators import get as get_estimator
 from rppgedit.models import efficientphys
 
-# open-rppg (the attackers extra, part of the test extra) supplies the weights and the Keras
-# reference: without it these tests fail, never skip (as physnet_test's). Found, never imported
-# here: importing rppg changes Keras and XLA settings for the whole process (the Keras parity test
-# imports it in a subprocess).
-for _package in ("rppg", "keras"):  # keras: a dependency of open-rppg
-    if importlib.util.find_spec(_package) is None:
-        raise ImportError(f"{_package} is not installed: pip install -e '.[test]'")
+require_open_rppg()  # the weights and the Keras reference (imported in a subprocess only)
 
 
 @pytest.fixture(scope="module")
@@ -137,19 +128,7 @@ def test_matches_open_rppg_keras_efficientphys(weights, tmp_path, rng):
         "noise": rng.random((160, 72, 72, 3), dtype=np.float32),
         "face": face.frames.astype(np.float32) / 255.0,
     }
-    np.savez(tmp_path / "in.npz", **inputs)
-    script = tmp_path / "keras_efficientphys.py"
-    script.write_text(_KERAS_SCRIPT)
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    keras_out = np.load(tmp_path / "out.npz")
+    keras_out = run_keras_script(tmp_path, _KERAS_SCRIPT, inputs)
     network = jax.jit(efficientphys.EfficientPhys().apply)
     bvp_fn = jax.jit(efficientphys.estimate_bvp)
     for variant, variables in weights.items():

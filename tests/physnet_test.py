@@ -1,10 +1,6 @@
 """Tests of rppgedit.models.physnet: area resize vs OpenCV, parity with open-rppg's Keras PhysNet,
 BatchNorm folding, gradients, jit hygiene and heart rate on synthetic and real clips."""
 
-import importlib.util
-import os
-import subprocess
-import sys
 import textwrap
 
 import cv2
@@ -12,19 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import shared_file
+from conftest import require_open_rppg, run_keras_script, shared_file
 
 from rppgedit import checkpoints, signals
 from rppgedit.data.synthetic import make_clip
 from rppgedit.estimators import get as get_estimator
 from rppgedit.models import physnet
 
-# open-rppg (the attackers extra, part of the test extra) supplies the weights and the Keras
-# reference: without it these tests fail, never skip. Found, not imported: importing rppg changes
-# Keras and XLA settings for the whole process (the Keras parity test imports it in a subprocess).
-for _package in ("rppg", "keras"):  # keras: a dependency of open-rppg
-    if importlib.util.find_spec(_package) is None:
-        raise ImportError(f"{_package} is not installed: pip install -e '.[test]'")
+require_open_rppg()  # the weights and the Keras reference (imported in a subprocess only)
 
 
 @pytest.fixture(scope="module")
@@ -146,19 +137,7 @@ def test_matches_open_rppg_keras_physnet(weights, tmp_path, rng):
     _, synthetic = _synthetic_clip(3, 75.0, 128, 32)
     # One batch shape, so Keras compiles once: a uniform-noise clip and a synthetic face clip.
     inputs = {"clips": np.stack([rng.random((128, 32, 32, 3), dtype=np.float32), synthetic])}
-    np.savez(tmp_path / "in.npz", **inputs)
-    script = tmp_path / "keras_physnet.py"
-    script.write_text(_KERAS_SCRIPT)
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    keras_out = np.load(tmp_path / "out.npz")
+    keras_out = run_keras_script(tmp_path, _KERAS_SCRIPT, inputs)
     for variant, variables in weights.items():
         for name, clip in inputs.items():
             want = keras_out[f"{variant}/{name}"]

@@ -395,17 +395,23 @@ def convert_open_rppg_physnet(variant: Variant, out_dir: str | os.PathLike) -> d
     """
     path = open_rppg_weight_file(variant)
     variables = _read_open_rppg_h5(path)
+    return _save_open_rppg("PhysNet", path, variables, variant, physnet.KERAS_BN_EPSILON, out_dir)
+
+
+def _save_open_rppg(model: str, path, variables, variant: str, bn_epsilon: float, out_dir):
+    """Saves `variables` converted from open-rppg's weight file `path` at `out_dir`, with where
+    they came from in the checkpoint's metadata; returns them."""
     try:
         version = importlib.metadata.version("open-rppg")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
     metadata = {
-        "model": "PhysNet",
+        "model": model,
         "source": f"open-rppg {version}: rppg/weights/{path.name}",
         "sha256": _sha256(path),
         "license": "MIT (open-rppg, Kegang Wang)",
         "trained_on": variant.upper(),
-        "bn_epsilon": physnet.KERAS_BN_EPSILON,
+        "bn_epsilon": bn_epsilon,
     }
     save_pytree(out_dir, variables, metadata=metadata, force=True)
     return variables
@@ -474,20 +480,9 @@ def convert_open_rppg_efficientphys(variant: Variant, out_dir: str | os.PathLike
     """
     path = open_rppg_efficientphys_file(variant)
     variables = _read_open_rppg_efficientphys_h5(path)
-    try:
-        version = importlib.metadata.version("open-rppg")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    metadata = {
-        "model": "EfficientPhys",
-        "source": f"open-rppg {version}: rppg/weights/{path.name}",
-        "sha256": _sha256(path),
-        "license": "MIT (open-rppg, Kegang Wang)",
-        "trained_on": variant.upper(),
-        "bn_epsilon": efficientphys.KERAS_BN_EPSILON,
-    }
-    save_pytree(out_dir, variables, metadata=metadata, force=True)
-    return variables
+    return _save_open_rppg(
+        "EfficientPhys", path, variables, variant, efficientphys.KERAS_BN_EPSILON, out_dir
+    )
 
 
 def _torch_state_dict_to_variables(state: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -592,26 +587,7 @@ def load_physnet(
     """
     _check_variant(variant)
     named = checkpoint_dir is not None or bool(os.environ.get("RPPGEDIT_CHECKPOINTS"))
-    return _load_physnet_cached(variant, str(_checkpoint_root(checkpoint_dir)), named)
-
-
-@functools.lru_cache(maxsize=8)
-def _load_physnet_cached(variant: str, root: str, named: bool = True) -> dict[str, Any]:
-    path = pathlib.Path(root) / f"physnet_{variant}"
-    if path.exists():
-        return restore_pytree(path)
-    if not named:  # convert into the user's cache, never into the installed package
-        path = cache_checkpoint_dir().expanduser().resolve() / f"physnet_{variant}"
-        if path.exists():
-            return restore_pytree(path)
-    if _find_spec("rppg") is None:
-        raise RppgEditError(
-            f"PhysNet weights not found at {path}; convert them with `python -m rppgedit.main "
-            f"--mode=convert --source=open_rppg:{variant}` after `pip install open-rppg`"
-        )
-    _log.info("converting open-rppg PhysNet (%s) weights to %s", variant, path)
-    convert_open_rppg_physnet(variant, path)
-    return restore_pytree(path)
+    return _load_cached("physnet", variant, str(_checkpoint_root(checkpoint_dir)), named)
 
 
 def load_efficientphys(
@@ -634,25 +610,42 @@ def load_efficientphys(
     """
     _check_variant(variant, "EfficientPhys")
     named = checkpoint_dir is not None or bool(os.environ.get("RPPGEDIT_CHECKPOINTS"))
-    return _load_efficientphys_cached(variant, str(_checkpoint_root(checkpoint_dir)), named)
+    return _load_cached("efficientphys", variant, str(_checkpoint_root(checkpoint_dir)), named)
+
+
+# Folder prefix of each model converted from open-rppg: its name, converter, and what to do when
+# its weights are missing and open-rppg is not installed.
+_OPEN_RPPG_MODELS = {
+    "physnet": (
+        "PhysNet",
+        convert_open_rppg_physnet,
+        "convert them with `python -m rppgedit.main --mode=convert --source=open_rppg:{variant}` "
+        "after `pip install open-rppg`",
+    ),
+    "efficientphys": (
+        "EfficientPhys",
+        convert_open_rppg_efficientphys,
+        "they are converted from open-rppg's on first use: `pip install open-rppg` (or "
+        "rppgedit[attackers]) and rerun",
+    ),
+}
 
 
 @functools.lru_cache(maxsize=8)
-def _load_efficientphys_cached(variant: str, root: str, named: bool = True) -> dict[str, Any]:
-    path = pathlib.Path(root) / f"efficientphys_{variant}"
+def _load_cached(model: str, variant: str, root: str, named: bool = True) -> dict[str, Any]:
+    """`load_physnet` / `load_efficientphys` for `model`, a key of `_OPEN_RPPG_MODELS`."""
+    title, convert, hint = _OPEN_RPPG_MODELS[model]
+    path = pathlib.Path(root) / f"{model}_{variant}"
     if path.exists():
         return restore_pytree(path)
     if not named:  # convert into the user's cache, never into the installed package
-        path = cache_checkpoint_dir().expanduser().resolve() / f"efficientphys_{variant}"
+        path = cache_checkpoint_dir().expanduser().resolve() / f"{model}_{variant}"
         if path.exists():
             return restore_pytree(path)
     if _find_spec("rppg") is None:
-        raise RppgEditError(
-            f"EfficientPhys weights not found at {path}; they are converted from open-rppg's on "
-            "first use: `pip install open-rppg` (or rppgedit[attackers]) and rerun"
-        )
-    _log.info("converting open-rppg EfficientPhys (%s) weights to %s", variant, path)
-    convert_open_rppg_efficientphys(variant, path)
+        raise RppgEditError(f"{title} weights not found at {path}; {hint.format(variant=variant)}")
+    _log.info("converting open-rppg %s (%s) weights to %s", title, variant, path)
+    convert(variant, path)
     return restore_pytree(path)
 
 
@@ -684,5 +677,5 @@ def run_convert(source: str, checkpoint_dir: str | os.PathLike | None) -> pathli
             f"unknown weight source {source!r}; use open_rppg:pure, open_rppg:rlap or "
             "torch:/path/model.pth"
         )
-    _load_physnet_cached.cache_clear()
+    _load_cached.cache_clear()
     return out

@@ -50,18 +50,6 @@ def physnet_bvp(variables, clip, fps=None):
     return physnet.estimate_bvp(variables, clip, fps, input_size=physnet.TRAINED_INPUT_SIZE)
 
 
-for _variant, _dataset in (("pure", "PURE"), ("rlap", "RLAP")):
-    register(
-        Estimator(
-            name=f"physnet_{_variant}",
-            fn=physnet_bvp,
-            input="video",
-            differentiable=True,
-            citation=_PHYSNET_CITATION.format(dataset=_dataset),
-            load_params=functools.partial(checkpoints.load_physnet, _variant),
-        )
-    )
-
 _EFFICIENTPHYS_CITATION = (
     "Liu, Hill, Jiang, Patel & McDuff, EfficientPhys: Enabling Simple, Fast and Accurate "
     "Camera-Based Cardiac Measurement, WACV 2023; weights trained on {dataset} from open-rppg 0.1.1 "
@@ -72,18 +60,23 @@ _EFFICIENTPHYS_CITATION = (
 @functools.partial(program_cache.cached_program, name="efficientphys_bvp")
 @jax.jit
 def efficientphys_bvp(variables, clip, fps=None):
-    """EfficientPhys BVP "... t" of face clips "... t h w 3" in [0, 1] (`efficientphys.estimate_bvp`)."""
+    """EfficientPhys BVP "... t" of face clips "... t h w 3" in [0, 1]; see
+    `efficientphys.estimate_bvp`."""
     return efficientphys.estimate_bvp(variables, clip, fps)
 
 
-for _variant, _dataset in (("pure", "PURE"), ("rlap", "RLAP")):
-    register(
-        Estimator(
-            name=f"efficientphys_{_variant}",
-            fn=efficientphys_bvp,
-            input="video",
-            differentiable=True,
-            citation=_EFFICIENTPHYS_CITATION.format(dataset=_dataset),
-            load_params=functools.partial(checkpoints.load_efficientphys, _variant),
+for _model, _fn, _citation, _load in (
+    ("physnet", physnet_bvp, _PHYSNET_CITATION, checkpoints.load_physnet),
+    ("efficientphys", efficientphys_bvp, _EFFICIENTPHYS_CITATION, checkpoints.load_efficientphys),
+):
+    for _variant, _dataset in (("pure", "PURE"), ("rlap", "RLAP")):
+        register(
+            Estimator(
+                name=f"{_model}_{_variant}",
+                fn=_fn,
+                input="video",
+                differentiable=True,
+                citation=_citation.format(dataset=_dataset),
+                load_params=functools.partial(_load, _variant),
+            )
         )
-    )

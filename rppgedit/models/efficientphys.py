@@ -235,12 +235,7 @@ def estimate_bvp(
       (open-rppg cuts it into 160-frame chunks, each integrated and standardised on its own).
     """
     del fps
-    clip = jnp.asarray(clip)
-    if not jnp.issubdtype(clip.dtype, jnp.floating):
-        raise TypeError(f"estimate_bvp expects float clips in [0, 1], got dtype {clip.dtype}")
-    if clip.ndim < 4 or clip.shape[-1] != 3:
-        raise ValueError(f"estimate_bvp expects (..., T, H, W, 3), got {clip.shape}")
-    clip = physnet.area_resize(clip.astype(jnp.float32), TRAINED_INPUT_SIZE)
+    clip = physnet.area_resize(physnet.float_clip(clip), TRAINED_INPUT_SIZE)
     lead, inner = clip.shape[:-4], clip.shape[-4:]
     clip = clip.reshape(-1, *inner)
     num = inner[0]

@@ -449,6 +449,16 @@ def area_resize(clip: jax.Array, size: int | tuple[int, int]) -> jax.Array:
     return jnp.einsum("oh,...hwc,pw->...opc", wy, clip, wx, precision=jax.lax.Precision.HIGHEST)
 
 
+def float_clip(clip) -> jax.Array:
+    """`clip` "... t h w 3" as float32, checked: float values (in [0, 1]), three channels last."""
+    clip = jnp.asarray(clip)
+    if not jnp.issubdtype(clip.dtype, jnp.floating):
+        raise TypeError(f"estimate_bvp expects float clips in [0, 1], got dtype {clip.dtype}")
+    if clip.ndim < 4 or clip.shape[-1] != 3:
+        raise ValueError(f"estimate_bvp expects (..., T, H, W, 3), got {clip.shape}")
+    return clip.astype(jnp.float32)
+
+
 def estimate_bvp(
     variables: Mapping[str, Any],
     clip: jax.Array,
@@ -476,12 +486,7 @@ def estimate_bvp(
       (..., T) float32 BVP, zero mean and unit standard deviation along T.
     """
     del fps
-    clip = jnp.asarray(clip)
-    if not jnp.issubdtype(clip.dtype, jnp.floating):
-        raise TypeError(f"estimate_bvp expects float clips in [0, 1], got dtype {clip.dtype}")
-    if clip.ndim < 4 or clip.shape[-1] != 3:
-        raise ValueError(f"estimate_bvp expects (..., T, H, W, 3), got {clip.shape}")
-    clip = clip.astype(jnp.float32)
+    clip = float_clip(clip)
     if input_size is not None:
         clip = area_resize(clip, input_size)
     lead, inner = clip.shape[:-4], clip.shape[-4:]
