@@ -566,10 +566,10 @@ def audit(
     """How readable the pulse of `video` is (a path, or uint8 frames with `fps`): every estimator
     (default: the ten in-house ones, `rppgedit.estimators.registry.DEFAULT_READERS`) and, with
     `attackers` ("auto": the default open-rppg models when open-rppg is installed; a list of names;
-    None or () for none), their readings, SNR and agreement, with a plain-language verdict. The pulse is called readable
-    when at least half the readers (and at least two) agree on one rate within 3 bpm.
-    `plots=True` draws the spectra per family into `Audit.figure`. `progress`: a bar per pass on
-    stderr (decode and track, readings, attackers).
+    None or () for none), their readings, SNR and agreement, with a plain-language verdict. The
+    pulse is called readable when at least half the readers (and at least two) agree on one rate
+    within 3 bpm. `plots=True` draws the spectra per family into `Audit.figure`. `progress`: a bar
+    per pass on stderr (decode and track, readings, attackers).
 
     >>> import rppgedit
     >>> frames, fps = rppgedit.demo_frames(seconds=5, size=96)   # true rate 72 bpm

@@ -12,9 +12,10 @@ and no more; the unedited clips keep 9 or 10, and the removal before the coarse 
 The clips are `benchmarks/removal_codec.py`'s seeds 0 and 1 (light skin still, medium skin moving),
 where removal without the spectral notch (flatness alone, `removal_loss="flatness"` with
 `notch_weight=0`) left 4 and 8 of the 10 estimators at the true rate losslessly and 6 and 3 after
-CRF 23 (measured with that benchmark, through the edit's mask), rendered with the camera those numbers were measured on (`OLD_CAMERA`: 1 level of noise, 0.2%
-flicker, pulse amplitude 0.004; issue 23 made the renderer's default camera a real webcam's: 0.6,
-0.03%, 0.005), and seed 2 (dark skin) on the default camera.
+CRF 23 (measured with that benchmark, through the edit's mask), rendered with the camera those
+numbers were measured on (`OLD_CAMERA`: 1 level of noise, 0.2% flicker, pulse amplitude 0.004; issue
+23 made the renderer's default camera a real webcam's: 0.6, 0.03%, 0.005), and seed 2 (dark skin) on
+the default camera.
 """
 
 import dataclasses

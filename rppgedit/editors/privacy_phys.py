@@ -48,9 +48,9 @@ Beyond the paper (each a `PrivacyPhysConfig` field, defaults measured in the iss
 - removal (`remove=True`): instead of a target waveform, every surrogate's output is given a flat
   spectrum inside the pulse band, so no estimator finds a stable peak (the history below; the
   default objective is now the divergence from a flat band notched at the original pulse,
-  `removal_loss`). The detrended
-  R, G and B skin traces are flattened too (weight `channel_weight`): estimators that were not
-  surrogates (GREEN, ICA, PCA) read mixtures of those channels. Measured (synthetic clips, 8
+  `removal_loss`). The detrended R, G and B skin traces are flattened too (weight
+  `channel_weight`): estimators that were not surrogates (GREEN, ICA, PCA) read mixtures of those
+  channels. Measured (synthetic clips, 8
   estimators, SNR at the true HR above 0 dB after removal counts as a failure): surrogates alone
   7/48 failures on seeds 0-3, 11, 12; channel weight 1: 3/48; weight 3: 0/32 on seeds 0, 2, 3, 12
   where it was chosen, 1/40 on seeds 1, 4-6, 11 (PBV at 0.2 dB). A flat band still has a bin at
@@ -136,18 +136,18 @@ class PrivacyPhysConfig:
         "softmax" (a weighted soft maximum: whichever surrogate lags gets the larger weight).
       temperature: the soft maximum's temperature, in units of Pearson correlation.
       notch_weight: removal with `removal_loss` "flatness" only: weight of the edited signals'
-        spectral overlap with the
-        original's pulse (`removal_overlap`), which keeps the flattened spectrum away from the true
-        rate instead of leaving it one bin among equals. Scored as a share of each signal's band
-        power, it is also lowered by power planted elsewhere, and most estimators then agree on
-        that new rate (`report` says so). Scored against the unedited signals' band power
-        instead (no credit for planted power), tried on the 16 clips of `harmonic_weight`: the
-        largest group fell from 7.1 to 5.8 of 10 and PSNR rose 1.8 dB, but the true rate came
-        back (10/160 losslessly, from 3; on the physrecorder crop 6 and 9 of 10, lossless and
-        after CRF 23, from 1 and 0): not kept.
+        spectral overlap with the original's pulse (`removal_overlap`), which keeps the flattened
+        spectrum away from the true rate instead of leaving it one bin among equals. Scored as a
+        share of each signal's band power, it is also lowered by power planted elsewhere, and most
+        estimators then agree on that new rate (`report` says so). Scored against the unedited
+        signals' band power instead (no credit for planted power), tried on the 16 clips of
+        `harmonic_weight`: the largest group fell from 7.1 to 5.8 of 10 and PSNR rose 1.8 dB, but
+        the true rate came back (10/160 losslessly, from 3; on the physrecorder crop 6 and 9 of 10,
+        lossless and after CRF 23, from 1 and 0): not kept.
       harmonic_weight: removal only: the notch also covers the pulse's first harmonic (twice the
         true rate, which gives the rate away as surely as the rate itself), with this weight
-        relative to the fundamental (`pulse_reference`); 0 notches the fundamental alone. The
+        relative to the fundamental (`pulse_reference`; with "notched_flat" also half the rate,
+        `notched_flat`); 0 notches the fundamental alone. The history, with "flatness": The
         notch scores a signal's band *share* at the original rate, which falls as much when power
         is added elsewhere as when the pulse goes, so with the fundamental alone the optimiser
         often planted the pulse's own harmonic. Measured with own-mask readings

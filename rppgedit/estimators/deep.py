@@ -52,8 +52,8 @@ def physnet_bvp(variables, clip, fps=None):
 
 _EFFICIENTPHYS_CITATION = (
     "Liu, Hill, Jiang, Patel & McDuff, EfficientPhys: Enabling Simple, Fast and Accurate "
-    "Camera-Based Cardiac Measurement, WACV 2023; weights trained on {dataset} from open-rppg 0.1.1 "
-    "(Kegang Wang, MIT)"
+    "Camera-Based Cardiac Measurement, WACV 2023; weights trained on {dataset} from open-rppg "
+    "0.1.1 (Kegang Wang, MIT)"
 )
 
 

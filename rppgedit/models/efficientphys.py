@@ -28,7 +28,8 @@ BatchNorm and the dense layer.
 
 The network's output is the derivative of the pulse. `estimate_bvp` integrates it as open-rppg does
 (`load_EfficientPhys_*` and `Model.bvp`: cumulative sum, standardisation, smoothness-priors
-detrending with lambda 50 at 30 fps) and standardises the result along T as `physnet.estimate_bvp` does.
+detrending with lambda 50 at 30 fps) and standardises the result along T as `physnet.estimate_bvp`
+does.
 """
 
 from __future__ import annotations
@@ -222,10 +223,10 @@ def estimate_bvp(
 
     Args:
       variables: `{'params', 'batch_stats'}` (e.g. `rppgedit.checkpoints.load_efficientphys`).
-      clip: (..., T, H, W, 3) float RGB in [0, 1] (the caller's x/255), any H, W, any T (the
-        network takes whole 8-frame segments, `SEGMENT`: other lengths are padded with the last
-        frame, whose extra outputs are dropped). Leading axes are batch axes. The frames are area-resized to 72x72
-        (`physnet.area_resize`, OpenCV's INTER_AREA as open-rppg resizes, differentiable).
+      clip: (..., T, H, W, 3) float RGB in [0, 1] (the caller's x/255), any H, W, any T (the network
+        takes whole 8-frame segments, `SEGMENT`: other lengths are padded with the last frame, whose
+        extra outputs are dropped). Leading axes are batch axes. The frames are area-resized to
+        72x72 (`physnet.area_resize`, OpenCV's INTER_AREA as open-rppg resizes, differentiable).
       fps: frame rate in Hz; unused (accepted for the estimator contract). The weights were trained
         at 30 fps (`TRAINED_FPS`) and open-rppg detrends at 30 fps: resample other rates first.
       bn_epsilon: BatchNorm epsilon of the weights.
