@@ -125,6 +125,16 @@ def test_removal_on_dark_skin_with_the_default_camera_leaves_at_most_one_at_the_
     assert len(_at_true_rate(result.frames, clip, job, params)) <= 1
 
 
+def _removed_and_read(seed: int):
+    """(clip, job, readings): grid clip `seed` after the default removal, read losslessly by the
+    10 estimators through the output's own skin mask."""
+    clip = synthetic.grid_clip(seed)
+    job = pipeline.EditJob(target=targets.TargetSpec(kind="none"), estimators=())
+    result = pipeline.edit_frames(clip.frames, FPS, clip.crop_boxes, job)
+    face, mask = pipeline.crop_and_mask(result.frames, clip.crop_boxes, job)
+    return clip, job, readings.read_heart_rates(face, mask, FPS, ESTIMATORS, {})
+
+
 def test_removal_does_not_move_the_pulse_to_its_harmonic():
     """Seed 3 (medium skin, still, true 64.3 bpm, default camera): the removal without the
     harmonic notch (`harmonic_weight=0`) left 8 of 10 estimators at twice the true rate, which gives
@@ -133,12 +143,8 @@ def test_removal_does_not_move_the_pulse_to_its_harmonic():
     (`removal_loss="flatness"`): ICA and PCA read 62.7 and 63.5 bpm on an AVX-512 CPU (XLA's
     code, and so the edit's last bits, differ between CPUs); with the notched flat spectrum none
     did. The limit is one, as on the clips above."""
-    clip = synthetic.grid_clip(3)
-    job = pipeline.EditJob(target=targets.TargetSpec(kind="none"), estimators=())
+    clip, job, read = _removed_and_read(3)
     assert pipeline.editor_config(job, FPS).harmonic_weight == 1.0
-    result = pipeline.edit_frames(clip.frames, FPS, clip.crop_boxes, job)
-    face, mask = pipeline.crop_and_mask(result.frames, clip.crop_boxes, job)
-    read = readings.read_heart_rates(face, mask, FPS, ESTIMATORS, {})
 
     def near(rates):
         return {
@@ -211,12 +217,8 @@ def test_a_removal_that_starts_by_cancelling_the_pulse_plants_no_common_rate():
     notched-flat removal left 9 of the 10 readers agreeing on one new rate; started from the clip's
     own pulse cancelled (the default) 4, the chance level of clips rendered without a pulse
     (`benchmarks/removal_codec.py`: largest group 4.8 of 10 on average, 3-8). At most 5 here."""
-    clip = synthetic.grid_clip(2)
-    job = pipeline.EditJob(target=targets.TargetSpec(kind="none"), estimators=())
+    clip, job, read = _removed_and_read(2)
     assert pipeline.editor_config(job, FPS).cancel_init == 1.0
-    result = pipeline.edit_frames(clip.frames, FPS, clip.crop_boxes, job)
-    face, mask = pipeline.crop_and_mask(result.frames, clip.crop_boxes, job)
-    read = readings.read_heart_rates(face, mask, FPS, ESTIMATORS, {})
     hrs = [read[n]["hr_bpm"] for n in ESTIMATORS]
     assert sum(report.consensus(hrs)[1]) <= 5, hrs
     assert not any(abs(h - clip.hr_bpm) <= HIT_BPM for h in hrs), hrs
