@@ -40,15 +40,14 @@ import numpy as np
 
 from rppgedit import metrics, pipeline, readings, report, signals, targets
 from rppgedit.data import synthetic
+from rppgedit.estimators import registry
 from rppgedit.video import decode, encode
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from ensemble_balance import FPS, FRAMES, SIZE, _seeds, make_clip  # noqa: E402
 
 HIT_BPM = 3.0
-ESTIMATORS = (
-    "green", "pos", "chrom", "lgi", "pbv", "omit", "ica", "pca", "physnet_pure", "physnet_rlap",
-)  # fmt: skip
+ESTIMATORS = registry.DEFAULT_READERS
 OUTPUTS = {
     "lossless": [],
     "crf23": [23],
@@ -60,20 +59,21 @@ OUTPUTS = {
 JOB_FIELDS = ("window", "overlap")  # candidate fields that set the edit job's, not the editor's
 
 
+def _pairs(candidate: str) -> list[tuple[str, str]]:
+    """`field=value+...` as (field, value text) pairs; `default` has none."""
+    if candidate == "default":
+        return []
+    return [(k, v) for k, _, v in (item.partition("=") for item in candidate.split("+"))]
+
+
 def options(candidate: str) -> tuple[tuple[str, object], ...]:
     """`field=value+...` -> method options (`default` -> none; `JOB_FIELDS` left out)."""
-    if candidate == "default":
-        return ()
-    pairs = (item.partition("=") for item in candidate.split("+"))
-    return tuple((k, _value(k, v)) for k, _, v in pairs if k not in JOB_FIELDS)
+    return tuple((k, _value(k, v)) for k, v in _pairs(candidate) if k not in JOB_FIELDS)
 
 
 def job_fields(candidate: str) -> dict[str, int]:
     """The candidate's `JOB_FIELDS` (e.g. `window=256+overlap=0`), as `pipeline.EditJob` fields."""
-    if candidate == "default":
-        return {}
-    pairs = (item.partition("=") for item in candidate.split("+"))
-    return {k: int(v) for k, _, v in pairs if k in JOB_FIELDS}
+    return {k: int(v) for k, v in _pairs(candidate) if k in JOB_FIELDS}
 
 
 def _value(field: str, text: str):

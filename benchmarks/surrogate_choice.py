@@ -18,10 +18,11 @@ import numpy as np
 
 from rppgedit import metrics, pipeline, readings, targets
 from rppgedit.data import synthetic
+from rppgedit.estimators import registry
 from rppgedit.readings import format_table
 from rppgedit.video import crop
 
-ALL = ("green", "pos", "chrom", "lgi", "pbv", "omit", "ica", "pca", "physnet_pure", "physnet_rlap")
+ALL = registry.DEFAULT_READERS
 PULSE = (("colour", "pulse"),)
 CANDIDATES = {
     "physnet_pure": (("physnet_pure", 1.0),),

@@ -505,20 +505,35 @@ def pulse_snr(
     return 10.0 * (jnp.log10(jnp.maximum(ps, tiny)) - jnp.log10(jnp.maximum(pn, tiny)))
 
 
-def pulse_strength(trace, fps: float, *, band_hz=(0.7, 3.0), half_width_hz: float = 0.1):
-    """Standard deviation of the pulse in a detrended trace "t": the power (Parseval, one-sided
-    spectrum) of the bins within `half_width_hz` (at least one bin) of its strongest frequency in
-    `band_hz`, so that noise, motion and lighting elsewhere in the band do not count as pulse."""
-    trace = _float_array(trace)
+def _pulse_bins(trace, fps: float, band_hz, half_width_hz: float):
+    """(spectrum, power, near) of a trace "t": its mean-removed rfft, that squared, and the bins
+    within `half_width_hz` (at least one bin) of its strongest frequency in `band_hz`."""
     num = trace.shape[0]
-    power = jnp.square(jnp.abs(jnp.fft.rfft(trace - jnp.mean(trace))))
+    spectrum = jnp.fft.rfft(trace - jnp.mean(trace))
+    power = jnp.square(jnp.abs(spectrum))
     freqs = np.fft.rfftfreq(num, 1.0 / fps)
     band = np.zeros(freqs.shape, bool)
     band[_band_indices(freqs, (60.0 * band_hz[0], 60.0 * band_hz[1]))] = True
     peak = jnp.argmax(jnp.where(jnp.asarray(band), power, -1.0))
     width = max(1, int(round(half_width_hz * num / fps)))
-    near = jnp.abs(jnp.arange(freqs.shape[0]) - peak) <= width
-    return jnp.sqrt(2.0 * jnp.sum(jnp.where(near, power, 0.0))) / num
+    return spectrum, power, jnp.abs(jnp.arange(freqs.shape[0]) - peak) <= width
+
+
+def pulse_strength(trace, fps: float, *, band_hz=(0.7, 3.0), half_width_hz: float = 0.1):
+    """Standard deviation of the pulse in a detrended trace "t": the power (Parseval, one-sided
+    spectrum) of the bins within `half_width_hz` (at least one bin) of its strongest frequency in
+    `band_hz`, so that noise, motion and lighting elsewhere in the band do not count as pulse."""
+    trace = _float_array(trace)
+    _, power, near = _pulse_bins(trace, fps, band_hz, half_width_hz)
+    return jnp.sqrt(2.0 * jnp.sum(jnp.where(near, power, 0.0))) / trace.shape[0]
+
+
+def pulse_component(trace, fps: float, *, band_hz=(0.7, 3.0), half_width_hz: float = 0.1):
+    """The pulse of a detrended trace "t" as a signal "t": the bins that `pulse_strength` counts
+    (within `half_width_hz` of the strongest frequency in `band_hz`), transformed back."""
+    trace = _float_array(trace)
+    spectrum, _, near = _pulse_bins(trace, fps, band_hz, half_width_hz)
+    return jnp.fft.irfft(jnp.where(near, spectrum, 0.0), trace.shape[0])
 
 
 def spectral_peak_soft(

@@ -26,13 +26,12 @@ import pytest
 from rppgedit import editors, pipeline, readings, report, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.editors import privacy_phys
+from rppgedit.estimators import registry
 from rppgedit.video import decode, encode
 
 FPS, HIT_BPM = 30.0, 3.0
 OLD_CAMERA = dict(noise_std=1.0, flicker=0.002, pulse_amplitude=0.004)
-ESTIMATORS = (
-    "green", "pos", "chrom", "lgi", "pbv", "omit", "ica", "pca", "physnet_pure", "physnet_rlap",
-)  # fmt: skip
+ESTIMATORS = registry.DEFAULT_READERS
 
 
 def _at_true_rate(frames, clip, job, params):

@@ -334,53 +334,66 @@ def _check_shapes(variables: Any, source: str) -> dict[str, Any]:
     return _check_layout(variables, expected, source, "PhysNet")
 
 
-def _read_open_rppg_h5(path: pathlib.Path) -> dict[str, Any]:
-    """Flax variables from a Keras-3 `.weights.h5` of open-rppg's PhysNet (float16 -> float32)."""
+def _read_keras_h5(path: pathlib.Path, model: str, read) -> dict[str, Any]:
+    """`read(f, arr)` on the Keras-3 `.weights.h5` file `path` of open-rppg's `model`, opened with
+    h5py: `f` the file, `arr(key)` a dataset as float32 (the files store float16), a missing one a
+    one-line error naming the file. Returns what `read` returns."""
     try:
         import h5py
     except ImportError:
         raise RppgEditError(
             f"{path}: reading Keras weights needs h5py: pip install 'rppgedit[convert]'"
         ) from None
-
-    def arr(f, key):
-        if key not in f:
-            raise RppgEditError(f"{path}: no dataset {key!r}; not an open-rppg PhysNet weight file")
-        return np.asarray(f[key], np.float32)
-
-    params: dict[str, Any] = {}
-    stats: dict[str, Any] = {}
-
-    def block(f, name, prefix, conv_layer):
-        conv = f"{prefix}/layers/{conv_layer}/vars"
-        bn = f"{prefix}/layers/batch_normalization/vars"
-        params[name] = {
-            "conv": {"kernel": arr(f, f"{conv}/0"), "bias": arr(f, f"{conv}/1")},
-            "bn": {"scale": arr(f, f"{bn}/0"), "bias": arr(f, f"{bn}/1")},
-        }
-        stats[name] = {"bn": {"mean": arr(f, f"{bn}/2"), "var": arr(f, f"{bn}/3")}}
-
     try:
         with h5py.File(path, "r") as f:
-            for name in _ENCODER_BLOCKS:
-                block(f, name, name, "conv3d")
-            # Keras named the two decoder Sequentials at training time (sequential_9, _10):
-            # the lower number is `upsample` (checked numerically against open-rppg's model).
-            seq = sorted(
-                (k for k in f.get("layers", {}) if re.fullmatch(r"sequential_\d+", k)),
-                key=lambda k: int(k.rsplit("_", 1)[1]),
-            )
-            if len(seq) != 2:
-                raise RppgEditError(f"{path}: expected 2 decoder groups under layers/, got {seq}")
-            for name, group in zip(_DECODER_BLOCKS, seq, strict=True):
-                block(f, name, f"layers/{group}", "conv3d_transpose")
-            params["ConvBlock10"] = {
-                "kernel": arr(f, "convBlock10/vars/0"),
-                "bias": arr(f, "convBlock10/vars/1"),
-            }
+
+            def arr(key):
+                if key not in f:
+                    raise RppgEditError(
+                        f"{path}: no dataset {key!r}; not an open-rppg {model} weight file"
+                    )
+                return np.asarray(f[key], np.float32)
+
+            return read(f, arr)
     except OSError as e:
         raise RppgEditError(f"{path}: cannot read HDF5 weights ({e})") from None
-    return _check_shapes({"params": params, "batch_stats": stats}, str(path))
+
+
+def _read_open_rppg_h5(path: pathlib.Path) -> dict[str, Any]:
+    """Flax variables from a Keras-3 `.weights.h5` of open-rppg's PhysNet (float16 -> float32)."""
+
+    def read(f, arr):
+        params: dict[str, Any] = {}
+        stats: dict[str, Any] = {}
+
+        def block(name, prefix, conv_layer):
+            conv = f"{prefix}/layers/{conv_layer}/vars"
+            bn = f"{prefix}/layers/batch_normalization/vars"
+            params[name] = {
+                "conv": {"kernel": arr(f"{conv}/0"), "bias": arr(f"{conv}/1")},
+                "bn": {"scale": arr(f"{bn}/0"), "bias": arr(f"{bn}/1")},
+            }
+            stats[name] = {"bn": {"mean": arr(f"{bn}/2"), "var": arr(f"{bn}/3")}}
+
+        for name in _ENCODER_BLOCKS:
+            block(name, name, "conv3d")
+        # Keras named the two decoder Sequentials at training time (sequential_9, _10): the
+        # lower number is `upsample` (checked numerically against open-rppg's model).
+        seq = sorted(
+            (k for k in f.get("layers", {}) if re.fullmatch(r"sequential_\d+", k)),
+            key=lambda k: int(k.rsplit("_", 1)[1]),
+        )
+        if len(seq) != 2:
+            raise RppgEditError(f"{path}: expected 2 decoder groups under layers/, got {seq}")
+        for name, group in zip(_DECODER_BLOCKS, seq, strict=True):
+            block(name, f"layers/{group}", "conv3d_transpose")
+        params["ConvBlock10"] = {
+            "kernel": arr("convBlock10/vars/0"),
+            "bias": arr("convBlock10/vars/1"),
+        }
+        return {"params": params, "batch_stats": stats}
+
+    return _check_shapes(_read_keras_h5(path, "PhysNet", read), str(path))
 
 
 def convert_open_rppg_physnet(variant: Variant, out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -438,34 +451,19 @@ def _read_open_rppg_efficientphys_h5(path: pathlib.Path) -> dict[str, Any]:
     Kernels keep their Keras layout (Conv2D (kh, kw, in, out), Dense (in, out)), which is Flax's.
     The BatchNorm over the 72*72 pixel positions stores gamma, beta, moving mean, moving variance.
     """
-    try:
-        import h5py
-    except ImportError:
-        raise RppgEditError(
-            f"{path}: reading Keras weights needs h5py: pip install 'rppgedit[convert]'"
-        ) from None
 
-    def arr(f, key):
-        if key not in f:
-            raise RppgEditError(
-                f"{path}: no dataset {key!r}; not an open-rppg EfficientPhys weight file"
-            )
-        return np.asarray(f[key], np.float32)
+    def read(f, arr):
+        params: dict[str, Any] = {
+            name: {"kernel": arr(f"{layer}/vars/0"), "bias": arr(f"{layer}/vars/1")}
+            for name, layer in _EFFICIENTPHYS_H5.items()
+        }
+        params["bn"] = {"scale": arr("bn/vars/0"), "bias": arr("bn/vars/1")}
+        stats = {"bn": {"mean": arr("bn/vars/2"), "var": arr("bn/vars/3")}}
+        return {"params": params, "batch_stats": stats}
 
-    try:
-        with h5py.File(path, "r") as f:
-            params: dict[str, Any] = {
-                name: {"kernel": arr(f, f"{layer}/vars/0"), "bias": arr(f, f"{layer}/vars/1")}
-                for name, layer in _EFFICIENTPHYS_H5.items()
-            }
-            params["bn"] = {"scale": arr(f, "bn/vars/0"), "bias": arr(f, "bn/vars/1")}
-            stats = {"bn": {"mean": arr(f, "bn/vars/2"), "var": arr(f, "bn/vars/3")}}
-    except OSError as e:
-        raise RppgEditError(f"{path}: cannot read HDF5 weights ({e})") from None
     expected = jax.eval_shape(efficientphys.init_variables, jax.random.PRNGKey(0))
-    return _check_layout(
-        {"params": params, "batch_stats": stats}, expected, str(path), "EfficientPhys"
-    )
+    variables = _read_keras_h5(path, "EfficientPhys", read)
+    return _check_layout(variables, expected, str(path), "EfficientPhys")
 
 
 def convert_open_rppg_efficientphys(variant: Variant, out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -585,9 +583,7 @@ def load_physnet(
       RppgEditError: the checkpoint is missing (and open-rppg is not installed), or a shipped one
         differs from its record.
     """
-    _check_variant(variant)
-    named = checkpoint_dir is not None or bool(os.environ.get("RPPGEDIT_CHECKPOINTS"))
-    return _load_cached("physnet", variant, str(_checkpoint_root(checkpoint_dir)), named)
+    return _load_open_rppg("physnet", variant, checkpoint_dir)
 
 
 def load_efficientphys(
@@ -608,9 +604,7 @@ def load_efficientphys(
       RppgEditError: the checkpoint is missing (and open-rppg is not installed), or a shipped one
         differs from its record.
     """
-    _check_variant(variant, "EfficientPhys")
-    named = checkpoint_dir is not None or bool(os.environ.get("RPPGEDIT_CHECKPOINTS"))
-    return _load_cached("efficientphys", variant, str(_checkpoint_root(checkpoint_dir)), named)
+    return _load_open_rppg("efficientphys", variant, checkpoint_dir)
 
 
 # Folder prefix of each model converted from open-rppg: its name, converter, and what to do when
@@ -631,9 +625,16 @@ _OPEN_RPPG_MODELS = {
 }
 
 
+def _load_open_rppg(model: str, variant: str, checkpoint_dir) -> dict[str, Any]:
+    """`load_physnet` / `load_efficientphys` for `model`, a key of `_OPEN_RPPG_MODELS`."""
+    _check_variant(variant, _OPEN_RPPG_MODELS[model][0])
+    named = checkpoint_dir is not None or bool(os.environ.get("RPPGEDIT_CHECKPOINTS"))
+    return _load_cached(model, variant, str(_checkpoint_root(checkpoint_dir)), named)
+
+
 @functools.lru_cache(maxsize=8)
 def _load_cached(model: str, variant: str, root: str, named: bool = True) -> dict[str, Any]:
-    """`load_physnet` / `load_efficientphys` for `model`, a key of `_OPEN_RPPG_MODELS`."""
+    """`_load_open_rppg`'s checkpoint, read once per process (converted first when missing)."""
     title, convert, hint = _OPEN_RPPG_MODELS[model]
     path = pathlib.Path(root) / f"{model}_{variant}"
     if path.exists():

@@ -75,7 +75,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from rppgedit import signals
@@ -439,29 +438,26 @@ def initial_perturbation(clip, mask, target, direction, cfg: PrivacyPhysConfig):
     target waveform (blood absorbs: the skin darkens as the estimators' pulse rises), scaled to
     `cfg.init_scale` times the standard deviation of the clip's own pulse (`signals.pulse_strength` of its
     skin trace projected on `direction`, detrended)."""
-    trace = spatial_mean(clip, mask) * LEVELS  # t 3
-    own = signals.detrend((trace @ direction) / jnp.sum(direction * direction))
+    own = _colour_trace(clip, mask, direction)
     strength = signals.pulse_strength(own, cfg.fps, band_hz=cfg.band_hz)
     centred = target - jnp.mean(target)
     unit = centred / jnp.maximum(jnp.std(centred), 1e-6)
     return -cfg.init_scale * strength * unit
 
 
-def own_pulse(clip, mask, direction, cfg: PrivacyPhysConfig, half_width_hz: float = 0.1):
-    """The clip's own pulse "t" in grey levels along `direction` (the pulse colour): the skin
-    trace's component along it, detrended, kept only within `half_width_hz` of its strongest
-    frequency in the band (as `signals.pulse_strength` measures it), so that noise, motion and
-    lighting elsewhere in the band are left alone."""
+def _colour_trace(clip, mask, direction):
+    """The skin trace's component "t" along the colour `direction`, in grey levels, detrended."""
     trace = spatial_mean(clip, mask) * LEVELS  # t 3
-    own = signals.detrend((trace @ direction) / jnp.sum(direction * direction))
-    num = own.shape[0]
-    spectrum = jnp.fft.rfft(own - jnp.mean(own))
-    freqs = np.fft.rfftfreq(num, 1.0 / cfg.fps)
-    band = (freqs >= cfg.band_hz[0]) & (freqs <= cfg.band_hz[1])
-    peak = jnp.argmax(jnp.where(jnp.asarray(band), jnp.abs(spectrum), -1.0))
-    width = max(1, int(round(half_width_hz * num / cfg.fps)))
-    near = jnp.abs(jnp.arange(freqs.shape[0]) - peak) <= width
-    return jnp.fft.irfft(jnp.where(near, spectrum, 0.0), num)
+    return signals.detrend((trace @ direction) / jnp.sum(direction * direction))
+
+
+def own_pulse(clip, mask, direction, cfg: PrivacyPhysConfig):
+    """The clip's own pulse "t" in grey levels along `direction` (the pulse colour): the skin
+    trace's component along it, narrow-band around its strongest rate
+    (`signals.pulse_component`, the part `signals.pulse_strength` measures), so that noise,
+    motion and lighting elsewhere in the band are left alone."""
+    own = _colour_trace(clip, mask, direction)
+    return signals.pulse_component(own, cfg.fps, band_hz=cfg.band_hz)
 
 
 @contract.editor_function(HYPERPARAMETERS)
@@ -543,14 +539,15 @@ def edit(state, clip, mask, target, cfg: PrivacyPhysConfig):
     else:
         delta0 = jnp.zeros((clip.shape[0], cfg.param_size, cfg.param_size, channels), jnp.float32)
         project = None  # masking and clipping happen in `_apply_delta`
-    if cfg.remove and cfg.cancel_init > 0:  # start from the clip's own pulse, cancelled
+    # the start "t" along the pulse colour, in either colour mode: removal cancels the clip's own
+    # pulse, a target starts as the target waveform
+    scale = cfg.cancel_init if cfg.remove else cfg.init_scale
+    if scale > 0:
         colour = pulse_direction(clip, mask) if direction is None else direction
-        start = -cfg.cancel_init * own_pulse(clip, mask, colour, cfg)
-        start = start.reshape((-1,) + (1,) * (delta0.ndim - 1))
-        delta0 = delta0 + (start if direction is not None else start * colour.reshape(1, 1, 1, 3))
-    if cfg.init_scale > 0 and not cfg.remove:  # along the pulse colour, in either colour mode
-        colour = pulse_direction(clip, mask) if direction is None else direction
-        start = initial_perturbation(clip, mask, target, colour, cfg)
+        if cfg.remove:
+            start = -scale * own_pulse(clip, mask, colour, cfg)
+        else:
+            start = initial_perturbation(clip, mask, target, colour, cfg)
         start = start.reshape((-1,) + (1,) * (delta0.ndim - 1))
         delta0 = delta0 + (start if direction is not None else start * colour.reshape(1, 1, 1, 3))
     done = _stop_rule(cfg)

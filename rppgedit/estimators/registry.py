@@ -50,10 +50,10 @@ class Estimator:
         return self.fn(params, clip, fps)
 
 
-# The readers an audit, a report or an experiment uses unless told otherwise: the eight classical
-# methods and PhysNet with both weight sets, all shipped with rppgedit. Estimators registered beside
-# them (EfficientPhys: weights converted from the optional open-rppg on first use) are read when
-# named.
+# The readers an audit, a report or an experiment uses unless told otherwise: eight classical
+# methods and PhysNet with both weight sets, all shipped with rppgedit. The estimators registered
+# beside them (`pbv_raw`; EfficientPhys, whose weights are converted from the optional open-rppg on
+# first use) are read when named.
 DEFAULT_READERS = (
     "green", "pos", "chrom", "lgi", "pbv", "omit", "ica", "pca", "physnet_pure", "physnet_rlap",
 )  # fmt: skip

@@ -194,12 +194,6 @@ class EfficientPhys(nn.Module):
         return x[..., 0]
 
 
-def _standardize_time(y: jax.Array, eps: float) -> jax.Array:
-    """(y - mean) / (std + eps) along the last axis."""
-    mean = jnp.mean(y, axis=-1, keepdims=True)
-    return (y - mean) / (jnp.std(y, axis=-1, keepdims=True) + eps)
-
-
 def integrate(derivative: jax.Array) -> jax.Array:
     """open-rppg's reading of EfficientPhys's output, for one chunk: (..., T) -> (..., T).
 
@@ -208,7 +202,7 @@ def integrate(derivative: jax.Array) -> jax.Array:
     standardised integral, and detrends it (smoothness priors, lambda 50 at 30 fps,
     `signals.detrend`). Linear in its input up to the standardisation.
     """
-    y = _standardize_time(jnp.cumsum(derivative, axis=-1), _OUTPUT_EPS)
+    y = physnet.standardize_time(jnp.cumsum(derivative, axis=-1), _OUTPUT_EPS)
     return signals.detrend(y, lam=DETREND_LAMBDA)
 
 
@@ -244,7 +238,7 @@ def estimate_bvp(
     if padded != num:  # the last frame held to a whole segment; its outputs are dropped
         clip = jnp.concatenate([clip, jnp.repeat(clip[:, -1:], padded - num, axis=1)], axis=1)
     y = EfficientPhys(bn_epsilon=bn_epsilon).apply(variables, clip)[:, :num]
-    y = _standardize_time(integrate(y), _OUTPUT_EPS)
+    y = physnet.standardize_time(integrate(y), _OUTPUT_EPS)
     return y.reshape(*lead, num).astype(jnp.float32)
 
 

@@ -379,7 +379,7 @@ def standardize_input(clip: jax.Array) -> jax.Array:
     return (clip - mean) / (std + _INPUT_EPS)
 
 
-def _standardize_time(y: jax.Array, eps: float) -> jax.Array:
+def standardize_time(y: jax.Array, eps: float) -> jax.Array:
     """(y - mean) / (std + eps) along the last axis; a zero std with eps=0 divides by 1 instead."""
     mean = jnp.mean(y, axis=-1, keepdims=True)
     std = jnp.std(y, axis=-1, keepdims=True)
@@ -493,8 +493,8 @@ def estimate_bvp(
     x = standardize_input(clip).reshape(-1, *inner)
     folded = "batch_stats" not in variables
     y = PhysNet(bn_epsilon=bn_epsilon, folded=folded, impl=impl).apply(variables, x)
-    y = _standardize_time(y, 0.0)  # inside open-rppg's PhysNet.call (no epsilon)
-    y = _standardize_time(y, _INPUT_EPS)  # open-rppg's output decorator
+    y = standardize_time(y, 0.0)  # inside open-rppg's PhysNet.call (no epsilon)
+    y = standardize_time(y, _INPUT_EPS)  # open-rppg's output decorator
     return y.reshape(*lead, inner[0]).astype(jnp.float32)
 
 
