@@ -96,9 +96,12 @@ def run_one(clip, boxes, candidate: str, target_hr: float, params: dict) -> dict
         )
         for n in SURROGATES
     }
-    regions = readings.regional_pulses(after, face.mask, FPS)["hr_bpm"]
+    regional = readings.regional_pulses(after, face.mask, FPS)
+    coherence = readings.regional_pulses(face.clip, face.mask, FPS)["coherence"]
     return {
-        "regions": regions,
+        "regions": regional["hr_bpm"],
+        "coherence_before": coherence,
+        "coherence_after": regional["coherence"],
         "before": {n: before[n]["hr_bpm"] for n in names},
         "after": {n: read[n]["hr_bpm"] for n in names},
         "pearson": pearson,
@@ -121,6 +124,24 @@ def summarise(records: list[dict]) -> dict:
             abs(v - r["target_hr"]) <= HIT_BPM for r in records for v in r["regions"].values()
         ),
         "regions_of": sum(len(r["regions"]) for r in records),
+        "coherence_shift": float(
+            np.mean(
+                [
+                    abs(r["coherence_after"][p][0] - r["coherence_before"][p][0])
+                    for r in records
+                    for p in r["coherence_before"]
+                ]
+            )
+        ),
+        "lag_shift": float(
+            np.mean(
+                [
+                    abs(r["coherence_after"][p][1] - r["coherence_before"][p][1])
+                    for r in records
+                    for p in r["coherence_before"]
+                ]
+            )
+        ),
         "worst_pearson": min(min(r["pearson"].values()) for r in records),
         "psnr_mean_db": float(np.mean([r["psnr_db"] for r in records])),
         "psnr_min_db": float(np.min([r["psnr_db"] for r in records])),
@@ -189,6 +210,8 @@ def main():
                 ("hb", "held-back hits", "s"),
                 ("reg", "regions at target", "s"),
                 ("worst_pearson", "worst Pearson", ".2f"),
+                ("coherence_shift", "|d region r|", ".3f"),
+                ("lag_shift", "|d region lag|", ".2f"),
                 ("psnr_mean_db", "PSNR mean", ".2f"),
                 ("psnr_min_db", "PSNR min", ".2f"),
                 ("edit_s", "editor s", ".1f"),

@@ -196,6 +196,11 @@ class Readers:
                     step(1)
         return out
 
+    def regions(self, i: int) -> dict:
+        """{"before"/"after": `readings.regional_agreement`} of face `i`: each face region's rate
+        and how the regions' pulses agree, before and after the edit."""
+        return {key: self.readers[key][i].regions() for key in ("before", "after")}
+
     def num_readings(self, faces) -> int:
         """How many readings `readings` takes of the edited faces (the report's bar's total)."""
         return sum(
@@ -346,6 +351,7 @@ def _face_entries(job: pipeline.EditJob, faces, readers: Readers, fps: float, ta
             entry["rows"] = _face_rows(job.estimators, i, readings, target_hr)
             wave = None if target is None else np.asarray(target[f.span], np.float64)
             entry["surrogates"] = _surrogate_entries(surrogates, i, readings, wave, target_hr, fps)
+            entry["regions"] = readers.regions(i)
             rows += entry["rows"]
             entries += entry["surrogates"]
         listed.append(entry)

@@ -80,24 +80,32 @@ def read_trace(names: Iterable[str], trace, fps: float) -> dict[str, dict[str, f
     return out
 
 
-MAX_LAG_S = 0.2  # pulse arrival differs by tens of ms between face regions
-
-
 def regional_pulses(clip, mask, fps: float, estimator: str = "pos") -> dict:
     """The pulse of each face region (`roi.FACE_REGIONS`) of a face crop (T,S,S,3) in [0,1] with its
-    skin mask (T,S,S), read by a trace estimator, and how the regions' pulses agree.
+    skin mask (T,S,S), read by a trace estimator, and how the regions' pulses agree
+    (`regional_agreement` of `roi.region_traces`)."""
+    clip = np.asarray(clip, np.float32)
+    mask = np.asarray(mask, bool)
+    return regional_agreement(
+        roi.region_traces(clip, mask, spatial_mean(clip, mask)), fps, estimator
+    )
+
+
+def regional_agreement(traces, fps: float, estimator: str = "pos") -> dict:
+    """The pulse of each face region from its RGB trace ("k t 3", `roi.FACE_REGIONS` in order), read
+    by a trace estimator, and how the regions' pulses agree.
 
     Returns {"hr_bpm": {region: rate}, "coherence": {"a~b": (r, lag)}}: for each pair of regions
-    the Pearson correlation r of their band-passed pulses at the lag (frames, within `MAX_LAG_S`)
-    where it is highest, the lag counted as the frames region b trails region a."""
-    clip = np.asarray(clip, np.float32)
+    the Pearson correlation r of their band-passed pulses at the lag (frames, within
+    `signals.MAX_REGION_LAG_S`) where it is highest, the lag counted as the frames region b trails
+    region a."""
     bvps = {}
-    for name, region in zip(roi.FACE_REGIONS, roi.region_masks(clip.shape[1]), strict=True):
-        trace = spatial_mean(clip, np.asarray(mask, bool) & region[None])
+    for name, trace in zip(roi.FACE_REGIONS, np.asarray(traces, np.float32), strict=True):
         bvp = np.asarray(registry.get(estimator).fn(trace, fps), np.float64)
         bvps[name] = np.asarray(signals.bandpass(bvp, fps), np.float64)
     hr = {name: float(signals.heart_rate(b, fps)) for name, b in bvps.items()}
-    lags = range(-int(MAX_LAG_S * fps), int(MAX_LAG_S * fps) + 1)
+    reach = int(signals.MAX_REGION_LAG_S * fps)
+    lags = range(-reach, reach + 1)
     coherence = {}
     names = list(bvps)
     for i, a in enumerate(names):
@@ -145,14 +153,15 @@ class StreamReader:
         self.starts = (
             [] if self.whole else window_starts(num_frames, VIDEO_WINDOW, VIDEO_WINDOW // 4)
         )
-        self.traces, self.outs = [], {n: [] for n in self.video}
+        self.traces, self.region_traces, self.outs = [], [], {n: [] for n in self.video}
         self._in_flight: collections.deque = collections.deque()  # outs not yet on the host
         self.frames, self.frames_start, self.received, self.next_window = None, 0, 0, 0
 
     def add(self, clip, mask) -> None:
         """Appends frames (n,S,S,3) float in [0,1] and their skin mask (n,S,S)."""
-        clip = np.asarray(clip, np.float32)
+        clip, mask = np.asarray(clip, np.float32), np.asarray(mask, bool)
         self.traces.append(np.asarray(spatial_mean(clip, mask)))
+        self.region_traces.append(roi.region_traces(clip, mask, self.traces[-1]))
         self.received += len(clip)
         if not self.video:
             return
@@ -178,6 +187,12 @@ class StreamReader:
             )
             held, self.frames_start = held[keep - self.frames_start :], keep
         self.frames = held
+
+    def regions(self) -> dict:
+        """`regional_agreement` of the face regions' traces (every frame must be in)."""
+        if self.received != self.num:
+            raise ValueError(f"read {self.received} of {self.num} frames")
+        return regional_agreement(np.concatenate(self.region_traces, axis=1), self.fps)
 
     def readings(self, *, with_bvp: bool = False, step=None) -> dict[str, dict[str, float]]:
         """The readings of `read_heart_rates` on the whole clip (every frame must be in); `step`

@@ -528,12 +528,56 @@ def pulse_strength(trace, fps: float, *, band_hz=(0.7, 3.0), half_width_hz: floa
     return jnp.sqrt(2.0 * jnp.sum(jnp.where(near, power, 0.0))) / trace.shape[0]
 
 
-def pulse_component(trace, fps: float, *, band_hz=(0.7, 3.0), half_width_hz: float = 0.1):
-    """The pulse of a detrended trace "t" as a signal "t": the bins that `pulse_strength` counts
-    (within `half_width_hz` of the strongest frequency in `band_hz`), transformed back."""
+def pulse_component(
+    trace, fps: float, *, band_hz=(0.7, 3.0), half_width_hz: float = 0.1, reference=None
+):
+    """The pulse of detrended traces "... t" as signals "... t": the bins that `pulse_strength`
+    counts (within `half_width_hz` of the strongest frequency in `band_hz`) of `reference` "t"
+    (default: the trace itself, which must then be "t"), transformed back."""
     trace = _float_array(trace)
-    spectrum, _, near = _pulse_bins(trace, fps, band_hz, half_width_hz)
-    return jnp.fft.irfft(jnp.where(near, spectrum, 0.0), trace.shape[0])
+    reference = trace if reference is None else _float_array(reference)
+    _, _, near = _pulse_bins(reference, fps, band_hz, half_width_hz)
+    spectrum = jnp.fft.rfft(trace - jnp.mean(trace, axis=-1, keepdims=True))
+    near = jnp.reshape(near, (1,) * (spectrum.ndim - 1) + near.shape)
+    return jnp.fft.irfft(jnp.where(near, spectrum, 0.0), trace.shape[-1])
+
+
+# The pulse reaches the face's regions within tens of ms of each other: a lag between their pulses
+# is looked for within this many seconds.
+MAX_REGION_LAG_S = 0.2
+
+
+def pulse_lag(
+    traces,
+    reference,
+    fps: float,
+    *,
+    band_hz=(0.7, 3.0),
+    half_width_hz: float = 0.1,
+    max_lag_s: float = MAX_REGION_LAG_S,
+):
+    """How the pulse in each detrended trace "... t" follows the pulse of `reference` "t".
+
+    From the cross-spectrum over the bins that `pulse_strength` counts for `reference`: the lag
+    is minus its phase over 2 pi f, f the power-weighted frequency of those bins (a pure delay by L
+    seconds turns the phase by -2 pi f L), clipped to +-`max_lag_s`; the gain is its magnitude
+    over the reference's power there (the trace's pulse projected on the reference's, so noise
+    uncorrelated with the pulse adds little).
+
+    Returns:
+      (lag in seconds "...", positive when the trace trails; gain "...").
+    """
+    traces, reference = _float_array(traces), _float_array(reference)
+    ref_spectrum, power, near = _pulse_bins(reference, fps, band_hz, half_width_hz)
+    spectrum = jnp.fft.rfft(traces - jnp.mean(traces, axis=-1, keepdims=True))
+    lead = (1,) * (spectrum.ndim - 1)
+    cross = spectrum * jnp.reshape(jnp.conj(ref_spectrum), lead + ref_spectrum.shape)
+    cross = jnp.sum(jnp.where(jnp.reshape(near, lead + near.shape), cross, 0.0), axis=-1)
+    ref_power = jnp.maximum(jnp.sum(jnp.where(near, power, 0.0)), 1e-30)
+    freqs = jnp.asarray(np.fft.rfftfreq(reference.shape[0], 1.0 / fps), power.dtype)
+    frequency = jnp.sum(jnp.where(near, power * freqs, 0.0)) / ref_power
+    lag = -jnp.angle(cross) / (2.0 * np.pi * jnp.maximum(frequency, 1e-3))
+    return jnp.clip(lag, -max_lag_s, max_lag_s), jnp.abs(cross) / ref_power
 
 
 def spectral_peak_soft(

@@ -2,11 +2,13 @@
 arrival lags and agreement measured; an edit to a physiological target reaches every region and
 keeps their agreement near the original's (issue 20: a pulse that looks alive)."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rppgedit import pipeline, readings, targets
 from rppgedit.data import clips
+from rppgedit.editors import privacy_phys
 from rppgedit.estimators import roi
 
 FPS = 30.0
@@ -67,6 +69,42 @@ def test_with_regional_terms_a_physiological_target_reaches_every_region(seed):
         assert abs(r - before["coherence"][pair][0]) <= 0.25, (pair, before, after)
 
 
+LAGS = {"forehead": 0, "left_cheek": 2, "right_cheek": 3}  # frames each region trails
+
+
+def _edited_regions(clip, mask, **options):
+    """`readings.regional_pulses` of `clip` edited to a 110 bpm physiological target with the
+    regional terms on, rounded to 8 bits."""
+    cfg = privacy_phys.PrivacyPhysConfig(fps=FPS, region_weight=1.0, **options)
+    target = targets.pulse_waveform(110.0, len(clip), FPS, seed=1)
+    edited, _ = privacy_phys.edit(
+        privacy_phys.load_state(cfg), jnp.asarray(clip), jnp.asarray(mask), target, cfg
+    )
+    edited = (np.round(np.asarray(edited) * 255.0) / 255.0).astype(np.float32)
+    return readings.regional_pulses(edited, mask, FPS)
+
+
+def test_an_edit_keeps_the_regions_arrival_order():
+    """`regional_timing`: each region's start and target trail as its own pulse did, so the edited
+    forehead and cheeks keep their lags (without it they collapse to 0: checked, the second
+    assertion)."""
+    clip, mask = _regions_clip(dict.fromkeys(roi.FACE_REGIONS, 75.0), LAGS, num=256)
+    lags, _ = privacy_phys.regional_timing(
+        jnp.asarray(clip), jnp.asarray(mask), jnp.asarray([0.5, 1.0, 0.6]), privacy_phys.Config()
+    )
+    # relative to the whole face, whose pulse is the regions' mean: (0, 2, 3) - 5/3
+    np.testing.assert_allclose(np.asarray(lags), [-5 / 3, 1 / 3, 4 / 3], atol=0.3)
+    kept = _edited_regions(clip, mask)
+    assert all(abs(hr - 110.0) <= 3.0 for hr in kept["hr_bpm"].values()), kept
+    assert {p: lag for p, (_, lag) in kept["coherence"].items()} == {
+        "forehead~left_cheek": 2,
+        "forehead~right_cheek": 3,
+        "left_cheek~right_cheek": 1,
+    }, kept
+    flat = _edited_regions(clip, mask, regional_timing=False)
+    assert all(lag == 0 for _, lag in flat["coherence"].values()), flat
+
+
 def test_a_region_without_skin_takes_the_whole_face_trace():
     rng = np.random.default_rng(1)
     clip = rng.uniform(0.2, 0.8, (8, SIZE, SIZE, 3)).astype(np.float32)
@@ -81,3 +119,33 @@ def test_a_region_without_skin_takes_the_whole_face_trace():
             :, None
         ]
         np.testing.assert_allclose(traces[k], expected, rtol=1e-5)
+
+
+def test_the_report_reads_each_region_before_and_after(capsys):
+    """The edit report's regions (fed chunk by chunk) are `readings.regional_pulses` of the whole
+    crops, before and after (through the output's own skin mask), and are printed."""
+    from rppgedit import edit_report
+    from rppgedit.modes import common
+
+    clip = clips.synthetic_clip(1, hr_bpm=72.0, num_frames=200, height=96, width=96)
+    job = pipeline.EditJob(target=targets.TargetSpec(hr_bpm=120.0), estimators=("pos",))
+    result = pipeline.edit_frames(clip.frames, clip.fps, clip.boxes, job)
+    summary = edit_report.report_rows(job, result, clip.frames, clip.fps)
+    regions = summary["faces"][0]["regions"]
+    before, mask = pipeline.crop_and_mask(clip.frames, clip.boxes, job)
+    after, after_mask = pipeline.crop_and_mask(result.frames, clip.boxes, job)
+    for key, crop, skin in (("before", before, mask), ("after", after, after_mask)):
+        whole = readings.regional_pulses(crop, skin, clip.fps)
+        np.testing.assert_allclose(
+            list(regions[key]["hr_bpm"].values()), list(whole["hr_bpm"].values()), atol=0.01
+        )
+        for pair, (r, lag) in whole["coherence"].items():
+            assert regions[key]["coherence"][pair][1] == lag
+            assert regions[key]["coherence"][pair][0] == pytest.approx(r, abs=1e-4)
+    assert all(abs(hr - 72.0) <= 3.0 for hr in regions["before"]["hr_bpm"].values()), regions
+    assert all(abs(hr - 120.0) <= 3.0 for hr in regions["after"]["hr_bpm"].values()), regions
+    common.print_report(
+        {**summary, "measured_on": "frames", "output": "x", "frames": 200, "fps_end_to_end": 1.0}
+    )
+    printed = capsys.readouterr().out
+    assert "regions (POS, bpm): forehead " in printed and "left cheek~right cheek" in printed

@@ -302,3 +302,22 @@ def test_pulse_strength_counts_the_peak_not_the_rest_of_the_band():
         strength = float(signals.pulse_strength(jnp.asarray(trace, jnp.float32), FPS))
         assert strength == pytest.approx(1.5, rel=1e-3)
     assert np.std(pulse + other) > 1.7  # the whole band's std would count the rest
+
+
+@pytest.mark.parametrize("lag_s", [-0.1, 0.0, 0.05, 0.13])
+def test_pulse_lag_finds_a_delay_and_gain_under_noise(lag_s):
+    """`signals.pulse_lag`: a pulse delayed by `lag_s` and scaled by 0.6, under white noise and a
+    weaker tone elsewhere in the band, reads that delay and gain against the clean pulse (off a
+    bin: 1.23 Hz over 256 frames); a delay past `max_lag_s` is clipped to it."""
+    rng = np.random.default_rng(4)
+    t = np.arange(256) / FPS
+    reference = np.sin(2 * np.pi * 1.23 * t)
+    trace = 0.6 * np.sin(2 * np.pi * 1.23 * (t - lag_s)) + 0.3 * np.sin(2 * np.pi * 2.4 * t)
+    trace = trace + rng.normal(0.0, 0.3, t.shape)
+    lag, gain = signals.pulse_lag(jnp.asarray([trace, -trace], jnp.float32), reference, FPS)
+    assert float(lag[0]) == pytest.approx(lag_s, abs=0.015)
+    assert float(gain[0]) == pytest.approx(0.6, rel=0.1)
+    # inverted, the pulse is half a period away: beyond the 0.2 s limit either way
+    assert abs(float(lag[1])) == pytest.approx(0.2)
+    late, _ = signals.pulse_lag(trace, reference, FPS, max_lag_s=0.02)
+    assert float(late) == pytest.approx(float(np.clip(lag_s, -0.02, 0.02)), abs=0.015)

@@ -26,6 +26,7 @@ PAPER = (
     ("colour", "free"),
     ("learning_rate", 0.1),
     ("stop_pearson", None),
+    ("init_scale", 0.0),  # the paper starts from zero
 )
 
 

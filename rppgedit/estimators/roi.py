@@ -39,9 +39,12 @@ FACE_REGIONS = {
 }
 
 
-def region_masks(size: int) -> np.ndarray:
-    """bool (K, size, size): the `FACE_REGIONS` of a size x size face crop, in their order."""
-    y, x = (np.mgrid[:size, :size] + 0.5) / size
+def region_masks(size: int, width: int | None = None) -> np.ndarray:
+    """bool (K, size, width): the `FACE_REGIONS` of a size x width (default square) face crop, in
+    their order."""
+    width = size if width is None else width
+    y, x = np.mgrid[:size, :width] + 0.5
+    y, x = y / size, x / width
     return np.stack(
         [(y > t) & (y < b) & (x > left) & (x < r) for t, b, left, r in FACE_REGIONS.values()]
     )
@@ -50,9 +53,12 @@ def region_masks(size: int) -> np.ndarray:
 def region_traces(clip, mask, fallback):
     """RGB traces "... k t c" of the face regions' skin pixels of a crop "... t h w c"; a frame
     where a region has no skin pixel takes `fallback` "... t c" (the whole face's trace), so every
-    trace stays a skin colour (a zero trace would make the estimators' colour ratios undefined)."""
-    regions = jnp.asarray(region_masks(clip.shape[-2]))
-    masks = jnp.asarray(mask)[..., None, :, :, :] & regions[:, None]  # ... k t h w
-    traces = spatial_mean(jnp.asarray(clip)[..., None, :, :, :, :], masks)
-    present = jnp.any(masks, axis=(-2, -1))[..., None]  # ... k t 1
-    return jnp.where(present, traces, jnp.asarray(fallback)[..., None, :, :])
+    trace stays a skin colour (a zero trace would make the estimators' colour ratios undefined).
+    NumPy float32 inputs give NumPy traces, computed on the host (as `spatial_mean`)."""
+    host = all(isinstance(a, np.ndarray) for a in (clip, mask, fallback))
+    xp = np if host and clip.dtype == np.float32 else jnp
+    regions = xp.asarray(region_masks(clip.shape[-3], clip.shape[-2]))
+    masks = xp.asarray(mask)[..., None, :, :, :] & regions[:, None]  # ... k t h w
+    traces = spatial_mean(xp.asarray(clip)[..., None, :, :, :, :], masks)
+    present = xp.any(masks, axis=(-2, -1))[..., None]  # ... k t 1
+    return xp.where(present, traces, xp.asarray(fallback)[..., None, :, :])
