@@ -488,6 +488,22 @@ EDIT_COLUMNS = [
 ]
 
 
+def regions_lines(regions: dict) -> str:
+    """Two lines on a face's regions (`edit_report.Readers.regions`), before -> after: each
+    region's rate (POS) and how the regions' pulses agree (correlation r / lag in frames)."""
+    before, after = regions["before"], regions["after"]
+    rates = ", ".join(
+        f"{name.replace('_', ' ')} {before['hr_bpm'][name]:.1f} -> {hr:.1f}"
+        for name, hr in after["hr_bpm"].items()
+    )
+    pairs = ", ".join(
+        f"{pair.replace('_', ' ')} {before['coherence'][pair][0]:.2f}/{before['coherence'][pair][1]}"
+        f" -> {r:.2f}/{lag}"
+        for pair, (r, lag) in after["coherence"].items()
+    )
+    return f"  regions (POS, bpm): {rates}\n  region pulses agree (r/lag in frames): {pairs}"
+
+
 @dataclasses.dataclass(repr=False)
 class Report:
     """An edit's report: `verdict` (one line), `rows` (one per estimator and face: HR and SNR
@@ -552,9 +568,18 @@ class Report:
             lines.append(
                 f"PSNR {self.psnr:.2f} dB" + ("" if ssim is None else f"   SSIM {ssim:.5f}")
             )
+        lines += self._regions()
         lines += [f"warning: {w}" for w in self.summary.get("warnings", [])]
         lines += [f"{k}: {v}" for k, v in self.paths.items()]
         return "\n".join(lines)
+
+    def _regions(self) -> list[str]:
+        """`regions_lines` of each edited face (with "face i:" when there are several)."""
+        faces = [f for f in self.summary.get("faces", []) if "regions" in f]
+        return [
+            (f"face {f['face']}:\n" if len(faces) > 1 else "") + regions_lines(f["regions"])
+            for f in faces
+        ]
 
     def _repr_html_(self) -> str:
         import html
@@ -562,6 +587,9 @@ class Report:
         parts = [
             f"<p><b>{html.escape(self.verdict)}</b></p>",
             _html_table(self.rows, self._columns()),
+        ]
+        parts += [
+            "<p>" + html.escape(text).replace("\n", "<br>") + "</p>" for text in self._regions()
         ]
         parts += [f"<p>warning: {html.escape(w)}</p>" for w in self.summary.get("warnings", [])]
         parts.append(f"<p><small>{html.escape(SNR_EXPLANATION)}</small></p>")

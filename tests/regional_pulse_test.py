@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rppgedit import pipeline, readings, targets
+from rppgedit import pipeline, readings, report, targets
 from rppgedit.data import clips
 from rppgedit.editors import privacy_phys
 from rppgedit.estimators import roi
@@ -148,4 +148,9 @@ def test_the_report_reads_each_region_before_and_after(capsys):
         {**summary, "measured_on": "frames", "output": "x", "frames": 200, "fps_end_to_end": 1.0}
     )
     printed = capsys.readouterr().out
-    assert "regions (POS, bpm): forehead " in printed and "left cheek~right cheek" in printed
+    lines = report.regions_lines(regions)
+    assert lines.startswith("  regions (POS, bpm): forehead ") and "left cheek~right cheek" in lines
+    assert lines in printed  # the command line's report
+    shown = report.Report.from_summary(summary)  # the API's
+    assert lines in repr(shown)
+    assert "regions (POS, bpm): forehead" in shown._repr_html_()

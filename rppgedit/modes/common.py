@@ -227,6 +227,7 @@ def require(s, *names):
 
 
 def print_report(summary: dict) -> None:
+    from rppgedit import report as reporting
     from rppgedit.readings import format_table
 
     if "rows" in summary:
@@ -253,7 +254,7 @@ def print_report(summary: dict) -> None:
                 + ("" if f["edited"] else " (not edited)")
             )
             if "regions" in f:
-                print(regions_lines(f["regions"]))
+                print(reporting.regions_lines(f["regions"]))
     if summary.get("surrogates"):
         columns = [("face", "face", "d")] if len(summary["faces"]) > 1 else []
         columns += [
@@ -277,22 +278,6 @@ def print_report(summary: dict) -> None:
         f"wrote {summary['output']} ({summary['frames']} frames, "
         f"{summary['fps_end_to_end']:.1f} frames/s end to end)"
     )
-
-
-def regions_lines(regions: dict) -> str:
-    """Two lines on a face's regions (`edit_report.Readers.regions`), before -> after: each
-    region's rate (POS) and how the regions' pulses agree (correlation r / lag in frames)."""
-    before, after = regions["before"], regions["after"]
-    rates = ", ".join(
-        f"{name.replace('_', ' ')} {before['hr_bpm'][name]:.1f} -> {hr:.1f}"
-        for name, hr in after["hr_bpm"].items()
-    )
-    pairs = ", ".join(
-        f"{pair.replace('_', ' ')} {before['coherence'][pair][0]:.2f}/{before['coherence'][pair][1]}"
-        f" -> {r:.2f}/{lag}"
-        for pair, (r, lag) in after["coherence"].items()
-    )
-    return f"  regions (POS, bpm): {rates}\n  region pulses agree (r/lag in frames): {pairs}"
 
 
 def output_spec(s):
