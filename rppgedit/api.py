@@ -132,6 +132,11 @@ def _job(target_hr, shared: EditOptions, options):
         raise RppgEditError("give target_hr= or remove=True, not both")
     target_file = options.pop("target_file", None)
     phase = options.pop("target_phase", 0.0)
+    variability = {
+        field: options.pop(name)
+        for name, field in (("target_hrv", "hrv"), ("target_hr_end", "hr_end_bpm"))
+        if name in options
+    }
     if remove:
         kind = "none"
     elif target == "file" or target_file is not None:
@@ -148,6 +153,7 @@ def _job(target_hr, shared: EditOptions, options):
         phase=phase,
         path=None if target_file is None else os.fspath(target_file),
         seed=seed,
+        **variability,
     )
     job_fields = {k: options.pop(k) for k in _JOB_FIELDS if k in options}
     output_fields = {k: options.pop(k) for k in _OUTPUT_FIELDS if k in options}
@@ -194,7 +200,9 @@ def edit(
         `method`: the editor: "privacy_phys" (default), "pulseedit", "physiolatent",
           "smooth_remove";
         `target`: "sinusoid" (default) or "pulse" (a realistic beat with harmonics and
-          variability); `target_file=` embeds a waveform file;
+          variability, `target_hrv=` its relative standard deviation, default 0.01);
+          `target_hr_end=` makes the rate glide from `target_hr` to it over the video;
+          `target_file=` embeds a waveform file;
         `estimators`: the estimators read before and after for the report (default: the ten
           in-house ones, `registry.DEFAULT_READERS`);
         `seed`: the seed of the stochastic rounding (and of a random target phase; default 0);

@@ -317,7 +317,7 @@ def readings_summary(
     """Per-face readings before and after (each face's `readers`), their rows, and the editor's
     surrogates on "after" against the `target` waveform (None for removal). `progress`: a bar
     "report: readings" with one step per estimator, face and key (before, after, ...)."""
-    target_hr = None if job.target.kind in ("none", "file") else job.target.hr_bpm
+    target_hr = job.target.single_rate_bpm
     bar = progress_bars.bar(readers.num_readings(faces), "report: readings", progress, unit="est")
     with bar:
         listed, rows, entries = _face_entries(job, faces, readers, fps, target, bar.update)
@@ -335,7 +335,7 @@ def readings_summary(
 def _face_entries(job: pipeline.EditJob, faces, readers: Readers, fps: float, target, step):
     """(the report's "faces" entries, its rows, its surrogate entries), reading each edited face."""
     surrogates = readers.surrogates
-    target_hr = None if job.target.kind in ("none", "file") else job.target.hr_bpm
+    target_hr = job.target.single_rate_bpm
     rows, listed, entries = [], [], []
     for i, f in enumerate(faces):
         entry = {

@@ -111,6 +111,12 @@ SETTINGS: tuple[Setting, ...] = (
     _s("target_phase", "target.phase", "float", 0.0,
        "Target phase in radians; negative draws it from --seed.",
        ("demo", "edit", "live", "bench")),
+    _s("target_hrv", "target.hrv", "float", 0.01,
+       "--target=pulse: relative standard deviation of its beat-to-beat rate (0-0.2).",
+       ("demo", "edit", "bench")),
+    _s("target_hr_end", "target.hr_end_bpm", "float", None,
+       "The target rate at the last frame: the rate glides from --target_hr to it.",
+       ("demo", "edit", "bench")),
     # The editor.
     _s("method", "editor.method", "str", "privacy_phys",
        "Editor: privacy_phys, pulseedit, physiolatent, smooth_remove.", _EDITOR, common=True),

@@ -28,6 +28,11 @@ class TargetSpec:
       phase: starting phase in radians; None draws it from `seed`.
       path: waveform file for kind "file" (.npy or .csv, see `from_file`).
       seed: seed of the random phase and of the heart-rate variability.
+      hrv: kind "pulse": relative standard deviation of the instantaneous heart rate
+        (`pulse_waveform`).
+      hr_end_bpm: kinds "sinusoid" and "pulse": the rate at the last frame; the rate glides
+        linearly from `hr_bpm` to it over the video (a slow change, e.g. a heart calming down).
+        None keeps `hr_bpm` throughout.
     """
 
     kind: str = "sinusoid"
@@ -35,6 +40,8 @@ class TargetSpec:
     phase: float | None = 0.0
     path: str | None = None
     seed: int = 0
+    hrv: float = 0.01
+    hr_end_bpm: float | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -45,6 +52,26 @@ class TargetSpec:
             raise RppgEditError(f"target heart rate {self.hr_bpm} bpm is outside 30-240 bpm")
         if self.kind == "file" and not self.path:
             raise RppgEditError("target kind 'file' needs a waveform path (--target_file)")
+        if not 0.0 <= self.hrv <= 0.2:
+            raise RppgEditError(f"target heart-rate variability {self.hrv} is outside 0-0.2")
+        if self.hr_end_bpm is not None:
+            if self.kind not in ("sinusoid", "pulse"):
+                raise RppgEditError(
+                    f"a target rate that changes (--target_hr_end) needs --target=sinusoid or "
+                    f"pulse, not {self.kind}"
+                )
+            if not 30.0 <= self.hr_end_bpm <= 240.0:
+                raise RppgEditError(
+                    f"target end heart rate {self.hr_end_bpm} bpm is outside 30-240 bpm"
+                )
+
+    @property
+    def single_rate_bpm(self) -> float | None:
+        """The one rate the target holds (a sinusoid or pulse without `hr_end_bpm`), else None
+        (removal, a waveform file, a gliding rate: read from the waveform instead)."""
+        if self.kind in ("sinusoid", "pulse") and self.hr_end_bpm is None:
+            return self.hr_bpm
+        return None
 
 
 def _phase(spec: TargetSpec) -> float:
@@ -53,10 +80,33 @@ def _phase(spec: TargetSpec) -> float:
     return float(np.random.default_rng(spec.seed).uniform(0.0, 2.0 * np.pi))
 
 
-def sinusoid(hr_bpm: float, num_frames: int, fps: float, phase: float = 0.0) -> np.ndarray:
-    """A cosine at `hr_bpm`: float32 (num_frames,), zero mean, unit amplitude."""
-    t = np.arange(num_frames) / fps
-    return np.cos(2.0 * np.pi * hr_bpm / 60.0 * t + phase).astype(np.float32)
+def sinusoid(
+    hr_bpm: float,
+    num_frames: int,
+    fps: float,
+    phase: float = 0.0,
+    hr_end_bpm: float | None = None,
+) -> np.ndarray:
+    """A cosine at `hr_bpm` (gliding linearly to `hr_end_bpm` at the last frame, when given):
+    float32 (num_frames,), unit amplitude."""
+    if hr_end_bpm is None:
+        t = np.arange(num_frames) / fps
+        return np.cos(2.0 * np.pi * hr_bpm / 60.0 * t + phase).astype(np.float32)
+    rate_hz = _rates_bpm(hr_bpm, hr_end_bpm, num_frames) / 60.0
+    return np.cos(_beat_phase(rate_hz, fps, phase)).astype(np.float32)
+
+
+def _rates_bpm(hr_bpm: float, hr_end_bpm: float | None, num_frames: int):
+    """The mean rate at each frame: `hr_bpm` throughout, or a linear glide to `hr_end_bpm`."""
+    if hr_end_bpm is None:
+        return hr_bpm
+    return np.linspace(hr_bpm, hr_end_bpm, num_frames)
+
+
+def _beat_phase(rate_hz: np.ndarray, fps: float, phase: float) -> np.ndarray:
+    """The phase of a beat whose rate (Hz, one per frame) changes frame by frame, integrated
+    from `phase`."""
+    return phase + 2.0 * np.pi * np.cumsum(rate_hz) / fps
 
 
 def _smooth_noise(rng: np.random.Generator, num: int, fps: float, cutoff_hz: float) -> np.ndarray:
@@ -80,6 +130,7 @@ def pulse_waveform(
     hrv: float = 0.01,
     phase: float = 0.0,
     seed: int = 0,
+    hr_end_bpm: float | None = None,
 ) -> np.ndarray:
     """A realistic blood-volume pulse: harmonics plus slow heart-rate variability.
 
@@ -91,13 +142,18 @@ def pulse_waveform(
         low-frequency band of heart-rate variability).
       phase: starting phase of the beat in radians.
       seed: seed of the variability.
+      hr_end_bpm: the mean rate at the last frame (a linear glide from `hr_bpm`); None: constant.
 
     Returns:
       float32 (num_frames,), zero mean, unit standard deviation, rising with blood volume.
     """
     rng = np.random.default_rng(seed)
-    rate_hz = hr_bpm / 60.0 * (1.0 + hrv * _smooth_noise(rng, num_frames, fps, 0.15))
-    beat_phase = phase + 2.0 * np.pi * np.cumsum(rate_hz) / fps
+    rate_hz = (
+        _rates_bpm(hr_bpm, hr_end_bpm, num_frames)
+        / 60.0
+        * (1.0 + hrv * _smooth_noise(rng, num_frames, fps, 0.15))
+    )
+    beat_phase = _beat_phase(rate_hz, fps, phase)
     wave = sum(a * np.cos(k * beat_phase + p) for k, (a, p) in enumerate(_HARMONICS, start=1))
     wave = wave - wave.mean()
     return (wave / (wave.std() + 1e-12)).astype(np.float32)
@@ -157,5 +213,13 @@ def make_target(spec: TargetSpec, num_frames: int, fps: float) -> np.ndarray | N
     if spec.kind == "file":
         return from_file(spec.path, num_frames, fps)
     if spec.kind == "pulse":
-        return pulse_waveform(spec.hr_bpm, num_frames, fps, phase=_phase(spec), seed=spec.seed)
-    return sinusoid(spec.hr_bpm, num_frames, fps, _phase(spec))
+        return pulse_waveform(
+            spec.hr_bpm,
+            num_frames,
+            fps,
+            hrv=spec.hrv,
+            phase=_phase(spec),
+            seed=spec.seed,
+            hr_end_bpm=spec.hr_end_bpm,
+        )
+    return sinusoid(spec.hr_bpm, num_frames, fps, _phase(spec), spec.hr_end_bpm)

@@ -93,3 +93,64 @@ def test_spec_validation():
         targets.TargetSpec(hr_bpm=400)
     with pytest.raises(RppgEditError, match="needs a waveform"):
         targets.TargetSpec(kind="file")
+    with pytest.raises(RppgEditError, match="variability 0.3 is outside"):
+        targets.TargetSpec(kind="pulse", hrv=0.3)
+    with pytest.raises(RppgEditError, match="needs --target=sinusoid or pulse, not none"):
+        targets.TargetSpec(kind="none", hr_end_bpm=80.0)
+    with pytest.raises(RppgEditError, match="end heart rate 300.0 bpm is outside"):
+        targets.TargetSpec(hr_end_bpm=300.0)
+    assert targets.TargetSpec(hr_bpm=90.0).single_rate_bpm == 90.0
+    assert targets.TargetSpec(hr_bpm=90.0, hr_end_bpm=70.0).single_rate_bpm is None
+    assert targets.TargetSpec(kind="none").single_rate_bpm is None
+
+
+def test_a_gliding_sinusoid_is_the_chirp():
+    """`hr_end_bpm`: the rate glides linearly, the float64 linear chirp to within the frame
+    step of the phase integration (one frame's phase at most)."""
+    fps, num = 30.0, 900
+    spec = targets.TargetSpec(hr_bpm=60.0, hr_end_bpm=120.0, phase=0.4)
+    wave = targets.make_target(spec, num, fps).astype(np.float64)
+    t = np.arange(num) / fps
+    slope = (120.0 - 60.0) / 60.0 / ((num - 1) / fps)  # Hz per second
+    chirp = np.cos(
+        0.4
+        + 2 * np.pi * (1.0 * t + 0.5 * slope * t**2)
+        + 2 * np.pi * np.linspace(1.0, 2.0, num) / fps
+    )
+    np.testing.assert_allclose(wave, chirp, atol=0.25)
+    assert abs(_peak_bpm(wave[:150], fps) - 65.0) < 6.0  # the first 5 s: 60-70 bpm
+    assert abs(_peak_bpm(wave[-150:], fps) - 115.0) < 6.0  # the last 5 s: 110-120 bpm
+
+
+@pytest.mark.parametrize("hrv", [0.02, 0.08])
+def test_pulse_variability_is_the_requested_relative_std(hrv):
+    """`hrv`: the instantaneous rate of the pulse's fundamental (the Hilbert phase's slope)
+    varies with that relative standard deviation, around a mean that glides when asked."""
+    import scipy.signal
+
+    fps, num = 30.0, 3600
+    wave = targets.pulse_waveform(80.0, num, fps, hrv=hrv, seed=5).astype(np.float64)
+    sos = scipy.signal.butter(4, [0.9, 1.8], btype="band", fs=fps, output="sos")
+    phase = np.unwrap(np.angle(scipy.signal.hilbert(scipy.signal.sosfiltfilt(sos, wave))))
+    rate = np.diff(phase)[200:-200] * fps / (2 * np.pi) * 60.0  # bpm, the filter's edges cut
+    assert abs(rate.mean() - 80.0) < 1.5
+    assert rate.std() / rate.mean() == pytest.approx(hrv, rel=0.35)
+    glide = targets.pulse_waveform(80.0, num, fps, hrv=hrv, seed=5, hr_end_bpm=100.0)
+    assert abs(_peak_bpm(glide[-600:].astype(np.float64), fps) - 97.5) < 4.0
+
+
+def test_an_edit_follows_a_gliding_target():
+    """An edit to a rate gliding from 60 to 110 bpm: POS reads the start rate in the first
+    quarter of the edited clip and the end rate in the last (the true 85 bpm in neither)."""
+    from rppgedit import pipeline, readings
+    from rppgedit.data import clips
+
+    clip = clips.synthetic_clip(2, hr_bpm=85.0, num_frames=600, height=96, width=96)
+    job = pipeline.EditJob(
+        target=targets.TargetSpec(hr_bpm=60.0, hr_end_bpm=110.0), estimators=("pos",)
+    )
+    edited = pipeline.edit_frames(clip.frames, clip.fps, clip.boxes, job).frames
+    crop, mask = pipeline.crop_and_mask(edited, clip.boxes, job)
+    first = readings.read_heart_rates(crop[:150], mask[:150], clip.fps, ["pos"])["pos"]["hr_bpm"]
+    last = readings.read_heart_rates(crop[-150:], mask[-150:], clip.fps, ["pos"])["pos"]["hr_bpm"]
+    assert abs(first - 66.0) <= 6.0 and abs(last - 104.0) <= 6.0, (first, last)

@@ -59,6 +59,8 @@ def job(s):
         phase=None if s.target_phase < 0 else s.target_phase,
         path=s.target_file,
         seed=s.seed,
+        hrv=s.target_hrv,
+        hr_end_bpm=s.target_hr_end,
     )
     return pipeline.EditJob(
         method=s.method,
@@ -125,6 +127,8 @@ def check_settings(s) -> None:
     v.finite("--init_scale", s.init_scale, low=0, high=100)
     v.finite("--target_hr", s.target_hr)
     v.finite("--target_phase", s.target_phase)
+    v.finite("--target_hrv", s.target_hrv, low=0, high=0.2)
+    v.finite("--target_hr_end", s.target_hr_end)
     v.finite("--lossy_strength", s.lossy_strength, low=0, high=10, low_open=True)
     v.integer("--steps", s.steps, 1, v.MAX_STEPS)
     v.integer("--extra_steps", s.extra_steps, 0, v.MAX_STEPS)
@@ -149,12 +153,14 @@ def check_settings(s) -> None:
         surrogates(s.surrogates)
     # Conflicting flags: a value that the chosen target would silently ignore.
     kind = s.target
-    for name in ("target_hr", "target_phase"):
+    for name in ("target_hr", "target_phase", "target_hr_end", "target_hrv"):
         if kind in ("none", "file") and s.present(name):
             raise RppgEditError(
                 f"--{name} does not apply to --target={kind} (drop it, or the flagfile line "
                 "that sets it)"
             )
+    if s.present("target_hrv") and kind != "pulse":
+        raise RppgEditError(f"--target_hrv needs --target=pulse (got --target={kind})")
     if s.target_file and kind != "file":
         raise RppgEditError(f"--target_file needs --target=file (got --target={kind})")
     if kind == "file":
