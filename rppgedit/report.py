@@ -141,7 +141,7 @@ def _face_clause(c: dict) -> str:
         elif rate is not None:
             text += f", at most {agree} of {n} on one rate"
         return text
-    text = f"{c['read_target']}/{n} {noun} read {c['target_hr_bpm']:g} +/- {tol} bpm; "
+    text = f"{c['read_target']}/{n} {noun} read {round(c['target_hr_bpm'], 1):g} +/- {tol} bpm; "
     if kept == 0:
         return text + f"none reads the original {original:.1f} bpm"
     return text + f"{kept} still {_plural(kept, 'reads', 'read')} the original {original:.1f} bpm"
@@ -396,7 +396,7 @@ def _target_panel(ax, data: PlotData) -> None:
         title = f"{TARGET_TITLE}: remove the pulse"
     else:
         shown = [(data.target, "g", "target"), (after, "C3", f"{first} after")]
-        rate = "" if data.target_hr_bpm is None else f" {data.target_hr_bpm:g} bpm"
+        rate = "" if data.target_hr_bpm is None else f" {round(data.target_hr_bpm, 1):g} bpm"
         title = f"{TARGET_TITLE}:{rate} waveform"
     for wave, colour, label in shown:
         if wave is None or not len(wave):

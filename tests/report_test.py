@@ -34,6 +34,9 @@ def test_verdict_counts_what_the_rows_say():
     )
     rows[2]["hr_after"] = 150.0
     assert "; none reads the original 70.5 bpm;" in report.verdict(_summary(rows))
+    # a rate read from the target's waveform (a file, a gliding rate) is shown to 0.1 bpm
+    text = report.verdict(_summary(rows, target_hr_bpm=120.3149))
+    assert text.startswith("2/3 estimators read 120.3 +/- 3 bpm;"), text
 
 
 def test_verdict_of_a_removal_and_of_two_faces():
