@@ -202,7 +202,7 @@ class PrivacyPhysConfig:
         face's (`regional_timing`, `start_map`), so the edited regions keep the original's
         arrival order and relative strength instead of pulsing in lockstep, which a
         spatial-coherence detector of fakes would notice. Measured on the shared physrecorder
-        crop (`readings.regional_pulses`, POS per region, physiological targets 60 and 120 bpm;
+        crop (`benchmarks/regional_timing.py`: POS per region, physiological targets 60 and 120 bpm;
         before: cheeks 1 frame behind the forehead, pair correlations 0.64 / 0.65 / 0.73): on,
         lags 1 / 1 / 0 and 0 / 0 / 0 frames after, correlations at most 0.09 from the original's,
         PSNR 54.69 / 53.10 dB; off, lags -1 / 0 / 0 (the forehead trailing) at both, correlations
