@@ -243,6 +243,20 @@ def test_bad_arguments_are_one_line_errors(clip):
         rppgedit.edit_frames(frames, fps, target_hr=90, stepz=3)
     with pytest.raises(rppgedit.api.RppgEditError, match="uint8"):
         rppgedit.edit_frames(frames / 255.0, fps, target_hr=90)
+    with pytest.raises(rppgedit.api.RppgEditError, match="variability 0.5 is outside"):
+        rppgedit.edit_frames(frames, fps, target_hr=90, target="pulse", target_hrv=0.5)
+
+
+def test_a_physiological_target_reaches_the_job():
+    """`target_hrv=` and `target_hr_end=` become the job's target spec (not editor options)."""
+    job, _ = rppgedit.api._job(
+        90.0,
+        rppgedit.api.EditOptions(target="pulse"),
+        {"target_hrv": 0.03, "target_hr_end": 70.0, "steps": 5},
+    )
+    assert (job.target.kind, job.target.hr_bpm) == ("pulse", 90.0)
+    assert (job.target.hrv, job.target.hr_end_bpm) == (0.03, 70.0)
+    assert dict(job.method_options) == {"steps": 5}
 
 
 def test_read_heart_rate_of_a_file_and_of_frames(tmp_path, clip):
