@@ -517,20 +517,20 @@ def delayed(signal, lags):
     return jax.vmap(lambda lag: jnp.interp(t - lag, t, signal))(lags)
 
 
-def start_map(clip, mask, target, direction, shape, cfg: PrivacyPhysConfig):
+def start_map(clip, mask, target, direction, shape, cfg: PrivacyPhysConfig, timing=None):
     """The perturbation's start "t h w" on a grid of `shape` (h, w), grey levels along
     `direction`: a removal cancels the clip's own pulse (`own_pulse`, `cfg.cancel_init` times)
-    everywhere, a target starts as the target waveform (`initial_perturbation`), with
-    `cfg.regional_timing` in each face region (`roi.FACE_REGIONS`, on the grid) delayed and
-    scaled as the region's own pulse trails and outweighs the face's (`regional_timing`), so
-    that the edited forehead and cheeks keep the original's arrival order."""
+    everywhere, a target starts as the target waveform (`initial_perturbation`), with `timing`
+    (`regional_timing`'s lags and gains) in each face region (`roi.FACE_REGIONS`, on the grid)
+    delayed and scaled as the region's own pulse trails and outweighs the face's, so that the
+    edited forehead and cheeks keep the original's arrival order."""
     if cfg.remove:
         face = -cfg.cancel_init * own_pulse(clip, mask, direction, cfg)
     else:
         face = initial_perturbation(clip, mask, target, direction, cfg)
-    if cfg.remove or not cfg.regional_timing:
+    if timing is None:
         return jnp.broadcast_to(face[:, None, None], face.shape + tuple(shape))
-    lags, gains = regional_timing(clip, mask, direction, cfg)
+    lags, gains = timing
     regions = gains[:, None] * delayed(face, lags)
     where = jnp.asarray(roi.region_masks(*shape), jnp.float32)  # k h w
     elsewhere = 1.0 - jnp.sum(where, axis=0)
@@ -573,10 +573,11 @@ def edit(state, clip, mask, target, cfg: PrivacyPhysConfig):
         else None
     )
 
-    region_targets = target[None]  # each region's target: delayed as its own pulse trails
-    if regional and cfg.regional_timing and not cfg.remove:
-        lags, _ = regional_timing(clip, mask, pulse_direction(clip, mask), cfg)
-        region_targets = delayed(target, lags)
+    colour = pulse_direction(clip, mask) if direction is None else direction  # of the start
+    # each face region's delay and gain, for its start and (with regional terms) its target
+    use_timing = cfg.regional_timing and not cfg.remove
+    timing = regional_timing(clip, mask, colour, cfg) if use_timing else None
+    region_targets = target[None] if timing is None else delayed(target, timing[0])
 
     def loss_fn(delta):
         x = _apply_delta(clip, mask, delta, direction)
@@ -623,8 +624,7 @@ def edit(state, clip, mask, target, cfg: PrivacyPhysConfig):
         project = None  # masking and clipping happen in `_apply_delta`
     # the start along the pulse colour, in either colour mode (`start_map`)
     if (cfg.cancel_init if cfg.remove else cfg.init_scale) > 0:
-        colour = pulse_direction(clip, mask) if direction is None else direction
-        start = start_map(clip, mask, target, colour, delta0.shape[1:3], cfg)[..., None]
+        start = start_map(clip, mask, target, colour, delta0.shape[1:3], cfg, timing)[..., None]
         delta0 = delta0 + (start if direction is not None else start * colour.reshape(1, 1, 1, 3))
     done = _stop_rule(cfg)
     delta, history = optimize(
