@@ -387,6 +387,8 @@ def _flag_cases():
         "init_scale": ["nan", "inf", "-0.5", "101"],
         "target_phase": ["nan", "inf", "-inf"],
         "target_hr": ["nan", "inf", "0", "-60", "1000", "29.9"],
+        "target_hr_end": ["nan", "inf", "0", "1000"],
+        "target_hrv": ["nan", "inf", "-0.1", "0.5"],
         "lossy_strength": ["nan", "inf", "0", "-1", "11"],
         "window": ["0", "-1", "8", "31", "100000"],
         "overlap": ["-5", "-1", "128", "1000"],
@@ -424,6 +426,8 @@ def _flag_cases():
                 needle = "estimator"
             if flag == "target_hr":
                 needle = "heart rate" if value in ("0", "-60", "1000", "29.9") else "--target_hr"
+            if flag == "target_hr_end" and value in ("0", "1000"):
+                needle = "end heart rate"
             yield f"--{flag}={value}", [f"--{flag}={value}"], needle
 
 
@@ -440,6 +444,13 @@ def test_bad_flag_is_refused_before_reading(world, name, extra, needle):
 CONFLICTS = [
     ("target none + target_hr", ["--target=none", "--target_hr=90"], "--target_hr"),
     ("target none + target_phase", ["--target=none", "--target_phase=1"], "--target_phase"),
+    ("target none + target_hr_end", ["--target=none", "--target_hr_end=80"], "--target_hr_end"),
+    ("target_hrv with sinusoid", ["--target_hrv=0.05"], "--target_hrv"),
+    (
+        "target file + target_hrv",
+        ["--target=file", "--target_hrv=0.05", "--target_file=x"],
+        "--target_hrv",
+    ),
     ("target_file with sinusoid", ["--target_file=x.npy"], "--target_file"),
     ("target_file with pulse", ["--target=pulse", "--target_file=x.npy"], "--target_file"),
     ("target file without file", ["--target=file"], "--target_file"),
