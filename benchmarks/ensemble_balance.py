@@ -110,6 +110,20 @@ def run_one(clip, boxes, candidate: str, target_hr: float, params: dict) -> dict
     }
 
 
+def _mean_change(records: list[dict], item: int) -> float:
+    """Mean absolute change, over the records and region pairs, of the regions' pulse agreement
+    (`readings.regional_pulses` "coherence"): item 0 the correlation, 1 the lag in frames."""
+    return float(
+        np.mean(
+            [
+                abs(r["coherence_after"][pair][item] - r["coherence_before"][pair][item])
+                for r in records
+                for pair in r["coherence_before"]
+            ]
+        )
+    )
+
+
 def summarise(records: list[dict]) -> dict:
     def hit(r, n):
         return abs(r["after"][n] - r["target_hr"]) <= HIT_BPM
@@ -124,24 +138,8 @@ def summarise(records: list[dict]) -> dict:
             abs(v - r["target_hr"]) <= HIT_BPM for r in records for v in r["regions"].values()
         ),
         "regions_of": sum(len(r["regions"]) for r in records),
-        "coherence_shift": float(
-            np.mean(
-                [
-                    abs(r["coherence_after"][p][0] - r["coherence_before"][p][0])
-                    for r in records
-                    for p in r["coherence_before"]
-                ]
-            )
-        ),
-        "lag_shift": float(
-            np.mean(
-                [
-                    abs(r["coherence_after"][p][1] - r["coherence_before"][p][1])
-                    for r in records
-                    for p in r["coherence_before"]
-                ]
-            )
-        ),
+        "coherence_shift": _mean_change(records, 0),
+        "lag_shift": _mean_change(records, 1),
         "worst_pearson": min(min(r["pearson"].values()) for r in records),
         "psnr_mean_db": float(np.mean([r["psnr_db"] for r in records])),
         "psnr_min_db": float(np.min([r["psnr_db"] for r in records])),
