@@ -80,7 +80,8 @@ def _value(field: str, text: str):
     """A field's value from its text: names stay strings, counts and sizes are ints."""
     if field in ("colour", "balance", "removal_loss"):
         return text
-    return int(text) if field in ("param_size", "steps", "unroll") else float(text)
+    counts = ("param_size", "steps", "unroll", "extra_steps", "deep_every")
+    return int(text) if field in counts else float(text)
 
 
 def without_pulse(seed: int) -> np.ndarray:

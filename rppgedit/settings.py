@@ -139,6 +139,10 @@ SETTINGS: tuple[Setting, ...] = (
        "Privacy-Phys: with --stop_pearson, up to this many more steps for a window whose "
        "surrogates have not all reached it (default 20; 0: --steps at most).",
        _EDITOR),
+    _s("deep_every", "editor.deep_every", "int", None,
+       "Privacy-Phys: run the deep surrogates on every k-th step and their first-order "
+       "expansion in between (default 4, a removal's 1; 1: the exact gradient, as the paper).",
+       _EDITOR),
     _s("init_scale", "editor.init_scale", "float", None,
        "Privacy-Phys: start the edit from the target waveform at this many times the clip's own "
        "pulse strength (0 starts from zero, as the paper does).",

@@ -397,6 +397,7 @@ def _flag_cases():
         "param_size": ["-2", "65", "1000000000"],
         "steps": ["0", "-5", "10000000000"],
         "extra_steps": ["-1", "10000000000"],
+        "deep_every": ["0", "-1", "10000000000"],
         "seed": ["-1", "99999999999"],
         "mask_method": ["foo", "", "YCRCB"],
         "estimators": ["foo", "pos,nosuch", "''"],
@@ -1187,11 +1188,11 @@ def test_stop_pearson_and_removal_loss_reach_the_editor_config():
     try:
         main.FLAGS(
             ["rppgedit", "--stop_pearson=1", "--init_scale=0",
-             "--extra_steps=5", "--removal_loss=flatness"]
+             "--extra_steps=5", "--removal_loss=flatness", "--deep_every=1"]
         )  # fmt: skip
         cfg = pipeline.editor_config(common.job(run_settings.resolve(main.FLAGS)), 30.0)
         assert (cfg.stop_pearson, cfg.init_scale) == (None, 0.0)
-        assert (cfg.extra_steps, cfg.removal_loss) == (5, "flatness")
+        assert (cfg.extra_steps, cfg.removal_loss, cfg.deep_every) == (5, "flatness", 1)
         main.FLAGS.unparse_flags()
         main.FLAGS(["rppgedit", "--stop_pearson=0.6"])
         assert (
@@ -1202,6 +1203,6 @@ def test_stop_pearson_and_removal_loss_reach_the_editor_config():
         main.FLAGS(["rppgedit"])
         cfg = pipeline.editor_config(common.job(run_settings.resolve(main.FLAGS)), 30.0)
         assert (cfg.stop_pearson, cfg.notch_weight, cfg.init_scale) == (0.8, 1.0, 0.7)
-        assert (cfg.extra_steps, cfg.removal_loss) == (20, "notched_flat")
+        assert (cfg.extra_steps, cfg.removal_loss, cfg.deep_every) == (20, "notched_flat", 4)
     finally:
         main.FLAGS.unparse_flags()

@@ -333,3 +333,47 @@ def test_starting_from_the_target_takes_fewer_steps_to_the_same_stop():
     assert start > 0 and steps[start] < steps[zero], steps
     for name, value in pearson[start].items():
         assert value >= min(0.8, pearson[zero][name]), (name, pearson)
+
+
+def test_deep_every_runs_the_deep_surrogate_on_every_kth_step_and_still_moves_it(monkeypatch):
+    """`deep_every`: PhysNet runs (value and Jacobian) at every k-th step and its first-order
+    expansion stands in between (`optimize`'s `refresh`), so a 12-step edit calls it 12 times at
+    k=1 and 3 times at k=4 (plus the final reading); both move its reading to the target."""
+    from rppgedit.estimators import registry
+
+    physnet = registry.get("physnet_pure")
+    calls = []
+
+    def counted(params, clip, fps):
+        jax.debug.callback(lambda: calls.append(1))
+        return physnet.fn(params, clip, fps)
+
+    monkeypatch.setitem(
+        registry._REGISTRY, "physnet_pure", dataclasses.replace(physnet, fn=counted)
+    )
+    source = synthetic.make_clip(SEED, hr_bpm=TRUE_HR, num_frames=128, height=48, width=48)
+    clip = jnp.asarray(source.frames, jnp.float32) / 255.0
+    mask = jnp.ones(clip.shape[:3], bool)
+    target = targets.sinusoid(TARGET_HR, 128, FPS)
+    pearsons = {}
+    for k in (1, 4):
+        cfg = privacy_phys.Config(
+            fps=FPS,
+            surrogates=(("physnet_pure", 1.0), ("pos", 0.5)),
+            steps=12,
+            stop_pearson=None,
+            init_scale=0.0,
+            deep_every=k,
+        )
+        state = privacy_phys.load_state(cfg)
+        before = float(signals.pearson(counted(state["physnet_pure"], clip, FPS), target))
+        calls.clear()
+        edit = jax.jit(privacy_phys.edit, static_argnums=4)
+        _, aux = edit(state, clip, mask, target, cfg)
+        jax.block_until_ready(aux)
+        assert len(calls) == 12 // k + 1, k  # the steps' evaluations and the final reading
+        pearsons[k] = float(signals.pearson(aux["surrogates"]["physnet_pure"], target))
+    assert before < 0.3
+    assert pearsons[1] > 0.6 and abs(pearsons[4] - pearsons[1]) < 0.05, pearsons
+    with pytest.raises(ValueError, match="deep_every"):
+        privacy_phys.Config(deep_every=0)

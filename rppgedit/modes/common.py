@@ -40,6 +40,7 @@ def method_options(s) -> tuple[tuple[str, object], ...]:
         "removal_loss": s.removal_loss,
         "init_scale": s.init_scale,
         "extra_steps": s.extra_steps,
+        "deep_every": s.deep_every,
         "surrogates": surrogates(s.surrogates) if s.surrogates else None,
     }
     options = {k: v for k, v in options.items() if v is not None}
@@ -132,6 +133,7 @@ def check_settings(s) -> None:
     v.finite("--lossy_strength", s.lossy_strength, low=0, high=10, low_open=True)
     v.integer("--steps", s.steps, 1, v.MAX_STEPS)
     v.integer("--extra_steps", s.extra_steps, 0, v.MAX_STEPS)
+    v.integer("--deep_every", s.deep_every, 1, v.MAX_STEPS)
     v.integer("--seed", s.seed, 0, 2**31 - 1)
     v.windows(s.window, s.overlap, s.batch_windows, s.work_size)
     v.integer("--param_size", s.param_size, -1, s.work_size)
