@@ -137,7 +137,8 @@ def _refreshed(params, loss_fn, tx, num_steps, project, unroll, done, inner, ref
         if done is None:
             return history
         stop = jnp.argmin(history["updated"])  # the first step that kept the parameters
-        after = jnp.logical_and(jnp.arange(num_steps) > stop, jnp.logical_not(history["updated"]))
+        stopped = jnp.logical_not(jnp.all(history["updated"]))
+        after = jnp.logical_and(jnp.arange(num_steps) > stop, stopped)
 
         def fill(h):
             expand = (slice(None),) + (None,) * (h.ndim - 1)
@@ -152,28 +153,15 @@ def _refreshed(params, loss_fn, tx, num_steps, project, unroll, done, inner, ref
             block, init, starts, unroll=max(1, min(unroll // refresh, blocks))
         )
         return params, flat(history)
-    record_shape = jax.eval_shape(lambda c: block(c, 0)[1], init)
-    empty = jax.tree.map(lambda a: jnp.zeros((blocks, *a.shape), a.dtype), record_shape)
-
-    def cond(loop):
-        b, (_, _, stopped), _ = loop
-        return jnp.logical_and(b < blocks, jnp.logical_not(stopped))
-
-    def body(loop):
-        b, carry, history = loop
-        carry, records = block(carry, b * refresh)
-        history = jax.tree.map(lambda h, r: h.at[b].set(r), history, records)
-        return b + 1, carry, history
-
-    _, (params, _, _), history = jax.lax.while_loop(cond, body, (0, init, empty))
-    return params, flat(history)  # blocks not run hold zeros: after the stop, filled
+    params, history = _until_done(lambda carry, b: block(carry, b * refresh), init, blocks)
+    return params, flat(history)
 
 
 def _until_done(step, init, num_steps: int):
-    """`lax.scan(step, init, length=num_steps)` for a `step` that stops changing its carry once
+    """`lax.scan(step, init, jnp.arange(num_steps))` for a `step` that stops changing its carry once
     `carry[2]` (stopped) is true: runs steps only until then, and fills the rest of the history with
     the stopping step's record (what the scan would have recorded at the kept parameters)."""
-    record_shape = jax.eval_shape(lambda c: step(c, None)[1], init)
+    record_shape = jax.eval_shape(lambda c: step(c, 0)[1], init)
     empty = jax.tree.map(lambda a: jnp.zeros((num_steps, *a.shape), a.dtype), record_shape)
 
     def cond(loop):
@@ -182,7 +170,7 @@ def _until_done(step, init, num_steps: int):
 
     def body(loop):
         i, carry, history = loop
-        carry, record = step(carry, None)
+        carry, record = step(carry, i)
         history = jax.tree.map(lambda h, r: h.at[i].set(r), history, record)
         return i + 1, carry, history
 
