@@ -20,7 +20,7 @@ target / at the truth / readers that read the truth on that crop before the edit
 the wider and shifted crops (PhysNet-RLAP on seed 1, the second PBV on seed 3) come from skin the
 edit never touched: the edit covers the tracked box only. Editing a box grown 1.3x instead
 (`--edit_scale 1.3`) is no fix: on the moving clip (seed 1) its skin mask covers 39% of the crop
-against 60%, POS (a surrogate) keeps the true rate and 26 of 26 readings there stay at the truth
+against 60%, POS (a surrogate) keeps the true rate and 25 of its 26 readings stay at the truth
 (78 / 26 on the edit's own crop; the edit report flags POS as not fooled).
 
     python benchmarks/crop_transfer.py --seeds 0-3 --targets 60,120 [--edit_scale 1.3]
