@@ -22,14 +22,16 @@ def _args(rng):
 def test_flops_grow_with_the_number_of_steps(rng):
     module = editors.get("privacy_phys")
     counted = {}
-    for steps in (1, 2, 4):
-        cfg = module.Config(fps=30.0, steps=steps, surrogates=SURROGATES)
+    for steps, deep_every in ((1, 1), (2, 1), (4, 1), (4, 2)):
+        cfg = module.Config(fps=30.0, steps=steps, surrogates=SURROGATES, deep_every=deep_every)
         args = (module.load_state(cfg), *_args(rng))
         compiled = module.edit_batch.lower(*args, cfg).compile()
-        counted[steps] = bench._counted_flops(module, cfg, args, compiled)
-    body = counted[2] - counted[1]
-    assert body > 0.2 * counted[1]  # XLA alone counts a scan body once: this would be ~0
-    assert counted[4] - counted[2] == pytest.approx(2 * body, rel=0.01)
+        counted[steps, deep_every] = bench._counted_flops(module, cfg, args, compiled)
+    body = counted[2, 1] - counted[1, 1]
+    assert body > 0.2 * counted[1, 1]  # XLA alone counts a scan body once: this would be ~0
+    assert counted[4, 1] - counted[2, 1] == pytest.approx(2 * body, rel=0.01)
+    # PhysNet on every other step: four steps cost about what two exact ones do
+    assert counted[4, 2] == pytest.approx(counted[2, 1], rel=0.05)
 
 
 def test_an_editor_whose_loops_cannot_be_unrolled_is_not_counted(rng):
