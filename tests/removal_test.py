@@ -176,11 +176,13 @@ def test_removal_keeps_the_truth_away_after_h264_where_the_flatness_objective_le
 
 
 def test_a_removal_starts_from_the_editors_removal_defaults_under_the_users_options():
-    assert privacy_phys.REMOVAL_DEFAULTS == {"param_size": 8}
-    assert editors.make_config("privacy_phys", FPS, True, ()).param_size == 8
-    assert editors.make_config("privacy_phys", FPS, False, ()).param_size == 32
-    mine = editors.make_config("privacy_phys", FPS, True, (("param_size", 16),))
-    assert mine.param_size == 16
+    assert privacy_phys.REMOVAL_DEFAULTS == {"param_size": 8, "deep_every": 1}
+    removal = editors.make_config("privacy_phys", FPS, True, ())
+    target = editors.make_config("privacy_phys", FPS, False, ())
+    assert (removal.param_size, removal.deep_every) == (8, 1)
+    assert (target.param_size, target.deep_every) == (32, 4)
+    mine = editors.make_config("privacy_phys", FPS, True, (("param_size", 16), ("deep_every", 2)))
+    assert (mine.param_size, mine.deep_every) == (16, 2)
     for name in editors.METHODS:  # every removal default names a field of its editor's Config
         module = editors.get(name)
         fields = {f.name for f in dataclasses.fields(module.Config)}
