@@ -165,8 +165,8 @@ def test_physnet_formulations_float32_outputs_agree(rng):
 def _physnet_state():
     from rppgedit.editors import privacy_phys
 
-    # The paper's free-colour PGD from zero at its learning rate (the tolerances below are derived
-    # from it).
+    # The paper's free-colour PGD from zero at its learning rate, PhysNet at every step (the
+    # tolerances below are derived from it).
     cfg = privacy_phys.Config(
         fps=30.0,
         surrogates=(("physnet_pure", 1.0),),
@@ -174,6 +174,7 @@ def _physnet_state():
         learning_rate=0.1,
         stop_pearson=None,
         init_scale=0.0,
+        deep_every=1,
     )
     # The PhysNet weights ship with the package: a load error is a failure, never a skip.
     return cfg, privacy_phys.load_state(cfg)
