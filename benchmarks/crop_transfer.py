@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import sys
 
 import numpy as np
 
@@ -38,6 +39,9 @@ from rppgedit import metrics, pipeline, readings, targets
 from rppgedit.data import synthetic
 from rppgedit.estimators import registry
 from rppgedit.video import crop, skin
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from ensemble_balance import _seeds  # noqa: E402
 
 FPS, FRAMES, SIZE, HIT_BPM = 30.0, 256, 128, 3.0
 READERS = tuple(registry.DEFAULT_READERS) + ("pbv_raw", "efficientphys_pure", "efficientphys_rlap")
@@ -51,13 +55,6 @@ CROPS = (
     ("128 px", 1.0, 0.0, 0.0, 128),
     ("box x1.3, 36 px", 1.3, 0.0, 0.0, 36),
 )
-
-
-def _seeds(text: str) -> list[int]:
-    if "-" in text:
-        low, high = text.split("-")
-        return list(range(int(low), int(high) + 1))
-    return [int(s) for s in text.split(",")]
 
 
 def moved(boxes: np.ndarray, scale: float, dx: float, dy: float) -> np.ndarray:

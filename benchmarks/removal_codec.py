@@ -44,7 +44,7 @@ from rppgedit.estimators import registry
 from rppgedit.video import decode, encode
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from ensemble_balance import FPS, FRAMES, SIZE, _seeds, make_clip  # noqa: E402
+from ensemble_balance import FPS, FRAMES, SIZE, _number, _seeds, make_clip  # noqa: E402
 
 HIT_BPM = 3.0
 ESTIMATORS = registry.DEFAULT_READERS
@@ -77,11 +77,11 @@ def job_fields(candidate: str) -> dict[str, int]:
 
 
 def _value(field: str, text: str):
-    """A field's value from its text: names stay strings, counts and sizes are ints."""
+    """A field's value from its text: names stay strings, numbers as `ensemble_balance` reads
+    them (an int where the text is one)."""
     if field in ("colour", "balance", "removal_loss"):
         return text
-    counts = ("param_size", "steps", "unroll", "extra_steps", "deep_every")
-    return int(text) if field in counts else float(text)
+    return _number(text)
 
 
 def without_pulse(seed: int) -> np.ndarray:
