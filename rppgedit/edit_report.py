@@ -74,9 +74,18 @@ class Fidelity:
         self._pending: collections.deque = collections.deque()  # (terms, values compared)
         self._pending_values = 0
 
-    def add(self, reference: np.ndarray, output: np.ndarray, changed: Rect | None = None) -> None:
+    def add(
+        self,
+        reference: np.ndarray,
+        output: np.ndarray,
+        changed: Rect | None = None,
+        sse: float | None = None,
+    ) -> None:
         """Adds frames (T, H, W, 3); `changed`: a rectangle (y0, y1, x0, x1) outside which they
-        are equal, or None to find the one that holds every differing pixel."""
+        are equal, or None to find the one that holds every differing pixel; `sse`: their sum of
+        squared differences on the [0, 1] scale when the caller has it (the paste does)."""
+        if sse is not None:
+            self.sse += sse
         group = max(4, self._GROUP_VALUES // max(reference[0].size, 1))
         for g in range(0, len(reference), group):  # one SSIM computation per group
             ref, out = _same_scale(reference[g : g + group], output[g : g + group])
@@ -87,8 +96,9 @@ class Fidelity:
                 if rect is None:
                     continue
                 rects.append(rect)
-                y0, y1, x0, x1 = rect
-                self.sse += _squared_error(r4[:, y0:y1, x0:x1], o4[:, y0:y1, x0:x1])
+                if sse is None:
+                    y0, y1, x0, x1 = rect
+                    self.sse += _squared_error(r4[:, y0:y1, x0:x1], o4[:, y0:y1, x0:x1])
             self.count += len(ref)
             self.values += ref.size
             rect = pipeline.bounding_rect(rects) or (0, 0, 0, 0)  # equal: every window counts 1

@@ -30,11 +30,12 @@ from rppgedit import background, cpu_threads, editors, engine, heap, safe_write,
 from rppgedit import progress as progress_bars
 from rppgedit.engine import MIN_FRAMES
 from rppgedit.errors import RppgEditError
-from rppgedit.video import crop, decode, encode, face, probe, quantise, skin
+from rppgedit.video import crop, decode, encode, face, paste, probe, quantise, skin
 from rppgedit.windows import edit_plan
 
-# Full frames are decoded, pasted, quantised and encoded in chunks of about this many bytes of
-# float32 pixels (the paste works on the 0-255 float scale): 128 frames up to 208x208, 4 at 1080p.
+# Full frames are decoded, pasted, quantised and encoded in chunks of about this many bytes counted
+# as float32 pixels (the paste program's inputs and outputs are a few times the chunk's uint8
+# frames): 128 frames up to 208x208, 4 at 1080p.
 CHUNK_BYTES = 64 * 2**20
 
 
@@ -199,6 +200,7 @@ class Changed:
     shape: tuple[int, int, int]  # (T, H, W) of the chunk
     rects: tuple[Rect, ...] = ()
     masks: tuple[np.ndarray, ...] = ()  # bool (T, y1 - y0, x1 - x0) for each rect
+    sse: float = 0.0  # the sum of squared differences from the input, on the [0, 1] scale
 
     def full_mask(self) -> np.ndarray:
         """bool (T, H, W): the pixels allowed to change."""
@@ -249,22 +251,20 @@ def _face_rects(faces: list[FaceEdit], start: int, num: int, frame_shape) -> lis
     return rects
 
 
-def _paste_rect(frames, start: int, faces: list[FaceEdit], rect: Rect):
-    """The faces' residuals pasted (in order) into the rectangle `rect` of a chunk of frames:
-    (float32 (T, h, w, 3) on the 0-255 scale, bool mask (T, h, w) of the pixels allowed to change)."""
+def _face_parts(start: int, num: int, faces: list[FaceEdit], rect: Rect):
+    """What `paste.paste_rounded` pastes of each face into the rectangle `rect` of a chunk
+    (frames start .. start + num - 1), and the pixels the faces may change there, bool (T, h, w)."""
     y0, y1, x0, x1 = rect
-    window = frames[:, y0:y1, x0:x1]
-    pasted = window.astype(np.float32)
-    mask_rect = np.zeros(window.shape[:3], bool)
+    parts, mask_rect = [], np.zeros((num, y1 - y0, x1 - x0), bool)
     corner = np.array([x0, y0, x0, y0], np.float64)
     for f in faces:
-        a, b = overlap(f, start, len(frames))
+        a, b = overlap(f, start, num)
         inner, rows = slice(a - start, b - start), slice(a - f.first, b - f.first)
         boxes = np.asarray(f.boxes[a:b], np.float64) - corner
-        mask = full_frame_mask(f.mask[rows], boxes, window.shape[1:3])
-        crop.paste_residual(window[inner], boxes, f.residual[rows], mask, out=pasted[inner])
+        mask = full_frame_mask(f.mask[rows], boxes, mask_rect.shape[1:])
+        parts.append((boxes, f.residual[rows], mask, inner))
         mask_rect[inner] |= mask
-    return pasted, mask_rect
+    return parts, mask_rect
 
 
 def paste_chunk(frames, start: int, faces: list[FaceEdit], job: EditJob, index: int):
@@ -293,19 +293,19 @@ def paste_chunk(frames, start: int, faces: list[FaceEdit], job: EditJob, index: 
         out = frames.astype(np.uint16) * np.uint16(257)  # 65535 / 255: exact for integers
     else:
         out = frames.copy()
-    rects, masks = [], []
+    rects, masks, sse = [], [], 0.0
     for rect, members in _face_rects(faces, start, num, (height, width)):
-        pasted, mask = _paste_rect(frames, start, [faces[i] for i in members], rect)
-        window = ((height, width, 3), rect)
-        if job.bit_depth == 16:
-            values = quantise.quantize_16bit(pasted * (65535.0 / 255.0), key, window=window)
-        else:
-            values = quantise.quantize(pasted, key, mode=job.quantize, window=window)
+        parts, mask = _face_parts(start, num, [faces[i] for i in members], rect)
+        mode = "stochastic" if job.bit_depth == 16 else job.quantize
+        values, squares = paste.paste_rounded(
+            frames, rect, parts, key, mode=mode, bit_depth=job.bit_depth
+        )
+        sse += squares / float(np.iinfo(values.dtype).max) ** 2
         y0, y1, x0, x1 = rect
         out[:, y0:y1, x0:x1] = values
         rects.append(rect)
         masks.append(mask)
-    return out, Changed((num, height, width), tuple(rects), tuple(masks))
+    return out, Changed((num, height, width), tuple(rects), tuple(masks), sse)
 
 
 def _tracks_of(boxes, num: int) -> list[face.FaceTrack]:
@@ -891,8 +891,8 @@ def run_edit(
         fidelity = edit_report.Fidelity()
         pair, pair_at = None, edit_report.pair_index(faces) if report and plots else -1
 
-        def measure(start, frames, out, bounds):
-            fidelity.add(frames, out, bounds)
+        def measure(start, frames, out, changed):
+            fidelity.add(frames, out, changed.bounds(), sse=changed.sse)
             readers.add_frames("after", start, out)
 
         trimmer = heap.Trimmer()  # a long video's heap would creep (`rppgedit.heap`)
@@ -908,7 +908,7 @@ def run_edit(
                 if reference is not None:
                     reference.write(frames)
                 elif report:  # on a thread: the next chunk's paste need not wait for it
-                    measuring.submit(measure, start, frames, out, changed.bounds())
+                    measuring.submit(measure, start, frames, out, changed)
         try:
             notes += stream.finish(info.num_frames)
         except RppgEditError as err:  # name the input in the one-line error

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from rppgedit.video import crop, quantise
+from rppgedit.video import crop, paste, quantise
 
 
 def _frames(rng, t=2, h=40, w=48):
@@ -73,7 +73,7 @@ def _paste_case(rng, residual):
     boxes = np.tile([[5.5, 3.25, 37.5, 35.25]], (t, 1))  # 32 px box, 4 px per residual cell
     mask = np.zeros((t, 40, 48), bool)
     mask[:, 8:30, 10:34] = True
-    return frames, boxes, mask, crop.paste_residual(frames, boxes, residual, mask)
+    return frames, boxes, mask, paste.paste_float(frames, boxes, residual, mask)
 
 
 def test_paste_outside_mask_is_bit_exact_and_constant_has_no_blocks(rng):
@@ -81,12 +81,16 @@ def test_paste_outside_mask_is_bit_exact_and_constant_has_no_blocks(rng):
     frames, boxes, mask, out = _paste_case(rng, residual)
     assert out.dtype == np.float32 and out.shape == frames.shape
     np.testing.assert_array_equal(out[~mask], frames[~mask].astype(np.float32))
-    # A constant residual upsamples to exactly that constant (no block edges, no ripple) ...
-    values, (ya, yb, xa, xb) = crop.upsample_residual(residual[0], boxes[0], 40, 48)
-    assert (ya, yb, xa, xb) == (3, 35, 5, 37) and np.all(values == np.float32(0.01))
-    # ... so every masked pixel is the input plus the same float32 amount.
+    # A constant residual upsamples to exactly that constant (no block edges, no ripple), so
+    # every masked pixel is the input plus the same float32 amount.
     expected = frames.astype(np.float32) + np.float32(255.0) * np.float32(0.01)
     np.testing.assert_array_equal(out[mask], expected[mask])
+    # A mask that reaches past the box changes only the pixels whose centres lie in the box.
+    everywhere = paste.paste_float(frames, boxes, residual, np.ones_like(mask))
+    changed = np.any(everywhere != frames, axis=(0, 3))
+    want = np.zeros_like(changed)
+    want[3:35, 5:37] = True
+    np.testing.assert_array_equal(changed, want)
 
 
 def test_paste_smooth_residual_matches_bilinear_reference(rng):

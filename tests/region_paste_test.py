@@ -11,29 +11,29 @@ import numpy as np
 import pytest
 
 from rppgedit import edit_report, metrics, pipeline
-from rppgedit.video import crop, quantise
+from rppgedit.video import crop, paste, quantise
 
 SIZE = 16  # side of the working crop
 
 
 def _paste_whole_frames(frames, start, faces, job, index):
-    """The whole-frame paste of `pipeline.paste_chunk` before it worked on rectangles."""
-    num = frames.shape[0]
-    pasted = frames.astype(np.float32)
-    mask_full = np.zeros(frames.shape[:3], bool)
+    """`pipeline.paste_chunk` on one rectangle, the whole frames, as it was before it worked on the
+    rectangles that the faces reach."""
+    num, height, width = frames.shape[:3]
+    parts, mask_full = [], np.zeros(frames.shape[:3], bool)
     for f in faces:
         a, b = max(start, f.first), min(start + num, f.stop)
         if f.residual is None or a >= b:
             continue
         inner, rows = slice(a - start, b - start), slice(a - f.first, b - f.first)
         mask = pipeline.full_frame_mask(f.mask[rows], f.boxes[a:b], frames.shape[1:3])
-        crop.paste_residual(frames[inner], f.boxes[a:b], f.residual[rows], mask, out=pasted[inner])
+        parts.append((np.asarray(f.boxes[a:b], np.float64), f.residual[rows], mask, inner))
         mask_full[inner] |= mask
     key = quantise.rounding_seed(job.seed, index)
-    if job.bit_depth == 16:
-        out = quantise.quantize_16bit(pasted * (65535.0 / 255.0), key)
-    else:
-        out = quantise.quantize(pasted, key, mode=job.quantize)
+    mode = "stochastic" if job.bit_depth == 16 else job.quantize
+    out, _ = paste.paste_rounded(
+        frames, (0, height, 0, width), parts, key, mode=mode, bit_depth=job.bit_depth
+    )
     return out, mask_full
 
 
@@ -83,6 +83,11 @@ def test_paste_chunk_gives_the_whole_frame_bits(rng, quantize, bit_depth):
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(changed.full_mask(), want_mask)
+        # The paste's sum of squared differences is the one of its output (8 bits: exactly).
+        top = 65535 if bit_depth == 16 else 255
+        diff = got.astype(np.int64) - chunk.astype(np.int64) * (top // 255)
+        want_sse = float(np.sum(diff * diff)) / top**2
+        assert changed.sse == pytest.approx(want_sse, rel=1e-6 if bit_depth == 16 else 0.0)
         y0, y1, x0, x1 = changed.bounds()
         outside = np.ones(chunk.shape[:3], bool)
         outside[:, y0:y1, x0:x1] = False
@@ -237,3 +242,24 @@ def test_fidelity_equals_whole_frame_psnr_and_ssim(rng, out_dtype, pending, grou
     same = edit_report.Fidelity()
     same.add(a, a.copy())
     assert same.psnr_db() == float("inf") and same.ssim() == 1.0
+
+
+def test_paste_rounds_the_float_paste_without_bias(rng):
+    """Each pasted pixel is its float paste (`paste.paste_float`) floored or ceiled, up with the
+    probability of its fraction: over a face the mean rounding error is within noise of 0."""
+    num, height, width, size = 16, 96, 120, 8
+    frames = rng.integers(20, 230, (num, height, width, 3), dtype=np.uint8)
+    boxes = np.tile(np.array([[10.25, 6.5, 100.25, 90.5]]), (num, 1))
+    residual = rng.uniform(-2.0, 2.0, (num, size, size, 3)).astype(np.float32) / 255.0
+    mask = np.ones((num, size, size), bool)
+    face = pipeline.FaceEdit(boxes, 0, num, np.zeros_like(residual), mask, residual, True)
+    out, changed = pipeline.paste_chunk(frames, 0, [face], pipeline.EditJob(seed=9), 0)
+    full = changed.full_mask()
+    want = paste.paste_float(frames, boxes, residual, full).astype(np.float64)
+    got = out.astype(np.float64)
+    assert np.all((got == np.floor(want)) | (got == np.ceil(want)))
+    np.testing.assert_array_equal(out[~full], frames[~full])
+    frac = (want - np.floor(want))[full]
+    error = (got - want)[full]
+    assert abs(error.mean()) < 4 * np.sqrt(np.sum(frac * (1 - frac))) / error.size
+    assert 0.3 < np.mean(error > 0) < 0.7  # both ways, not one

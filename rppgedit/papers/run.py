@@ -65,7 +65,7 @@ from rppgedit.estimators import registry
 from rppgedit.papers import report
 from rppgedit.report import family_of
 from rppgedit.runner import Setting
-from rppgedit.video import crop
+from rppgedit.video import crop, paste
 
 CROPS = ("full", "upper_left", "upper_right", "bottom_left", "bottom_right")
 DEFAULT_ESTIMATORS = registry.DEFAULT_READERS
@@ -555,7 +555,7 @@ class ExperimentPlan:
         x0, y0, x1, y1 = (int(round(v)) for v in clip.boxes[mid])
         height, width = clip.frames.shape[1:3]
         y0, x0, y1, x1 = max(0, y0), max(0, x0), min(height, y1), min(width, x1)
-        edit = crop.paste_residual(  # before rounding
+        edit = paste.paste_float(  # before rounding
             clip.frames[mid : mid + 1],
             clip.boxes[mid : mid + 1],
             residual[mid : mid + 1],

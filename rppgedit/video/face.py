@@ -24,7 +24,7 @@ square box that holds the face from forehead to chin, linearly interpolates cent
 between key frames, and smooths the result with a zero-phase Gaussian filter (a causal and an
 anticausal pass, so the box neither lags nor jitters). Border policy: boxes are NOT clipped to the
 frame. A face near an edge yields a box that extends past it; `crop.crop_resize` pads such boxes by
-edge replication and `crop.paste_residual` writes only the in-frame part.
+edge replication and `paste.paste_rounded` writes only the in-frame part.
 
 `track_faces` follows every face of a video: detections on key frames are matched to live tracks
 greedily (IoU, then centre distance), a track survives gaps of up to `max_gap` frames, and each
