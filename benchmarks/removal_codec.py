@@ -1,8 +1,8 @@
 """Pulse removal, read losslessly and after the re-encodes a platform applies.
 
 Each candidate (`--candidates`: `default`, or `field=value[+field=value...]` overriding fields of
-the editor's config (`--method`, default Privacy-Phys), e.g. `removal_loss=flatness`, or `window`
-and `overlap` of the edit job) removes the pulse (`--target=none`) from the synthetic clips of
+the editor's config (`--method`, default Privacy-Phys), e.g. `removal_loss=flatness`, or `window`,
+`overlap` and `seed` (the stochastic rounding's) of the edit job) removes the pulse (`--target=none`) from the synthetic clips of
 `benchmarks/ensemble_balance.py` (seeds x light/medium/dark skin x still/moving, true rate 60-110
 bpm, the tracker's crop). The edit is then decoded as written losslessly and after H.264 (yuv420p,
 `encode.reencode`) at CRF 23, CRF 28, and CRF 23 then 28. On each decoded output the 10 in-house
@@ -56,7 +56,8 @@ OUTPUTS = {
 }
 
 
-JOB_FIELDS = ("window", "overlap")  # candidate fields that set the edit job's, not the editor's
+# Candidate fields that set the edit job's, not the editor's.
+JOB_FIELDS = ("window", "overlap", "seed")
 
 
 def _pairs(candidate: str) -> list[tuple[str, str]]:
