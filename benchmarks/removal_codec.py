@@ -2,14 +2,15 @@
 
 Each candidate (`--candidates`: `default`, or `field=value[+field=value...]` overriding fields of
 the editor's config (`--method`, default Privacy-Phys), e.g. `removal_loss=flatness`, or `window`,
-`overlap` and `seed` (the stochastic rounding's) of the edit job) removes the pulse (`--target=none`) from the synthetic clips of
-`benchmarks/ensemble_balance.py` (seeds x light/medium/dark skin x still/moving, true rate 60-110
-bpm, the tracker's crop). The edit is then decoded as written losslessly and after H.264 (yuv420p,
-`encode.reencode`) at CRF 23, CRF 28, and CRF 23 then 28. On each decoded output the 10 in-house
-estimators read the face through the skin mask of that output's own crop, as an observer who has
-only the output would (``true_edit_mask``: the readings at the true rate through the mask of the
-unedited clip instead, which the pulse modulates: pixels at the mask's edge enter and leave it with
-each beat, so reading through it recovers the true rate even from a clip with no pulse at all):
+`overlap` and `seed` (the stochastic rounding's) of the edit job) removes the pulse
+(`--target=none`) from the synthetic clips of `benchmarks/ensemble_balance.py` (seeds x
+light/medium/dark skin x still/moving, true rate 60-110 bpm, the tracker's crop). The edit is
+then decoded as written losslessly and after H.264 (yuv420p, `encode.reencode`) at CRF 23, CRF 28,
+and CRF 23 then 28. On each decoded output the 10 in-house estimators read the face through the
+skin mask of that output's own crop, as an observer who has only the output would
+(``true_edit_mask``: the readings at the true rate through the mask of the unedited clip instead,
+which the pulse modulates: pixels at the mask's edge enter and leave it with each beat, so reading
+through it recovers the true rate even from a clip with no pulse at all):
 
     true      readings within 3 bpm of the true rate (the goal: none)
     harmonic  readings within 3 bpm of twice or half the true rate, which give it away as well

@@ -294,9 +294,9 @@ def paste_chunk(frames, start: int, faces: list[FaceEdit], job: EditJob, index: 
     else:
         out = frames.copy()
     rects, masks, sse = [], [], 0.0
+    mode = "stochastic" if job.bit_depth == 16 else job.quantize
     for rect, members in _face_rects(faces, start, num, (height, width)):
         parts, mask = _face_parts(start, num, [faces[i] for i in members], rect)
-        mode = "stochastic" if job.bit_depth == 16 else job.quantize
         values, squares = paste.paste_rounded(
             frames, rect, parts, key, mode=mode, bit_depth=job.bit_depth
         )

@@ -58,10 +58,10 @@ def _program(mode: str | None, dtype: str):
     top = float(np.iinfo(dtype).max)
 
     def run(frames, faces, keys, origin):
-        if mode is None:
-            return frames.astype(jnp.float32) + _change(faces, jnp.float32(top))
-        base = frames.astype(jnp.float32) * jnp.float32(top / 255.0)  # 16-bit: x 257, exact
         change = _change(faces, jnp.float32(top))
+        if mode is None:
+            return frames.astype(jnp.float32) + change
+        base = frames.astype(jnp.float32) * jnp.float32(top / 255.0)  # 16-bit: x 257, exact
         out = quantise.round_change(base, change, keys, origin, mode, top)
         diff = (out - base).astype(jnp.int32)
         # Squares summed per row: as integers for 8 bits (exact: a row's sum < 2^31), in float32
