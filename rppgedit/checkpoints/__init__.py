@@ -24,6 +24,13 @@ EfficientPhys weights (Liu et al., WACV 2023) come from the same wheel,
 `rppg/weights/EfficientPhys.{pure,rlap}.weights.h5`, read the same way (h5py, float16 -> float32)
 onto `rppgedit.models.efficientphys.EfficientPhys` and saved as `efficientphys_<variant>`
 (`load_efficientphys`, converted on first use like PhysNet's).
+
+PhysFormer weights (Yu et al., CVPR 2022) likewise: `rppg/weights/PhysFormer.{pure,rlap}.weights.h5`
+onto `rppgedit.models.physformer.PhysFormer`, saved as `physformer_<variant>` (`load_physformer`).
+
+FacePhys weights (open-rppg's own model, by Kegang Wang; RLAP only): `rppg/weights/
+FacePhys.rlap.weights.h5` onto `rppgedit.models.facephys.FacePhys`, saved as `facephys_rlap`
+(`load_facephys`, converted on first use; there is no PURE variant).
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ import jax
 import numpy as np
 
 from rppgedit.errors import RppgEditError, one_line
-from rppgedit.models import efficientphys, physnet
+from rppgedit.models import efficientphys, facephys, physformer, physnet
 
 _log = logging.getLogger(__name__)
 
@@ -317,6 +324,38 @@ def open_rppg_efficientphys_file(variant: Variant) -> pathlib.Path:
     return _open_rppg_file(f"EfficientPhys.{variant}.weights.h5", "EfficientPhys")
 
 
+def open_rppg_physformer_file(variant: Variant) -> pathlib.Path:
+    """Path of open-rppg's `PhysFormer.<variant>.weights.h5`, found without importing `rppg`.
+
+    Raises:
+      RppgEditError: open-rppg is not installed or the file is missing.
+    """
+    _check_variant(variant, "PhysFormer")
+    return _open_rppg_file(f"PhysFormer.{variant}.weights.h5", "PhysFormer")
+
+
+FACEPHYS_VARIANTS: tuple[str, ...] = ("rlap",)  # open-rppg 0.1.1 ships FacePhys for RLAP only
+
+
+def _check_facephys_variant(variant: str) -> None:
+    if variant == "pure":
+        raise RppgEditError(
+            "FacePhys variant 'pure' is not available: open-rppg 0.1.1 ships FacePhys weights "
+            "trained on RLAP only; use 'rlap'"
+        )
+    if variant not in FACEPHYS_VARIANTS:
+        raise RppgEditError(f"unknown FacePhys variant {variant!r}; known: rlap")
+
+
+def open_rppg_facephys_file() -> pathlib.Path:
+    """Path of open-rppg's `FacePhys.rlap.weights.h5`, found without importing `rppg`.
+
+    Raises:
+      RppgEditError: open-rppg is not installed or the file is missing.
+    """
+    return _open_rppg_file("FacePhys.rlap.weights.h5", "FacePhys")
+
+
 def _check_layout(variables: Any, expected: Any, source: str, model: str) -> dict[str, Any]:
     """Float32 jax arrays; raises if the tree or any shape differs from `expected`'s."""
     got = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.float32), variables)
@@ -357,6 +396,13 @@ def _read_keras_h5(path: pathlib.Path, model: str, read) -> dict[str, Any]:
             return read(f, arr)
     except OSError as e:
         raise RppgEditError(f"{path}: cannot read HDF5 weights ({e})") from None
+
+
+def _read_keras_layout(path: pathlib.Path, model: str, read, init_variables) -> dict[str, Any]:
+    """`_read_keras_h5(path, model, read)`, checked against the tree and shapes of
+    `init_variables(key)` (the Flax model's); float32 jax arrays."""
+    expected = jax.eval_shape(init_variables, jax.random.PRNGKey(0))
+    return _check_layout(_read_keras_h5(path, model, read), expected, str(path), model)
 
 
 def _read_open_rppg_h5(path: pathlib.Path) -> dict[str, Any]:
@@ -411,9 +457,10 @@ def convert_open_rppg_physnet(variant: Variant, out_dir: str | os.PathLike) -> d
     return _save_open_rppg("PhysNet", path, variables, variant, physnet.KERAS_BN_EPSILON, out_dir)
 
 
-def _save_open_rppg(model: str, path, variables, variant: str, bn_epsilon: float, out_dir):
+def _save_open_rppg(model: str, path, variables, variant: str, bn_epsilon: float | None, out_dir):
     """Saves `variables` converted from open-rppg's weight file `path` at `out_dir`, with where
-    they came from in the checkpoint's metadata; returns them."""
+    they came from in the checkpoint's metadata (`bn_epsilon` None: a model without BatchNorm);
+    returns them."""
     try:
         version = importlib.metadata.version("open-rppg")
     except importlib.metadata.PackageNotFoundError:
@@ -461,9 +508,7 @@ def _read_open_rppg_efficientphys_h5(path: pathlib.Path) -> dict[str, Any]:
         stats = {"bn": {"mean": arr("bn/vars/2"), "var": arr("bn/vars/3")}}
         return {"params": params, "batch_stats": stats}
 
-    expected = jax.eval_shape(efficientphys.init_variables, jax.random.PRNGKey(0))
-    variables = _read_keras_h5(path, "EfficientPhys", read)
-    return _check_layout(variables, expected, str(path), "EfficientPhys")
+    return _read_keras_layout(path, "EfficientPhys", read, efficientphys.init_variables)
 
 
 def convert_open_rppg_efficientphys(variant: Variant, out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -481,6 +526,169 @@ def convert_open_rppg_efficientphys(variant: Variant, out_dir: str | os.PathLike
     return _save_open_rppg(
         "EfficientPhys", path, variables, variant, efficientphys.KERAS_BN_EPSILON, out_dir
     )
+
+
+def _keras_numbered(f, parent: str, base: str, count: int) -> list[str]:
+    """The `count` groups `base`, `base_1`, `base_2`, ... under `parent` in h5 file `f`, in Keras's
+    creation order (the number); raises if there are not exactly `count` of them."""
+    group = f.get(parent, {})
+    names = [k for k in group if re.fullmatch(rf"{base}(_\d+)?", k)]
+    names.sort(key=lambda k: int(k[len(base) + 1 :] or 0))
+    if len(names) != count:
+        raise RppgEditError(f"{f.filename}: expected {count} {base} groups under {parent}/")
+    return [f"{parent}/{k}" for k in names]
+
+
+def _read_open_rppg_physformer_h5(path: pathlib.Path) -> dict[str, Any]:
+    """Flax variables from a Keras-3 `.weights.h5` of open-rppg's PhysFormer (float16 -> f32).
+
+    Keras named the five top-level Sequentials in creation order (`sequential`, `sequential_1`, ...
+    = stem0, stem1, stem2, upsample1, upsample2), the three transformers and each one's four blocks
+    likewise (blocks 0-3, 4-7, 8-11 here); kernels keep their Keras layout, which is Flax's. The
+    final Conv1D kernel (1, 48, 1) becomes a Dense kernel (48, 1).
+    """
+
+    def read(f, arr):
+        params: dict[str, Any] = {}
+        stats: dict[str, Any] = {}
+
+        def bn(prefix):
+            stat = {"mean": arr(f"{prefix}/vars/2"), "var": arr(f"{prefix}/vars/3")}
+            return {"scale": arr(f"{prefix}/vars/0"), "bias": arr(f"{prefix}/vars/1")}, stat
+
+        def conv_bn(conv, norm):  # a (conv, BatchNorm) pair: params and batch_stats
+            p, s = bn(norm)
+            return {"kernel": arr(f"{conv}/vars/0")}, p, s
+
+        groups = ("stem0", "stem1", "stem2", "upsample1", "upsample2")
+        for name, prefix in zip(groups, _keras_numbered(f, "layers", "sequential", 5), strict=True):
+            p, s = bn(f"{prefix}/layers/batch_normalization")
+            conv = f"{prefix}/layers/conv3d/vars"
+            params[name] = {"conv": {"kernel": arr(f"{conv}/0"), "bias": arr(f"{conv}/1")}, "bn": p}
+            stats[name] = {"bn": s}
+        params["patch_embedding"] = {
+            "kernel": arr("layers/conv3d/vars/0"),
+            "bias": arr("layers/conv3d/vars/1"),
+        }
+        blocks = [
+            block
+            for group in _keras_numbered(f, "layers", "transformer_st_tdc_gra_sharp", 3)
+            for block in _keras_numbered(f, f"{group}/blocks", "block_st_tdc_gra_sharp", 4)
+        ]
+        for i, prefix in enumerate(blocks):
+            block: dict[str, Any] = {"attn": {}, "pwff": {}}
+            stat: dict[str, Any] = {"attn": {}, "pwff": {}}
+            for qk in ("q", "k"):
+                seq = f"{prefix}/attn/proj_{qk}/layers"
+                conv, p, s = conv_bn(f"{seq}/cdc", f"{seq}/batch_normalization")
+                block["attn"][f"proj_{qk}"], block["attn"][f"bn_{qk}"] = conv, p
+                stat["attn"][f"bn_{qk}"] = s
+            block["attn"]["proj_v"] = {"kernel": arr(f"{prefix}/attn/proj_v/layers/conv3d/vars/0")}
+            for part in ("fc1", "stconv", "fc2"):
+                seq = f"{prefix}/pwff/{'STConv' if part == 'stconv' else part}/layers"
+                conv, p, s = conv_bn(f"{seq}/conv3d", f"{seq}/batch_normalization")
+                block["pwff"][part], block["pwff"][f"{part}_bn"] = conv, p
+                stat["pwff"][f"{part}_bn"] = s
+            for layer in ("norm1", "norm2", "proj"):
+                names = ("kernel", "bias") if layer == "proj" else ("scale", "bias")
+                block[layer] = {n: arr(f"{prefix}/{layer}/vars/{j}") for j, n in enumerate(names)}
+            params[f"block{i}"], stats[f"block{i}"] = block, stat
+        params["last"] = {
+            "kernel": arr("ConvBlockLast/vars/0").reshape(-1, 1),
+            "bias": arr("ConvBlockLast/vars/1"),
+        }
+        return {"params": params, "batch_stats": stats}
+
+    return _read_keras_layout(path, "PhysFormer", read, physformer.init_variables)
+
+
+def convert_open_rppg_physformer(variant: Variant, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Converts open-rppg's PhysFormer weights to Flax variables and saves them at `out_dir`.
+
+    Args:
+      variant: "pure" (trained on PURE) or "rlap" (trained on RLAP).
+      out_dir: the orbax checkpoint folder to write (overwritten if present).
+
+    Returns:
+      `{'params', 'batch_stats'}` float32, for `PhysFormer(bn_epsilon=KERAS_BN_EPSILON)`.
+    """
+    path = open_rppg_physformer_file(variant)
+    variables = _read_open_rppg_physformer_h5(path)
+    return _save_open_rppg(
+        "PhysFormer", path, variables, variant, physformer.KERAS_BN_EPSILON, out_dir
+    )
+
+
+def _read_open_rppg_facephys_h5(path: pathlib.Path) -> dict[str, Any]:
+    """Flax variables from the Keras-3 `.weights.h5` of open-rppg's FacePhys (float16 -> f32).
+
+    Keras named the four blocks `ssc_block`, `ssc_block_1`, ... and each block's two layers
+    `ss_conv`, `ss_conv_1` in creation order (the block order); the head's SSMs likewise
+    (`ss_mr_ppg`, `ss_mr_ppg_1`). Kernels and the SSMs' own variables keep their Keras shapes; an
+    SSM's unnamed `vars/0`..`vars/4` are, in creation order, A_log, dt_bias, D, init_conv_state and
+    init_ssm_state, a TNM's lbd, gamma, beta, xmean and x2mean.
+    """
+
+    def read(f, arr):
+        def dense(prefix, bias=True):
+            out = {"kernel": arr(f"{prefix}/vars/0")}
+            return {**out, "bias": arr(f"{prefix}/vars/1")} if bias else out
+
+        def ssm(prefix):
+            names = ("A_log", "dt_bias", "D", "init_conv_state", "init_ssm_state")
+            out = {name: arr(f"{prefix}/vars/{i}") for i, name in enumerate(names)}
+            out["conv1d_kernel"] = arr(f"{prefix}/conv1d/vars/0")
+            out["conv1d_bias"] = arr(f"{prefix}/conv1d/vars/1")
+            for name in ("in_proj", "norm", "out_proj"):
+                out[name] = arr(f"{prefix}/{name}/vars/0")
+            return out
+
+        def ssconv(prefix):
+            tn = ("lbd", "gamma", "beta", "xmean", "x2mean")
+            return {
+                "tn": {name: arr(f"{prefix}/tn/vars/{i}") for i, name in enumerate(tn)},
+                "conv1": dense(f"{prefix}/conv1/layers/conv2d"),
+                "dense": dense(f"{prefix}/conv1/layers/dense"),
+                "ssm": ssm(f"{prefix}/ssm"),
+                "proj": dense(f"{prefix}/proj", bias=False),
+                "conv2": dense(f"{prefix}/conv2"),
+            }
+
+        params: dict[str, Any] = {}
+        blocks = _keras_numbered(f, "layers/sequential/layers", "ssc_block", facephys.NUM_BLOCKS)
+        for i, prefix in enumerate(blocks):
+            layers = _keras_numbered(
+                f, f"{prefix}/ssc/layers", "ss_conv", facephys.LAYERS_PER_BLOCK
+            )
+            params[f"block{i}"] = {
+                "in_proj": dense(f"{prefix}/in_proj", bias=False),
+                **{f"ssconv{j}": ssconv(layer) for j, layer in enumerate(layers)},
+                "ds_kernel": arr(f"{prefix}/ds/vars/0"),
+                "ds_bias": arr(f"{prefix}/ds/vars/1"),
+            }
+        params["out_proj"] = dense("layers/sequential_1/layers/dense", bias=False)
+        for i, prefix in enumerate(_keras_numbered(f, "head/layers", "ss_mr_ppg", 2)):
+            params[f"head_ssm{i}"] = ssm(prefix)
+        params["head_dense"] = dense("head/layers/dense")
+        return {"params": params}
+
+    return _read_keras_layout(path, "FacePhys", read, facephys.init_variables)
+
+
+def convert_open_rppg_facephys(variant: str, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Converts open-rppg's FacePhys weights to Flax variables and saves them at `out_dir`.
+
+    Args:
+      variant: "rlap" (the only one open-rppg ships).
+      out_dir: the orbax checkpoint folder to write (overwritten if present).
+
+    Returns:
+      `{'params'}` float32, for `rppgedit.models.facephys.FacePhys`.
+    """
+    _check_facephys_variant(variant)
+    path = open_rppg_facephys_file()
+    variables = _read_open_rppg_facephys_h5(path)
+    return _save_open_rppg("FacePhys", path, variables, variant, None, out_dir)
 
 
 def _torch_state_dict_to_variables(state: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -607,6 +815,51 @@ def load_efficientphys(
     return _load_open_rppg("efficientphys", variant, checkpoint_dir)
 
 
+def load_physformer(
+    variant: Variant, checkpoint_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """PhysFormer `{'params', 'batch_stats'}` from `checkpoint_dir/physformer_<variant>`.
+
+    As `load_efficientphys`: not shipped; converted into the user's cache from open-rppg's weights
+    on first use (logged) when the folder has no such checkpoint. Cached per process.
+
+    Args:
+      variant: "pure" or "rlap".
+      checkpoint_dir: folder of checkpoints; `default_checkpoint_dir()` when None.
+
+    Raises:
+      RppgEditError: the checkpoint is missing (and open-rppg is not installed), or a shipped one
+        differs from its record.
+    """
+    return _load_open_rppg("physformer", variant, checkpoint_dir)
+
+
+def load_facephys(
+    variant: str = "rlap", checkpoint_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """FacePhys `{'params'}` from `checkpoint_dir/facephys_rlap`.
+
+    As `load_efficientphys`: not shipped; converted into the user's cache from open-rppg's weights
+    on first use (logged) when the folder has no such checkpoint. Cached per process.
+
+    Args:
+      variant: "rlap", the only FacePhys weights open-rppg ships ("pure" is refused).
+      checkpoint_dir: folder of checkpoints; `default_checkpoint_dir()` when None.
+
+    Raises:
+      RppgEditError: an unknown variant, the checkpoint is missing (and open-rppg is not
+        installed), or a shipped one differs from its record.
+    """
+    _check_facephys_variant(variant)
+    return _load_open_rppg("facephys", variant, checkpoint_dir)
+
+
+# What to do when a model's weights, converted on first use, are missing without open-rppg.
+_FIRST_USE_HINT = (
+    "they are converted from open-rppg's on first use: `pip install open-rppg` (or "
+    "rppgedit[attackers]) and rerun"
+)
+
 # Folder prefix of each model converted from open-rppg: its name, converter, and what to do when
 # its weights are missing and open-rppg is not installed.
 _OPEN_RPPG_MODELS = {
@@ -616,12 +869,9 @@ _OPEN_RPPG_MODELS = {
         "convert them with `python -m rppgedit.main --mode=convert --source=open_rppg:{variant}` "
         "after `pip install open-rppg`",
     ),
-    "efficientphys": (
-        "EfficientPhys",
-        convert_open_rppg_efficientphys,
-        "they are converted from open-rppg's on first use: `pip install open-rppg` (or "
-        "rppgedit[attackers]) and rerun",
-    ),
+    "efficientphys": ("EfficientPhys", convert_open_rppg_efficientphys, _FIRST_USE_HINT),
+    "physformer": ("PhysFormer", convert_open_rppg_physformer, _FIRST_USE_HINT),
+    "facephys": ("FacePhys", convert_open_rppg_facephys, _FIRST_USE_HINT),
 }
 
 
@@ -632,7 +882,7 @@ def _load_open_rppg(model: str, variant: str, checkpoint_dir) -> dict[str, Any]:
     return _load_cached(model, variant, str(_checkpoint_root(checkpoint_dir)), named)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _load_cached(model: str, variant: str, root: str, named: bool = True) -> dict[str, Any]:
     """`_load_open_rppg`'s checkpoint, read once per process (converted first when missing)."""
     title, convert, hint = _OPEN_RPPG_MODELS[model]

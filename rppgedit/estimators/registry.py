@@ -52,8 +52,9 @@ class Estimator:
 
 # The readers an audit, a report or an experiment uses unless told otherwise: eight classical
 # methods and PhysNet with both weight sets, all shipped with rppgedit. The estimators registered
-# beside them (`pbv_raw`; EfficientPhys, whose weights are converted from the optional open-rppg on
-# first use) are read when named.
+# beside them (`pbv_raw`; EfficientPhys, PhysFormer and FacePhys, whose weights are converted from
+# the optional open-rppg on first use) are read when named: never surrogates by default, they are
+# the held-back judges of an edit.
 DEFAULT_READERS = (
     "green", "pos", "chrom", "lgi", "pbv", "omit", "ica", "pca", "physnet_pure", "physnet_rlap",
 )  # fmt: skip

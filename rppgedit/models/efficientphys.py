@@ -101,7 +101,7 @@ def _avg_pool2(x: jax.Array) -> jax.Array:
     return jnp.mean(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
 
 
-class _Conv2D(nn.Module):
+class Conv2D(nn.Module):
     """Stride-1 2-D convolution with parameters `kernel` (kh, kw, in, out) and `bias` (out,).
 
     Keras stores Conv2D kernels in this (HWIO) layout. Applied with `physnet._conv2d`, whose input
@@ -171,13 +171,13 @@ class EfficientPhys(nn.Module):
         def conv(x, name, features, padding):  # TSM, then the 3x3 convolution + tanh per frame
             x = temporal_shift(x, self.segment)
             frames = x.reshape(b * t, *x.shape[2:])
-            y = jnp.tanh(_Conv2D(features, (3, 3), padding, name=name)(frames))
+            y = jnp.tanh(Conv2D(features, (3, 3), padding, name=name)(frames))
             return y.reshape(b, t, *y.shape[1:])
 
         def attend(x, name):  # attention mask, then the 2x2 average pool
             frames = x.reshape(b * t, *x.shape[2:])
             mask = attention_mask(
-                nn.sigmoid(_Conv2D(frames.shape[-1], (1, 1), "VALID", name=name)(frames))
+                nn.sigmoid(Conv2D(frames.shape[-1], (1, 1), "VALID", name=name)(frames))
             )
             y = _avg_pool2(frames * mask)
             return y.reshape(b, t, *y.shape[1:])

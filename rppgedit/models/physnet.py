@@ -252,7 +252,7 @@ class _Conv3D(nn.Module):
         return y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
 
 
-class _ConvBlock(nn.Module):
+class ConvBlock(nn.Module):
     """Conv3D (or temporal ConvTranspose3D) -> BatchNorm (unless folded) -> activation -> max-pool.
 
     Attributes:
@@ -351,7 +351,7 @@ class PhysNet(nn.Module):
         if train and self.folded:
             raise ValueError("folded PhysNet is inference-only")
         block = functools.partial(
-            _ConvBlock,
+            ConvBlock,
             bn_epsilon=self.bn_epsilon,
             folded=self.folded,
             impl=resolve_impl(self.impl),
