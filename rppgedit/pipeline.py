@@ -31,7 +31,7 @@ from rppgedit import progress as progress_bars
 from rppgedit.engine import MIN_FRAMES
 from rppgedit.errors import RppgEditError
 from rppgedit.video import crop, decode, encode, face, paste, probe, quantise, skin
-from rppgedit.windows import edit_plan
+from rppgedit.windows import default_window, edit_plan
 
 # Full frames are decoded, pasted, quantised and encoded in chunks of about this many bytes counted
 # as float32 pixels (the paste program's inputs and outputs are a few times the chunk's uint8
@@ -87,7 +87,8 @@ class EditJob:
       method: editor name (see `rppgedit.editors.METHODS`).
       target: what to embed (or remove).
       work_size: side of the square face crop the editor works on, in pixels.
-      window: frames per editing window (the surrogate's length).
+      window: frames per editing window (the surrogate's length); 0 (the default) is resolved
+        when the job is made: `windows.default_window` of the target (256 for a removal, 128).
       overlap: minimum overlap of consecutive windows, blended with cross-fades.
       batch_windows: windows each device edits in one vmapped call.
       mask_method: skin-mask rule (see `rppgedit.video.skin`).
@@ -101,7 +102,7 @@ class EditJob:
     method: str = "privacy_phys"
     target: targets.TargetSpec = targets.TargetSpec()
     work_size: int = 64
-    window: int = 128
+    window: int = 0
     overlap: int = 32
     batch_windows: int = 2
     mask_method: str = "ycrcb_adaptive"
@@ -110,6 +111,10 @@ class EditJob:
     seed: int = 0
     method_options: tuple[tuple[str, Any], ...] = ()
     estimators: tuple[str, ...] = ("green", "pos", "chrom", "physnet_pure")
+
+    def __post_init__(self):
+        if self.window == 0:  # resolved once, so that every reader of the job sees frames
+            object.__setattr__(self, "window", default_window(self.target.kind == "none"))
 
 
 @dataclasses.dataclass

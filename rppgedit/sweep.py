@@ -97,6 +97,7 @@ from rppgedit.errors import RppgEditError
 from rppgedit.estimators import registry
 from rppgedit.runner import ClipRef
 from rppgedit.video import crop, encode, skin
+from rppgedit.windows import default_window
 
 SAVE_FORMATS = ("npy", "mkv", "none")
 MANIFEST = runner.MANIFEST
@@ -143,7 +144,8 @@ class SweepSpec:
       method_options: (field, value) overrides applied to every method whose Config has the field.
       target_kind: "sinusoid", "pulse" or "none" (remove the pulse).
       work_size: side S of the face crop the editor works on, in pixels.
-      window, overlap: frames per editing window and minimum overlap (as in `pipeline.EditJob`).
+      window, overlap: frames per editing window (0: `windows.default_window` of the target
+        kind) and minimum overlap (as in `pipeline.EditJob`).
       mask_method: skin-mask rule (`rppgedit.video.skin`).
       quantize: "stochastic" or "round" 8-bit rounding of the edited crop.
       seed: seed of the targets' random parts and of the rounding (`--mode=edit --seed`: every item
@@ -170,7 +172,7 @@ class SweepSpec:
     method_options: tuple[tuple[str, Any], ...] = ()
     target_kind: str = "sinusoid"
     work_size: int = 64
-    window: int = 128
+    window: int = 0
     overlap: int = 32
     mask_method: str = "ycrcb_adaptive"
     quantize: str = "stochastic"
@@ -192,7 +194,10 @@ class SweepSpec:
         need(bool(self.methods) and bool(self.estimators), "needs methods and estimators")
         need(bool(self.fidelity_weights) and bool(self.steps), "needs lambda and steps values")
         need(self.target_kind == "none" or bool(self.target_hrs), "needs target heart rates")
-        need(self.work_size >= 8 and self.window >= 8 and 0 <= self.overlap, "bad sizes")
+        need(
+            self.work_size >= 8 and (self.window == 0 or self.window >= 8) and 0 <= self.overlap,
+            "bad sizes",
+        )
         if self.source == "synthetic":
             need(bool(self.seeds), "needs synthetic seeds")
             need(self.num_frames >= 32, f"synthetic clips need >= 32 frames, got {self.num_frames}")
@@ -342,7 +347,7 @@ def _edit_job(spec: SweepSpec) -> pipeline.EditJob:
     """The `pipeline.EditJob` whose windows, rounding and seed the sweep's items use."""
     return pipeline.EditJob(
         work_size=spec.work_size,
-        window=spec.window,
+        window=spec.window or default_window(spec.target_kind == "none"),
         overlap=spec.overlap,
         mask_method=spec.mask_method,
         quantize=spec.quantize,
@@ -369,7 +374,7 @@ class SweepPlan:
         s = self.spec
         return {
             "work_size": s.work_size,
-            "window": s.window,
+            "window": self.job.window,
             "overlap": s.overlap,
             "mask_method": s.mask_method,
             "quantize": s.quantize,

@@ -1,5 +1,7 @@
 """Windowing and cross-fade blending."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -43,3 +45,27 @@ def test_bad_arguments():
         window_starts(100, 128, 0)
     with pytest.raises(ValueError):
         window_starts(300, 128, 128)
+
+
+def test_a_job_without_a_window_gets_the_default_of_its_target():
+    """Window 0 (the flag's and `EditJob`'s default) is resolved when the job is made: 128 frames
+    for a target, 256 for a removal; an asked-for window is kept, and the sweep resolves its own
+    the same way (its removals' bits equal `--mode=edit`'s)."""
+    from rppgedit import pipeline, sweep, targets, validate
+    from rppgedit.errors import RppgEditError
+    from rppgedit.windows import REMOVAL_WINDOW, TARGET_WINDOW, default_window
+
+    none = targets.TargetSpec(kind="none")
+    assert (TARGET_WINDOW, REMOVAL_WINDOW) == (128, 256)
+    assert pipeline.EditJob().window == default_window(False) == 128
+    assert pipeline.EditJob(target=none).window == default_window(True) == 256
+    assert pipeline.EditJob(target=none, window=64).window == 64
+    spec = sweep.SweepSpec(target_kind="none", seeds=(0,))
+    assert sweep._edit_job(spec).window == 256
+    assert sweep._edit_job(dataclasses.replace(spec, target_kind="sinusoid")).window == 128
+    validate.windows(0, 32, 2, 64)  # the default passes
+    for bad in (5, 31):
+        with pytest.raises(RppgEditError, match=r"^--window: must be 0 \(the default\) or in 32"):
+            validate.windows(bad, 0, 2, 64)
+    with pytest.raises(RppgEditError, match="^--overlap"):
+        validate.windows(0, 128, 2, 64)  # the smaller default bounds the overlap

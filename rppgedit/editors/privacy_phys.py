@@ -200,6 +200,13 @@ class PrivacyPhysConfig:
         23; at twice or half it 0 / 0 and 1 / 5; the largest agreeing group 7.8 / 6.1 of 10
         losslessly (clips rendered without a pulse: 4.8) and 5.1 / 5.0 after CRF 23; PSNR 59.20 /
         60.41 dB.
+      cancel_width_hz: removal only: `own_pulse` keeps the window's DFT bins within this many Hz
+        of its strongest rate (at least one bin each side). 0.25 keeps one bin each side of a
+        128-frame window at 30 fps (0.23 Hz apart, as 0.1 did) and two of a 256-frame one, the
+        removal's default window (`windows.REMOVAL_WINDOW`), so that the cancelled band is as
+        wide in Hz. Measured (`benchmarks/removal_codec.py --seeds 0-7 --outputs lossless`,
+        256-frame windows), 0.1 / 0.25 / 0.4: readings at the true rate 6 / 3 / 4 of 80, mean
+        largest group 5.2 / 5.4 / 5.2 of 10.
       regional_timing: target mode only: in each face region (`roi.FACE_REGIONS`: forehead,
         cheeks) the start (`init_scale`) and, with `region_weight`, the region's target are the
         target delayed (by at most `PLANTED_LAG_S`) and scaled as that region's own pulse trails
@@ -292,6 +299,7 @@ class PrivacyPhysConfig:
     cancel_init: float = 1.0
     regional_timing: bool = True
     deep_every: int = 4
+    cancel_width_hz: float = 0.25
 
     def __post_init__(self):
         if self.steps < 1 or self.learning_rate <= 0 or self.fidelity_weight < 0:
@@ -510,7 +518,9 @@ def own_pulse(clip, mask, direction, cfg: PrivacyPhysConfig):
     (`signals.pulse_component`, the part `signals.pulse_strength` measures), so that noise,
     motion and lighting elsewhere in the band are left alone."""
     own = _colour_trace(clip, mask, direction)
-    return signals.pulse_component(own, cfg.fps, band_hz=cfg.band_hz)
+    return signals.pulse_component(
+        own, cfg.fps, band_hz=cfg.band_hz, half_width_hz=cfg.cancel_width_hz
+    )
 
 
 # The largest delay a face region's start is given: the pulse reaches the forehead and the cheeks

@@ -819,7 +819,7 @@ def run_experiment(
         "crops": list(exp.crops),
         **{k: result[k] for k in ("complete", "missing", "edited", "skipped", "total_items")},
         "work_size": work_size,
-        "window": window,
+        "window": job.window,
         "overlap": overlap,
         "batch_windows": batch_windows,
         "clip_seconds": clip_seconds,
