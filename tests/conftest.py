@@ -64,3 +64,24 @@ def require_open_rppg() -> None:
     for package in ("rppg", "keras"):  # keras: a dependency of open-rppg
         if importlib.util.find_spec(package) is None:
             raise ImportError(f"{package} is not installed: pip install -e '.[test]'")
+
+
+def count_values(tree) -> int:
+    """The number of values in a pytree of arrays (a model's parameters)."""
+    return sum(int(np.prod(np.shape(a))) for a in jax.tree.leaves(tree))
+
+
+def pearson(a, b):
+    """Pearson correlation of two signals "t" (traced: a loss of the deep models' gradient tests)."""
+    a = a - jax.numpy.mean(a)
+    b = b - jax.numpy.mean(b)
+    return jax.numpy.sum(a * b) / jax.numpy.sqrt(jax.numpy.sum(a * a) * jax.numpy.sum(b * b))
+
+
+def h5_datasets(group) -> list:
+    """Every dataset under an h5py group (the values a Keras weight file stores)."""
+    import h5py
+
+    out = []
+    group.visititems(lambda _, obj: out.append(obj) if isinstance(obj, h5py.Dataset) else None)
+    return out

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import require_open_rppg, run_keras_script
+from conftest import count_values, h5_datasets, pearson, require_open_rppg, run_keras_script
 
 from rppgedit import checkpoints, signals
 from rppgedit.data.synthetic import grid_clip, make_clip
@@ -25,16 +25,6 @@ def weights(tmp_path_factory):
     return {v: checkpoints.load_efficientphys(v, root) for v in checkpoints.VARIANTS}
 
 
-def _count(tree):
-    return sum(int(np.prod(np.shape(a))) for a in jax.tree.leaves(tree))
-
-
-def _pearson(a, b):
-    a = a - jnp.mean(a)
-    b = b - jnp.mean(b)
-    return jnp.sum(a * b) / jnp.sqrt(jnp.sum(a * a) * jnp.sum(b * b))
-
-
 # ------------------------------------------------------------------------------ model structure
 
 
@@ -42,8 +32,8 @@ def test_parameter_count_and_shapes(key):
     variables = jax.eval_shape(efficientphys.init_variables, key)
     # The open-rppg weight files hold 2,178,561 trainable values and 10,368 BN running statistics
     # (mean and variance of each of the 72*72 pixel positions).
-    assert _count(variables["params"]) == 2_178_561
-    assert _count(variables["batch_stats"]) == 10_368
+    assert count_values(variables["params"]) == 2_178_561
+    assert count_values(variables["batch_stats"]) == 10_368
     for t in (8, 16, 160):
         x = jax.ShapeDtypeStruct((2, t, 72, 72, 3), jnp.float32)
         y = jax.eval_shape(efficientphys.EfficientPhys().apply, variables, x)
@@ -156,12 +146,6 @@ def test_matches_open_rppg_keras_efficientphys(weights, tmp_path, rng):
 # -------------------------------------------------------------------------------- the weights
 
 
-def _h5_datasets(group):
-    out = []
-    group.visititems(lambda _, obj: out.append(obj) if isinstance(obj, h5py.Dataset) else None)
-    return out
-
-
 @pytest.mark.parametrize("variant", checkpoints.VARIANTS)
 def test_checkpoint_equals_a_fresh_conversion_of_the_h5(weights, variant, tmp_path):
     h5_path = checkpoints.open_rppg_efficientphys_file(variant)
@@ -188,8 +172,8 @@ def test_checkpoint_equals_a_fresh_conversion_of_the_h5(weights, variant, tmp_pa
             np.testing.assert_array_equal(
                 np.asarray(got, np.float64), np.asarray(f[key], np.float64)
             )
-        stored = sum(int(np.prod(d.shape)) for d in _h5_datasets(f))  # every value lands somewhere
-    assert stored == _count(fresh) == 2_188_929
+        stored = sum(int(np.prod(d.shape)) for d in h5_datasets(f))  # every value lands somewhere
+    assert stored == count_values(fresh) == 2_188_929
     meta = checkpoints.pytree_metadata(tmp_path / "ckpt")
     assert meta["model"] == "EfficientPhys" and meta["trained_on"] == variant.upper()
     assert meta["sha256"] == checkpoints._sha256(h5_path)
@@ -209,7 +193,7 @@ def test_gradient_through_estimate_bvp_is_finite_nonzero_and_descends(weights):
 
     @jax.jit
     def loss(x):
-        return -_pearson(efficientphys.estimate_bvp(variables, x), target)
+        return -pearson(efficientphys.estimate_bvp(variables, x), target)
 
     value, grad = jax.jit(jax.value_and_grad(loss))(frames)
     assert np.isfinite(float(value))
@@ -240,7 +224,7 @@ def test_registry_entry_reads_synthetic_heart_rate(weights, variant, seed):
     hr = float(signals.heart_rate(bvp, clip.fps))
     assert abs(hr - clip.hr_bpm) <= 3.0, (variant, seed, hr, clip.hr_bpm)
     # The project's sign: positively correlated with the true pulse (measured r = 0.76 to 0.92).
-    assert float(_pearson(bvp, jnp.asarray(clip.bvp, jnp.float32))) > 0.5
+    assert float(pearson(bvp, jnp.asarray(clip.bvp, jnp.float32))) > 0.5
 
 
 def test_a_privacy_phys_edit_with_it_as_the_surrogate_moves_its_reading(weights):
@@ -259,7 +243,7 @@ def test_a_privacy_phys_edit_with_it_as_the_surrogate_moves_its_reading(weights)
     )
     state = {"efficientphys_pure": weights["pure"]}
     edited, aux = privacy_phys.edit(state, crop, mask, target, cfg)
-    before = float(_pearson(efficientphys.estimate_bvp(weights["pure"], crop), target))
-    after = float(_pearson(aux["surrogates"]["efficientphys_pure"], target))
+    before = float(pearson(efficientphys.estimate_bvp(weights["pure"], crop), target))
+    after = float(pearson(aux["surrogates"]["efficientphys_pure"], target))
     assert before < 0.3 and after > 0.6, (before, after)
     assert float(jnp.abs(edited - crop).max()) < 0.1  # a small edit did it

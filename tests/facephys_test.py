@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import require_open_rppg
+from conftest import count_values, h5_datasets, pearson, require_open_rppg
 
 from rppgedit import checkpoints, signals
 from rppgedit.data.synthetic import grid_clip, make_clip
@@ -115,22 +115,12 @@ def weights(tmp_path_factory):
     return checkpoints.load_facephys("rlap", tmp_path_factory.mktemp("checkpoints"))
 
 
-def _count(tree):
-    return sum(int(np.prod(np.shape(a))) for a in jax.tree.leaves(tree))
-
-
-def _pearson(a, b):
-    a = a - jnp.mean(a)
-    b = b - jnp.mean(b)
-    return jnp.sum(a * b) / jnp.sqrt(jnp.sum(a * a) * jnp.sum(b * b))
-
-
 # ------------------------------------------------------------------------------ model structure
 
 
 def test_parameter_count_and_shapes(key):
     variables = jax.eval_shape(facephys.init_variables, key)
-    assert set(variables) == {"params"} and _count(variables) == NUM_VALUES
+    assert set(variables) == {"params"} and count_values(variables) == NUM_VALUES
     x = jax.ShapeDtypeStruct((2, 45, 36, 36, 3), jnp.float32)  # any T: the scan pads to chunks
     y = jax.eval_shape(facephys.FacePhys().apply, variables, x)
     assert y.shape == (2, 45) and y.dtype == jnp.float32
@@ -185,12 +175,6 @@ def test_moving_normalize_equals_a_frame_loop(rng):
 # -------------------------------------------------------------------------------- the weights
 
 
-def _h5_datasets(group):
-    out = []
-    group.visititems(lambda _, obj: out.append(obj) if isinstance(obj, h5py.Dataset) else None)
-    return out
-
-
 def test_checkpoint_equals_a_fresh_conversion_of_the_h5(weights, tmp_path):
     h5_path = checkpoints.open_rppg_facephys_file()
     fresh = checkpoints.convert_open_rppg_facephys("rlap", tmp_path / "ckpt")
@@ -217,8 +201,8 @@ def test_checkpoint_equals_a_fresh_conversion_of_the_h5(weights, tmp_path):
             np.testing.assert_array_equal(
                 np.asarray(got, np.float64), np.asarray(f[key], np.float64)
             )
-        stored = sum(int(np.prod(d.shape)) for d in _h5_datasets(f))  # every value lands somewhere
-    assert stored == _count(fresh) == NUM_VALUES
+        stored = sum(int(np.prod(d.shape)) for d in h5_datasets(f))  # every value lands somewhere
+    assert stored == count_values(fresh) == NUM_VALUES
     meta = checkpoints.pytree_metadata(tmp_path / "ckpt")
     assert meta["model"] == "FacePhys" and meta["trained_on"] == "RLAP"
     assert meta["sha256"] == checkpoints._sha256(h5_path)
@@ -243,7 +227,7 @@ def face_run(weights):
 
     def loss(frames, target):
         bvp = fn(weights, frames, 30.0)
-        return -_pearson(bvp, target), bvp
+        return -pearson(bvp, target), bvp
 
     value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
     done = {}
@@ -298,7 +282,7 @@ def test_registry_entry_reads_synthetic_heart_rate(face_run, seed):
 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_matches_open_rppg_keras_facephys(weights, keras_job, keras_out):
-    assert int(keras_out["count"]) == _count(weights) == NUM_VALUES
+    assert int(keras_out["count"]) == count_values(weights) == NUM_VALUES
     inputs = keras_job["inputs"]
     network = jax.jit(facephys.FacePhys().apply)
     outputs = network(weights, np.stack(list(inputs.values())), 1 / 30)

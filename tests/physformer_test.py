@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import require_open_rppg
+from conftest import count_values, h5_datasets, pearson, require_open_rppg
 
 from rppgedit import checkpoints, signals
 from rppgedit.data.synthetic import grid_clip, make_clip
@@ -99,16 +99,6 @@ def weights(tmp_path_factory, keras_run):
     return {v: checkpoints.load_physformer(v, root) for v in checkpoints.VARIANTS}
 
 
-def _count(tree):
-    return sum(int(np.prod(np.shape(a))) for a in jax.tree.leaves(tree))
-
-
-def _pearson(a, b):
-    a = a - jnp.mean(a)
-    b = b - jnp.mean(b)
-    return jnp.sum(a * b) / jnp.sqrt(jnp.sum(a * a) * jnp.sum(b * b))
-
-
 # ------------------------------------------------------------------------------ model structure
 
 
@@ -116,8 +106,8 @@ def test_parameter_count_and_shapes(key, weights):
     variables = jax.eval_shape(physformer.init_variables, key)
     # Keras's model.count_params() of open-rppg's PhysFormer: 7,380,865 trainable values and 14,448
     # BatchNorm running statistics (the .weights.h5 files hold 7,395,313 values in all).
-    assert _count(variables["params"]) == 7_380_865
-    assert _count(variables["batch_stats"]) == 14_448
+    assert count_values(variables["params"]) == 7_380_865
+    assert count_values(variables["batch_stats"]) == 14_448
     x = jax.ShapeDtypeStruct((2, 160, 128, 128, 3), jnp.float32)
     y = jax.eval_shape(physformer.PhysFormer().apply, variables, x)
     assert y.shape == (2, 160) and y.dtype == jnp.float32
@@ -176,12 +166,6 @@ def test_patch_embed_is_a_strided_valid_convolution(rng):
 # -------------------------------------------------------------------------------- the weights
 
 
-def _h5_datasets(group):
-    out = []
-    group.visititems(lambda _, obj: out.append(obj) if isinstance(obj, h5py.Dataset) else None)
-    return out
-
-
 @pytest.mark.parametrize("variant", checkpoints.VARIANTS)
 def test_checkpoint_equals_a_fresh_conversion_of_the_h5(weights, variant, tmp_path):
     h5_path = checkpoints.open_rppg_physformer_file(variant)
@@ -215,8 +199,8 @@ def test_checkpoint_equals_a_fresh_conversion_of_the_h5(weights, variant, tmp_pa
             np.testing.assert_array_equal(
                 np.asarray(got, np.float64).ravel(), np.asarray(f[key], np.float64).ravel()
             )
-        stored = sum(int(np.prod(d.shape)) for d in _h5_datasets(f))  # every value lands somewhere
-    assert stored == _count(fresh) == 7_395_313
+        stored = sum(int(np.prod(d.shape)) for d in h5_datasets(f))  # every value lands somewhere
+    assert stored == count_values(fresh) == 7_395_313
     meta = checkpoints.pytree_metadata(tmp_path / "ckpt")
     assert meta["model"] == "PhysFormer" and meta["trained_on"] == variant.upper()
     assert meta["sha256"] == checkpoints._sha256(h5_path)
@@ -235,7 +219,7 @@ def test_gradient_through_estimate_bvp_is_finite_nonzero_and_descends(weights):
     target = jnp.asarray(np.sin(2 * np.pi * 2.0 * t), jnp.float32)
 
     def loss(x):
-        return -_pearson(physformer.estimate_bvp(variables, x), target)
+        return -pearson(physformer.estimate_bvp(variables, x), target)
 
     value_and_grad = jax.jit(jax.value_and_grad(loss))
     value, grad = value_and_grad(frames)
@@ -267,7 +251,7 @@ def test_registry_entry_reads_synthetic_heart_rate(weights, variant):
     hr = float(signals.heart_rate(bvp, clip.fps))
     assert abs(hr - clip.hr_bpm) <= 3.0, (variant, hr, clip.hr_bpm)
     # The project's sign: positively correlated with the true pulse (measured r = 0.71, 0.77).
-    assert float(_pearson(bvp, jnp.asarray(clip.bvp, jnp.float32))) > 0.5
+    assert float(pearson(bvp, jnp.asarray(clip.bvp, jnp.float32))) > 0.5
 
 
 # ------------------------------------------------------------------ parity with open-rppg (Keras)

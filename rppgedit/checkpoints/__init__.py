@@ -603,15 +603,8 @@ def _read_open_rppg_physformer_h5(path: pathlib.Path) -> dict[str, Any]:
 
 
 def convert_open_rppg_physformer(variant: Variant, out_dir: str | os.PathLike) -> dict[str, Any]:
-    """Converts open-rppg's PhysFormer weights to Flax variables and saves them at `out_dir`.
-
-    Args:
-      variant: "pure" (trained on PURE) or "rlap" (trained on RLAP).
-      out_dir: the orbax checkpoint folder to write (overwritten if present).
-
-    Returns:
-      `{'params', 'batch_stats'}` float32, for `PhysFormer(bn_epsilon=KERAS_BN_EPSILON)`.
-    """
+    """`convert_open_rppg_efficientphys` for PhysFormer: `{'params', 'batch_stats'}` float32, for
+    `PhysFormer(bn_epsilon=KERAS_BN_EPSILON)`."""
     path = open_rppg_physformer_file(variant)
     variables = _read_open_rppg_physformer_h5(path)
     return _save_open_rppg(
@@ -676,15 +669,8 @@ def _read_open_rppg_facephys_h5(path: pathlib.Path) -> dict[str, Any]:
 
 
 def convert_open_rppg_facephys(variant: str, out_dir: str | os.PathLike) -> dict[str, Any]:
-    """Converts open-rppg's FacePhys weights to Flax variables and saves them at `out_dir`.
-
-    Args:
-      variant: "rlap" (the only one open-rppg ships).
-      out_dir: the orbax checkpoint folder to write (overwritten if present).
-
-    Returns:
-      `{'params'}` float32, for `rppgedit.models.facephys.FacePhys`.
-    """
+    """`convert_open_rppg_efficientphys` for FacePhys ("rlap", the only variant open-rppg ships):
+    `{'params'}` float32, for `rppgedit.models.facephys.FacePhys`."""
     _check_facephys_variant(variant)
     path = open_rppg_facephys_file()
     variables = _read_open_rppg_facephys_h5(path)
@@ -818,19 +804,8 @@ def load_efficientphys(
 def load_physformer(
     variant: Variant, checkpoint_dir: str | os.PathLike | None = None
 ) -> dict[str, Any]:
-    """PhysFormer `{'params', 'batch_stats'}` from `checkpoint_dir/physformer_<variant>`.
-
-    As `load_efficientphys`: not shipped; converted into the user's cache from open-rppg's weights
-    on first use (logged) when the folder has no such checkpoint. Cached per process.
-
-    Args:
-      variant: "pure" or "rlap".
-      checkpoint_dir: folder of checkpoints; `default_checkpoint_dir()` when None.
-
-    Raises:
-      RppgEditError: the checkpoint is missing (and open-rppg is not installed), or a shipped one
-        differs from its record.
-    """
+    """PhysFormer `{'params', 'batch_stats'}` from `checkpoint_dir/physformer_<variant>`, as
+    `load_efficientphys` (not shipped: converted from open-rppg's weights on first use)."""
     return _load_open_rppg("physformer", variant, checkpoint_dir)
 
 
