@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable, Mapping
 
 from rppgedit.errors import RppgEditError
+from rppgedit.windows import default_window
 
 # The modes, in the order the help lists them.
 MODES = ("demo", "edit", "live", "evaluate", "bench", "sweep", "experiment", "train", "convert")
@@ -471,6 +472,8 @@ def resolve(flag_values, mode: str | None = None) -> Settings:
         values[s.name] = value
     given |= set(config)
     values["mode"] = mode
+    if values.get("window") == 0:  # the default: the target's window, shown as such in the tree
+        values["window"] = default_window(values.get("target") == "none")
     unused = sorted(n for n in given if mode not in BY_NAME[n].modes)
     if unused:
         names = ", ".join(f"--{n}" for n in unused)
