@@ -85,3 +85,26 @@ def h5_datasets(group) -> list:
     out = []
     group.visititems(lambda _, obj: out.append(obj) if isinstance(obj, h5py.Dataset) else None)
     return out
+
+
+def check_keras_conversion(h5_path, checkpoint, fresh, checks, *, model, trained_on, bn_epsilon,
+                           num_values) -> None:  # fmt: skip
+    """A checkpoint converted from an open-rppg Keras weight file: each (value, h5 dataset key) of
+    `checks` equals the file's dataset, every value the file stores lands in `fresh` (the converted
+    variables, `num_values` of them), and the checkpoint's metadata names its source."""
+    import h5py
+
+    from rppgedit import checkpoints
+
+    with h5py.File(h5_path, "r") as f:
+        for got, key in checks:
+            np.testing.assert_array_equal(
+                np.asarray(got, np.float64), np.asarray(f[key], np.float64)
+            )
+        stored = sum(int(np.prod(d.shape)) for d in h5_datasets(f))
+    assert stored == count_values(fresh) == num_values
+    meta = checkpoints.pytree_metadata(checkpoint)
+    assert meta["model"] == model and meta["trained_on"] == trained_on
+    assert meta["sha256"] == checkpoints._sha256(h5_path)
+    assert meta["bn_epsilon"] == bn_epsilon
+    assert meta["license"].startswith("MIT")

@@ -7,12 +7,11 @@ import subprocess
 import sys
 import textwrap
 
-import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import count_values, h5_datasets, pearson, require_open_rppg
+from conftest import check_keras_conversion, count_values, pearson, require_open_rppg
 
 from rppgedit import checkpoints, signals
 from rppgedit.data.synthetic import grid_clip, make_clip
@@ -184,29 +183,22 @@ def test_checkpoint_equals_a_fresh_conversion_of_the_h5(weights, tmp_path):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     p = fresh["params"]
     block = "layers/sequential/layers/ssc_block"
-    with h5py.File(h5_path, "r") as f:
-        checks = [
-            (p["block0"]["ssconv0"]["ssm"]["A_log"], f"{block}/ssc/layers/ss_conv/ssm/vars/0"),
-            (p["block1"]["ssconv1"]["tn"]["x2mean"], f"{block}_1/ssc/layers/ss_conv_1/tn/vars/4"),
-            (
-                p["block2"]["ssconv0"]["conv1"]["kernel"],
-                f"{block}_2/ssc/layers/ss_conv/conv1/layers/conv2d/vars/0",
-            ),  # fmt: skip
-            (p["block3"]["ds_kernel"], f"{block}_3/ds/vars/0"),
-            (p["out_proj"]["kernel"], "layers/sequential_1/layers/dense/vars/0"),
-            (p["head_ssm1"]["init_ssm_state"], "head/layers/ss_mr_ppg_1/vars/4"),
-            (p["head_dense"]["bias"], "head/layers/dense/vars/1"),
-        ]
-        for got, key in checks:
-            np.testing.assert_array_equal(
-                np.asarray(got, np.float64), np.asarray(f[key], np.float64)
-            )
-        stored = sum(int(np.prod(d.shape)) for d in h5_datasets(f))  # every value lands somewhere
-    assert stored == count_values(fresh) == NUM_VALUES
-    meta = checkpoints.pytree_metadata(tmp_path / "ckpt")
-    assert meta["model"] == "FacePhys" and meta["trained_on"] == "RLAP"
-    assert meta["sha256"] == checkpoints._sha256(h5_path)
-    assert meta["license"].startswith("MIT") and meta["bn_epsilon"] is None
+    checks = [
+        (p["block0"]["ssconv0"]["ssm"]["A_log"], f"{block}/ssc/layers/ss_conv/ssm/vars/0"),
+        (p["block1"]["ssconv1"]["tn"]["x2mean"], f"{block}_1/ssc/layers/ss_conv_1/tn/vars/4"),
+        (
+            p["block2"]["ssconv0"]["conv1"]["kernel"],
+            f"{block}_2/ssc/layers/ss_conv/conv1/layers/conv2d/vars/0",
+        ),  # fmt: skip
+        (p["block3"]["ds_kernel"], f"{block}_3/ds/vars/0"),
+        (p["out_proj"]["kernel"], "layers/sequential_1/layers/dense/vars/0"),
+        (p["head_ssm1"]["init_ssm_state"], "head/layers/ss_mr_ppg_1/vars/4"),
+        (p["head_dense"]["bias"], "head/layers/dense/vars/1"),
+    ]
+    check_keras_conversion(
+        h5_path, tmp_path / "ckpt", fresh, checks, model="FacePhys", trained_on="RLAP",
+        bn_epsilon=None, num_values=NUM_VALUES,
+    )  # fmt: skip
     with pytest.raises(RppgEditError, match="RLAP only"):
         checkpoints.load_facephys("pure", tmp_path)
     with pytest.raises(RppgEditError, match="unknown FacePhys variant"):

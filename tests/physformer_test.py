@@ -6,12 +6,11 @@ import subprocess
 import sys
 import textwrap
 
-import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import count_values, h5_datasets, pearson, require_open_rppg
+from conftest import check_keras_conversion, count_values, pearson, require_open_rppg
 
 from rppgedit import checkpoints, signals
 from rppgedit.data.synthetic import grid_clip, make_clip
@@ -176,36 +175,29 @@ def test_checkpoint_equals_a_fresh_conversion_of_the_h5(weights, variant, tmp_pa
         assert np.asarray(a).dtype == np.float32
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     group = "layers/transformer_st_tdc_gra_sharp_2/blocks/block_st_tdc_gra_sharp_3"
-    with h5py.File(h5_path, "r") as f:
-        checks = [
-            (fresh["params"]["stem0"]["conv"]["kernel"], "layers/sequential/layers/conv3d/vars/0"),
-            (
-                fresh["params"]["upsample2"]["bn"]["scale"],
-                "layers/sequential_4/layers/batch_normalization/vars/0",
-            ),  # fmt: skip
-            (fresh["params"]["patch_embedding"]["kernel"], "layers/conv3d/vars/0"),
-            (
-                fresh["params"]["block11"]["attn"]["proj_q"]["kernel"],
-                f"{group}/attn/proj_q/layers/cdc/vars/0",
-            ),  # fmt: skip
-            (
-                fresh["batch_stats"]["block11"]["pwff"]["stconv_bn"]["var"],
-                f"{group}/pwff/STConv/layers/batch_normalization/vars/3",
-            ),  # fmt: skip
-            (fresh["params"]["block11"]["norm2"]["scale"], f"{group}/norm2/vars/0"),
-            (fresh["params"]["last"]["kernel"][:, 0], "ConvBlockLast/vars/0"),
-        ]
-        for got, key in checks:
-            np.testing.assert_array_equal(
-                np.asarray(got, np.float64).ravel(), np.asarray(f[key], np.float64).ravel()
-            )
-        stored = sum(int(np.prod(d.shape)) for d in h5_datasets(f))  # every value lands somewhere
-    assert stored == count_values(fresh) == 7_395_313
-    meta = checkpoints.pytree_metadata(tmp_path / "ckpt")
-    assert meta["model"] == "PhysFormer" and meta["trained_on"] == variant.upper()
-    assert meta["sha256"] == checkpoints._sha256(h5_path)
-    assert meta["bn_epsilon"] == physformer.KERAS_BN_EPSILON
-    assert meta["license"].startswith("MIT")
+    checks = [
+        (fresh["params"]["stem0"]["conv"]["kernel"], "layers/sequential/layers/conv3d/vars/0"),
+        (
+            fresh["params"]["upsample2"]["bn"]["scale"],
+            "layers/sequential_4/layers/batch_normalization/vars/0",
+        ),  # fmt: skip
+        (fresh["params"]["patch_embedding"]["kernel"], "layers/conv3d/vars/0"),
+        (
+            fresh["params"]["block11"]["attn"]["proj_q"]["kernel"],
+            f"{group}/attn/proj_q/layers/cdc/vars/0",
+        ),  # fmt: skip
+        (
+            fresh["batch_stats"]["block11"]["pwff"]["stconv_bn"]["var"],
+            f"{group}/pwff/STConv/layers/batch_normalization/vars/3",
+        ),  # fmt: skip
+        (fresh["params"]["block11"]["norm2"]["scale"], f"{group}/norm2/vars/0"),
+        (fresh["params"]["last"]["kernel"].reshape(1, -1, 1), "ConvBlockLast/vars/0"),
+    ]
+    check_keras_conversion(
+        h5_path, tmp_path / "ckpt", fresh, checks, model="PhysFormer",
+        trained_on=variant.upper(), bn_epsilon=physformer.KERAS_BN_EPSILON,
+        num_values=7_395_313,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ gradients

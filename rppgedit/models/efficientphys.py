@@ -234,9 +234,7 @@ def estimate_bvp(
     lead, inner = clip.shape[:-4], clip.shape[-4:]
     clip = clip.reshape(-1, *inner)
     num = inner[0]
-    padded = -(-num // SEGMENT) * SEGMENT
-    if padded != num:  # the last frame held to a whole segment; its outputs are dropped
-        clip = jnp.concatenate([clip, jnp.repeat(clip[:, -1:], padded - num, axis=1)], axis=1)
+    clip = physnet.hold_last_frame(clip, -(-num // SEGMENT) * SEGMENT)  # whole segments
     y = EfficientPhys(bn_epsilon=bn_epsilon).apply(variables, clip)[:, :num]
     y = physnet.standardize_time(integrate(y), _OUTPUT_EPS)
     return y.reshape(*lead, num).astype(jnp.float32)

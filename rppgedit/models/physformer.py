@@ -356,8 +356,7 @@ def estimate_bvp(
         chunk = -(-num // PATCH) * PATCH
     count = -(-num // chunk)
     padded = count * chunk
-    if padded != num:  # the last frame held to a whole chunk; its outputs are dropped
-        clip = jnp.concatenate([clip, jnp.repeat(clip[:, -1:], padded - num, axis=1)], axis=1)
+    clip = physnet.hold_last_frame(clip, padded)  # whole chunks
     x = clip.reshape(-1, chunk, *inner[1:])  # (B * count, chunk, 128, 128, 3)
     y = PhysFormer(bn_epsilon=bn_epsilon).apply(variables, x)
     y = y.reshape(-1, padded)[:, :num]

@@ -459,6 +459,15 @@ def float_clip(clip) -> jax.Array:
     return clip.astype(jnp.float32)
 
 
+def hold_last_frame(clip: jax.Array, num_frames: int) -> jax.Array:
+    """Clips (B, T, ...) extended to `num_frames` >= T frames by repeating each one's last frame
+    (the padding of a call that needs whole segments or chunks; its outputs are dropped)."""
+    extra = num_frames - clip.shape[1]
+    if extra == 0:
+        return clip
+    return jnp.concatenate([clip, jnp.repeat(clip[:, -1:], extra, axis=1)], axis=1)
+
+
 def estimate_bvp(
     variables: Mapping[str, Any],
     clip: jax.Array,
