@@ -13,7 +13,6 @@ import os
 from collections.abc import Sequence
 
 from rppgedit.errors import RppgEditError
-from rppgedit.windows import TARGET_WINDOW
 
 # Sides of a frame a decoder may produce (ffmpeg's own limit is 16384 for most codecs).
 MAX_SIDE = 16384
@@ -142,11 +141,12 @@ def one_of(name: str, value, choices) -> None:
 
 
 def windows(window: int, overlap: int, batch_windows: int, work_size: int) -> None:
-    """The editing-window flags (`window` 0: the target's default, `windows.default_window`)."""
-    if window != 0 and not 32 <= int(window) <= MAX_WINDOW:
+    """The editing-window flags, once `settings.resolve` has turned `--window=0` (the default) into
+    the target's window (`windows.default_window`): frames from here on."""
+    if not 32 <= int(window) <= MAX_WINDOW:
         raise RppgEditError(
             f"--window: must be 0 (the default) or in 32..{MAX_WINDOW}, got {window}"
         )
-    integer("--overlap", overlap, 0, (window or TARGET_WINDOW) - 1)
+    integer("--overlap", overlap, 0, window - 1)
     integer("--batch_windows", batch_windows, 1, MAX_BATCH_WINDOWS)
     integer("--work_size", work_size, 8, MAX_WORK_SIZE)

@@ -55,6 +55,13 @@ def test_number_lists_are_parsed_for_every_mode(parse):
     assert parse("--mode=sweep").target_hrs == [120.0]
 
 
+def test_window_zero_resolves_to_the_targets_window_and_a_given_window_stays(parse):
+    assert parse("--mode=edit").window == 128
+    assert parse("--mode=edit", "--target=none").window == 256
+    assert parse("--mode=edit", "--window=0", "--target=none").window == 256
+    assert parse("--mode=edit", "--window=64", "--target=none").window == 64
+
+
 def test_config_file_then_flagfile_then_command_line(tmp_path, parse):
     config = tmp_path / "c.py"
     config.write_text(

@@ -63,9 +63,9 @@ def test_a_job_without_a_window_gets_the_default_of_its_target():
     spec = sweep.SweepSpec(target_kind="none", seeds=(0,))
     assert sweep._edit_job(spec).window == 256
     assert sweep._edit_job(dataclasses.replace(spec, target_kind="sinusoid")).window == 128
-    validate.windows(0, 32, 2, 64)  # the default passes
-    for bad in (5, 31):
+    validate.windows(TARGET_WINDOW, 32, 2, 64)
+    for bad in (0, 5, 31):  # 0 reaches validation only unresolved (`settings.resolve` resolves it)
         with pytest.raises(RppgEditError, match=r"^--window: must be 0 \(the default\) or in 32"):
             validate.windows(bad, 0, 2, 64)
     with pytest.raises(RppgEditError, match="^--overlap"):
-        validate.windows(0, 128, 2, 64)  # the smaller default bounds the overlap
+        validate.windows(TARGET_WINDOW, 128, 2, 64)  # the window bounds the overlap
