@@ -231,12 +231,13 @@ def _coloured_pulse_clip(pulse_colour, num=256, size=8):
 
 
 def test_a_free_colour_removal_cancels_the_pulse_in_every_channel_before_adam_starts():
-    """The pulse of real skin is not exactly along the pulse signature that the default edit
-    moves along. `own_pulse_channels` recovers each channel's pulse (float64 reference: a pulse
-    coloured (0.6, 0.9, 0.3), 19 degrees off the signature), and a removal (`colour` "free", its default)
-    starts from it cancelled: after one step of a negligible learning rate every channel keeps under 0.15 of its pulse.
-    Along the signature alone (`colour="pulse"`) the part of the pulse off the signature stays
-    (the blue channel keeps over half of its pulse)."""
+    """The pulse of real skin is not exactly along the pulse colour that a target edit moves
+    along (`regions.pulse_direction`: the signature scaled by the skin colour). `own_pulse_channels`
+    recovers each channel's pulse (float64 reference: a pulse coloured (0.6, 0.9, 0.3), 11 degrees
+    off that direction), and a removal (`colour` "free", its default) starts from it cancelled:
+    after one step of a negligible learning rate every channel keeps under 0.15 of its pulse.
+    Along the pulse colour alone (`colour="pulse"`) the part of the pulse off it stays (the blue
+    channel keeps over half of its pulse)."""
     colour = np.array([0.6, 0.9, 0.3])
     clip, pulse = _coloured_pulse_clip(colour)
     mask = np.ones(clip.shape[:3], bool)

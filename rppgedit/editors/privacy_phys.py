@@ -205,9 +205,9 @@ class PrivacyPhysConfig:
         own pulse (`own_pulse`: its skin trace along the pulse colour, narrow-band around its
         strongest rate; in free colour each channel's, `own_pulse_channels`), uniform over the
         skin, instead of at zero: the pulse is cancelled before Adam starts, so the steps flatten
-        what is left instead of covering the pulse with power planted elsewhere. Measured with `benchmarks/removal_codec.py --seeds 0-15 --outputs
-        lossless,crf23` (notched_flat, 16 clips x 10 estimators), from zero / from 1 (the
-        default): readings at the true rate 3 / 3 of 160 losslessly and 11 / 3 after H.264 CRF
+        what is left instead of covering the pulse with power planted elsewhere. Measured with
+        `benchmarks/removal_codec.py --seeds 0-15 --outputs lossless,crf23` (notched_flat, 16
+        clips x 10 estimators, along the pulse colour), from zero / from 1 (the default): readings at the true rate 3 / 3 of 160 losslessly and 11 / 3 after H.264 CRF
         23; at twice or half it 0 / 0 and 1 / 5; the largest agreeing group 7.8 / 6.1 of 10
         losslessly (clips rendered without a pulse: 4.8) and 5.1 / 5.0 after CRF 23; PSNR 59.20 /
         60.41 dB.
