@@ -118,12 +118,12 @@ HYPERPARAMETERS = ("learning_rate", "fidelity_weight")
 # channel (`own_pulse_channels`): a real pulse is not exactly along the signature, and the part off
 # it stayed for estimators that weight the channels their own way (ICA, PCA, GREEN, deep models).
 # Measured (`removal_codec.py --outputs lossless,crf23 --candidates colour=pulse colour=free`, seeds
-# 0-7 / 8-15, `channel_weight` 3), along the signature / free: at the true rate losslessly 3, 1 / 0, 0 of 80, after
-# CRF 23 1, 1 / 3, 1; mean largest group losslessly 5.4, 5.1 / 3.8, 4.5 of 10 (clips rendered
-# without a pulse: 4.8), after CRF 23 4.9, 4.9 / 5.2, 5.6; PSNR 60.29, 60.53 / 59.93, 60.39 dB. The
-# shared physrecorder clip, 20 readers (13 in-house, 7 open-rppg): largest group 7 / 6 of 20
-# losslessly, 11 / 7 after CRF 23, none at the true rate; PSNR 58.75 / 58.79 dB. In free colour
-# the R, G, B terms weigh twice as much (`channel_weight` 6: deeper at the true rate).
+# 0-7 / 8-15, `channel_weight` 3), along the signature / free: at the true rate losslessly 3, 1 / 0,
+# 0 of 80, after CRF 23 1, 1 / 3, 1; mean largest group losslessly 5.4, 5.1 / 3.8, 4.5 of 10 (clips
+# rendered without a pulse: 4.8), after CRF 23 4.9, 4.9 / 5.2, 5.6; PSNR 60.29, 60.53 / 59.93, 60.39
+# dB. The shared physrecorder clip, 20 readers (13 in-house, 7 open-rppg): largest group 7 / 6 of 20
+# losslessly, 11 / 7 after CRF 23, none at the true rate; PSNR 58.75 / 58.79 dB. In free colour the
+# R, G, B terms weigh twice as much (`channel_weight` 6: deeper at the true rate).
 REMOVAL_DEFAULTS = {"param_size": 8, "deep_every": 1, "colour": "free"}
 
 
@@ -209,16 +209,16 @@ class PrivacyPhysConfig:
         first version whose harmonic notch was half as deep and had no notch at half the rate:
         group 6.1 / 7.2 (seeds 0-7 / 8-15) losslessly, but 9 of 160 readings at twice or half
         the rate.
-      cancel_init: removal only: the perturbation starts as this many times minus the clip's
-        own pulse (`own_pulse`: its skin trace along the pulse colour, narrow-band around its
-        strongest rate; in free colour each channel's, `own_pulse_channels`), uniform over the
-        skin, instead of at zero: the pulse is cancelled before Adam starts, so the steps flatten
-        what is left instead of covering the pulse with power planted elsewhere. Measured with
-        `benchmarks/removal_codec.py --seeds 0-15 --outputs lossless,crf23` (notched_flat, 16
-        clips x 10 estimators, along the pulse colour), from zero / from 1 (the default): readings at the true rate 3 / 3 of 160 losslessly and 11 / 3 after H.264 CRF
-        23; at twice or half it 0 / 0 and 1 / 5; the largest agreeing group 7.8 / 6.1 of 10
-        losslessly (clips rendered without a pulse: 4.8) and 5.1 / 5.0 after CRF 23; PSNR 59.20 /
-        60.41 dB.
+      cancel_init: removal only: the perturbation starts as this many times minus the clip's own
+        pulse (`own_pulse`: its skin trace along the pulse colour, narrow-band around its strongest
+        rate; in free colour each channel's, `own_pulse_channels`), uniform over the skin, instead
+        of at zero: the pulse is cancelled before Adam starts, so the steps flatten what is left
+        instead of covering the pulse with power planted elsewhere. Measured with
+        `benchmarks/removal_codec.py --seeds 0-15 --outputs lossless,crf23` (notched_flat, 16 clips
+        x 10 estimators, along the pulse colour), from zero / from 1 (the default): readings at the
+        true rate 3 / 3 of 160 losslessly and 11 / 3 after H.264 CRF 23; at twice or half it 0 / 0
+        and 1 / 5; the largest agreeing group 7.8 / 6.1 of 10 losslessly (clips rendered without a
+        pulse: 4.8) and 5.1 / 5.0 after CRF 23; PSNR 59.20 / 60.41 dB.
       cancel_width_hz: removal only: `own_pulse` keeps the window's DFT bins within this many Hz
         of its strongest rate (at least one bin each side). 0.25 keeps one bin each side of a
         128-frame window at 30 fps (0.23 Hz apart, as 0.1 did) and two of a 256-frame one, the
