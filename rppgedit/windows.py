@@ -22,7 +22,8 @@ import numpy as np
 # 12/80, 5.6 -> 9/80, 4.5; the same clips rendered without a pulse: 5/80, 4.8. The physrecorder
 # clip (602 frames; the 10 in-house readers, the second PBV, EfficientPhys x2 and open-rppg's 7
 # models): largest group 13 -> 7 of 20, none at the true rate either way; PSNR 57.3 -> 58.8 dB.
-# Not every clip gains: grid seed 2 (`tests/removal_test.py`) keeps a group of 7-9 with 256.
+# Not every clip gained: grid seed 2 (`tests/removal_test.py`) kept a group of 7-9 with 256 (5
+# since a removal moves the colour freely, `privacy_phys.REMOVAL_DEFAULTS`).
 TARGET_WINDOW = 128
 REMOVAL_WINDOW = 256
 
