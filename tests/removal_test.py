@@ -267,17 +267,17 @@ def test_a_free_colour_removal_cancels_the_pulse_in_every_channel_before_adam_st
 
 
 def test_a_removal_that_starts_by_cancelling_the_pulse_plants_no_common_rate():
-    """Grid seeds 0-5 (default camera, 256 frames: one 256-frame removal window each), read by the
-    10 readers: the largest group agreeing on one rate, on average below the chance level of clips
-    rendered without a pulse (`benchmarks/removal_codec.py`: 4.8 of 10, 3-8). Measured, largest
-    group per seed (and readings at the true rate in all): started from zero (`cancel_init=0`)
-    8, 10, 7, 7, 9, 5 (mean 7.7); from the pulse cancelled along the signature (`colour="pulse"`)
-    6, 5, 9, 6, 4, 4 (5.7; 2 at the truth; seed 2 kept 7-9 over rounding seeds 0-3); from the
-    pulse cancelled in each channel with free colour 2, 4, 4, 4, 4, 5 (3.8; none at the truth)
-    and with the R, G, B terms at twice the weight (`channel_weight` 6, the default: deeper at the
-    true rate, `PrivacyPhysConfig.channel_weight`) 4, 3, 5, 6, 5, 6 (4.8; none at the truth).
-    Checked: a mean of at most 5.2, no clip over 6, at most 2 of the 60 readings at the true rate
-    (a reader of a pulse-free clip lands within 3 bpm of a given rate about 6/140 of the time:
+    """Grid seeds 0-5 (default camera, 256 frames: one 256-frame removal window each), read by
+    the 10 readers: the largest group agreeing on one rate, on average no more than the chance level
+    of clips rendered without a pulse (`benchmarks/removal_codec.py`: 4.8 of 10, 3-8). Measured,
+    largest group per seed (and readings at the true rate in all): started from zero
+    (`cancel_init=0`) 8, 10, 7, 7, 9, 5 (mean 7.7); from the pulse cancelled along the signature
+    (`colour="pulse"`) 6, 5, 9, 6, 4, 4 (5.7; 2 at the truth; seed 2 kept 7-9 over rounding seeds
+    0-3); from the pulse cancelled in each channel with free colour 2, 4, 4, 4, 4, 5 (3.8; none at
+    the truth) and with the R, G, B terms at twice the weight (`channel_weight` 6, the default:
+    deeper at the true rate, `PrivacyPhysConfig.channel_weight`) 4, 3, 5, 6, 5, 6 (4.8; none at the
+    truth). Checked: a mean of at most 5.2, no clip over 6, at most 2 of the 60 readings at the true
+    rate (a reader of a pulse-free clip lands within 3 bpm of a given rate about 6/140 of the time:
     0.43 of 10 per clip)."""
     groups, at_truth = [], 0
     for seed in range(6):
