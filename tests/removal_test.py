@@ -26,6 +26,7 @@ import pytest
 from rppgedit import editors, pipeline, readings, report, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.editors import privacy_phys
+from rppgedit.editors.regions import PULSE_SIGNATURE
 from rppgedit.estimators import registry
 from rppgedit.video import decode, encode
 
@@ -191,20 +192,27 @@ def test_a_removal_starts_from_the_editors_removal_defaults_under_the_users_opti
         assert set(getattr(module, "REMOVAL_DEFAULTS", {})) <= fields, name
 
 
-def test_the_own_pulse_is_the_narrow_band_around_the_strongest_rate():
-    """`own_pulse`: the skin trace's component along the pulse colour, detrended and kept within
-    0.1 Hz of its strongest in-band rate: a planted 1.3 Hz pulse is recovered (float64 reference:
-    correlation and amplitude) from a trace with a slow drift, a weaker 2.4 Hz tone and noise."""
-    num, size = 256, 8
+def _skin_trace_clip(pulse_colour, num=256, size=8):
+    """(clip, pulse, tone): a still skin trace (float32 "t h w 3" in [0, 1]) with a 1.3 Hz pulse
+    "t" of colour `pulse_colour` (grey levels per unit of `pulse`), a weaker 2.4 Hz tone "t" along
+    the signature, a slow drift and noise in every channel."""
     t = np.arange(num) / FPS
-    rng = np.random.default_rng(0)
-    direction = np.array([0.33, 0.77, 0.53])
-    pulse = 2.0 * np.cos(2 * np.pi * 1.3 * t + 0.4)  # grey levels along the direction
-    other = 0.8 * np.cos(2 * np.pi * 2.4 * t)
-    drift = 6.0 * t / t[-1]
-    level = (pulse + other + drift + rng.normal(0.0, 0.3, num))[:, None] * direction
+    rng = np.random.default_rng(1)
+    pulse = 2.0 * np.cos(2 * np.pi * 1.3 * t + 0.4)
+    tone = 0.8 * np.cos(2 * np.pi * 2.4 * t)
+    level = pulse[:, None] * pulse_colour + tone[:, None] * np.array(PULSE_SIGNATURE)
+    level += (6.0 * t / t[-1])[:, None] + rng.normal(0.0, 0.3, (num, 3))
     trace = (np.array([150.0, 110.0, 90.0]) + level) / 255.0
     clip = np.broadcast_to(trace[:, None, None, :], (num, size, size, 3)).astype(np.float32)
+    return clip, pulse, tone
+
+
+def test_the_own_pulse_is_the_narrow_band_around_the_strongest_rate():
+    """`own_pulse`: the skin trace's component along the pulse colour, detrended and kept within
+    `cancel_width_hz` of its strongest in-band rate: a planted 1.3 Hz pulse is recovered (float64 reference:
+    correlation and amplitude) from a trace with a slow drift, a weaker 2.4 Hz tone and noise."""
+    direction = np.array(PULSE_SIGNATURE)
+    clip, pulse, other = _skin_trace_clip(direction)  # the pulse along the direction
     cfg = privacy_phys.Config(fps=FPS, remove=True)
     got = np.asarray(
         privacy_phys.own_pulse(clip, np.ones(clip.shape[:3], bool), direction, cfg), np.float64
@@ -213,21 +221,6 @@ def test_the_own_pulse_is_the_narrow_band_around_the_strongest_rate():
     assert np.corrcoef(got[inner], pulse[inner])[0, 1] > 0.97
     assert 0.8 < got[inner].std() / pulse[inner].std() < 1.2
     assert abs(np.corrcoef(got[inner], other[inner])[0, 1]) < 0.1
-
-
-def _coloured_pulse_clip(pulse_colour, num=256, size=8):
-    """A still skin trace (float32 "t h w 3" in [0, 1]) with a 1.3 Hz pulse of colour
-    `pulse_colour` (grey levels per unit of the pulse "t" returned), a drift and a 2.4 Hz tone
-    along the pulse signature, and noise."""
-    t = np.arange(num) / FPS
-    rng = np.random.default_rng(1)
-    pulse = 2.0 * np.cos(2 * np.pi * 1.3 * t + 0.4)
-    signature = np.array([0.33, 0.77, 0.53])
-    level = pulse[:, None] * pulse_colour + (0.8 * np.cos(2 * np.pi * 2.4 * t))[:, None] * signature
-    level += (6.0 * t / t[-1])[:, None] + rng.normal(0.0, 0.3, (num, 3))
-    trace = (np.array([150.0, 110.0, 90.0]) + level) / 255.0
-    clip = np.broadcast_to(trace[:, None, None, :], (num, size, size, 3)).astype(np.float32)
-    return clip, pulse
 
 
 def test_a_free_colour_removal_cancels_the_pulse_in_every_channel_before_adam_starts():
@@ -239,7 +232,7 @@ def test_a_free_colour_removal_cancels_the_pulse_in_every_channel_before_adam_st
     Along the pulse colour alone (`colour="pulse"`) the part of the pulse off it stays (the blue
     channel keeps over half of its pulse)."""
     colour = np.array([0.6, 0.9, 0.3])
-    clip, pulse = _coloured_pulse_clip(colour)
+    clip, pulse, _ = _skin_trace_clip(colour)
     mask = np.ones(clip.shape[:3], bool)
     cfg = editors.make_config("privacy_phys", FPS, True, [("surrogates", (("pos", 1.0),))])
     assert cfg.colour == "free" and cfg.cancel_init == 1.0

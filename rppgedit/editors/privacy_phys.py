@@ -546,13 +546,13 @@ def own_pulse_channels(clip, mask, direction, cfg: PrivacyPhysConfig):
     """The clip's own pulse in each colour channel "t 3", grey levels: each detrended channel's
     part in the bins `own_pulse` keeps (found along `direction`), so that a free-colour removal
     cancels the pulse whatever its colour, not only its part along the pulse signature."""
-    channels = signals.detrend(spatial_mean(clip, mask) * LEVELS, axis=0)  # t 3
+    trace = spatial_mean(clip, mask)  # t 3
     return signals.pulse_component(
-        channels.T,
+        signals.detrend(trace * LEVELS, axis=0).T,
         cfg.fps,
         band_hz=cfg.band_hz,
         half_width_hz=cfg.cancel_width_hz,
-        reference=_colour_trace(clip, mask, direction),
+        reference=_along(trace, direction),  # `_colour_trace` of the same mean
     ).T
 
 
