@@ -24,8 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from rppgedit import cpu_threads
 from rppgedit.errors import RppgEditError
 from rppgedit.report import Audit, Readings, Report
+
+cpu_threads.spread_over_cores()  # one JAX device per core, as the command line has (unless set)
 
 __all__ = [
     "Audit",

@@ -9,12 +9,13 @@ Windows: `window` frames, starting every `window - overlap` frames from the firs
 (the same regular grid and linear cross-fades as `windows.blend_weights`). `engine.stream_windows`
 plans its windows from each clip's length, which a stream does not know, so this loop cuts them as
 the frames come, and calls the same editor (`pipeline.job_editor`: `engine.device_editor`, one
-window per device per call). Frame i is final once the last window that covers it is edited, so it
-leaves `window - 1` frames after it came in, plus the processing (`LiveEdit.latency_frames`); while
-the editor runs behind (a pipe read faster than it edits) one more window waits in its queue, so at
-most `window + hop - 1` frames (`LiveEdit.latency_bound_frames`). At the end of the stream one more
-window, aligned to the last frame, covers the tail (`windows.edit_plan`'s rule); a stream with a
-face in fewer than `engine.MIN_FRAMES` frames goes out unedited.
+window per call, on the first device). Frame i is final once the last window that covers it is
+edited, so it leaves `window - 1` frames after it came in, plus the processing
+(`LiveEdit.latency_frames`); while the editor runs behind (a pipe read faster than it edits) one
+more window waits in its queue, so at most `window + hop - 1` frames
+(`LiveEdit.latency_bound_frames`). At the end of the stream one more window, aligned to the last
+frame, covers the tail (`windows.edit_plan`'s rule); a stream with a face in fewer than
+`engine.MIN_FRAMES` frames goes out unedited.
 
 The target is generated at each frame's absolute index in the source (`targets.sinusoid`'s values
 at frame i), so its phase is continuous across windows, and a dropped frame does not shift it.
@@ -191,7 +192,7 @@ class LiveEdit:
       job: the edit (`job.window`, `job.overlap`, the editor, the target: a sinusoid or none).
       fps: the stream's frame rate (the target's and the editor's time base).
       edit_batch: the engine's batch call (`engine.EditBatch`) and its batch size; None builds
-        `job`'s editor on this process's devices, one window per device (`pipeline.job_editor`).
+        `job`'s editor on this process's first device, one window per call (`pipeline.job_editor`).
       tracker: an `OnlineTracker` (None: a tracking one).
     """
 
@@ -210,7 +211,7 @@ class LiveEdit:
             cfg = pipeline.editor_config(job, self.fps)
             state = editors.get(job.method).load_state(cfg)
             job1 = dataclasses.replace(job, batch_windows=1)
-            edit_batch, batch_size = pipeline.job_editor(job1, state, cfg)
+            edit_batch, batch_size = pipeline.job_editor(job1, state, cfg, devices=1)
         self.edit_batch, self.batch_size = edit_batch, int(batch_size or 1)
         self.tracker = tracker if tracker is not None else OnlineTracker()
         self.phase = 0.0 if job.target.phase is None else float(job.target.phase)

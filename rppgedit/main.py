@@ -32,7 +32,10 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # library INFO logs (orbax, jax) only on request
     if FLAGS.checkpoint_dir:
         os.environ["RPPGEDIT_CHECKPOINTS"] = FLAGS.checkpoint_dir
-    try:  # after the flags, so that --help does not wait for jax to import
+    from rppgedit import cpu_threads
+
+    cpu_threads.spread_over_cores()  # after the flags (--help does not import jax)
+    try:
         enable_compilation_cache(jax_cache_dir())
     except OSError as err:  # an unwritable cache folder costs speed, never the run
         logging.warning("no compilation cache: %s", err)

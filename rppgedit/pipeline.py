@@ -90,7 +90,8 @@ class EditJob:
       window: frames per editing window (the surrogate's length); 0 (the default) is resolved
         when the job is made: `windows.default_window` of the target (256 for a removal, 128).
       overlap: minimum overlap of consecutive windows, blended with cross-fades.
-      batch_windows: windows each device edits in one vmapped call.
+      batch_windows: windows each device edits in one vmapped call; 0 (the default): the
+        platform's (`engine.windows_per_device`: 1 per CPU device, 2 per accelerator).
       mask_method: skin-mask rule (see `rppgedit.video.skin`).
       quantize: "stochastic" (keeps sub-level edits in 8-bit output) or "round".
       bit_depth: 8 or 16 bits per channel in the output file.
@@ -104,7 +105,7 @@ class EditJob:
     work_size: int = 64
     window: int = 0
     overlap: int = 32
-    batch_windows: int = 2
+    batch_windows: int = 0
     mask_method: str = "ycrcb_adaptive"
     quantize: str = "stochastic"
     bit_depth: int = 8
@@ -374,12 +375,15 @@ def _num_windows(faces, job: EditJob) -> int:
     return sum(len(edit_plan(f.stop - f.first, job.window, job.overlap)[1]) for f in faces)
 
 
-def job_editor(job: EditJob, state, cfg) -> tuple[engine.EditBatch, int]:
-    """The engine's batch call for `job`'s editor on this process's devices, and its batch size
-    (`job.batch_windows` windows per device)."""
-    mesh = engine.local_mesh()
+def job_editor(
+    job: EditJob, state, cfg, devices: int | None = None
+) -> tuple[engine.EditBatch, int]:
+    """The engine's batch call for `job`'s editor on this process's devices (the first `devices`
+    of them, when given), and its batch size (`engine.windows_per_device` of `job.batch_windows`
+    windows per device)."""
+    mesh = engine.local_mesh(devices)
     edit_batch = engine.device_editor(editors.get(job.method), state, cfg, mesh)
-    return edit_batch, job.batch_windows * mesh.devices.size
+    return edit_batch, engine.windows_per_device(job.batch_windows, mesh) * mesh.devices.size
 
 
 def edit_tasks(tasks, job: EditJob, state, cfg, progress=None) -> Iterator[engine.Edited]:

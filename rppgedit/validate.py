@@ -148,5 +148,5 @@ def windows(window: int, overlap: int, batch_windows: int, work_size: int) -> No
             f"--window: must be 0 (the default) or in 32..{MAX_WINDOW}, got {window}"
         )
     integer("--overlap", overlap, 0, window - 1)
-    integer("--batch_windows", batch_windows, 1, MAX_BATCH_WINDOWS)
+    integer("--batch_windows", batch_windows, 0, MAX_BATCH_WINDOWS)
     integer("--work_size", work_size, 8, MAX_WORK_SIZE)

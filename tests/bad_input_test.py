@@ -392,7 +392,7 @@ def _flag_cases():
         "lossy_strength": ["nan", "inf", "0", "-1", "11"],
         "window": ["-1", "8", "31", "100000"],  # 0 is the default: the target's window
         "overlap": ["-5", "-1", "128", "1000"],
-        "batch_windows": ["0", "-1", "100000"],
+        "batch_windows": ["-1", "100000"],  # 0 is the default: the platform's
         "work_size": ["0", "-8", "4", "100000"],
         "param_size": ["-2", "65", "1000000000"],
         "steps": ["0", "-5", "10000000000"],
@@ -496,7 +496,7 @@ RANGES = {
     "lossy_strength": (0.0, 10.0, True),
     "window": (32, 4096, False),
     "work_size": (8, 512, False),
-    "batch_windows": (1, 256, False),
+    "batch_windows": (0, 256, False),  # 0: the platform's (engine.windows_per_device)
 }
 
 

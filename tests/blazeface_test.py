@@ -197,8 +197,8 @@ def test_batch_equals_one_at_a_time(params):
     batch = blazeface.predict(params, images)
     for i in range(len(images)):
         single = blazeface.predict(params, images[i : i + 1])
-        for a, b in zip(batch, single, strict=True):
-            np.testing.assert_allclose(np.asarray(a)[i], np.asarray(b)[0], rtol=0, atol=1e-5)
+        for a, b in zip(batch, single, strict=True):  # float32 rounding: a few ulp of logits ~30
+            np.testing.assert_allclose(np.asarray(a)[i], np.asarray(b)[0], rtol=1e-6, atol=1e-5)
 
 
 def test_rejects_wrong_input_shape(params):

@@ -10,7 +10,11 @@ import jax
 import numpy as np
 import pytest
 
+from rppgedit import cpu_threads
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# The devices the command line and the API run on: one per core (`cpu_threads.spread_over_cores`).
+cpu_threads.spread_over_cores()
 # Commands run by the tests (`python -m rppgedit.main`) keep no compilation cache in the user's home.
 os.environ["RPPGEDIT_JAX_CACHE"] = "off"
 

@@ -1,5 +1,10 @@
-"""`cpu_threads.single_thread_blas`: NumPy's OpenBLAS on one thread inside, as it was after."""
+"""`cpu_threads`: NumPy's OpenBLAS on one thread inside `single_thread_blas`, as it was after;
+JAX's CPU devices one per core (`spread_over_cores`) and the edit's default batch on them."""
 
+import dataclasses
+import os
+
+import jax
 import numpy as np
 import pytest
 
@@ -63,3 +68,57 @@ def test_the_crop_resamples_on_one_thread(two_blas_threads, monkeypatch):
     crop.crop_resize(frames, np.tile([[0.0, 0.0, 16.0, 16.0]], (2, 1)), 8)
     assert seen and all(set(counts) == {1} for counts in seen)
     assert set(_thread_counts()) == {2}
+
+
+_DEVICES = """
+import json, sys
+import jax
+from rppgedit import cpu_threads
+if sys.argv[1] == "late":
+    jax.numpy.zeros(1).block_until_ready()  # the backends start before the call
+chosen = cpu_threads.spread_over_cores()
+print(json.dumps([chosen, jax.device_count("cpu"), cpu_threads.cpu_devices_wanted()]))
+"""
+
+
+def _devices_in_a_fresh_process(when: str = "first", **env) -> list:
+    import json
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _DEVICES, when],
+        env={**base, "JAX_PLATFORMS": "cpu", **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_jax_gets_one_cpu_device_per_core_unless_the_user_chose():
+    chosen, count, wanted = _devices_in_a_fresh_process()
+    assert chosen == count == wanted == min(len(os.sched_getaffinity(0)), 8)
+    # the user's number stands, whichever way it was given
+    assert _devices_in_a_fresh_process(JAX_NUM_CPU_DEVICES="3")[:2] == [None, 3]
+    flags = "--xla_force_host_platform_device_count=3"
+    assert _devices_in_a_fresh_process(XLA_FLAGS=flags)[:2] == [None, 3]
+    # too late once JAX has computed: nothing changes, and nothing fails
+    assert _devices_in_a_fresh_process("late")[:2] == [None, 1]
+
+
+def test_the_default_batch_is_one_window_per_cpu_device():
+    from rppgedit import editors, engine, pipeline
+
+    assert engine.windows_per_device(0, engine.local_mesh()) == engine.CPU_WINDOWS_PER_DEVICE == 1
+    assert engine.windows_per_device(3, engine.local_mesh()) == 3  # the user's number
+    job = pipeline.EditJob(method="pulseedit")
+    assert job.batch_windows == 0
+    cfg = pipeline.editor_config(job, 30.0)
+    state = editors.get(job.method).load_state(cfg)
+    assert pipeline.job_editor(job, state, cfg)[1] == len(jax.local_devices())
+    assert pipeline.job_editor(job, state, cfg, devices=1)[1] == 1  # the live mode's
+    wider = dataclasses.replace(job, batch_windows=2)
+    assert pipeline.job_editor(wider, state, cfg)[1] == 2 * len(jax.local_devices())

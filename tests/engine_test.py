@@ -160,7 +160,7 @@ def test_a_lambda_and_learning_rate_grid_compiles_the_device_program_once():
     crops = clip.frames[None].astype(np.float32) / 255.0
     masks = np.ones(crops.shape[:4], bool)
     waves = targets.sinusoid(110.0, 64, clip.fps)[None].astype(np.float32)
-    module, mesh = editors.get("pulseedit"), engine.local_mesh()
+    module, mesh = editors.get("pulseedit"), engine.local_mesh(1)  # a batch of one window
     engine._sharded_editor.cache_clear()
     results = []
     for lam, lr in ((0.05, 1.0), (1.0, 1.0), (0.05, 3.0)):

@@ -316,7 +316,9 @@ def test_jit_with_static_fps_and_batching(name):
     assert out.shape == (1, 2, NUM_FRAMES)
     for got, single in ((out[0, 0], a), (out[0, 1], b)):
         want = np.asarray(fn(jnp.asarray(single), FPS))
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+        # float32 rounding, which PBV's 3x3 solve amplifies (up to 1.6e-4 of the peak at its
+        # tail with XLA's CPU devices one per core)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=3e-4 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("name", METHODS)

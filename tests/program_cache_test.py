@@ -134,7 +134,7 @@ def test_the_stored_editor_program_gives_the_edit_of_the_traced_one(folder, monk
     crops = clip.frames[None].astype(np.float32) / 255.0
     masks = np.ones(crops.shape[:4], bool)
     waves = targets.sinusoid(110.0, 64, clip.fps)[None].astype(np.float32)
-    module, mesh = editors.get("privacy_phys"), engine.local_mesh()
+    module, mesh = editors.get("privacy_phys"), engine.local_mesh(1)  # a batch of one window
     options = (("surrogates", (("pos", 1.0), ("chrom", 1.0))), ("steps", 4), ("param_size", 8))
     cfg = editors.make_config("privacy_phys", clip.fps, False, options)
     state = module.load_state(cfg)

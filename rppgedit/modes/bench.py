@@ -185,8 +185,11 @@ def run(s) -> None:
         return
     for size in s.bench_sizes:
         validate.integer("--bench_sizes", size, 8, 512)
+    from rppgedit import engine
+
+    batch = engine.windows_per_device(s.batch_windows, engine.local_mesh(1))
     result = run_bench(
-        s.method, tuple(s.bench_sizes), batch=s.batch_windows, options=common.method_options(s)
+        s.method, tuple(s.bench_sizes), batch=batch, options=common.method_options(s)
     )
     print(
         f"devices: {', '.join(result['devices'])}; "
