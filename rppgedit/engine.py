@@ -91,8 +91,8 @@ def local_mesh(limit: int | None = None) -> Mesh:
 # Windows per device and call when the job asks for 0 (the default): on a CPU device (one per core,
 # `cpu_threads.spread_over_cores`) one window keeps its core busy and a second would only be
 # padding in a short clip's last call (the shared 602-frame clip: 11.0 s end to end with 1, 12.9 s
-# with 2); an accelerator runs a window's small kernels far below its capacity, so two windows
-# cost about the time of one.
+# with 2). An accelerator keeps the earlier default of 2: one window's small kernels leave a GPU
+# mostly idle (not measured here: no GPU was lent to this work).
 CPU_WINDOWS_PER_DEVICE = 1
 ACCELERATOR_WINDOWS_PER_DEVICE = 2
 
