@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import sys
 import threading
 
 # Blocks entered and not yet left (any thread): the thread count is the process's, so a block
@@ -97,17 +98,20 @@ def spread_over_cores() -> int | None:
     ($JAX_NUM_CPU_DEVICES, `jax_num_cpu_devices`, or XLA_FLAGS'
     --xla_force_host_platform_device_count) or JAX has already started its backends (then nothing
     changes). Call it before JAX computes anything, as the command line and `rppgedit.api` do.
-    Accelerators are not affected: with a GPU the edit runs there. Returns the number set, or
-    None when it was left as it was."""
-    import jax
-
-    if (
-        "JAX_NUM_CPU_DEVICES" in os.environ
-        or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
-        or jax.config.jax_num_cpu_devices != -1
+    Before JAX is imported it only sets $JAX_NUM_CPU_DEVICES, which JAX reads when it is imported
+    (importing JAX here would cost `import rppgedit.api` 2 s). Accelerators are not affected:
+    with a GPU the edit runs there. Returns the number set, or None when it was left as it was."""
+    if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in (
+        os.environ.get("XLA_FLAGS", "")
     ):
         return None
     wanted = cpu_devices_wanted()
+    jax = sys.modules.get("jax")
+    if jax is None:
+        os.environ["JAX_NUM_CPU_DEVICES"] = str(wanted)
+        return wanted
+    if jax.config.jax_num_cpu_devices != -1:  # set in this process's code
+        return None
     try:
         jax.config.update("jax_num_cpu_devices", wanted)
     except RuntimeError:  # the backends have started: too late, and not ours to change

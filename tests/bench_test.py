@@ -22,11 +22,17 @@ def _args(rng):
 def test_flops_grow_with_the_number_of_steps(rng):
     module = editors.get("privacy_phys")
     counted = {}
-    for steps, deep_every in ((1, 1), (2, 1), (4, 1), (4, 2)):
-        cfg = module.Config(fps=30.0, steps=steps, surrogates=SURROGATES, deep_every=deep_every)
+    for steps, deep_every in ((1, 1), (2, 1), (4, 1)):  # already unrolled: counted as compiled
+        cfg = module.Config(
+            fps=30.0, steps=steps, surrogates=SURROGATES, deep_every=deep_every, unroll=steps
+        )
         args = (module.load_state(cfg), *_args(rng))
         compiled = module.edit_batch.lower(*args, cfg).compile()
         counted[steps, deep_every] = bench._counted_flops(module, cfg, args, compiled)
+    # a compiled loop (unroll 1): counted on the unrolled copy the count compiles itself (the
+    # timed program, None here, is not what it counts)
+    cfg = module.Config(fps=30.0, steps=4, surrogates=SURROGATES, deep_every=2)
+    counted[4, 2] = bench._counted_flops(module, cfg, (module.load_state(cfg), *_args(rng)), None)
     body = counted[2, 1] - counted[1, 1]
     assert body > 0.2 * counted[1, 1]  # XLA alone counts a scan body once: this would be ~0
     assert counted[4, 1] - counted[2, 1] == pytest.approx(2 * body, rel=0.01)

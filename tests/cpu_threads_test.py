@@ -109,6 +109,32 @@ def test_jax_gets_one_cpu_device_per_core_unless_the_user_chose():
     assert _devices_in_a_fresh_process("late")[:2] == [None, 1]
 
 
+_API_IMPORT = """
+import json, sys
+import rppgedit.api
+imported = "jax" in sys.modules
+import jax
+print(json.dumps([imported, jax.device_count("cpu")]))
+"""
+
+
+def test_importing_the_api_does_not_import_jax_and_still_spreads_over_the_cores():
+    import json
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _API_IMPORT],
+        env={**base, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == [False, cpu_threads.cpu_devices_wanted()]
+
+
 def test_the_default_batch_is_one_window_per_cpu_device():
     from rppgedit import editors, engine, pipeline
 

@@ -19,6 +19,7 @@ the default camera.
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -117,17 +118,17 @@ def _peak(freqs, hz):
 def test_removal_on_dark_skin_with_the_default_camera_leaves_at_most_one_at_the_true_rate():
     """Seed 2 (dark skin, still) on the default (webcam) camera: the estimators read the truth
     before, at most one within 3 bpm of it after."""
-    clip = synthetic.grid_clip(2)
-    job = pipeline.EditJob(target=targets.TargetSpec(kind="none"), estimators=())
-    result = pipeline.edit_frames(clip.frames, FPS, clip.crop_boxes, job)
-    params = {}
-    assert len(_at_true_rate(clip.frames, clip, job, params)) >= 9
-    assert len(_at_true_rate(result.frames, clip, job, params)) <= 1
+    clip, job, read = _removed_and_read(2)
+    assert len(_at_true_rate(clip.frames, clip, job, {})) >= 9
+    after = {n: r["hr_bpm"] for n, r in read.items() if abs(r["hr_bpm"] - clip.hr_bpm) <= HIT_BPM}
+    assert len(after) <= 1, after
 
 
+@functools.cache
 def _removed_and_read(seed: int):
     """(clip, job, readings): grid clip `seed` after the default removal, read losslessly by the
-    10 estimators through the output's own skin mask."""
+    10 estimators through the output's own skin mask. Kept for the module: seeds 2 and 3 are
+    also among the six of the common-rate test."""
     clip = synthetic.grid_clip(seed)
     job = pipeline.EditJob(target=targets.TargetSpec(kind="none"), estimators=())
     result = pipeline.edit_frames(clip.frames, FPS, clip.crop_boxes, job)
