@@ -81,14 +81,16 @@ print(json.dumps([chosen, jax.device_count("cpu"), cpu_threads.cpu_devices_wante
 """
 
 
-def _devices_in_a_fresh_process(when: str = "first", **env) -> list:
+def _json_of_a_fresh_process(script: str, *args: str, **env) -> list:
+    """The JSON line `script` prints last, run in a fresh Python on the CPU with `env` added to
+    this environment less the user's device count (XLA_FLAGS, JAX_NUM_CPU_DEVICES)."""
     import json
     import subprocess
     import sys
 
     base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
     proc = subprocess.run(
-        [sys.executable, "-c", _DEVICES, when],
+        [sys.executable, "-c", script, *args],
         env={**base, "JAX_PLATFORMS": "cpu", **env},
         capture_output=True,
         text=True,
@@ -96,6 +98,10 @@ def _devices_in_a_fresh_process(when: str = "first", **env) -> list:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.splitlines()[-1])
+
+
+def _devices_in_a_fresh_process(when: str = "first", **env) -> list:
+    return _json_of_a_fresh_process(_DEVICES, when, **env)
 
 
 def test_jax_gets_one_cpu_device_per_core_unless_the_user_chose():
@@ -119,20 +125,8 @@ print(json.dumps([imported, jax.device_count("cpu")]))
 
 
 def test_importing_the_api_does_not_import_jax_and_still_spreads_over_the_cores():
-    import json
-    import subprocess
-    import sys
-
-    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-    proc = subprocess.run(
-        [sys.executable, "-c", _API_IMPORT],
-        env={**base, "JAX_PLATFORMS": "cpu"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout.splitlines()[-1]) == [False, cpu_threads.cpu_devices_wanted()]
+    wanted = cpu_threads.cpu_devices_wanted()
+    assert _json_of_a_fresh_process(_API_IMPORT) == [False, wanted]
 
 
 def test_the_default_batch_is_one_window_per_cpu_device():
