@@ -911,11 +911,11 @@ def run_edit(
                 out, changed = paste_chunk(
                     frames, start, stream.faces_of(start, len(frames)), job, index
                 )
-                writer.write(out)
+                writer.write(out, unchanging=True)  # a new array, only read from now on
                 if start <= pair_at < start + len(frames):  # the report's difference map
                     pair = (pair_at, frames[pair_at - start].copy(), out[pair_at - start].copy())
                 if reference is not None:
-                    reference.write(frames)
+                    reference.write(frames, unchanging=True)  # decoded frames: only read
                 elif report:  # on a thread: the next chunk's paste need not wait for it
                     measuring.submit(measure, start, frames, out, changed)
         try:

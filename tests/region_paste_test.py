@@ -98,6 +98,62 @@ def test_paste_chunk_gives_the_whole_frame_bits(rng, quantize, bit_depth):
     assert np.any(want != chunk)  # the faces did change pixels
 
 
+@pytest.mark.parametrize(
+    "quantize, bit_depth",
+    [("stochastic", 8), ("error_diffusion", 8), ("stochastic", 16)],
+)
+def test_paste_bits_do_not_depend_on_the_band_size(rng, quantize, bit_depth, monkeypatch):
+    """The paste works through a rectangle in bands of rows (`paste.BAND_VALUES` values): one row
+    at a time, bands whose last one overlaps the one before, or the whole rectangle at once, each
+    value's rounding and the per-row sums are the same."""
+    frames, faces = _scene(rng)
+    job = pipeline.EditJob(quantize=quantize, bit_depth=bit_depth, seed=4)
+    results = []
+    for values in (1, 5 * 7 * 3 * 4 + 1, 2**30):  # rows of 1; 4 (the last overlaps); all
+        monkeypatch.setattr(paste, "BAND_VALUES", values)
+        results.append(pipeline.paste_chunk(frames[:5], 0, faces, job, 0))
+    (want, want_changed), *others = results
+    assert np.any(want != frames[:5].astype(want.dtype) * (257 if bit_depth == 16 else 1))
+    for got, changed in others:
+        np.testing.assert_array_equal(got, want)
+        # 8 bits: integer sums, exact; 16: float32 row sums, summed in another order
+        assert changed.sse == pytest.approx(want_changed.sse, rel=1e-6 if bit_depth == 16 else 0)
+
+
+def test_float_paste_is_the_bilinear_upsampling_in_float64(rng, monkeypatch):
+    """`paste.paste_float`, in bands of 3 rows, against the bilinear upsampling of the residual
+    written out in float64 NumPy: frames + 255 x residual at each pixel centre inside the box
+    and the mask, the input elsewhere."""
+    monkeypatch.setattr(paste, "BAND_VALUES", 3 * 2 * 90 * 3)
+    num, height, width, size = 2, 50, 90, 8
+    frames = rng.integers(0, 256, (num, height, width, 3), dtype=np.uint8)
+    boxes = np.array([[10.25, 4.5, 52.75, 47.0], [-3.5, 9.0, 38.5, 51.0]])
+    residual = rng.uniform(-3.0, 3.0, (num, size, size, 3)).astype(np.float32) / 255.0
+    mask = rng.random((num, height, width)) < 0.8
+    got = paste.paste_float(frames, boxes, residual, mask)
+    want = frames.astype(np.float64)
+    for t, (x0, y0, x1, y1) in enumerate(boxes):
+        (ya, yb), (xa, xb) = crop.pixel_span(y0, y1, height), crop.pixel_span(x0, x1, width)
+        # Pixel centre j + 0.5 sits at cell position (j + 0.5 - start) / step - 0.5 of the grid.
+        ys = np.clip((np.arange(ya, yb) + 0.5 - y0) * size / (y1 - y0) - 0.5, 0, size - 1)
+        xs = np.clip((np.arange(xa, xb) + 0.5 - x0) * size / (x1 - x0) - 0.5, 0, size - 1)
+        r0, c0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+        r1, c1 = np.minimum(r0 + 1, size - 1), np.minimum(c0 + 1, size - 1)
+        fy, fx = (ys - r0)[:, None, None], (xs - c0)[None, :, None]
+        res = residual[t].astype(np.float64)
+        top = res[r0][:, c0] * (1 - fx) + res[r0][:, c1] * fx
+        bottom = res[r1][:, c0] * (1 - fx) + res[r1][:, c1] * fx
+        up = 255.0 * (top * (1 - fy) + bottom * fy)
+        inside = mask[t, ya:yb, xa:xb, None]
+        want[t, ya:yb, xa:xb] += np.where(inside, up, 0.0)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    outside = np.ones((num, height, width), bool)
+    for t, (x0, y0, x1, y1) in enumerate(boxes):
+        (ya, yb), (xa, xb) = crop.pixel_span(y0, y1, height), crop.pixel_span(x0, x1, width)
+        outside[t, ya:yb, xa:xb] &= ~mask[t, ya:yb, xa:xb]
+    np.testing.assert_array_equal(got[outside], frames[outside])
+
+
 def test_rectangles_are_disjoint_and_hold_every_face(rng):
     frames, faces = _scene(rng)
     faces = faces[:-1]  # float64 boxes keep their rectangle at the corner, holding all the others

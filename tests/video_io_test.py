@@ -665,6 +665,17 @@ def test_streaming_writer_matches_whole_writer(tmp_path, frames8):
     )
 
 
+def test_writer_copies_frames_unless_they_are_unchanging(tmp_path, frames8):
+    """The encoder runs on its own thread: by default it encodes a private copy, so a caller may
+    reuse its buffer at once; `unchanging=True` hands the array over without the copy."""
+    buffer = frames8[:5].copy()
+    with encode.VideoWriter(tmp_path / "copied.mkv", 30.0, W, H) as writer:
+        writer.write(buffer)
+        buffer[:] = 0  # before the encoder has read it, most likely
+        writer.write(frames8[5:], unchanging=True)
+    np.testing.assert_array_equal(decode.read_video(tmp_path / "copied.mkv").frames, frames8)
+
+
 def test_real_clip_counts_and_rate():
     """UBFC subject 1 excerpt: 74 XviD frames, AVI time base 125/3658 s."""
     path = shared_file("ubfc_stmap", "vid.avi")

@@ -543,8 +543,12 @@ class VideoWriter:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write(self, frames: np.ndarray) -> None:
-        """Append frames: (T, H, W, 3) or (H, W, 3), uint8 (bit_depth 8) or uint16 (16)."""
+    def write(self, frames: np.ndarray, *, unchanging: bool = False) -> None:
+        """Append frames: (T, H, W, 3) or (H, W, 3), uint8 (bit_depth 8) or uint16 (16).
+
+        Container outputs are encoded on a thread of their own, from a private copy of `frames`;
+        `unchanging=True` says that the caller will not change the array afterwards, and the
+        encoder then reads it without the copy (at 1080p, 6 MB a frame less to write)."""
         if self._closed:
             raise path_error(self.path, "writer is closed")
         frames = np.asarray(frames)
@@ -570,7 +574,7 @@ class VideoWriter:
                 data = np.ascontiguousarray(frames, dtype=self.dtype)
                 self._file.write(memoryview(data).cast("B"))
             else:
-                self._output.write(frames, self.num_frames)
+                self._output.write(frames, self.num_frames, copy=not unchanging)
         except mux.EncodeError as e:
             self.abort()
             raise path_error(self.path, f"ffmpeg stopped while writing ({e})") from None

@@ -384,14 +384,15 @@ class Output:
                 raise EncodeError(str(error)) from None
             raise error
 
-    def write(self, frames: np.ndarray, first: int) -> None:
-        """Queue (T, H, W, 3) frames (a private copy) whose first is frame number ``first``."""
+    def write(self, frames: np.ndarray, first: int, *, copy: bool = True) -> None:
+        """Queue (T, H, W, 3) frames whose first is frame number ``first``: a private copy, or
+        (``copy=False``) the array itself, which the caller must then leave unchanged."""
         self._raise_error()
         if self._thread is None:
             self._queue = queue.Queue(maxsize=2)
             self._thread = threading.Thread(target=self._work, name="rppgedit-encode", daemon=True)
             self._thread.start()
-        self._queue.put((np.array(frames, copy=True), first))
+        self._queue.put((np.array(frames, copy=True) if copy else frames, first))
 
     def close(self) -> None:
         """Flush the encoders, mux what is left of the side streams and close the file."""
