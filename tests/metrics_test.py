@@ -108,6 +108,23 @@ def test_ssim_deficit_of_a_small_edit_is_float64_accurate(seed):
     assert abs((1.0 - metrics.ssim(a, b, changed=(0, 96, 0, 96))) - deficit) <= 2e-5 * deficit
 
 
+@pytest.mark.parametrize("band_values", [1, 3 * 96 * 3 * 8, 1 << 30])
+def test_ssim_in_bands_of_rows_is_skimage_float64(band_values, monkeypatch):
+    """The SSIM program sweeps each frame in bands of rows (one row each; 8 rows, the last band
+    overlapping the one before by 2; the whole map at once): every band size gives skimage's
+    float64 deficit to 2e-5 of itself, so no row is counted twice or left out."""
+    monkeypatch.setattr(metrics, "_SSIM_BAND_VALUES", band_values)
+    rng = np.random.default_rng(7)
+    a = rng.integers(30, 220, (3, 80, 96, 3)).astype(np.uint8)  # 70 rows of 11x11 windows
+    step = (rng.random(a.shape) < 0.2) * rng.choice([-2, 2], a.shape)
+    b = np.clip(a.astype(int) + step, 0, 255).astype(np.uint8)
+    deficit = 1.0 - _sk(a.astype(np.float64), b.astype(np.float64), 255.0)
+    assert abs((1.0 - metrics.ssim(a, b)) - deficit) <= 2e-5 * deficit
+    b[:, :, 60:] = a[:, :, 60:]  # changed only left of column 60
+    deficit = 1.0 - _sk(a.astype(np.float64), b.astype(np.float64), 255.0)
+    assert abs((1.0 - metrics.ssim(a, b, changed=(0, 80, 0, 60))) - deficit) <= 2e-5 * deficit
+
+
 def test_ssim_rejects_too_small_frames():
     with pytest.raises(ValueError, match="window"):
         metrics.ssim(np.zeros((8, 8, 3)), np.zeros((8, 8, 3)))

@@ -109,7 +109,9 @@ def test_paste_bits_do_not_depend_on_the_band_size(rng, quantize, bit_depth, mon
     frames, faces = _scene(rng)
     job = pipeline.EditJob(quantize=quantize, bit_depth=bit_depth, seed=4)
     results = []
-    for values in (1, 5 * 7 * 3 * 4 + 1, 2**30):  # rows of 1; 4 (the last overlaps); all
+    # One row a band; about 7 rows of the widest rectangle (more of narrow ones), the last
+    # band overlapping the one before; one band.
+    for values in (1, 5 * 160 * 3 * 7, 2**30):
         monkeypatch.setattr(paste, "BAND_VALUES", values)
         results.append(pipeline.paste_chunk(frames[:5], 0, faces, job, 0))
     (want, want_changed), *others = results

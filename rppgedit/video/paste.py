@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rppgedit import program_cache
+from rppgedit import program_cache, row_bands
 from rppgedit.video import crop, quantise
 
 ALIGN = 32  # a pasted rectangle's sides are rounded up to multiples of this many pixels
@@ -36,12 +36,7 @@ ALIGN = 32  # a pasted rectangle's sides are rounded up to multiples of this man
 _PASTER = concurrent.futures.ThreadPoolExecutor(1, "rppgedit-paste")
 
 
-BAND_VALUES = 2**18  # float32 values in a band of the paste's rows (1 MB per intermediate)
-
-
-def _band_rows(num: int, height: int, width: int, channels: int, values: int) -> int:
-    """Rows per band of a (num, height, width, channels) rectangle: about `values` values."""
-    return int(np.clip(values // (num * width * channels), 1, height))
+BAND_VALUES = 2**18  # float32 values in a band of the paste's rows (`rppgedit.row_bands`)
 
 
 def _columns(residual, c0, c1, fx):
@@ -73,16 +68,14 @@ def _program(mode: str | None, dtype: str, band_values: int):
     """The paste of faces into frames (uint8, or `dtype` for `mode` None): rounded by `mode` to
     `dtype`, or (None) the float32 sum on the frames' own scale.
 
-    The rectangle is worked through in bands of about `band_values` values (`_band_rows`) by a
-    loop, so that every intermediate is a band's (about a megabyte, in cache) and not the chunk's: at 1080p the
-    whole-chunk program kept 140 MB of temporaries, fresh memory at every call, and computed
-    the rounding twice (once for the output, once for the squares). Each value's arithmetic is
-    the same whatever the band, so the bits do not depend on the band size."""
+    The rectangle is worked through in bands of about `band_values` values (`row_bands`); each
+    value's arithmetic is the same in any band, so the bits do not depend on the band size
+    (`tests/region_paste_test.py`)."""
     top = float(np.iinfo(dtype).max)
 
     def run(frames, faces, keys, origin):
         num, height, width, channels = frames.shape
-        rows = _band_rows(num, height, width, channels, band_values)
+        rows, bands = row_bands.plan(height, num * width * channels, band_values)
         faces = [
             (jax.vmap(_columns)(residual * jnp.float32(top), c0, c1, fx), r0, r1, fy, mask)
             for residual, r0, r1, fy, c0, c1, fx, mask in faces
@@ -91,7 +84,7 @@ def _program(mode: str | None, dtype: str, band_values: int):
 
         def band(i, carry):
             out, sums = carry
-            y = jnp.minimum(i * rows, height - rows)  # the last band overlaps the one before
+            y = row_bands.start(i, rows, height)
             change = _change(faces, y, rows)
             values = jax.lax.dynamic_slice_in_dim(frames, y, rows, axis=1)
             if mode is None:
@@ -111,7 +104,7 @@ def _program(mode: str | None, dtype: str, band_values: int):
 
         sums_dtype = jnp.int32 if dtype == "uint8" else jnp.float32
         init = (jnp.zeros(frames.shape, out_dtype), jnp.zeros((num, height), sums_dtype))
-        out, sums = jax.lax.fori_loop(0, -(-height // rows), band, init)
+        out, sums = jax.lax.fori_loop(0, bands, band, init)
         return out if mode is None else (out, sums)
 
     statics = (mode, dtype, band_values)
