@@ -174,8 +174,8 @@ def _ssim_program(scale, data_range, sigma, truncate, k1, k2, band_values):
 
 
 # Frame values per step of the SSIM program: its maps stay in cache (measured on 2 cores: 2 frames
-# of 300x280x3 took half the time of 32); frames larger than that are swept in bands of about
-# `_SSIM_BAND_VALUES` values.
+# of 300x280x3 took half the time of 32); each frame is swept in bands of rows of about
+# `_SSIM_BAND_VALUES` values (`row_bands`; a small frame is one band).
 _SSIM_CHUNK_VALUES = 1 << 19
 _SSIM_BAND_VALUES = 1 << 18
 

@@ -87,7 +87,7 @@ def _program(mode: str | None, dtype: str, band_values: int):
             y = row_bands.start(i, rows, height)
             change = _change(faces, y, rows)
             values = jax.lax.dynamic_slice_in_dim(frames, y, rows, axis=1)
-            if mode is None:
+            if mode is None:  # no rounding, no squared error to sum (sums is None)
                 return jax.lax.dynamic_update_slice_in_dim(
                     out, values.astype(jnp.float32) + change, y, axis=1
                 ), sums
@@ -103,7 +103,8 @@ def _program(mode: str | None, dtype: str, band_values: int):
             return out, jax.lax.dynamic_update_slice_in_dim(sums, row_sums, y, axis=1)
 
         sums_dtype = jnp.int32 if dtype == "uint8" else jnp.float32
-        init = (jnp.zeros(frames.shape, out_dtype), jnp.zeros((num, height), sums_dtype))
+        sums = None if mode is None else jnp.zeros((num, height), sums_dtype)
+        init = (jnp.zeros(frames.shape, out_dtype), sums)
         out, sums = jax.lax.fori_loop(0, bands, band, init)
         return out if mode is None else (out, sums)
 
