@@ -1,7 +1,8 @@
 """Pulse removal, read losslessly and after the re-encodes a platform applies.
 
 Each candidate (`--candidates`: `default`, or `field=value[+field=value...]` overriding fields of
-the editor's config (`--method`, default Privacy-Phys), e.g. `removal_loss=flatness`, or `window`,
+the editor's config (`--method`, default Privacy-Phys), e.g. `removal_loss=flatness` or
+`cancel_rate=surrogates+cancel_grid=True+cancel_excess=1.5`, or `window`,
 `overlap` and `seed` (the stochastic rounding's) of the edit job) removes the pulse
 (`--target=none`) from the synthetic clips of `benchmarks/ensemble_balance.py` (seeds x
 light/medium/dark skin x still/moving, true rate 60-110 bpm, the tracker's crop). The edit is
@@ -79,10 +80,12 @@ def job_fields(candidate: str) -> dict[str, int]:
 
 
 def _value(field: str, text: str):
-    """A field's value from its text: names stay strings, numbers as `ensemble_balance` reads
-    them (an int where the text is one)."""
-    if field in ("colour", "balance", "removal_loss"):
+    """A field's value from its text: names stay strings, True, False and None are themselves,
+    numbers as `ensemble_balance` reads them (an int where the text is one)."""
+    if field in ("colour", "balance", "removal_loss", "cancel_rate"):
         return text
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
     return _number(text)
 
 

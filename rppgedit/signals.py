@@ -505,16 +505,20 @@ def pulse_snr(
     return 10.0 * (jnp.log10(jnp.maximum(ps, tiny)) - jnp.log10(jnp.maximum(pn, tiny)))
 
 
-def _pulse_bins(trace, fps: float, band_hz, half_width_hz: float):
+def _pulse_bins(trace, fps: float, band_hz, half_width_hz: float, centre_hz=None):
     """(spectrum, power, near) of a trace "t": its mean-removed rfft, that squared, and the bins
-    within `half_width_hz` (at least one bin) of its strongest frequency in `band_hz`."""
+    within `half_width_hz` (at least one bin) of its strongest frequency in `band_hz`, or of
+    `centre_hz` when given (a rate read elsewhere, e.g. by pulse estimators)."""
     num = trace.shape[0]
     spectrum = jnp.fft.rfft(trace - jnp.mean(trace))
     power = jnp.square(jnp.abs(spectrum))
     freqs = np.fft.rfftfreq(num, 1.0 / fps)
-    band = np.zeros(freqs.shape, bool)
-    band[_band_indices(freqs, (60.0 * band_hz[0], 60.0 * band_hz[1]))] = True
-    peak = jnp.argmax(jnp.where(jnp.asarray(band), power, -1.0))
+    if centre_hz is None:
+        band = np.zeros(freqs.shape, bool)
+        band[_band_indices(freqs, (60.0 * band_hz[0], 60.0 * band_hz[1]))] = True
+        peak = jnp.argmax(jnp.where(jnp.asarray(band), power, -1.0))
+    else:
+        peak = jnp.round(jnp.asarray(centre_hz, jnp.float32) * num / fps).astype(jnp.int32)
     width = max(1, int(round(half_width_hz * num / fps)))
     return spectrum, power, jnp.abs(jnp.arange(freqs.shape[0]) - peak) <= width
 
@@ -529,17 +533,37 @@ def pulse_strength(trace, fps: float, *, band_hz=(0.7, 3.0), half_width_hz: floa
 
 
 def pulse_component(
-    trace, fps: float, *, band_hz=(0.7, 3.0), half_width_hz: float = 0.1, reference=None
+    trace,
+    fps: float,
+    *,
+    band_hz=(0.7, 3.0),
+    half_width_hz: float = 0.1,
+    reference=None,
+    centre_hz=None,
+    excess_over=None,
 ):
     """The pulse of detrended traces "... t" as signals "... t": the bins that `pulse_strength`
     counts (within `half_width_hz` of the strongest frequency in `band_hz`) of `reference` "t"
-    (default: the trace itself, which must then be "t"), transformed back."""
+    (default: the trace itself, which must then be "t"), or the bins within `half_width_hz` of
+    `centre_hz` when given, transformed back. With `excess_over`, each other bin in `band_hz`
+    adds the part of it whose magnitude exceeds `excess_over` times the median magnitude of the
+    trace's band bins (in the bin's own phase): with it, the pulse and every other rate that stands
+    out of the band, so that minus this leaves no in-band peak."""
     trace = _float_array(trace)
     reference = trace if reference is None else _float_array(reference)
-    _, _, near = _pulse_bins(reference, fps, band_hz, half_width_hz)
+    _, _, near = _pulse_bins(reference, fps, band_hz, half_width_hz, centre_hz)
     spectrum = jnp.fft.rfft(trace - jnp.mean(trace, axis=-1, keepdims=True))
     near = jnp.reshape(near, (1,) * (spectrum.ndim - 1) + near.shape)
-    return jnp.fft.irfft(jnp.where(near, spectrum, 0.0), trace.shape[-1])
+    kept = jnp.where(near, spectrum, 0.0)
+    if excess_over is not None:
+        freqs = np.fft.rfftfreq(trace.shape[-1], 1.0 / fps)
+        band = np.zeros(freqs.shape, bool)
+        band[_band_indices(freqs, (60.0 * band_hz[0], 60.0 * band_hz[1]))] = True
+        size = jnp.abs(spectrum)
+        level = excess_over * jnp.median(size[..., band], axis=-1, keepdims=True)
+        excess = spectrum * jnp.maximum(0.0, 1.0 - level / jnp.maximum(size, 1e-12))
+        kept = jnp.where(near, spectrum, jnp.where(jnp.asarray(band), excess, 0.0))
+    return jnp.fft.irfft(kept, trace.shape[-1])
 
 
 # The pulse reaches the face's regions within tens of ms of each other: a lag between their pulses

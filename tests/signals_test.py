@@ -321,3 +321,42 @@ def test_pulse_lag_finds_a_delay_and_gain_under_noise(lag_s):
     assert abs(float(lag[1])) == pytest.approx(0.2)
     late, _ = signals.pulse_lag(trace, reference, FPS, max_lag_s=0.02)
     assert float(late) == pytest.approx(float(np.clip(lag_s, -0.02, 0.02)), abs=0.015)
+
+
+def test_pulse_component_keeps_the_bins_around_its_strongest_rate_or_a_given_one():
+    """Two tones on whole DFT bins (300 samples at 30 Hz: 0.1 Hz apart), 0.9 Hz strong and 1.3 Hz
+    weak: the component is the strong tone, or with `centre_hz` the tone at that rate (float64
+    NumPy reference: each tone alone), a rate read elsewhere (`privacy_phys.pulse_rate_hz`)."""
+    t = np.arange(300) / 30.0
+    strong, weak = 2.0 * np.cos(2 * np.pi * 0.9 * t + 0.3), np.cos(2 * np.pi * 1.3 * t - 1.0)
+    trace = (strong + weak).astype(np.float32)
+    own = signals.pulse_component(trace, 30.0, half_width_hz=0.1)
+    given = signals.pulse_component(trace, 30.0, half_width_hz=0.1, centre_hz=1.3)
+    np.testing.assert_allclose(np.asarray(own, np.float64), strong, atol=2e-5)
+    np.testing.assert_allclose(np.asarray(given, np.float64), weak, atol=2e-5)
+
+
+def test_pulse_component_with_the_excess_leaves_no_band_bin_above_the_level():
+    """`excess_over`: minus the component leaves the bins near the rate empty, no other band bin
+    above `excess_over` times the trace's median band magnitude (a 3x tone at another rate is cut
+    down to it), and the bins below that level and outside the band as they were."""
+    rng = np.random.default_rng(4)
+    t = np.arange(256) / 30.0
+    trace = (
+        rng.normal(0.0, 1.0, 256)
+        + 3.0 * np.cos(2 * np.pi * 1.65 * t)
+        + 2.0 * np.cos(2 * np.pi * 1.18 * t)
+    )
+    trace = (trace - trace.mean()).astype(np.float32)
+    got = signals.pulse_component(trace, 30.0, half_width_hz=0.25, centre_hz=1.18, excess_over=1.5)
+    before = np.fft.rfft(trace.astype(np.float64))
+    after = np.fft.rfft(trace.astype(np.float64) - np.asarray(got, np.float64))
+    freqs = np.fft.rfftfreq(256, 1.0 / 30.0)
+    band = (freqs >= 0.7) & (freqs <= 3.0)
+    near = np.abs(np.arange(freqs.size) - round(1.18 * 256 / 30.0)) <= 2
+    level = 1.5 * np.median(np.abs(before[band]))
+    assert np.all(np.abs(after[near]) < 1e-3 * level)
+    assert np.all(np.abs(after[band & ~near]) <= level * (1 + 1e-4))
+    assert np.abs(before[np.argmin(np.abs(freqs - 1.65))]) > 3 * level  # the tone was cut
+    low = (band & ~near & (np.abs(before) < level)) | ~band
+    np.testing.assert_allclose(after[low], before[low], atol=1e-3 * level)
