@@ -505,6 +505,13 @@ def pulse_snr(
     return 10.0 * (jnp.log10(jnp.maximum(ps, tiny)) - jnp.log10(jnp.maximum(pn, tiny)))
 
 
+def _band_mask(freqs_hz: np.ndarray, band_hz) -> np.ndarray:
+    """bool over `freqs_hz`: the bins inside `band_hz` (Hz)."""
+    band = np.zeros(freqs_hz.shape, bool)
+    band[_band_indices(freqs_hz, (60.0 * band_hz[0], 60.0 * band_hz[1]))] = True
+    return band
+
+
 def _pulse_bins(trace, fps: float, band_hz, half_width_hz: float, centre_hz=None):
     """(spectrum, power, near) of a trace "t": its mean-removed rfft, that squared, and the bins
     within `half_width_hz` (at least one bin) of its strongest frequency in `band_hz`, or of
@@ -514,9 +521,7 @@ def _pulse_bins(trace, fps: float, band_hz, half_width_hz: float, centre_hz=None
     power = jnp.square(jnp.abs(spectrum))
     freqs = np.fft.rfftfreq(num, 1.0 / fps)
     if centre_hz is None:
-        band = np.zeros(freqs.shape, bool)
-        band[_band_indices(freqs, (60.0 * band_hz[0], 60.0 * band_hz[1]))] = True
-        peak = jnp.argmax(jnp.where(jnp.asarray(band), power, -1.0))
+        peak = jnp.argmax(jnp.where(jnp.asarray(_band_mask(freqs, band_hz)), power, -1.0))
     else:
         peak = jnp.round(jnp.asarray(centre_hz, jnp.float32) * num / fps).astype(jnp.int32)
     width = max(1, int(round(half_width_hz * num / fps)))
@@ -554,16 +559,14 @@ def pulse_component(
     _, _, near = _pulse_bins(reference, fps, band_hz, half_width_hz, centre_hz)
     spectrum = jnp.fft.rfft(trace - jnp.mean(trace, axis=-1, keepdims=True))
     near = jnp.reshape(near, (1,) * (spectrum.ndim - 1) + near.shape)
-    kept = jnp.where(near, spectrum, 0.0)
+    elsewhere = 0.0  # the bins away from the pulse
     if excess_over is not None:
-        freqs = np.fft.rfftfreq(trace.shape[-1], 1.0 / fps)
-        band = np.zeros(freqs.shape, bool)
-        band[_band_indices(freqs, (60.0 * band_hz[0], 60.0 * band_hz[1]))] = True
+        band = _band_mask(np.fft.rfftfreq(trace.shape[-1], 1.0 / fps), band_hz)
         size = jnp.abs(spectrum)
         level = excess_over * jnp.median(size[..., band], axis=-1, keepdims=True)
         excess = spectrum * jnp.maximum(0.0, 1.0 - level / jnp.maximum(size, 1e-12))
-        kept = jnp.where(near, spectrum, jnp.where(jnp.asarray(band), excess, 0.0))
-    return jnp.fft.irfft(kept, trace.shape[-1])
+        elsewhere = jnp.where(jnp.asarray(band), excess, 0.0)
+    return jnp.fft.irfft(jnp.where(near, spectrum, elsewhere), trace.shape[-1])
 
 
 # The pulse reaches the face's regions within tens of ms of each other: a lag between their pulses

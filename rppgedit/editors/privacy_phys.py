@@ -708,10 +708,11 @@ def edit(state, clip, mask, target, cfg: PrivacyPhysConfig):
     divergence = cfg.remove and cfg.removal_loss == "notched_flat"
     notch = cfg.remove and cfg.notch_weight > 0 and not divergence
     reference = pulse_reference(state, clip, mask, cfg) if notch else None
-    share = pulse_share(state, clip, mask, cfg) if cfg.remove else None  # the original's pulse
-    spectrum = notched_flat(share, clip.shape[0], cfg) if divergence else None
     by_surrogates = cfg.remove and cfg.cancel_rate == "surrogates"
-    rate = pulse_rate_hz(share, clip.shape[0], cfg) if by_surrogates else None  # to cancel
+    # the original's pulse spectrum, for the aim and (by_surrogates) the rate the start cancels
+    share = pulse_share(state, clip, mask, cfg) if divergence or by_surrogates else None
+    spectrum = notched_flat(share, clip.shape[0], cfg) if divergence else None
+    rate = pulse_rate_hz(share, clip.shape[0], cfg) if by_surrogates else None
 
     colour = pulse_direction(clip, mask) if direction is None else direction  # of the start
     # each face region's delay and gain, for its start and (with regional terms) its target
