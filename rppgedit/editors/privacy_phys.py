@@ -257,7 +257,15 @@ class PrivacyPhysConfig:
         SNR at the truth -7.8 / -7.4 dB losslessly (-6.9), -4.3 / -5.1 (-5.1); PSNR 59.67 /
         59.92 dB (59.78). The grid seeds 0-5 of `tests/removal_test.py` with the grid: largest
         groups 4, 3, 6, 8, 4, 7 (mean 5.3; defaults 4.8, no clip over 6): deeper at the truth on
-        the real clip, a wider spread on the synthetic one, so not the default yet.
+        the real clip, a wider spread on the synthetic one, so not the default yet. Excess 1.2 /
+        2.0 (with the surrogates' rate and the grid): the real clip's largest group 7 / 5 of 20,
+        median SNR drop 16.5 / 16.5 dB, none at the truth; seeds 0-7 largest group 4.2 / 4.4
+        losslessly and 4.9 / 5.6 after CRF 23, at the truth 0 / 0 and 0 / 3 of 80; seeds 8-15
+        (excess 1.2 against the defaults) largest group 4.5 (4.1) losslessly and 5.0 (4.9)
+        after CRF 23, at the truth 0 (0) and 6 (1) of 80, highest SNR at the truth after CRF 23
+        -2.8 (-4.1) dB. With the trace's rate instead, grid and excess 1.5 / 2.0, the real
+        clip's largest group is 8 / 15 of 20 (at 88 and 87 bpm, rates the clip's trace has
+        under its pulse). No setting is better on every measure, so the defaults stay.
       regional_timing: target mode only: in each face region (`roi.FACE_REGIONS`: forehead,
         cheeks) the start (`init_scale`) and, with `region_weight`, the region's target are the
         target delayed (by at most `PLANTED_LAG_S`) and scaled as that region's own pulse trails
