@@ -24,30 +24,6 @@ SHARED_DATA = pathlib.Path(
     )
 )
 
-# Test files that take 100 s or more of a worker (tests and module fixtures together, measured
-# under `-n 2` on a 2-core CPU: removal 326 s, privacy_phys 228 s, ..., facephys 100 s), handed
-# out first so that no worker starts a long file last while the other has finished. Only the
-# order changes.
-LONGEST_FILES = (
-    "removal_test.py",
-    "privacy_phys_test.py",
-    "share_edit_test.py",
-    "regional_pulse_test.py",
-    "attackers_test.py",
-    "efficientphys_test.py",
-    "streaming_edit_test.py",
-    "physiolatent_test.py",
-    "bench_test.py",
-    "shipped_configs_test.py",
-    "facephys_test.py",
-)
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-file order kept
-
-
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` (the default, pyproject's addopts): one worker per core, at most 4 (each worker
     is a JAX process of 1-3 GB)."""
