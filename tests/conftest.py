@@ -24,6 +24,7 @@ SHARED_DATA = pathlib.Path(
     )
 )
 
+
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` (the default, pyproject's addopts): one worker per core, at most 4 (each worker
     is a JAX process of 1-3 GB)."""
