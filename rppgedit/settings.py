@@ -91,7 +91,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("verify_reencode", "output.verify_reencode", "int", None,
        "Also read the faces after one more re-encode at this CRF.", _OUTPUT),
     _s("lossy_strength", "output.lossy_strength", "float", None,
-       "Multiple of the edit pasted into a lossy output so it survives re-encodes (default 3).",
+       "Multiple of the edit pasted into a lossy output so it survives re-encodes (default 4).",
        _OUTPUT),
     _s("keep_streams", "output.keep_streams", "bool", True,
        "Carry the input's audio, subtitles and metadata over.", _OUTPUT),
