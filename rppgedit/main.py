@@ -8,12 +8,14 @@ mode (`rppgedit.modes`). Values in a flagfile can be overridden by flags given a
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pathlib
 import sys
 import threading
 import time
+from typing import NoReturn
 
 from absl import app, flags, logging
 
@@ -22,6 +24,10 @@ from rppgedit.errors import RppgEditError
 
 FLAGS = flags.FLAGS
 settings.define_flags(FLAGS)
+
+# The command's start, as near as this module can see it (after Python's own start-up and these
+# imports, 0.2 s together here): `rppgedit edit` counts everything since in its end-to-end rate.
+STARTED = time.perf_counter()
 
 
 def main(argv):
@@ -42,7 +48,7 @@ def main(argv):
     try:
         from rppgedit import modes
 
-        modes.run(settings.resolve(FLAGS))
+        modes.run(settings.resolve(FLAGS, started=STARTED))
     except (RppgEditError, MemoryError) as err:
         from rppgedit import safe_write
         from rppgedit.errors import one_line
@@ -154,7 +160,22 @@ def entry_point(argv: list[str] | None = None):
         sys.exit(0)
     cap_malloc_arenas()
     safe_write.install_signal_handlers()
-    app.run(main, argv=argv)
+    try:
+        app.run(main, argv=argv)
+    except SystemExit as done:
+        if done.code not in (None, 0):
+            raise
+    exit_now()
+
+
+def exit_now() -> NoReturn:
+    """Ends a command that succeeded without the interpreter's teardown, which frees JAX's runtime
+    and every module one object at a time (0.6-0.8 s after an edit here, against 0.1). Its files
+    are written and closed by now; the exit handlers still run and the output is flushed first."""
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

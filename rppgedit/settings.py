@@ -422,12 +422,15 @@ def _flatten(tree: Mapping, prefix: str = "") -> Iterable[tuple[str, object]]:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """The resolved settings of one run: attribute access by setting name (``s.steps``) and the
-    set of names given explicitly (config file, flagfile, command line)."""
+    """The resolved settings of one run: attribute access by setting name (``s.steps``), the
+    set of names given explicitly (config file, flagfile, command line) and, from the command
+    line, when the command started (``time.perf_counter()``: the edit counts its start-up in the
+    rate it reports)."""
 
     mode: str
     values: Mapping[str, object]
     given: frozenset[str]
+    started: float | None = None
 
     def __getattr__(self, name):
         values = self.__dict__.get("values")
@@ -452,9 +455,9 @@ class Settings:
         return out
 
 
-def resolve(flag_values, mode: str | None = None) -> Settings:
+def resolve(flag_values, mode: str | None = None, started: float | None = None) -> Settings:
     """The run's `Settings` from parsed absl flags (and the config file they name): refuses, in one
-    line, a setting the mode does not use."""
+    line, a setting the mode does not use. `started`: `Settings.started`."""
     config = load_config_file(flag_values.config) if flag_values.config else {}
     given = {s.name for s in SETTINGS if flag_values[s.name].present}
     if mode is None:
@@ -484,7 +487,7 @@ def resolve(flag_values, mode: str | None = None) -> Settings:
             f"{'it' if len(unused) == 1 else 'them'}, or the flagfile/config line that sets "
             f"{'it' if len(unused) == 1 else 'them'})"
         )
-    return Settings(mode, values, frozenset(given))
+    return Settings(mode, values, frozenset(given), started)
 
 
 def help_text(mode: str | None) -> str:

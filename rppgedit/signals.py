@@ -9,7 +9,9 @@ differentiable; so are Pearson, the periodogram and the soft spectral peak.
 
 Filter and transform constants (Butterworth response, detrending matrix, windows) are computed in
 float64 with NumPy/SciPy at trace time from static shapes and parameters; nothing is cached
-globally. Matrix products use ``Precision.HIGHEST`` so that GPUs do not silently use TF32, whose
+globally. The Butterworth response has a closed form, so ``scipy.signal`` (0.7 s of every
+command's start-up: it parses its docstrings on import) is not imported; the tests compare it
+with ``scipy.signal``'s design. Matrix products use ``Precision.HIGHEST`` so that GPUs do not silently use TF32, whose
 ~1e-3 relative error is as large as the pulse in a raw RGB trace.
 
 References:
@@ -29,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
-import scipy.signal
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -139,13 +140,19 @@ def butterworth_power_response(
     """|H(f)|^2 of the digital Butterworth band-pass at the rFFT bins of length ``n_fft`` (float64).
 
     This is the magnitude response of ``scipy.signal.filtfilt`` with ``scipy.signal.butter(order,
-    [low_hz, high_hz], btype='band', fs=fps)``, i.e. the filter applied forward and backward.
+    [low_hz, high_hz], btype='band', fs=fps)``, i.e. the filter applied forward and backward, in
+    closed form: the analog prototype's ``1 / (1 + W^(2 order))`` with the band-pass mapping
+    ``W = (w^2 - w_lo w_hi) / (w (w_hi - w_lo))``, where the bilinear transform (with the band
+    edges pre-warped, as ``butter`` designs them) puts frequency ``f`` at ``w = tan(pi f / fps)``.
+    It equals ``sosfreqz`` of that design to 2e-11 (``tests/signals_test.py``).
     """
     _check_band(fps, low_hz, high_hz)
-    sos = scipy.signal.butter(order, [low_hz, high_hz], btype="band", fs=fps, output="sos")
-    freqs = np.fft.rfftfreq(n_fft, d=1.0 / fps)
-    _, h = scipy.signal.sosfreqz(sos, worN=freqs, fs=fps)
-    return np.abs(h) ** 2
+    w = np.tan(np.pi * np.fft.rfftfreq(n_fft, d=1.0 / fps) / fps)
+    w_lo, w_hi = math.tan(math.pi * low_hz / fps), math.tan(math.pi * high_hz / fps)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        mapped = (w * w - w_lo * w_hi) / (w * (w_hi - w_lo))
+        power = 1.0 / (1.0 + mapped ** (2 * order))
+    return np.where(np.isfinite(mapped), power, 0.0)  # f = 0: W is -inf, the gain 0
 
 
 def _check_band(fps: float, low_hz: float, high_hz: float) -> None:

@@ -153,3 +153,20 @@ def test_physiolatent_refuses_removal_before_any_work(tmp_path):
     )
     _assert_one_line_error(proc, "cannot remove the pulse")
     assert proc.returncode == 1 and not out.exists()
+
+
+def test_a_command_that_succeeds_exits_with_its_exit_handlers_run_and_output_flushed(tmp_path):
+    """`main.exit_now` skips the interpreter's teardown, not what a finished command owes."""
+    mark = tmp_path / "handler_ran"
+    code = (
+        "import atexit, pathlib, sys\n"
+        "from rppgedit import main\n"
+        f"atexit.register(pathlib.Path({str(mark)!r}).write_text, 'yes')\n"
+        "print('to stdout', end='')\n"
+        "sys.stderr.write('to stderr')\n"
+        "main.exit_now()\n"
+        "print('never')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "to stdout", "to stderr")
+    assert mark.read_text() == "yes"

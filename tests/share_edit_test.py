@@ -144,6 +144,11 @@ def test_share_flag_on_the_command_line(tmp_path):
     assert "HR after CRF 28" in done.stdout
     report = json.loads((tmp_path / "out.report.json").read_text())
     assert (report["codec"], report["crf"]) == ("h264", 23)
+    # the rate printed counts the command's start-up and every stage after it, plots included
+    seconds = report["seconds"]
+    assert seconds["start_up"] > 0.5  # at least the imports of JAX and the weights
+    assert report["frames"] / report["fps_end_to_end"] >= sum(seconds.values())
+    assert f"{report['fps_end_to_end']:.1f} frames/s end to end" in done.stdout
     assert probe.is_faststart(out) and _pcm(out) == _pcm(src)
     assert src.read_bytes() == before
     bad = subprocess.run(

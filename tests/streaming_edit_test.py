@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import time
 import tracemalloc
 
 import numpy as np
@@ -43,7 +44,15 @@ def test_streamed_file_edit_equals_in_memory_edit(tmp_path, monkeypatch, bit_dep
     clip, path, box = _source(tmp_path, 150, 48)
     job = _job(bit_depth=bit_depth)
     out = tmp_path / "out.mkv"
-    summary = pipeline.run_edit(str(path), str(out), job, face_box=box, progress=False)
+    # a caller that started 1000 s ago: the rate counts its start-up; else from the first decode
+    started = {"started": time.perf_counter() - 1000.0} if bit_depth == 8 else {}
+    summary = pipeline.run_edit(str(path), str(out), job, face_box=box, progress=False, **started)
+    if started:
+        assert summary["seconds"]["start_up"] >= 1000.0
+        assert 150 / summary["fps_end_to_end"] >= sum(summary["seconds"].values())
+    else:
+        assert "start_up" not in summary["seconds"]
+        assert 150 / summary["fps_end_to_end"] == pytest.approx(sum(summary["seconds"].values()))
     boxes = np.tile(box, (150, 1))
     expected = pipeline.edit_frames(clip.frames, FPS, boxes, job)
     back = decode.read_video(out, allow_16bit=bit_depth == 16).frames

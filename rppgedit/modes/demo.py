@@ -20,9 +20,11 @@ def run_demo(
     progress: bool = True,
     plots: bool = True,
     config: dict | None = None,
+    started: float | None = None,
 ) -> dict:
     """Generates `out_dir/demo_input.mkv`, edits it to `out_dir/demo_edited.mkv` with the
-    `pipeline.EditJob` `job`, returns the report (`config`: the resolved settings written into it)."""
+    `pipeline.EditJob` `job`, returns the report (`config`: the resolved settings written into it;
+    `started`: as in `pipeline.run_edit`, the generated clip then counts in the start-up)."""
     from rppgedit import pipeline
     from rppgedit.data import clips
     from rppgedit.video import encode
@@ -41,12 +43,18 @@ def run_demo(
         progress=progress,
         plots=plots,
         config=config,
+        started=started,
     )
 
 
 def run(s) -> None:
     common.check_settings(s)
     summary = run_demo(
-        s.demo_dir, common.job(s), progress=s.progress, plots=common.plots(s), config=s.tree()
+        s.demo_dir,
+        common.job(s),
+        progress=s.progress,
+        plots=common.plots(s),
+        config=s.tree(),
+        started=s.started,
     )
     common.print_report(summary)

@@ -29,5 +29,6 @@ def run(s) -> None:
         progress=s.progress,
         plots=common.plots(s),
         config=s.tree(),
+        started=s.started,
     )
     common.print_report(summary)
