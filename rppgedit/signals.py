@@ -11,8 +11,8 @@ Filter and transform constants (Butterworth response, detrending matrix, windows
 float64 with NumPy/SciPy at trace time from static shapes and parameters; nothing is cached
 globally. The Butterworth response has a closed form, so ``scipy.signal`` (0.7 s of every
 command's start-up: it parses its docstrings on import) is not imported; the tests compare it
-with ``scipy.signal``'s design. Matrix products use ``Precision.HIGHEST`` so that GPUs do not silently use TF32, whose
-~1e-3 relative error is as large as the pulse in a raw RGB trace.
+with ``scipy.signal``'s design. Matrix products use ``Precision.HIGHEST`` so that GPUs do not
+silently use TF32, whose ~1e-3 relative error is as large as the pulse in a raw RGB trace.
 
 References:
   - M. P. Tarvainen, P. O. Ranta-aho, P. A. Karjalainen, "An advanced detrending method with
