@@ -59,6 +59,23 @@ def test_unknown_method_and_uint8_are_refused():
         skin.skin_mask(np.zeros((4, 4, 3), np.uint8))
 
 
+@pytest.mark.parametrize("length", [5, 599, 600, 1200])  # np.nanmedian's two code paths
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nanmedian_of_the_valid_entries_is_numpys(rng, length, dtype):
+    """Bit for bit `np.nanmedian` of the valid entries: odd and even counts, ties, a row with one
+    valid entry and a row with none (NaN)."""
+    x = np.round(rng.standard_normal((40, length)) * 50.0).astype(dtype)  # many ties
+    x[::2] += rng.random((20, length)).astype(dtype)
+    valid = rng.random((40, length)) < rng.random((40, 1))
+    valid[0], valid[1], valid[2, :1] = False, True, True
+    valid[2, 1:] = False
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning, match="All-NaN"):
+        want = np.nanmedian(np.where(valid, x, np.nan), axis=-1)
+    got = skin._nanmedian(x, valid)
+    assert got.dtype == want.dtype and np.isnan(got[0]) and got[2] == x[2, 0]
+    np.testing.assert_array_equal(got, want)
+
+
 def test_temporal_majority_matches_loop(rng):
     mask = rng.uniform(size=(2, 9, 5, 4)) < 0.5
     got = skin.temporal_majority(mask, 3)

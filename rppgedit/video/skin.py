@@ -82,8 +82,14 @@ def _disc(radius: int) -> np.ndarray:
 
 
 def _nanmedian(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Median over the last axis of the valid entries (NaN-free result: rows with none give NaN)."""
-    return np.nanmedian(np.where(valid, x, np.nan), axis=-1)
+    """Median over the last axis of the valid entries (rows with none give NaN): the values of
+    ``np.nanmedian(np.where(valid, x, np.nan), axis=-1)``, which loops over the rows in Python for
+    rows of 600 or more (a face crop's seed region): 10x the time on a chunk of crops."""
+    ordered = np.sort(np.where(valid, x, np.nan), axis=-1)  # the valid values first, NaN last
+    count = np.count_nonzero(valid, axis=-1)[..., None]
+    low = np.take_along_axis(ordered, np.maximum(count - 1, 0) // 2, axis=-1)[..., 0]
+    high = np.take_along_axis(ordered, count // 2, axis=-1)[..., 0]
+    return (low + high) / 2  # as np.median: the middle value, or the mean of the middle two
 
 
 def _mask_ycrcb_adaptive(
