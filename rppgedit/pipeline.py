@@ -1000,7 +1000,7 @@ def run_edit(
             )
             summary["report_png"] = png
             seconds["plots"] = time.perf_counter() - tic
-    # every second the caller waited for, but for the report's JSON below
+    # from `started` (else the stages' sum) to now: all but the report's JSON below
     elapsed = sum(seconds.values()) if started is None else time.perf_counter() - started
     summary["fps_end_to_end"] = info.num_frames / max(elapsed, 1e-9)
     if report:
