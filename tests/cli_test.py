@@ -167,6 +167,9 @@ def test_a_command_that_succeeds_exits_with_its_exit_handlers_run_and_output_flu
         "main.exit_now()\n"
         "print('never')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as in a shell
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=buffered
+    )
     assert (done.returncode, done.stdout, done.stderr) == (0, "to stdout", "to stderr")
     assert mark.read_text() == "yes"
