@@ -49,6 +49,7 @@ _JOB_FIELDS = (
     "overlap",
     "batch_windows",
     "mask_method",
+    "margin",
     "quantize",
     "bit_depth",
 )
@@ -213,9 +214,9 @@ def edit(
         `allow_no_face`: edit a centred box when no face is found (default False);
         then the editor's settings (`steps`, `learning_rate`, `fidelity_weight` (lambda),
         `surrogates` ("pos:2,chrom" or pairs), `stop_pearson`, `balance`, `colour`, ...), the
-        edit's (`work_size`, `window`, `overlap`, `batch_windows`, `mask_method`, `quantize`,
-        `bit_depth`) and the output's (`codec`, `crf`, `verify_reencode`, `keep_streams`,
-        `lossy_strength`).
+        edit's (`work_size`, `window`, `overlap`, `batch_windows`, `mask_method`, `margin`,
+        `quantize`, `bit_depth`) and the output's (`codec`, `crf`, `verify_reencode`,
+        `keep_streams`, `lossy_strength`).
 
     Returns:
       a `Report` (its `verdict`, `rows`, `psnr`, `settings`, `paths`; `to_dict()` is the JSON).

@@ -31,6 +31,7 @@ from rppgedit import progress as progress_bars
 from rppgedit.engine import MIN_FRAMES
 from rppgedit.errors import RppgEditError
 from rppgedit.video import crop, decode, encode, face, paste, probe, quantise, skin
+from rppgedit.video import margin as ring
 from rppgedit.windows import default_window, edit_plan
 
 # Full frames are decoded, pasted, quantised and encoded in chunks of about this many bytes counted
@@ -93,6 +94,10 @@ class EditJob:
       batch_windows: windows each device edits in one vmapped call; 0 (the default): the
         platform's (`engine.windows_per_device`: 1 per CPU device, 2 per accelerator).
       mask_method: skin-mask rule (see `rppgedit.video.skin`).
+      margin: the ring around each face box that the edit also reaches, as a fraction of the box
+        side on each side (`rppgedit.video.margin`, which measures what it gains and costs): its
+        skin takes the face's mean change; 0 (the default) changes pixels inside the boxes only.
+        Not with the "all" mask (the box is the region).
       quantize: "stochastic" (keeps sub-level edits in 8-bit output) or "round".
       bit_depth: 8 or 16 bits per channel in the output file.
       seed: seed of the stochastic rounding and of random target phases.
@@ -107,6 +112,7 @@ class EditJob:
     overlap: int = 32
     batch_windows: int = 0
     mask_method: str = "ycrcb_adaptive"
+    margin: float = 0.0
     quantize: str = "stochastic"
     bit_depth: int = 8
     seed: int = 0
@@ -114,6 +120,8 @@ class EditJob:
     estimators: tuple[str, ...] = ("green", "pos", "chrom", "physnet_pure")
 
     def __post_init__(self):
+        if not 0.0 <= self.margin <= 1.0:  # also NaN
+            raise RppgEditError(f"the edit's margin must be in [0, 1], got {self.margin}")
         if self.window == 0:  # resolved once, so that every reader of the job sees frames
             object.__setattr__(self, "window", default_window(self.target.kind == "none"))
 
@@ -224,9 +232,15 @@ def _overlapping(a: Rect, b: Rect) -> bool:
     return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
 
 
-def _face_rects(faces: list[FaceEdit], start: int, num: int, frame_shape) -> list:
+def _ring_margin(job: EditJob) -> float:
+    """The width of the ring a paste reaches around each box (`rppgedit.video.margin`)."""
+    return 0.0 if job.mask_method == "all" else job.margin
+
+
+def _face_rects(faces: list[FaceEdit], start: int, num: int, frame_shape, margin: float) -> list:
     """[(rect, indices of the faces pasted in it)]: each edited face's pixels over the chunk
-    (frames start .. start + num - 1), overlapping rectangles merged into their bounding one.
+    (frames start .. start + num - 1), its ring of `margin` included, overlapping rectangles
+    merged into their bounding one.
 
     A rectangle is pasted into with its faces' boxes shifted to its corner; for boxes of float32
     values a shift by whole pixels is exact in float64, so the paste computes the bits of the
@@ -236,10 +250,11 @@ def _face_rects(faces: list[FaceEdit], start: int, num: int, frame_shape) -> lis
         a, b = overlap(f, start, num)
         if f.residual is None or a >= b:
             continue
-        rect = crop.pixel_rect(f.boxes[a:b], *frame_shape)
+        boxes = np.asarray(f.boxes[a:b])
+        reach = boxes if margin <= 0 else ring.grown_boxes(boxes, f.mask.shape[1], margin)
+        rect = crop.pixel_rect(reach, *frame_shape)
         if rect is None:
             continue
-        boxes = np.asarray(f.boxes[a:b])
         if boxes.dtype != np.float32 and not np.all(boxes.astype(np.float32) == boxes):
             rect = (0, rect[1], 0, rect[3])
         rects.append((rect, [i]))
@@ -257,12 +272,15 @@ def _face_rects(faces: list[FaceEdit], start: int, num: int, frame_shape) -> lis
     return rects
 
 
-def _face_parts(start: int, num: int, faces: list[FaceEdit], rect: Rect):
-    """What `paste.paste_rounded` pastes of each face into the rectangle `rect` of a chunk
-    (frames start .. start + num - 1), and the pixels the faces may change there, bool (T, h, w)."""
+def _face_parts(frames, start: int, faces: list[FaceEdit], rect: Rect, job: EditJob):
+    """What `paste.paste_rounded` pastes of each face (and of its ring, `_ring_margin(job)`,
+    `rppgedit.video.margin`) into the rectangle `rect` of a chunk of `frames` (frames start ..
+    start + T - 1), and the pixels the faces may change there, bool (T, h, w)."""
+    num = len(frames)
     y0, y1, x0, x1 = rect
     parts, mask_rect = [], np.zeros((num, y1 - y0, x1 - x0), bool)
     corner = np.array([x0, y0, x0, y0], np.float64)
+    margin = _ring_margin(job)
     for f in faces:
         a, b = overlap(f, start, num)
         inner, rows = slice(a - start, b - start), slice(a - f.first, b - f.first)
@@ -270,15 +288,24 @@ def _face_parts(start: int, num: int, faces: list[FaceEdit], rect: Rect):
         mask = full_frame_mask(f.mask[rows], boxes, mask_rect.shape[1:])
         parts.append((boxes, f.residual[rows], mask, inner))
         mask_rect[inner] |= mask
+        if margin > 0:
+            part = ring.ring_part(
+                frames[inner], f.boxes[a:b], f.residual[rows], f.mask[rows], (y0, x0),
+                mask_rect.shape[1:], margin=margin, method=job.mask_method,
+            )  # fmt: skip
+            if part is not None:
+                parts.append((*part, inner))
+                mask_rect[inner] |= part[2]
     return parts, mask_rect
 
 
 def paste_chunk(frames, start: int, faces: list[FaceEdit], job: EditJob, index: int):
     """Pastes every face's residual into a chunk of full frames and quantises them.
 
-    Only the rectangles that the faces' boxes reach over the chunk are pasted and quantised; every
-    other pixel is copied. The bits are those of pasting and quantising the whole frames: each
-    rectangle's stochastic rounding draws the numbers that the whole frames would draw there.
+    Only the rectangles that the faces' boxes and their rings (`job.margin`) reach over the chunk
+    are pasted and quantised; every other pixel is copied. The bits are those of pasting and
+    quantising the whole frames: each rectangle's stochastic rounding draws the numbers that the
+    whole frames would draw there.
 
     Args:
       frames: uint8 (T,H,W,3) original frames `start .. start + T - 1` of the video (chunk
@@ -301,8 +328,9 @@ def paste_chunk(frames, start: int, faces: list[FaceEdit], job: EditJob, index: 
         out = frames.copy()
     rects, masks, sse = [], [], 0.0
     mode = "stochastic" if job.bit_depth == 16 else job.quantize
-    for rect, members in _face_rects(faces, start, num, (height, width)):
-        parts, mask = _face_parts(start, num, [faces[i] for i in members], rect)
+    margin = _ring_margin(job)
+    for rect, members in _face_rects(faces, start, num, (height, width), margin):
+        parts, mask = _face_parts(frames, start, [faces[i] for i in members], rect, job)
         values, squares = paste.paste_rounded(
             frames, rect, parts, key, mode=mode, bit_depth=job.bit_depth
         )

@@ -160,6 +160,10 @@ SETTINGS: tuple[Setting, ...] = (
        "Side of the face crop the editor works on.", _JOB + ("evaluate",)),
     _s("mask_method", "crop.mask_method", "str", "ycrcb_adaptive",
        "Skin mask rule (ycrcb_adaptive, ycrcb, all).", _JOB + ("evaluate",)),
+    _s("edit_margin", "crop.margin", "float", 0.0,
+       "Also edit the skin in a ring this fraction of the face box's side wide around it (the "
+       "face's mean change), for readers that crop wider (e.g. 0.15); 0: inside the box only.",
+       _JOB),
     _s("face_box", "crop.face_box", "list", None,
        "Fixed face box x0,y0,x1,y1 in pixels (skips detection).",
        ("edit", "live", "evaluate", "bench")),

@@ -259,6 +259,16 @@ def test_a_physiological_target_reaches_the_job():
     assert dict(job.method_options) == {"steps": 5}
 
 
+def test_the_edit_margin_reaches_the_job():
+    """`margin=` is the job's ring around the face boxes (`rppgedit.video.margin`), not an editor
+    option; none by default."""
+    job, _ = rppgedit.api._job(90.0, rppgedit.api.EditOptions(), {"margin": 0.15, "steps": 5})
+    assert job.margin == 0.15 and dict(job.method_options) == {"steps": 5}
+    assert rppgedit.api._job(90.0, rppgedit.api.EditOptions(), {})[0].margin == 0.0
+    with pytest.raises(rppgedit.api.RppgEditError, match="margin must be in"):
+        rppgedit.api._job(90.0, rppgedit.api.EditOptions(), {"margin": -1.0})
+
+
 def test_read_heart_rate_of_a_file_and_of_frames(tmp_path, clip):
     frames, fps = clip
     path = api.demo_video(tmp_path / "face.mkv", seconds=5, size=96)

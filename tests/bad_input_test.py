@@ -496,6 +496,7 @@ RANGES = {
     "lossy_strength": (0.0, 10.0, True),
     "window": (32, 4096, False),
     "work_size": (8, 512, False),
+    "edit_margin": (0.0, 1.0, False),
     "batch_windows": (0, 256, False),  # 0: the platform's (engine.windows_per_device)
 }
 

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from rppgedit import edit_report, metrics, pipeline
-from rppgedit.video import crop, paste, quantise
+from rppgedit.video import crop, margin, paste, quantise
 
 SIZE = 16  # side of the working crop
 
 
 def _paste_whole_frames(frames, start, faces, job, index):
     """`pipeline.paste_chunk` on one rectangle, the whole frames, as it was before it worked on the
-    rectangles that the faces reach."""
+    rectangles that the faces reach (each face followed by its ring, `rppgedit.video.margin`)."""
     num, height, width = frames.shape[:3]
     parts, mask_full = [], np.zeros(frames.shape[:3], bool)
     for f in faces:
@@ -29,6 +29,11 @@ def _paste_whole_frames(frames, start, faces, job, index):
         mask = pipeline.full_frame_mask(f.mask[rows], f.boxes[a:b], frames.shape[1:3])
         parts.append((np.asarray(f.boxes[a:b], np.float64), f.residual[rows], mask, inner))
         mask_full[inner] |= mask
+        args = (f.boxes[a:b], f.residual[rows], f.mask[rows], (0, 0), (height, width))
+        part = margin.ring_part(frames[inner], *args, margin=job.margin, method=job.mask_method)
+        if part is not None:
+            parts.append((*part, inner))
+            mask_full[inner] |= part[2]
     key = quantise.rounding_seed(job.seed, index)
     mode = "stochastic" if job.bit_depth == 16 else job.quantize
     out, _ = paste.paste_rounded(
@@ -53,9 +58,12 @@ def _face(rng, num_video, first, stop, box, drift, dtype=np.float32, edited=True
 def _scene(rng, height=72, width=160):
     """A 12-frame video and faces: two overlapping ones, one past the top-left corner, one past
     the bottom-right corner, one that enters late, one unedited and one with float64 boxes whose
-    values are not float32 values."""
+    values are not float32 values. The frames are skin-coloured noise, so that the faces' rings
+    (`rppgedit.video.margin`) hold skin."""
     num = 12
-    frames = rng.integers(0, 256, (num, height, width, 3), dtype=np.uint8)
+    skin_colour = np.array([190, 140, 115])
+    frames = np.clip(skin_colour + rng.integers(-40, 41, (num, height, width, 3)), 0, 255)
+    frames = frames.astype(np.uint8)
     frames[:, :4] = 255  # saturated rows: the paste must clip there as the whole frames do
     faces = [
         _face(rng, num, 0, num, (20.3, 10.7, 50.3, 40.7), 0.37),
@@ -73,9 +81,12 @@ def _scene(rng, height=72, width=160):
     "quantize, bit_depth",
     [("stochastic", 8), ("round", 8), ("error_diffusion", 8), ("stochastic", 16)],
 )
-def test_paste_chunk_gives_the_whole_frame_bits(rng, quantize, bit_depth):
+@pytest.mark.parametrize("all_faces", [True, False])
+def test_paste_chunk_gives_the_whole_frame_bits(rng, quantize, bit_depth, all_faces):
     frames, faces = _scene(rng)
-    job = pipeline.EditJob(quantize=quantize, bit_depth=bit_depth, seed=3)
+    if not all_faces:  # without the float64 face, whose rectangle starts at the frame's corner
+        faces = faces[:-1]
+    job = pipeline.EditJob(quantize=quantize, bit_depth=bit_depth, seed=3, margin=0.15)
     for index, start in enumerate(range(0, len(frames), 5)):  # chunks of 5, 5 and 2 frames
         chunk = frames[start : start + 5]
         want, want_mask = _paste_whole_frames(chunk, start, faces, job, index)
@@ -96,6 +107,13 @@ def test_paste_chunk_gives_the_whole_frame_bits(rng, quantize, bit_depth):
             == chunk.astype(np.int64)[outside] * (257 if bit_depth == 16 else 1)
         )
     assert np.any(want != chunk)  # the faces did change pixels
+    inside = np.zeros(want_mask.shape, bool)
+    for f in faces:
+        if f.residual is not None:
+            inner = slice(max(f.first - start, 0), max(f.stop - start, 0))
+            inside[inner] |= margin.box_footprint(f.boxes[start : start + len(chunk)][inner],
+                                                  *chunk.shape[1:3])  # fmt: skip
+    assert np.any(want_mask & ~inside)  # and rings around them
 
 
 @pytest.mark.parametrize(
@@ -174,7 +192,7 @@ def test_rectangles_are_disjoint_and_hold_every_face(rng):
 
 def test_paste_frames_streams_the_whole_frame_bits(rng):
     frames, faces = _scene(rng)
-    job = pipeline.EditJob(seed=5)
+    job = pipeline.EditJob(seed=5, margin=0.15)
     got, mask = pipeline.paste_frames(frames, faces, job, np.float32(2.0))
     size = pipeline.chunk_frames(*frames.shape[1:3])
     scaled = pipeline.scaled(faces, np.float32(2.0))

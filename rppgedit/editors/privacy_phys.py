@@ -154,7 +154,11 @@ class PrivacyPhysConfig:
         highest SNR at the true rate of any reading -2.9 / -7.3 and -1.2 / -2.4 dB; PSNR 60.16 /
         60.02 dB. Grid seeds 0-5 (`tests/removal_test.py`): group 3.8 / 4.8. The shared
         physrecorder clip, 20 readers: largest group 6 / 4 losslessly, 7 / 6 after CRF 23, none
-        at the true rate.
+        at the true rate. Terms for 3 or 6 more directions, of the chromaticity plane (each
+        channel's trace divided by its mean, then projected, as chrominance estimators read it),
+        with the R, G, B terms' weight, tried (`removal_codec.py --seeds 0-7 --outputs lossless`):
+        at the true rate 2 / 2 of 80 (0 without), mean largest group 4.9 / 4.6 of 10 (4.5): not
+        kept; with the weight shared among all nine signals, 6 directions: 4 of 80, group 5.2.
       unroll: Adam steps per iteration of the compiled loop (`optimize.optimize`; same result).
       balance: how the surrogates' terms are combined (`combine_terms`): "mean" (weighted mean) or
         "softmax" (a weighted soft maximum: whichever surrogate lags gets the larger weight).

@@ -71,6 +71,7 @@ def job(s):
         overlap=s.overlap,
         batch_windows=s.batch_windows,
         mask_method=s.mask_method,
+        margin=s.edit_margin,
         quantize=s.quantize,
         bit_depth=int(s.bit_depth),
         seed=s.seed,
@@ -140,6 +141,7 @@ def check_settings(s) -> None:
     v.integer("--crf", s.crf, 0, 63)
     v.integer("--verify_reencode", s.verify_reencode, 0, 63)
     v.one_of("--mask_method", s.mask_method, tuple(skin.SKIN_METHODS))
+    v.finite("--edit_margin", s.edit_margin, low=0, high=1)
     if s.method not in editors.METHODS:
         raise RppgEditError(
             f"--method: unknown editor {s.method!r}; choose one of {', '.join(editors.METHODS)}"

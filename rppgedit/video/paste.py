@@ -53,11 +53,15 @@ def _rows(cols, r0, r1, fy):
 
 def _change(faces, y, rows: int):
     """The faces' summed residuals at rows y .. y + rows - 1 of the rectangle, in output levels,
-    where their masks allow (traced; `faces` hold each face's columns, `_columns`)."""
+    where their masks allow (traced; `faces` hold each face's columns, `_columns`; a residual of
+    one cell, a face's ring (`rppgedit.video.margin`), is its value everywhere)."""
     total = None
     for cols, r0, r1, fy, mask in faces:
         band = [jax.lax.dynamic_slice_in_dim(a, y, rows, axis=1) for a in (r0, r1, fy, mask)]
-        up = jax.vmap(_rows)(cols, *band[:3])
+        if cols.shape[1] == 1:  # one cell: no interpolation
+            up = jnp.broadcast_to(cols[:, :1, :1], band[3].shape + cols.shape[-1:])
+        else:
+            up = jax.vmap(_rows)(cols, *band[:3])
         up = jnp.where(band[3][..., None], up, 0.0)
         total = up if total is None else total + up
     return total
