@@ -32,10 +32,9 @@ dB.
 
 So the ring is an option (`EditJob.margin`, `--edit_margin`), off by default: on the real clips it
 moved 2 of 624 target readings to the target (one of them from the truth), it did nothing for
-removals, and it costs time where the frames are large. The
-grown boxes widen the rectangle that is pasted and compared (1.7 times the pixels at 0.15), and the
-grown crop and its mask come on top: the `rppgedit edit` command, measured one run after the other
-on this project's 2-core machine, 14.5-17.8 -> 16.4-19.2 s on the shared 320x320 clip (3 pairs;
+removals, and it costs time where the frames are large. The grown boxes widen the rectangle that is
+pasted and compared (1.7 times the pixels at 0.15), and the grown crop and its mask come on top:
+the `rppgedit edit` command, measured one run after the other on this project's 2-core machine, 14.5-17.8 -> 16.4-19.2 s on the shared 320x320 clip (3 pairs;
 PSNR 59.38 -> 58.47 dB) and 40.2 -> 49.6 s on a 1080p recording (67 -> 82 s of CPU).
 """
 
@@ -62,12 +61,8 @@ def grown_boxes(boxes: np.ndarray, size: int, margin: float) -> np.ndarray:
 
 def box_footprint(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
     """bool (T, height, width): the pixels whose centres lie in each frame's box (the pixels a paste
-    of the box's crop reaches)."""
-    out = np.zeros((len(boxes), height, width), bool)
-    for t, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, np.float64)):
-        (ya, yb), (xa, xb) = crop.pixel_span(y0, y1, height), crop.pixel_span(x0, x1, width)
-        out[t, ya:yb, xa:xb] = True
-    return out
+    of the box's crop reaches): a one-cell mask of True placed by `crop.mask_to_frame`."""
+    return crop.mask_to_frame(np.ones((len(boxes), 1, 1), bool), boxes, height, width)
 
 
 def ring_part(frames, boxes, residual, mask, corner, shape, *, margin: float, method: str):
