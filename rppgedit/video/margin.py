@@ -34,8 +34,9 @@ So the ring is an option (`EditJob.margin`, `--edit_margin`), off by default: on
 moved 2 of 624 target readings to the target (one of them from the truth), it did nothing for
 removals, and it costs time where the frames are large. The grown boxes widen the rectangle that is
 pasted and compared (1.7 times the pixels at 0.15), and the grown crop and its mask come on top:
-the `rppgedit edit` command, measured one run after the other on this project's 2-core machine, 14.5-17.8 -> 16.4-19.2 s on the shared 320x320 clip (3 pairs;
-PSNR 59.38 -> 58.47 dB) and 40.2 -> 49.6 s on a 1080p recording (67 -> 82 s of CPU).
+the `rppgedit edit` command, measured one run after the other on this project's 2-core machine,
+14.5-17.8 -> 16.4-19.2 s on the shared 320x320 clip (3 pairs; PSNR 59.38 -> 58.47 dB) and 40.2 ->
+49.6 s on a 1080p recording (67 -> 82 s of CPU).
 """
 
 from __future__ import annotations
