@@ -5,7 +5,8 @@ the editor's config (`--method`, default Privacy-Phys), e.g. `removal_loss=flatn
 `cancel_rate=surrogates+cancel_grid=True+cancel_excess=1.5`, or `window`,
 `overlap` and `seed` (the stochastic rounding's) of the edit job) removes the pulse
 (`--target=none`) from the synthetic clips of `benchmarks/ensemble_balance.py` (seeds x
-light/medium/dark skin x still/moving, true rate 60-110 bpm, the tracker's crop). The edit is
+light/medium/dark skin x still/moving, true rate 60-110 bpm, the tracker's crop; `--frames`
+long, 256 by default: shorter than a removal window). The edit is
 then decoded as written losslessly and after H.264 (yuv420p, `encode.reencode`) at CRF 23, CRF 28,
 and CRF 23 then 28. On each decoded output the 10 in-house estimators read the face through the
 skin mask of that output's own crop, as an observer who has only the output would
@@ -27,6 +28,7 @@ perfect removal that adds nothing would leave), read the same way: the chance le
 
     python benchmarks/removal_codec.py --seeds 0-15 --candidates default removal_loss=flatness
     python benchmarks/removal_codec.py --seeds 0-7 --outputs lossless --candidates no_pulse default
+    python benchmarks/removal_codec.py --frames 600 --outputs lossless --candidates window=256
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from rppgedit.estimators import registry
 from rppgedit.video import decode, encode
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from ensemble_balance import FPS, FRAMES, SIZE, _number, _seeds, make_clip  # noqa: E402
+from ensemble_balance import FPS, FRAMES, SIZE, _number, _seeds  # noqa: E402
 
 HIT_BPM = 3.0
 ESTIMATORS = registry.DEFAULT_READERS
@@ -89,9 +91,9 @@ def _value(field: str, text: str):
     return _number(text)
 
 
-def without_pulse(seed: int) -> np.ndarray:
+def without_pulse(seed: int, frames: int = FRAMES) -> np.ndarray:
     """`make_clip(seed)`'s frames rendered without a pulse (same face, motion, light and noise)."""
-    return synthetic.grid_clip(seed, num_frames=FRAMES, size=SIZE, pulse_amplitude=0.0).frames
+    return synthetic.grid_clip(seed, num_frames=frames, size=SIZE, pulse_amplitude=0.0).frames
 
 
 def encoded(frames: np.ndarray, crfs: list[int], folder: pathlib.Path) -> np.ndarray:
@@ -131,20 +133,26 @@ def main():
     parser.add_argument("--method", default="privacy_phys", help="editor (candidates: its fields)")
     parser.add_argument("--outputs", default=",".join(OUTPUTS))
     parser.add_argument("--json", default="results/removal_codec.json")
+    parser.add_argument(
+        "--frames", type=int, default=FRAMES, help="frames per clip (longer: several windows)"
+    )
     args = parser.parse_args()
     outputs = args.outputs.split(",")
     params, records = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         folder = pathlib.Path(tmp)
         for seed in _seeds(args.seeds):
-            clip = make_clip(seed)
+            # `make_clip(seed)`, rendered with --frames frames
+            clip = synthetic.grid_clip(seed, num_frames=args.frames, size=SIZE)
             boxes = clip.crop_boxes
             for candidate in ["before"] + args.candidates:
                 tic = time.perf_counter()
                 if candidate in ("before", "no_pulse"):
                     job = pipeline.EditJob(estimators=())
                     _, mask = pipeline.crop_and_mask(clip.frames, boxes, job)
-                    frames = clip.frames if candidate == "before" else without_pulse(seed)
+                    frames = (
+                        clip.frames if candidate == "before" else without_pulse(seed, args.frames)
+                    )
                     psnr = float(metrics.psnr(clip.frames, frames))
                 else:
                     job = pipeline.EditJob(

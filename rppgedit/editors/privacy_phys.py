@@ -213,7 +213,20 @@ class PrivacyPhysConfig:
         23 (clips rendered without a pulse: 4.8 losslessly, seeds 0-7); PSNR 59.10 / 59.20 dB. A
         first version whose harmonic notch was half as deep and had no notch at half the rate:
         group 6.1 / 7.2 (seeds 0-7 / 8-15) losslessly, but 9 of 160 readings at twice or half
-        the rate.
+        the rate. Also tried, not kept: a term that drives the readers' peaks apart. It scored
+        how often the soft spectral peaks (softmax of 6 times the log band share) of
+        the surrogates' outputs and the R, G, B traces fall within 3 bpm of one another. The
+        original pulse, and the same spectrum at twice and half its rate, counted as three more
+        signals to keep away from. Weight 0.3 (`removal_codec.py --outputs lossless`, seeds 0-7
+        / 8-15), against the default: mean largest group 4.1 / 4.0 of 10 (4.5 / 4.1; largest
+        5 / 6, from 6 / 7), none at the truth, highest SNR at the truth -5.8 / -6.8 dB (-6.9 /
+        -7.8). Without the deep surrogate's output in the term, PhysNet-RLAP and -PURE joined
+        the POS group instead (4.6). Without the truth among the signals, the truth came back:
+        3 of 80. On the physrecorder crop, 20 readers (13 in-house, 7 open-rppg), the largest
+        group grew from 5 to 9 (at 78 bpm). That was with one 602-frame window; the default's
+        three 256-frame windows, read by 17 of the readers: 4 to 7, one at the truth. The term
+        spreads the surrogates' peaks but not the readers', who
+        weigh the colours and the face differently.
       cancel_init: removal only: the perturbation starts as this many times minus the clip's own
         pulse (`own_pulse`: its skin trace along the pulse colour, narrow-band around its strongest
         rate; in free colour each channel's, `own_pulse_grid`), uniform over the skin, instead
@@ -226,11 +239,11 @@ class PrivacyPhysConfig:
         pulse: 4.8) and 5.1 / 5.0 after CRF 23; PSNR 59.20 / 60.41 dB.
       cancel_width_hz: removal only: `own_pulse` keeps the window's DFT bins within this many Hz
         of its strongest rate (at least one bin each side). 0.25 keeps one bin each side of a
-        128-frame window at 30 fps (0.23 Hz apart, as 0.1 did) and two of a 256-frame one, the
-        removal's default window (`windows.REMOVAL_WINDOW`), so that the cancelled band is as
-        wide in Hz. Measured (`benchmarks/removal_codec.py --seeds 0-7 --outputs lossless`,
-        256-frame windows), 0.1 / 0.25 / 0.4: readings at the true rate 6 / 3 / 4 of 80, mean
-        largest group 5.2 / 5.4 / 5.2 of 10.
+        128-frame window at 30 fps (0.23 Hz apart, as 0.1 did), two of a 256-frame one and four
+        of a 512-frame one, the removal's default window (`windows.REMOVAL_WINDOW`), so that the
+        cancelled band is as wide in Hz. Measured (`benchmarks/removal_codec.py --seeds 0-7
+        --outputs lossless`, 256-frame windows), 0.1 / 0.25 / 0.4: readings at the true rate
+        6 / 3 / 4 of 80, mean largest group 5.2 / 5.4 / 5.2 of 10.
       cancel_rate: removal only: the rate the start cancels (`cancel_init`): "trace" (the
         default), the strongest in-band rate of the skin trace along the pulse colour; or
         "surrogates", the rate where the surrogates' mean spectrum of the unedited window peaks
