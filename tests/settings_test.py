@@ -57,9 +57,8 @@ def test_number_lists_are_parsed_for_every_mode(parse):
 
 def test_window_zero_resolves_to_the_targets_window_and_a_given_window_stays(parse):
     assert parse("--mode=edit").window == 128
-    assert parse("--mode=edit", "--target=none").window == 512
-    assert parse("--mode=edit", "--window=0", "--target=none").window == 512
-    assert parse("--mode=live", "--target=none").window == 256  # a live window is its latency
+    assert parse("--mode=edit", "--target=none").window == 256
+    assert parse("--mode=edit", "--window=0", "--target=none").window == 256
     assert parse("--mode=edit", "--window=64", "--target=none").window == 64
 
 

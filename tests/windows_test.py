@@ -49,26 +49,19 @@ def test_bad_arguments():
 
 def test_a_job_without_a_window_gets_the_default_of_its_target():
     """Window 0 (the flag's and `EditJob`'s default) is resolved when the job is made: 128 frames
-    for a target, 512 for a removal (256 live, where a window is the latency); an asked-for window
-    is kept, and the sweep resolves its own the same way (its removals' bits equal
-    `--mode=edit`'s)."""
+    for a target, 256 for a removal; an asked-for window is kept, and the sweep resolves its own
+    the same way (its removals' bits equal `--mode=edit`'s)."""
     from rppgedit import pipeline, sweep, targets, validate
     from rppgedit.errors import RppgEditError
-    from rppgedit.windows import (
-        LIVE_REMOVAL_WINDOW,
-        REMOVAL_WINDOW,
-        TARGET_WINDOW,
-        default_window,
-    )
+    from rppgedit.windows import REMOVAL_WINDOW, TARGET_WINDOW, default_window
 
     none = targets.TargetSpec(kind="none")
-    assert (TARGET_WINDOW, REMOVAL_WINDOW, LIVE_REMOVAL_WINDOW) == (128, 512, 256)
+    assert (TARGET_WINDOW, REMOVAL_WINDOW) == (128, 256)
     assert pipeline.EditJob().window == default_window(False) == 128
-    assert pipeline.EditJob(target=none).window == default_window(True) == 512
-    assert default_window(True, live=True) == 256 and default_window(False, live=True) == 128
+    assert pipeline.EditJob(target=none).window == default_window(True) == 256
     assert pipeline.EditJob(target=none, window=64).window == 64
     spec = sweep.SweepSpec(target_kind="none", seeds=(0,))
-    assert sweep._edit_job(spec).window == 512
+    assert sweep._edit_job(spec).window == 256
     assert sweep._edit_job(dataclasses.replace(spec, target_kind="sinusoid")).window == 128
     validate.windows(TARGET_WINDOW, 32, 2, 64)
     for bad in (0, 5, 31):  # 0 reaches validation only unresolved (`settings.resolve` resolves it)

@@ -239,9 +239,9 @@ class PrivacyPhysConfig:
         pulse: 4.8) and 5.1 / 5.0 after CRF 23; PSNR 59.20 / 60.41 dB.
       cancel_width_hz: removal only: `own_pulse` keeps the window's DFT bins within this many Hz
         of its strongest rate (at least one bin each side). 0.25 keeps one bin each side of a
-        128-frame window at 30 fps (0.23 Hz apart, as 0.1 did), two of a 256-frame one and four
-        of a 512-frame one, the removal's default window (`windows.REMOVAL_WINDOW`), so that the
-        cancelled band is as wide in Hz. Measured (`benchmarks/removal_codec.py --seeds 0-7
+        128-frame window at 30 fps (0.23 Hz apart, as 0.1 did) and two of a 256-frame one, the
+        removal's default window (`windows.REMOVAL_WINDOW`), so that the cancelled band is as
+        wide in Hz. Measured (`benchmarks/removal_codec.py --seeds 0-7
         --outputs lossless`, 256-frame windows), 0.1 / 0.25 / 0.4: readings at the true rate
         6 / 3 / 4 of 80, mean largest group 5.2 / 5.4 / 5.2 of 10.
       cancel_rate: removal only: the rate the start cancels (`cancel_init`): "trace" (the
