@@ -32,10 +32,9 @@ import numpy as np
 # all, none at the truth. The deep readers are what agree: on the crop 6 of open-rppg's 7 models
 # and 3 in-house deep readers at 131 bpm. PulseEdit's removal did not gain (600-frame seeds 0-3):
 # at the true rate 13/40 -> 19/40, mean largest group 5.5 -> 5.2. A removal of the 640x480 clip
-# peaked at 1.99 GB instead of 1.58 (`/usr/bin/time`). The test suite took 1755 s instead of
-# 1345-1553 s: not profiled; likely because with 256 every clip of 256 frames or more shares one
-# compiled shape, while with 512 each clip of 257-511 frames compiles its own. So 512
-# (`--window=512`) is not the default yet.
+# peaked at 1.99 GB instead of 1.58 (`/usr/bin/time`). With 512 the test suite took 1755 s, but
+# with 256 on the same day it took as long, so that is not a cost of 512. Not the default yet
+# (`--window=512`): the physrecorder crop and PulseEdit got worse.
 TARGET_WINDOW = 128
 REMOVAL_WINDOW = 256
 
