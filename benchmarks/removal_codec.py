@@ -6,7 +6,7 @@ the editor's config (`--method`, default Privacy-Phys), e.g. `removal_loss=flatn
 `overlap` and `seed` (the stochastic rounding's) of the edit job) removes the pulse
 (`--target=none`) from the synthetic clips of `benchmarks/ensemble_balance.py` (seeds x
 light/medium/dark skin x still/moving, true rate 60-110 bpm, the tracker's crop; `--frames`
-long, 256 by default: shorter than a removal window). The edit is
+long, 256 by default: one removal window). The edit is
 then decoded as written losslessly and after H.264 (yuv420p, `encode.reencode`) at CRF 23, CRF 28,
 and CRF 23 then 28. On each decoded output the 10 in-house estimators read the face through the
 skin mask of that output's own crop, as an observer who has only the output would
@@ -91,8 +91,9 @@ def _value(field: str, text: str):
     return _number(text)
 
 
-def without_pulse(seed: int, frames: int = FRAMES) -> np.ndarray:
-    """`make_clip(seed)`'s frames rendered without a pulse (same face, motion, light and noise)."""
+def without_pulse(seed: int, frames: int) -> np.ndarray:
+    """The clip of `seed` and `frames` frames rendered without a pulse (same face, motion, light
+    and noise)."""
     return synthetic.grid_clip(seed, num_frames=frames, size=SIZE, pulse_amplitude=0.0).frames
 
 

@@ -22,7 +22,9 @@ import numpy as np
 # 12/80, 5.6 -> 9/80, 4.5; the same clips rendered without a pulse: 5/80, 4.8. The physrecorder
 # clip (602 frames; the 10 in-house readers, the second PBV, EfficientPhys x2 and open-rppg's 7
 # models): largest group 13 -> 7 of 20, none at the true rate either way; PSNR 57.3 -> 58.8 dB.
-# Those clips were 256 frames, one window at 256. On 600-frame renders of the same seeds 0-7
+# Not every clip gained: grid seed 2 (`tests/removal_test.py`) kept a group of 7-9 with 256 (5
+# since a removal moves the colour freely, `privacy_phys.REMOVAL_DEFAULTS`). The synthetic
+# clips above were 256 frames: one window at 256. On 600-frame renders of the same seeds 0-7
 # (`--frames 600`), 256 -> 512 (Privacy-Phys): at the true rate 0/80 either way; mean largest
 # group 5.6 -> 4.1 (largest 7 -> 7), clips where half the readers agree 7/8 -> 3/8, at twice or
 # half the rate 2/80 -> 0/80; highest SNR at the truth -4.7 -> -5.5 dB; PSNR 60.00 -> 60.31 dB.

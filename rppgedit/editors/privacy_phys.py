@@ -225,8 +225,8 @@ class PrivacyPhysConfig:
         3 of 80. On the physrecorder crop, 20 readers (13 in-house, 7 open-rppg), the largest
         group grew from 5 to 9 (at 78 bpm). That was with one 602-frame window; the default's
         three 256-frame windows, read by 17 of the readers: 4 to 7, one at the truth. The term
-        spreads the surrogates' peaks but not the readers', who
-        weigh the colours and the face differently.
+        spreads the surrogates' peaks but not the readers', who weigh the colours and the face
+        differently.
       cancel_init: removal only: the perturbation starts as this many times minus the clip's own
         pulse (`own_pulse`: its skin trace along the pulse colour, narrow-band around its strongest
         rate; in free colour each channel's, `own_pulse_grid`), uniform over the skin, instead
