@@ -22,6 +22,10 @@ through it recovers the true rate even from a clip with no pulse at all):
     snr_max   the highest SNR at the true rate (`signals.pulse_snr`) of any estimator, dB
 
 and the same for the original clip encoded the same way ("before"). PSNR of the lossless edit.
+`--readers` names other in-house readers instead of the 10 (e.g. `pbv_raw`, `efficientphys_pure`);
+`--open_rppg` adds open-rppg's models (`all`: the 7 of `benchmarks/attack_outputs.py`), which read
+each output's tracked crop at 128x128 after the in-house ones: `true`, `harmonic` and `group` then
+count every reader (`snr_max` the in-house ones only).
 The candidate `no_pulse` is the same clip rendered without a pulse (`pulse_amplitude=0`: what a
 perfect removal that adds nothing would leave), read the same way: the chance level of `true` and
 `group` for these estimators. Writes JSON.
@@ -29,6 +33,9 @@ perfect removal that adds nothing would leave), read the same way: the chance le
     python benchmarks/removal_codec.py --seeds 0-15 --candidates default removal_loss=flatness
     python benchmarks/removal_codec.py --seeds 0-7 --outputs lossless --candidates no_pulse default
     python benchmarks/removal_codec.py --frames 600 --outputs lossless --candidates window=256
+    python benchmarks/removal_codec.py --seeds 0-7 --outputs lossless --candidates no_pulse \
+        --readers green,pos,chrom,lgi,pbv,omit,ica,pca,physnet_pure,physnet_rlap,pbv_raw,\
+efficientphys_pure,efficientphys_rlap --open_rppg all
 """
 
 from __future__ import annotations
@@ -42,10 +49,10 @@ import time
 
 import numpy as np
 
-from rppgedit import metrics, pipeline, readings, report, signals, targets
+from rppgedit import metrics, open_rppg, pipeline, readings, report, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.estimators import registry
-from rppgedit.video import decode, encode
+from rppgedit.video import crop, decode, encode
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from ensemble_balance import FPS, FRAMES, SIZE, _number, _seeds  # noqa: E402
@@ -107,24 +114,45 @@ def encoded(frames: np.ndarray, crfs: list[int], folder: pathlib.Path) -> np.nda
     return decode.read_video(path).frames
 
 
-def spread(frames, boxes, edit_mask, true_hr: float, params: dict, job) -> dict:
+def spread(frames, boxes, edit_mask, true_hr: float, params: dict, job, readers) -> dict:
     """The removal's figures (see the module docstring) of one decoded output."""
     face, mask = pipeline.crop_and_mask(frames, boxes, job)
-    read = readings.read_heart_rates(face, mask, FPS, ESTIMATORS, params, with_bvp=True)
-    hrs = np.array([read[n]["hr_bpm"] for n in ESTIMATORS])
-    snr = [float(signals.pulse_snr(read[n]["bvp"], FPS, true_hr)) for n in ESTIMATORS]
-    through_edit_mask = readings.read_heart_rates(face, edit_mask, FPS, ESTIMATORS, params)
-    edit_hrs = np.array([through_edit_mask[n]["hr_bpm"] for n in ESTIMATORS])
+    read = readings.read_heart_rates(face, mask, FPS, readers, params, with_bvp=True)
+    hrs = [read[n]["hr_bpm"] for n in readers]
+    snr = [float(signals.pulse_snr(read[n]["bvp"], FPS, true_hr)) for n in readers]
+    through_edit_mask = readings.read_heart_rates(face, edit_mask, FPS, readers, params)
+    edit_hrs = np.array([through_edit_mask[n]["hr_bpm"] for n in readers])
     return {
-        "true": int(np.sum(np.abs(hrs - true_hr) <= HIT_BPM)),
-        "harmonic": int(
-            np.sum((np.abs(hrs - 2 * true_hr) <= HIT_BPM) | (np.abs(hrs - true_hr / 2) <= HIT_BPM))
-        ),
+        **counts(hrs, true_hr),
         "true_edit_mask": int(np.sum(np.abs(edit_hrs - true_hr) <= HIT_BPM)),
-        "group": int(sum(report.consensus(hrs.tolist())[1])),
         "snr_max_db": max(snr),
-        "hr": dict(zip(ESTIMATORS, np.round(hrs, 1).tolist(), strict=True)),
+        "hr": dict(zip(readers, np.round(hrs, 1).tolist(), strict=True)),
     }
+
+
+def counts(hrs, true_hr: float) -> dict:
+    """`true`, `harmonic` and `group` (the module docstring) of the rates `hrs`, bpm."""
+    hrs = np.asarray(hrs, np.float64)
+    at = lambda rate: np.abs(hrs - rate) <= HIT_BPM  # noqa: E731
+    return {
+        "true": int(np.sum(at(true_hr))),
+        "harmonic": int(np.sum(at(2 * true_hr) | at(true_hr / 2))),
+        "group": int(sum(report.consensus(hrs.tolist())[1])),
+    }
+
+
+def add_open_rppg(records, crops: list, models: list[str]) -> None:
+    """Reads every output's crop (`crops[i]`: record, output, uint8 frames) with open-rppg's
+    `models` in one worker and recounts that output's figures over all its readers."""
+    results = open_rppg.read_open_rppg_many([(c, FPS) for _, _, c in crops], models, progress=True)
+    for (i, out, _), read in zip(crops, results, strict=True):
+        rec = records[i][out]
+        for m in models:
+            if read[m]["hr_bpm"] is None:  # no reading: left out of the counts, said why
+                print(f"{m} on record {i} ({out}): {read[m]['error']}", file=sys.stderr)
+            else:
+                rec["hr"][m] = round(float(read[m]["hr_bpm"]), 1)
+        rec.update(counts(list(rec["hr"].values()), records[i]["true_hr"]))
 
 
 def main():
@@ -137,9 +165,15 @@ def main():
     parser.add_argument(
         "--frames", type=int, default=FRAMES, help="frames per clip (longer: several windows)"
     )
+    parser.add_argument("--readers", default=",".join(ESTIMATORS), help="in-house readers")
+    parser.add_argument("--open_rppg", default="", help="open-rppg models as well, or `all`")
     args = parser.parse_args()
     outputs = args.outputs.split(",")
-    params, records = {}, []
+    readers = tuple(args.readers.split(","))
+    models = {"": [], "all": list(open_rppg.OPEN_RPPG_MODELS)}.get(
+        args.open_rppg, args.open_rppg.split(",")
+    )
+    params, records, crops = {}, [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = pathlib.Path(tmp)
         for seed in _seeds(args.seeds):
@@ -169,7 +203,10 @@ def main():
                 rec = {"seed": seed, "candidate": candidate, "true_hr": clip.hr_bpm, "psnr": psnr}
                 for out in outputs:
                     decoded = encoded(frames, OUTPUTS[out], folder)
-                    rec[out] = spread(decoded, boxes, mask, clip.hr_bpm, params, job)
+                    rec[out] = spread(decoded, boxes, mask, clip.hr_bpm, params, job, readers)
+                    if models:
+                        face = crop.crop_resize(decoded, boxes, 128)
+                        crops.append((len(records), out, np.round(face * 255).astype(np.uint8)))
                 rec["seconds"] = time.perf_counter() - tic
                 records.append(rec)
                 cells = "  ".join(
@@ -182,21 +219,23 @@ def main():
                     f"(true/group/snr (true through the edit's mask)) {cells}",
                     flush=True,
                 )
-    print_summary(records, ["before"] + args.candidates, outputs)
+    if models:
+        add_open_rppg(records, crops, models)
+    print_summary(records, ["before"] + args.candidates, outputs, len(readers) + len(models))
     path = pathlib.Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"args": vars(args), "records": records}, indent=1))
     print(f"wrote {path}")
 
 
-def print_summary(records, candidates, outputs) -> None:
+def print_summary(records, candidates, outputs, num_readers: int = len(ESTIMATORS)) -> None:
     """Per candidate and output: readings at the true rate and at its harmonic or half (sums over
     clips), clips with one at the true rate, the largest agreeing group (max and mean over clips,
     and the clips where it makes a readable pulse: `report.agreement_is_readable`), the highest
     SNR at the true rate (max), mean PSNR."""
 
     def readable(group: int) -> bool:
-        return report.agreement_is_readable(group, len(ESTIMATORS))
+        return report.agreement_is_readable(group, num_readers)
 
     rows = []
     for c in candidates:
@@ -206,7 +245,7 @@ def print_summary(records, candidates, outputs) -> None:
                 {
                     "candidate": c,
                     "output": o,
-                    "true": f"{sum(r[o]['true'] for r in mine)}/{len(mine) * len(ESTIMATORS)}",
+                    "true": f"{sum(r[o]['true'] for r in mine)}/{len(mine) * num_readers}",
                     "true_edit_mask": f"{sum(r[o]['true_edit_mask'] for r in mine)}",
                     "harmonic": f"{sum(r[o]['harmonic'] for r in mine)}",
                     "clips": f"{sum(r[o]['true'] > 0 for r in mine)}/{len(mine)}",
