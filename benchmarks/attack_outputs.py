@@ -19,11 +19,14 @@ from rppgedit.readings import format_table
 from rppgedit.video import crop, decode
 
 
+def attacker_crop(frames: np.ndarray, boxes: np.ndarray, size: int = 128) -> np.ndarray:
+    """The face boxes of `frames` resized to `size` x `size`, as the uint8 frames open-rppg reads."""
+    return np.round(crop.crop_resize(frames, boxes, size) * 255).astype(np.uint8)
+
+
 def face_crops(path: str, size: int = 128) -> tuple[np.ndarray, float]:
     video = decode.read_video(path)
-    boxes = pipeline.find_boxes(video.frames)
-    clip = crop.crop_resize(video.frames, boxes, size)
-    return np.round(clip * 255).astype(np.uint8), video.fps
+    return attacker_crop(video.frames, pipeline.find_boxes(video.frames), size), video.fps
 
 
 def main():

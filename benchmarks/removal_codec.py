@@ -52,9 +52,10 @@ import numpy as np
 from rppgedit import metrics, open_rppg, pipeline, readings, report, signals, targets
 from rppgedit.data import synthetic
 from rppgedit.estimators import registry
-from rppgedit.video import crop, decode, encode
+from rppgedit.video import decode, encode
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from attack_outputs import attacker_crop  # noqa: E402
 from ensemble_balance import FPS, FRAMES, SIZE, _number, _seeds  # noqa: E402
 
 HIT_BPM = 3.0
@@ -205,8 +206,7 @@ def main():
                     decoded = encoded(frames, OUTPUTS[out], folder)
                     rec[out] = spread(decoded, boxes, mask, clip.hr_bpm, params, job, readers)
                     if models:
-                        face = crop.crop_resize(decoded, boxes, 128)
-                        crops.append((len(records), out, np.round(face * 255).astype(np.uint8)))
+                        crops.append((len(records), out, attacker_crop(decoded, boxes)))
                 rec["seconds"] = time.perf_counter() - tic
                 records.append(rec)
                 cells = "  ".join(

@@ -39,9 +39,10 @@ import numpy as np
 from rppgedit import metrics, open_rppg, pipeline, report, safe_write, targets
 from rppgedit.papers.run import DEFAULT_ESTIMATORS
 from rppgedit.readings import format_table, read_heart_rates
-from rppgedit.video import crop, decode, encode
+from rppgedit.video import decode, encode
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from attack_outputs import attacker_crop  # noqa: E402
 from removal_codec import options  # noqa: E402
 
 HIT_BPM = 3.0
@@ -75,8 +76,7 @@ def read_file(path, boxes, fps, names, params):
     frames = decode.read_video(path).frames
     clip, mask = pipeline.crop_and_mask(frames, boxes, pipeline.EditJob())
     readings = read_heart_rates(clip, mask, fps, names, params)
-    face = np.round(crop.crop_resize(frames, boxes, 128) * 255).astype(np.uint8)
-    return {n: r["hr_bpm"] for n, r in readings.items()}, frames, face
+    return {n: r["hr_bpm"] for n, r in readings.items()}, frames, attacker_crop(frames, boxes)
 
 
 def fidelity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
