@@ -221,21 +221,21 @@ def main():
                 )
     if models:
         add_open_rppg(records, crops, models)
-    print_summary(records, ["before"] + args.candidates, outputs, len(readers) + len(models))
+    print_summary(records, ["before"] + args.candidates, outputs)
     path = pathlib.Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"args": vars(args), "records": records}, indent=1))
     print(f"wrote {path}")
 
 
-def print_summary(records, candidates, outputs, num_readers: int = len(ESTIMATORS)) -> None:
+def print_summary(records, candidates, outputs) -> None:
     """Per candidate and output: readings at the true rate and at its harmonic or half (sums over
     clips), clips with one at the true rate, the largest agreeing group (max and mean over clips,
     and the clips where it makes a readable pulse: `report.agreement_is_readable`), the highest
     SNR at the true rate (max), mean PSNR."""
 
-    def readable(group: int) -> bool:
-        return report.agreement_is_readable(group, num_readers)
+    def readable(figures: dict) -> bool:  # out of the readers that gave this output a rate
+        return report.agreement_is_readable(figures["group"], len(figures["hr"]))
 
     rows = []
     for c in candidates:
@@ -245,13 +245,13 @@ def print_summary(records, candidates, outputs, num_readers: int = len(ESTIMATOR
                 {
                     "candidate": c,
                     "output": o,
-                    "true": f"{sum(r[o]['true'] for r in mine)}/{len(mine) * num_readers}",
+                    "true": f"{sum(r[o]['true'] for r in mine)}/{sum(len(r[o]['hr']) for r in mine)}",
                     "true_edit_mask": f"{sum(r[o]['true_edit_mask'] for r in mine)}",
                     "harmonic": f"{sum(r[o]['harmonic'] for r in mine)}",
                     "clips": f"{sum(r[o]['true'] > 0 for r in mine)}/{len(mine)}",
                     "group": max(r[o]["group"] for r in mine),
                     "mean_group": float(np.mean([r[o]["group"] for r in mine])),
-                    "readable": f"{sum(readable(r[o]['group']) for r in mine)}/{len(mine)}",
+                    "readable": f"{sum(readable(r[o]) for r in mine)}/{len(mine)}",
                     "snr": max(r[o]["snr_max_db"] for r in mine),
                     "psnr": float(np.mean([r["psnr"] for r in mine])),
                 }
