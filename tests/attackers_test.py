@@ -1,9 +1,11 @@
 """Tests of rppgedit.open_rppg: open-rppg's deep models, run in a worker process, as black boxes.
 
 The worker loads and compiles each Keras model (20-40 s each on a 2-core CPU), so one module-scoped
-call reads every clip with a fast subset of the attackers (PhysNet, TS-CAN, EfficientPhys): a
-synthetic face, the same crops declared at 25 fps, a clip too short to read, and, when the slow test
-is selected and the file exists, the real physrecorder clip.
+call reads every clip with two fast attackers, one built under open-rppg's ``mixed_float16`` policy
+(PhysNet) and one under ``float32`` (TS-CAN; efficientphys_test.py runs a third, open-rppg's Keras
+EfficientPhys, for its parity test): a synthetic face, the same crops declared at 25 fps, a clip
+too short to read, and, when the slow test is selected and the file exists, the real physrecorder
+clip.
 """
 
 import math
@@ -21,7 +23,7 @@ from rppgedit.errors import RppgEditError
 
 # The test extra installs the attackers extra (open-rppg): these tests run, never skip.
 
-FAST = ("physnet_keras", "tscan", "efficientphys")
+FAST = ("physnet_keras", "tscan")
 BOGUS = "no_such_model"
 SYNTH_HR = 96.0
 SYNTH_FRAMES = 300  # not a multiple of 128 or 160: every model gets a padded last chunk

@@ -23,11 +23,24 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # (the commands' files gained 70 worker-s; every file that compiles in-process lost more, as each
 # compile then also hashes and writes its program); three workers instead of two, 4 % slower on a
 # 400 worker-s subset (the workers already keep both cores busy); XLA's
-# --xla_llvm_disable_expensive_passes, 7 % slower on a 230 worker-s subset.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=1"
-    ).strip()
+# --xla_llvm_disable_expensive_passes, 7 % slower on a 230 worker-s subset. A cache for the
+# commands only (the files that start them: 766 worker-s against about 845) is not possible: the
+# tests that call `main` in-process would turn it on in their worker for the tests after them.
+# XLA:CPU's elemental emitters for its fusions instead of the newer MLIR fusion emitters, unless
+# XLA_FLAGS names the setting: the same HLO, compiled faster. Measured on the default removal and a
+# 120 bpm edit of a 256-frame grid clip, one process at a time: their programs compiled in 8.7 and
+# 6.8 s against 11.8 and 7.5 s (again: 11.3 and 6.5 s against 14.5 and 11.5 s), the edits ran no
+# slower, and the outputs differed in rounding only (pixel sums 1767779449 and 1767754697 against
+# 1767779445 and 1767754594). Eight of the slowest files (removal, privacy_phys, regional_pulse,
+# attackers, speed_parity, ensemble_balance, synthetic_readability, editor_contract) took 1149
+# worker-s with it (and with fewer removal seeds and attackers) against 1528 in a full run.
+_TEST_XLA_FLAGS = (
+    ("xla_backend_optimization_level", "1"),
+    ("xla_cpu_use_fusion_emitters", "false"),
+)
+for _flag, _value in _TEST_XLA_FLAGS:
+    if _flag not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{_flag}={_value}".strip()
 # The devices the command line and the API run on: one per core (`cpu_threads.spread_over_cores`).
 cpu_threads.spread_over_cores()
 # Commands run by the tests (`python -m rppgedit.main`) keep no compilation cache in the user's home.

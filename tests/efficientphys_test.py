@@ -71,7 +71,7 @@ def test_any_multiple_of_8_frames_equals_the_longer_call(key, rng):
     """Frames interact only through the differences and inside 8-frame TSM segments: two 80-frame
     calls give a 160-frame call's output except in each half's last segment (where the last
     difference of the shorter call is zero, as at the end of every open-rppg chunk)."""
-    variables = efficientphys.init_variables(key)
+    variables = jax.jit(efficientphys.init_variables)(key)  # one program, not op by op
     x = jnp.asarray(rng.random((1, 160, 72, 72, 3), dtype=np.float32))
     forward = jax.jit(efficientphys.EfficientPhys().apply)
     whole = np.asarray(forward(variables, x))[0]
@@ -241,7 +241,7 @@ def test_a_privacy_phys_edit_with_it_as_the_surrogate_moves_its_reading(weights)
     )
     state = {"efficientphys_pure": weights["pure"]}
     edited, aux = privacy_phys.edit(state, crop, mask, target, cfg)
-    before = float(pearson(efficientphys.estimate_bvp(weights["pure"], crop), target))
+    before = float(pearson(jax.jit(efficientphys.estimate_bvp)(weights["pure"], crop), target))
     after = float(pearson(aux["surrogates"]["efficientphys_pure"], target))
     assert before < 0.3 and after > 0.6, (before, after)
     assert float(jnp.abs(edited - crop).max()) < 0.1  # a small edit did it
