@@ -362,8 +362,8 @@ def test_a_removal_that_starts_by_cancelling_the_pulse_plants_no_common_rate():
     with free colour 2, 4, 4, 4, 4, 5 (3.8; none at the truth) and with the R, G, B terms at twice
     the weight (`channel_weight` 6, the default: deeper at the true rate,
     `PrivacyPhysConfig.channel_weight`) 4, 3, 5, 6, 5, 6 (4.8; none at the truth). Checked on seeds
-    0-3, which tell those starts apart as well as 0-5 do (the first two fail on their first four
-    seeds) at two thirds of the time: a mean of at most 5.2, no clip over 6, at most 2 of the 40
+    0-3, which tell those starts apart as seeds 0-5 do (the first two fail on seeds 0-3 alone), with
+    four removals instead of six: a mean of at most 5.2, no clip over 6, at most 2 of the 40
     readings at the true rate (a reader of a pulse-free clip lands within 3 bpm of a given rate
     about 6/140 of the time: 0.43 of 10 per clip)."""
     groups, at_truth = [], 0
