@@ -18,14 +18,6 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # time went to XLA's compiler: on a fresh clone pytest took 1474 s at -O1 against 1600-1725 s.
 # The programs (the HLO, the numerics up to rounding) are those the users run. The commands the
 # tests start inherit it. (-O0 was tried: privacy_phys_test's edits came out NaN.)
-# Also measured, not kept (2026-12-07, fresh clone, this 2-core machine, pytest 2054 s as it is):
-# one persistent compilation cache shared by the workers and the commands the tests start, 2197 s
-# (the commands' files gained 70 worker-s; every file that compiles in-process lost more, as each
-# compile then also hashes and writes its program); three workers instead of two, 4 % slower on a
-# 400 worker-s subset (the workers already keep both cores busy); XLA's
-# --xla_llvm_disable_expensive_passes, 7 % slower on a 230 worker-s subset. A cache for the
-# commands only (the files that start them: 766 worker-s against about 845) is not possible: the
-# tests that call `main` in-process would turn it on in their worker for the tests after them.
 # XLA:CPU's elemental emitters for its fusions instead of the newer MLIR fusion emitters, unless
 # XLA_FLAGS names the setting: the same HLO, compiled faster. Measured on the default removal and a
 # 120 bpm edit of a 256-frame grid clip, one process at a time: their programs compiled in 8.7 and
@@ -41,6 +33,14 @@ _TEST_XLA_FLAGS = (
 for _flag, _value in _TEST_XLA_FLAGS:
     if _flag not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{_flag}={_value}".strip()
+# Also measured, not kept (2026-12-07, fresh clone, this 2-core machine, pytest 2054 s before the
+# fusion emitters were turned off): one persistent compilation cache shared by the workers and the
+# commands the tests start, 2197 s (the commands' files gained 70 worker-s; every file that compiles
+# in-process lost more: with the command line's settings each compile also writes its program); three workers instead of two, 4 % slower on a
+# 400 worker-s subset (the workers already keep both cores busy); XLA's
+# --xla_llvm_disable_expensive_passes, 7 % slower on a 230 worker-s subset. A cache for the
+# commands only (the files that start them: 766 worker-s against about 845) is not possible: the
+# tests that call `main` in-process would turn it on in their worker for the tests after them.
 # The devices the command line and the API run on: one per core (`cpu_threads.spread_over_cores`).
 cpu_threads.spread_over_cores()
 # Commands run by the tests (`python -m rppgedit.main`) keep no compilation cache in the user's home.
