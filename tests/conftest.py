@@ -36,11 +36,12 @@ for _flag, _value in _TEST_XLA_FLAGS:
 # Also measured, not kept (2026-12-07, fresh clone, this 2-core machine, pytest 2054 s before the
 # fusion emitters were turned off): one persistent compilation cache shared by the workers and the
 # commands the tests start, 2197 s (the commands' files gained 70 worker-s; every file that compiles
-# in-process lost more: with the command line's settings each compile also writes its program); three workers instead of two, 4 % slower on a
-# 400 worker-s subset (the workers already keep both cores busy); XLA's
-# --xla_llvm_disable_expensive_passes, 7 % slower on a 230 worker-s subset. A cache for the
-# commands only (the files that start them: 766 worker-s against about 845) is not possible: the
-# tests that call `main` in-process would turn it on in their worker for the tests after them.
+# in-process lost more: with the command line's settings each compile also writes its program);
+# three workers instead of two, 4 % slower on a 400 worker-s subset (the workers already keep both
+# cores busy); XLA's --xla_llvm_disable_expensive_passes, 7 % slower on a 230 worker-s subset. A
+# cache for the commands only (the files that start them: 766 worker-s against about 845) is not
+# possible: the tests that call `main` in-process would turn it on in their worker for the tests
+# after them.
 # The devices the command line and the API run on: one per core (`cpu_threads.spread_over_cores`).
 cpu_threads.spread_over_cores()
 # Commands run by the tests (`python -m rppgedit.main`) keep no compilation cache in the user's home.
