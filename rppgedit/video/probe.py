@@ -334,7 +334,9 @@ _ORIENTATIONS = {
 def orientation(path, frame) -> tuple[int, bool]:
     """How to turn a decoded ``frame``'s pixels upright, from its display matrix:
     (quarter turns counter-clockwise, mirrored first)."""
-    for data in frame.side_data:
+    for item in frame.side_data:
+        # PyAV up to 18.1.0 iterates over the side data, 18.1.1 over their types (a mapping).
+        data = item if hasattr(item, "type") else frame.side_data[item]
         if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
             matrix = np.frombuffer(bytes(data), np.int32)[[0, 1, 3, 4]] / 65536.0
             key = tuple(int(v) for v in np.round(matrix))
