@@ -553,27 +553,34 @@ def pulse_component(
     reference=None,
     centre_hz=None,
     excess_over=None,
+    floor_over=None,
 ):
     """The pulse of detrended traces "... t" as signals "... t": the bins that `pulse_strength`
     counts (within `half_width_hz` of the strongest frequency in `band_hz`) of `reference` "t"
     (default: the trace itself, which must then be "t"), or the bins within `half_width_hz` of
-    `centre_hz` when given, transformed back. With `excess_over`, each other bin in `band_hz`
-    adds the part of it whose magnitude exceeds `excess_over` times the median magnitude of the
-    trace's band bins (in the bin's own phase): with it, the pulse and every other rate that stands
-    out of the band, so that minus this leaves no in-band peak."""
+    `centre_hz` when given, transformed back. With `floor_over`, each of those bins keeps only the
+    part of it whose magnitude exceeds `floor_over` times the median magnitude of the trace's band
+    bins (in the bin's own phase), so that minus this leaves the band's noise floor at the pulse's
+    rate instead of a hole. With `excess_over`, each other bin in `band_hz` adds the part of it
+    above `excess_over` times that median the same way: with it, the pulse and every other rate
+    that stands out of the band, so that minus this leaves no in-band peak."""
     trace = _float_array(trace)
     reference = trace if reference is None else _float_array(reference)
     _, _, near = _pulse_bins(reference, fps, band_hz, half_width_hz, centre_hz)
     spectrum = jnp.fft.rfft(trace - jnp.mean(trace, axis=-1, keepdims=True))
     near = jnp.reshape(near, (1,) * (spectrum.ndim - 1) + near.shape)
+    band = _band_mask(np.fft.rfftfreq(trace.shape[-1], 1.0 / fps), band_hz)
+    size = jnp.abs(spectrum)
+    median = jnp.median(size[..., band], axis=-1, keepdims=True)
+
+    def above(times):  # each bin's part above `times` the band's median magnitude
+        return spectrum * jnp.maximum(0.0, 1.0 - times * median / jnp.maximum(size, 1e-12))
+
+    pulse = spectrum if floor_over is None else above(floor_over)
     elsewhere = 0.0  # the bins away from the pulse
     if excess_over is not None:
-        band = _band_mask(np.fft.rfftfreq(trace.shape[-1], 1.0 / fps), band_hz)
-        size = jnp.abs(spectrum)
-        level = excess_over * jnp.median(size[..., band], axis=-1, keepdims=True)
-        excess = spectrum * jnp.maximum(0.0, 1.0 - level / jnp.maximum(size, 1e-12))
-        elsewhere = jnp.where(jnp.asarray(band), excess, 0.0)
-    return jnp.fft.irfft(jnp.where(near, spectrum, elsewhere), trace.shape[-1])
+        elsewhere = jnp.where(jnp.asarray(band), above(excess_over), 0.0)
+    return jnp.fft.irfft(jnp.where(near, pulse, elsewhere), trace.shape[-1])
 
 
 # The pulse reaches the face's regions within tens of ms of each other: a lag between their pulses

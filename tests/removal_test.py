@@ -262,6 +262,31 @@ def test_a_free_colour_removal_cancels_the_pulse_in_every_channel_before_adam_st
     assert along[2] > 0.5, along  # measured 0.17, 0.02, 0.73
 
 
+def test_a_removal_with_a_cancel_floor_starts_at_the_noise_level_at_the_rate():
+    """`cancel_floor`: the start leaves each channel's bins near the pulse's rate at the band's
+    median magnitude (its noise floor), or as they were where they were under it, instead of
+    emptying them, so that the steps have no hole to fill around the rate (float64 reference:
+    the start's residual against the detrended trace's spectrum)."""
+    colour = np.array([0.6, 0.9, 0.3])
+    clip, _, _ = _skin_trace_clip(colour)
+    mask = np.ones(clip.shape[:3], bool)
+    cfg = editors.make_config("privacy_phys", FPS, True, [("surrogates", (("pos", 1.0),))])
+    direction = np.asarray(privacy_phys.pulse_direction(clip, mask))
+    trace = np.asarray(signals.detrend(clip[:, 0, 0] * 255.0, axis=0), np.float64)
+    spectrum = np.fft.rfft(trace - trace.mean(0), axis=0)
+    freqs = np.fft.rfftfreq(len(clip), 1.0 / FPS)
+    floor = np.median(np.abs(spectrum[(freqs >= 0.7) & (freqs <= 3.0)]), axis=0)
+    near = np.abs(freqs - 1.3) <= cfg.cancel_width_hz
+    kept = np.minimum(np.abs(spectrum[near]), floor)  # a bin under the floor stays as it was
+    for cancel_floor, level in ((None, 0.0), (1.0, kept)):
+        start = privacy_phys.own_pulse_grid(
+            clip, mask, direction, (1, 1), dataclasses.replace(cfg, cancel_floor=cancel_floor)
+        )
+        residual = trace - np.asarray(start, np.float64)[:, 0, 0]
+        left = np.abs(np.fft.rfft(residual - residual.mean(0), axis=0))[near]
+        np.testing.assert_allclose(left, level * np.ones_like(left), atol=0.02 * floor.min())
+
+
 def test_a_removal_cancels_the_rate_the_surrogates_read_not_the_traces_strongest():
     """On real skin the face trace's strongest in-band rate is often not the pulse (the shared
     physrecorder clip along the pulse colour: 49, 91 and 84 bpm in its three removal windows, the

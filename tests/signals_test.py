@@ -390,3 +390,23 @@ def test_pulse_component_with_the_excess_leaves_no_band_bin_above_the_level():
     assert np.abs(before[np.argmin(np.abs(freqs - 1.65))]) > 3 * level  # the tone was cut
     low = (band & ~near & (np.abs(before) < level)) | ~band
     np.testing.assert_allclose(after[low], before[low], atol=1e-3 * level)
+
+
+def test_pulse_component_with_a_floor_leaves_the_noise_level_at_the_rate_not_a_hole():
+    """`floor_over`: minus the component leaves each bin near the rate at `floor_over` times the
+    trace's median band magnitude where it stood above it (in its own phase) and as it was where
+    it did not; every other bin as it was (float64 NumPy reference)."""
+    rng = np.random.default_rng(5)
+    t = np.arange(256) / 30.0
+    trace = rng.normal(0.0, 1.0, 256) + 4.0 * np.cos(2 * np.pi * 1.18 * t + 0.4)
+    trace = (trace - trace.mean()).astype(np.float32)
+    got = signals.pulse_component(trace, 30.0, half_width_hz=0.25, centre_hz=1.18, floor_over=1.0)
+    before = np.fft.rfft(trace.astype(np.float64))
+    after = np.fft.rfft(trace.astype(np.float64) - np.asarray(got, np.float64))
+    freqs = np.fft.rfftfreq(256, 1.0 / 30.0)
+    level = np.median(np.abs(before[(freqs >= 0.7) & (freqs <= 3.0)]))
+    near = np.abs(np.arange(freqs.size) - round(1.18 * 256 / 30.0)) <= 2
+    assert np.sum(np.abs(before[near]) > 2 * level) >= 2  # the tone stood out there
+    expected = before * np.minimum(1.0, level / np.abs(before))
+    np.testing.assert_allclose(after[near], expected[near], atol=1e-3 * level)
+    np.testing.assert_allclose(after[~near], before[~near], atol=1e-3 * level)
