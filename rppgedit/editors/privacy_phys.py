@@ -282,7 +282,8 @@ class PrivacyPhysConfig:
         after CRF 23, at the truth 0 (0) and 6 (1) of 80, highest SNR at the truth after CRF 23
         -2.8 (-4.1) dB. With the trace's rate instead, grid and excess 1.5 / 2.0, the real
         clip's largest group is 8 / 15 of 20 (at 88 and 87 bpm, rates the clip's trace has
-        under its pulse). No setting is better on every measure, so the defaults stay.
+        under its pulse). No setting is better on every measure, so the defaults stay (with
+        `cancel_floor` too: see there).
       cancel_floor: removal only: the start takes from each bin near the rate only its part above
         this many times the band's median magnitude (`signals.pulse_component`'s `floor_over`),
         leaving the band's noise floor at the rate instead of emptying those bins. From the empty
@@ -295,7 +296,18 @@ class PrivacyPhysConfig:
         pulse: 5.2, max 8); clips where half the readers agree 2 / 0 of 6; highest SNR at the
         truth -6.9 / -7.7 dB; PSNR 59.86 / 59.74 dB. But with the 10 default readers, seeds 0-7,
         lossless / after H.264 CRF 23: largest group mean 4.5 / 4.9 and 5.9 / 6.9 of 10 (max 6 /
-        7 and 8 / 9), none at the truth in either, PSNR 59.78 / 59.81 dB. Not the default yet.
+        7 and 8 / 9), none at the truth in either, PSNR 59.78 / 59.81 dB. Floor 1.5 alone: 4.8
+        and 5.0 of 10, 1 of 80 at the truth losslessly, highest SNR there -2.9 dB. With
+        `cancel_excess` 1.5 as well (`cancel_floor=1.0+cancel_excess=1.5`), the same 10
+        readers: none at the truth, largest group mean 3.5 (max 5) losslessly and 5.8 (max 8)
+        after CRF 23, highest SNR at the truth -5.7 / -4.0 dB, PSNR 60.01 dB; the 20 readers on
+        seeds 0-5: 1 of 120 at the truth, largest group mean 5.7 of 20 (max 8, as without a
+        pulse), no clip where half agree, highest SNR at the truth -5.7 dB, PSNR 59.95 dB; the
+        shared physrecorder clip (602 frames, 256-frame windows), 20 readers, default / floor
+        and excess: none at the truth in either, largest group 5 (at 59 bpm) / 4. But on seeds
+        8-15 after CRF 23 the truth came back: 8 of 80 readings (3 clips), highest SNR at the
+        truth -0.9 dB (default: 1 of 80, `cancel_excess`'s figures), none losslessly, largest
+        group 4.6 / 4.5 of 10 losslessly / after CRF 23. So not the default yet.
       regional_timing: target mode only: in each face region (`roi.FACE_REGIONS`: forehead,
         cheeks) the start (`init_scale`) and, with `region_weight`, the region's target are the
         target delayed (by at most `PLANTED_LAG_S`) and scaled as that region's own pulse trails
