@@ -78,11 +78,12 @@ def run(s) -> None:
     if s.live_max_lag < 0:
         raise RppgEditError(f"--live_max_lag must be >= 0, got {s.live_max_lag}")
     face_box = common.face_box(s)
-    common.check_weights(s)
     job = dataclasses.replace(common.job(s), batch_windows=1)
     source, sink = None, None
     try:
+        # the stream's own flags first: a bad size or device fails without loading weights (1 s)
         source, width, height, fps, realtime = open_source(s)
+        common.check_weights(s)
         if face_box is not None:
             from rppgedit import validate
 
