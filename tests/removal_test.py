@@ -9,20 +9,21 @@ of 10 estimators per clip), so each clip here may keep one estimator within 3 bp
 and no more; the unedited clips keep 9 or 10, and the removal before the coarse removal grid
 (`privacy_phys.REMOVAL_DEFAULTS`) kept 6-8 after CRF 23 on 3 of 16 clips.
 
-The clips are `benchmarks/removal_codec.py`'s seeds 0 and 1 (light skin still, medium skin moving),
-where removal without the spectral notch (flatness alone, `removal_loss="flatness"` with
-`notch_weight=0`) left 4 and 8 of the 10 estimators at the true rate losslessly and 6 and 3 after
-CRF 23 (measured with that benchmark, through the edit's mask), rendered with the camera those
+The first test's clip is `benchmarks/removal_codec.py`'s seed 1 (medium skin, moving), where removal
+without the spectral notch (flatness alone, `removal_loss="flatness"` with `notch_weight=0`) left 8
+of the 10 estimators at the true rate losslessly and 3 after CRF 23 (seed 0, light skin still: 4
+and 6; measured with that benchmark, through the edit's mask), rendered with the camera those
 numbers were measured on (`OLD_CAMERA`: 1 level of noise, 0.2% flicker, pulse amplitude 0.004; issue
-23 made the renderer's default camera a real webcam's: 0.6, 0.03%, 0.005), and seed 2 (dark skin) on
-the default camera.
+23 made the renderer's default camera a real webcam's: 0.6, 0.03%, 0.005). Light skin after H.264 is
+grid seed 12's test (the default camera), dark skin seed 2's. Seed 0 on the old camera was checked
+here as well until 2026-12-07 (at most one at the truth, losslessly and after CRF 23); it was
+dropped for the suite's time, as the light, still case after H.264 is seed 12's.
 """
 
 import dataclasses
 import functools
 
 import numpy as np
-import pytest
 
 from rppgedit import editors, pipeline, readings, report, signals, targets
 from rppgedit.data import synthetic
@@ -48,9 +49,8 @@ def _at_true_rate(frames, clip, job, params):
     }
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_removal_leaves_at_most_one_estimator_at_the_true_rate_after_h264(tmp_path, seed):
-    clip = synthetic.grid_clip(seed, **OLD_CAMERA)
+def test_removal_leaves_at_most_one_estimator_at_the_true_rate_after_h264(tmp_path):
+    clip = synthetic.grid_clip(1, **OLD_CAMERA)
     job = pipeline.EditJob(target=targets.TargetSpec(kind="none"), estimators=())
     assert pipeline.editor_config(job, FPS).removal_loss == "notched_flat"  # notched at the truth
     result = pipeline.edit_frames(clip.frames, FPS, clip.crop_boxes, job)
