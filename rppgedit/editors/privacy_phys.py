@@ -314,9 +314,12 @@ class PrivacyPhysConfig:
         8-15, lossless and after CRF 23: at the truth 0 / 0 and 2 / 0 of 80; largest group mean
         5.0 / 5.0 and 4.9 / 4.9 of 10 (default 4.5 / 4.1 and 5.9 / 4.9); highest SNR at the truth
         after CRF 23 -1.6 / -4.5 dB; PSNR 59.68 / 60.20 dB. With `cancel_excess` 1.5 too, seeds
-        8-15: 1 / 0 of 80, group 4.8 / 5.4. The grid keeps the truth away after the codec, but
-        its lossless groups are those of clips rendered without a pulse (4.8-5.2), larger than
-        the default's; only after CRF 23 are they smaller. So not the default yet.
+        8-15: 1 / 0 of 80, group 4.8 / 5.4. The shared physrecorder clip, 20 readers, floor and
+        grid / default: none at the truth, losslessly or after CRF 23; largest group 7 / 5 of 20
+        losslessly, 7 / 6 after CRF 23. The grid keeps the truth away after the codec, but its
+        lossless groups are those of clips rendered without a pulse (4.8-5.2), larger than the
+        default's; only after CRF 23 are they smaller on the synthetic clips, and on the real
+        clip they are larger in both. So not the default yet.
       regional_timing: target mode only: in each face region (`roi.FACE_REGIONS`: forehead,
         cheeks) the start (`init_scale`) and, with `region_weight`, the region's target are the
         target delayed (by at most `PLANTED_LAG_S`) and scaled as that region's own pulse trails
