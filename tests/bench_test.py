@@ -1,5 +1,6 @@
 """`--mode=bench` counts the FLOPs of every optimisation step, not of one loop body."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -40,6 +41,22 @@ def test_flops_grow_with_the_number_of_steps(rng):
     assert counted[4, 1] - counted[2, 1] == pytest.approx(2 * body, rel=0.01)
     # PhysNet on every other step: four steps cost about what two exact ones do
     assert counted[4, 2] == pytest.approx(counted[2, 1], rel=0.05)
+
+
+def test_a_backend_that_cannot_count_a_lowered_program_counts_the_compiled_copy(rng, monkeypatch):
+    """Jax's PJRT plugin backends (CUDA, TPU) raise NotImplementedError from
+    `Lowered.cost_analysis`; the count then compiles the unrolled copy, with the same result."""
+    module = editors.get("privacy_phys")
+    cfg = module.Config(fps=30.0, steps=2, surrogates=SURROGATES)  # a loop: counted unrolled
+    args = (module.load_state(cfg), *_args(rng))
+    lowered = bench._counted_flops(module, cfg, args, None)
+
+    def unavailable(self):
+        raise NotImplementedError("Lowered.cost_analysis not implemented on platform 'cuda'")
+
+    monkeypatch.setattr(jax.stages.Lowered, "cost_analysis", unavailable)
+    compiled = bench._counted_flops(module, cfg, args, None)
+    assert compiled == pytest.approx(lowered, rel=0.01)
 
 
 def test_an_editor_whose_loops_cannot_be_unrolled_is_not_counted(rng):
